@@ -1,0 +1,49 @@
+"""Alembic environment: metadata from service.models, URL from service.config.
+
+A caller that already holds a connection (the tests) passes it in ``config.attributes["connection"]``.
+"""
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from service.config import load_settings
+from service.db import resolve_url
+from service.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def render_item(type_, obj, autogen_context):
+    """Render pgvector types with a stable import in generated revisions."""
+    if type_ == "type" and obj.__class__.__module__.startswith("pgvector"):
+        autogen_context.imports.add("import pgvector.sqlalchemy")
+        return f"pgvector.sqlalchemy.{obj!r}"
+    return False
+
+
+def run_migrations(connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_item=render_item,
+        transaction_per_migration=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        run_migrations(connection)
+        return
+    url = config.attributes.get("url") or resolve_url(load_settings())
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        run_migrations(connection)
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported: run them against a database")
+run_migrations_online()

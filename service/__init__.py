@@ -1,0 +1,31 @@
+"""With Sense: photo search by description. ``create_app`` builds the Flask app (the factory pattern)."""
+from __future__ import annotations
+
+from flask import Flask
+
+from service.config import Settings, load_settings
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    """Build an app: settings from the environment, then ``overrides`` (tests pass theirs here)."""
+    settings = load_settings(**(overrides or {}))
+    app = Flask(__name__)
+    app.config["WITHSENSE"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024 + 64 * 1024
+    app.json.sort_keys = False
+
+    from service import db, errors
+    from service.api_search import bp as search_bp
+    from service.api_photos import bp as photos_bp
+    from service.api_health import bp as health_bp
+
+    db.init_app(app, settings)
+    errors.init_app(app)
+    app.register_blueprint(search_bp)
+    app.register_blueprint(photos_bp)
+    app.register_blueprint(health_bp)
+    return app
+
+
+def settings_of(app: Flask) -> Settings:
+    return app.config["WITHSENSE"]

@@ -1,0 +1,199 @@
+"""The `withsense` command: database, migrations, ingestion, training, search, serving, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from service.config import REPO_ROOT, Settings, load_settings
+
+
+def _engine(settings: Settings):
+    from service.db import make_engine, resolve_url
+
+    return make_engine(resolve_url(settings))
+
+
+def alembic_config(url: str | None = None):
+    from alembic.config import Config
+
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    if url:
+        config.attributes["url"] = url
+    return config
+
+
+def cmd_db(args, settings: Settings) -> int:
+    from service import embedded_db
+
+    if settings.database_url and args.action in ("start", "stop"):
+        print(f"DATABASE_URL is set: the database at {settings.database_url} is managed elsewhere", file=sys.stderr)
+        return 1
+    if args.action == "start":
+        print(embedded_db.start(settings.pgdata_dir))
+    elif args.action == "stop":
+        print("stopped" if embedded_db.stop(settings.pgdata_dir) else "not running")
+    elif args.action == "status":
+        url = settings.database_url or embedded_db.running_url(settings.pgdata_dir)
+        print(f"running: {url}" if url else f"not running (data directory {settings.pgdata_dir})")
+        return 0 if url else 3
+    elif args.action == "url":
+        from service.db import resolve_url
+
+        print(resolve_url(settings))
+    elif args.action == "analyst-url":
+        from sqlalchemy.engine import make_url
+
+        from service.db import resolve_url
+
+        url = make_url(resolve_url(settings)).set(drivername="postgresql", username="analyst", password=None)
+        print(url.render_as_string(hide_password=False))
+    return 0
+
+
+def cmd_migrate(args, settings: Settings) -> int:
+    from alembic import command
+
+    from service.db import resolve_url
+
+    config = alembic_config(resolve_url(settings))
+    if args.downgrade:
+        command.downgrade(config, args.revision or "-1")
+    else:
+        command.upgrade(config, args.revision or "head")
+    print(f"database at {'revision ' + args.revision if args.revision else 'head'}")
+    return 0
+
+
+def cmd_ingest(args, settings: Settings) -> int:
+    from service import ingest
+    from service.dataset import DatasetInvalid, read_dataset
+    from service.runtime import encoders_for
+    from service.models_registry import encoder_model_ids
+    from service.training import project_missing_photos
+
+    path = args.path or settings.dataset_dir
+    if not path:
+        print("no dataset folder: pass PATH or set WITHSENSE_DATASET", file=sys.stderr)
+        return 2
+    try:
+        dataset = read_dataset(path, extra_dir=settings.extra_dataset_dir or None)
+    except DatasetInvalid as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    engine = _engine(settings)
+    report = ingest.load_dataset(engine, settings, dataset, progress=not args.quiet)
+    encoders = encoders_for(settings)
+    n_photos = ingest.embed_photos(engine, settings, encoders.image, progress=not args.quiet)
+    n_texts = ingest.embed_descriptions(engine, settings, encoders.text, progress=not args.quiet)
+    image_model_id = encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"]
+    n_projected = project_missing_photos(engine, settings, image_model_id)
+    for line in report.lines():
+        print(line)
+    print(f"vectors computed: {n_photos} photos, {n_texts} descriptions; {n_projected} photos added to the active model")
+    return 0
+
+
+def cmd_train(args, settings: Settings) -> int:
+    from service.runtime import encoders_for
+    from service.training import train_ridge
+
+    model = train_ridge(_engine(settings), settings, encoders_for(settings), progress=not args.quiet)
+    print(json.dumps(model, indent=2))
+    return 0
+
+
+def cmd_search(args, settings: Settings) -> int:
+    from service.runtime import encoders_for
+    from service.search import Searcher
+
+    searcher = Searcher(_engine(settings), settings, encoders_for(settings).text)
+    response = searcher.search(args.query, limit=args.limit)
+    if args.json:
+        print(json.dumps(response.to_dict(), indent=2))
+    elif response.blocked:
+        print(response.notice)
+    else:
+        for rank, result in enumerate(response.results, start=1):
+            print(f"{rank}. {result.score:.3f}  photo {result.photo_id}  {result.file_name}")
+        print(f"model {response.model_version}, {response.took_ms:.1f} ms")
+    return 0
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    from service.db import resolve_url
+
+    # Workers share one database: resolve (and start) the embedded server once, before forking.
+    os.environ["DATABASE_URL"] = resolve_url(settings)
+    argv = ["gunicorn", "--workers", str(args.workers), "--bind", f"{args.host}:{args.port}",
+            "--timeout", "120", "--access-logfile", "-", "service:create_app()"]
+    print(f"With Sense is serving at http://{args.host}:{args.port}/", flush=True)
+    os.execvp(argv[0], argv)
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    """Everything `make demo` needs, each step a no-op when already done."""
+    from sqlalchemy import text
+
+    engine = _engine(settings)
+    cmd_migrate(argparse.Namespace(revision=None, downgrade=False), settings)
+    if cmd_ingest(argparse.Namespace(path=None, quiet=False), settings) != 0:
+        return 1
+    with engine.connect() as conn:
+        active = conn.execute(text("SELECT version FROM models WHERE kind = 'ranker' AND active AND encoder_key = :k"),
+                              {"k": settings.encoder_key}).scalar()
+    if active:
+        print(f"using the active model {active}")
+    else:
+        cmd_train(argparse.Namespace(quiet=False), settings)
+    return cmd_serve(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="withsense", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL")
+    db.add_argument("action", choices=["start", "stop", "status", "url", "analyst-url"])
+    db.set_defaults(func=cmd_db)
+
+    migrate = sub.add_parser("migrate", help="apply Alembic migrations (to head by default)")
+    migrate.add_argument("revision", nargs="?")
+    migrate.add_argument("--downgrade", action="store_true", help="go down to REVISION (default: one step)")
+    migrate.set_defaults(func=cmd_migrate)
+
+    ingest = sub.add_parser("ingest", help="load photos")
+    ingest_sub = ingest.add_subparsers(dest="what", required=True)
+    ds = ingest_sub.add_parser("dataset", help="the Practicum dataset folder")
+    ds.add_argument("path", nargs="?", help="default: WITHSENSE_DATASET")
+    ds.add_argument("--quiet", action="store_true")
+    ds.set_defaults(func=cmd_ingest)
+
+    train = sub.add_parser("train", help="fit and activate the ranker")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(func=cmd_train)
+
+    search = sub.add_parser("search", help="search from the command line")
+    search.add_argument("query")
+    search.add_argument("--limit", type=int, default=5)
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=cmd_search)
+
+    for name, func in (("serve", cmd_serve), ("demo", cmd_demo)):
+        p = sub.add_parser(name, help="serve the API with gunicorn" if name == "serve" else "set up everything, then serve")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+        p.add_argument("--workers", type=int, default=2)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args, load_settings()) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The one place that builds the database engine and hands out sessions.
+
+pgvector's types are registered on every new connection, so numpy arrays bind as ``vector``
+parameters and ``vector`` columns come back as numpy arrays.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from flask import Flask, current_app, g
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service import embedded_db
+from service.config import Settings
+
+
+def resolve_url(settings: Settings) -> str:
+    """DATABASE_URL when set (normalised to psycopg 3), else the embedded server, started on demand."""
+    if settings.database_url:
+        url = settings.database_url
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+    return embedded_db.start(settings.pgdata_dir)
+
+
+def _register_vector(dbapi_connection, _record) -> None:
+    from pgvector.psycopg import register_vector
+
+    try:
+        register_vector(dbapi_connection)
+    except Exception:  # noqa: BLE001 - before the first migration the extension does not exist yet
+        dbapi_connection.rollback()
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=5)
+    event.listen(engine, "connect", _register_vector)
+    return engine
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session for CLI and scripts: commit on success, roll back on error."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def get_session() -> Session:
+    """The request's session, opened on first use and closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["withsense.sessionmaker"]()
+    return g.db_session
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    engine = make_engine(resolve_url(settings))
+    app.extensions["withsense.engine"] = engine
+    app.extensions["withsense.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.teardown_appcontext(close_session)
+
+
+def as_array(value) -> "np.ndarray":
+    """A vector column value as float32 numpy (pgvector returns its own Vector type)."""
+    import numpy as np
+
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)

@@ -1,0 +1,213 @@
+"""The schema as typed SQLAlchemy models. Migrations in ``migrations/`` create it; ``alembic check``
+(run by the tests) proves the two agree.
+
+Vectors are stored without a fixed dimension (``vector``) and keyed by the model that made them, so
+encoders of different sizes can live side by side and a search can never compare vectors of two
+different models.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SPLITS = ("train", "test", "upload")
+DESCRIPTION_SOURCES = ("dataset", "owner", "user", "test")
+MODEL_KINDS = ("encoder", "ranker")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+    __table_args__ = (
+        CheckConstraint(_in("split", SPLITS), name="split"),
+        CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256_hex"),
+        CheckConstraint("bytes > 0 AND width > 0 AND height > 0", name="positive_size"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    file_name: Mapped[str] = mapped_column(Text, index=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    storage_key: Mapped[str] = mapped_column(Text)
+    split: Mapped[str] = mapped_column(Text)
+    uploader: Mapped[Optional[str]] = mapped_column(Text)
+    place: Mapped[Optional[str]] = mapped_column(Text)
+    camera: Mapped[Optional[str]] = mapped_column(Text)
+    taken_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Description(Base):
+    __tablename__ = "descriptions"
+    __table_args__ = (
+        CheckConstraint(_in("source", DESCRIPTION_SOURCES), name="source"),
+        CheckConstraint("length(btrim(text)) BETWEEN 1 AND 2000", name="text_length"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    author: Mapped[Optional[str]] = mapped_column(Text)
+    # The photo the text was written for; NULL for dataset captions whose photo is not stored.
+    photo_id: Mapped[Optional[int]] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    # Flickr8k caption id such as "1056338697_4f7d7ce270.jpg#2"; makes dataset loads idempotent.
+    dataset_key: Mapped[Optional[str]] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ExpertRating(Base):
+    __tablename__ = "expert_ratings"
+    __table_args__ = (
+        CheckConstraint("expert_no BETWEEN 1 AND 3", name="expert_no"),
+        CheckConstraint("score BETWEEN 1 AND 4", name="score"),
+    )
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    description_id: Mapped[int] = mapped_column(
+        ForeignKey("descriptions.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    expert_no: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    score: Mapped[int] = mapped_column(SmallInteger)
+
+
+class CrowdRating(Base):
+    __tablename__ = "crowd_ratings"
+    __table_args__ = (
+        CheckConstraint("share BETWEEN 0 AND 1", name="share"),
+        CheckConstraint("yes >= 0 AND no >= 0", name="counts"),
+    )
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    description_id: Mapped[int] = mapped_column(
+        ForeignKey("descriptions.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    share: Mapped[float] = mapped_column(Float)
+    yes: Mapped[int] = mapped_column(Integer)
+    no: Mapped[int] = mapped_column(Integer)
+
+
+class CrowdVote(Base):
+    """A live match / no-match vote from the API, about a stored description or a free query."""
+
+    __tablename__ = "crowd_votes"
+    __table_args__ = (
+        CheckConstraint("description_id IS NOT NULL OR query IS NOT NULL", name="about_something"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    description_id: Mapped[Optional[int]] = mapped_column(ForeignKey("descriptions.id", ondelete="CASCADE"))
+    query: Mapped[Optional[str]] = mapped_column(Text)
+    match: Mapped[bool] = mapped_column(Boolean)
+    client: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Model(Base):
+    """An encoder or a trained ranker (joint mapping + scorer), with its version and metrics.
+
+    ``encoder_key`` names the encoder pair whose vectors a ranker consumes; at most one ranker per
+    encoder pair is active.
+    """
+
+    __tablename__ = "models"
+    __table_args__ = (
+        CheckConstraint(_in("kind", MODEL_KINDS), name="kind"),
+        CheckConstraint("dims > 0", name="dims"),
+        Index("uq_models_kind_name_version", "kind", "name", "version", unique=True),
+        Index(
+            "uq_models_one_active_ranker",
+            "encoder_key",
+            unique=True,
+            postgresql_where=text("active AND kind = 'ranker'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(Text)
+    encoder_key: Mapped[str] = mapped_column(Text)
+    dims: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    artifact_path: Mapped[Optional[str]] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PhotoEmbedding(Base):
+    """A photo's vector under one model: raw image features (encoder) or joint-space vector (ranker)."""
+
+    __tablename__ = "photo_embeddings"
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    embedding: Mapped[Any] = mapped_column(Vector())
+
+
+class DescriptionEmbedding(Base):
+    __tablename__ = "description_embeddings"
+
+    description_id: Mapped[int] = mapped_column(
+        ForeignKey("descriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    embedding: Mapped[Any] = mapped_column(Vector())
+
+
+class SearchLog(Base):
+    __tablename__ = "search_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    query: Mapped[str] = mapped_column(Text)
+    blocked: Mapped[bool] = mapped_column(Boolean)
+    n_results: Mapped[int] = mapped_column(Integer)
+    photo_ids: Mapped[list[int]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    took_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

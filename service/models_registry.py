@@ -1,0 +1,45 @@
+"""Rows of the models table: encoders (get-or-create) and the active ranker per encoder pair."""
+from __future__ import annotations
+
+from typing import Optional
+
+from sqlalchemy import Connection, Engine, text
+
+from service.config import Settings
+
+
+class ModelMismatch(RuntimeError):
+    """Vectors of one model would be compared with vectors of another."""
+
+
+def _ensure_encoder(conn: Connection, name: str, dims: int, encoder_key: str) -> int:
+    conn.execute(text(
+        """INSERT INTO models (kind, name, version, encoder_key, dims)
+           VALUES ('encoder', :name, '1', :key, :dims)
+           ON CONFLICT (kind, name, version) DO NOTHING"""
+    ), {"name": name, "key": encoder_key, "dims": dims})
+    model_id, stored_dims = conn.execute(
+        text("SELECT id, dims FROM models WHERE kind = 'encoder' AND name = :name AND version = '1'"), {"name": name}
+    ).one()
+    if stored_dims != dims:
+        raise ModelMismatch(f"encoder {name} is stored with {stored_dims} dimensions but now gives {dims}")
+    return model_id
+
+
+def encoder_model_ids(engine: Engine, settings: Settings, *, text_encoder=None, image_encoder=None) -> dict[str, int]:
+    """Model ids of the given encoders, registering them on first use."""
+    ids = {}
+    with engine.begin() as conn:
+        if text_encoder is not None:
+            ids["text"] = _ensure_encoder(conn, f"text:{text_encoder.name}", text_encoder.dim, settings.encoder_key)
+        if image_encoder is not None:
+            ids["image"] = _ensure_encoder(conn, f"image:{image_encoder.name}", image_encoder.dim, settings.encoder_key)
+    return ids
+
+
+def active_ranker(conn: Connection, encoder_key: str) -> Optional[dict]:
+    row = conn.execute(text(
+        """SELECT id, name, version, dims, artifact_path, metrics FROM models
+           WHERE kind = 'ranker' AND active AND encoder_key = :key"""
+    ), {"key": encoder_key}).mappings().first()
+    return dict(row) if row else None

@@ -1,0 +1,32 @@
+"""Per-process objects that are expensive to build: encoders and the searcher, made once per worker."""
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from ml.encoders import EncoderPair, load_encoders
+from service.config import Settings
+from service.search import Searcher
+
+
+def encoders_for(settings: Settings) -> EncoderPair:
+    return load_encoders(settings.encoder, image_model=settings.image_model, clip_path=settings.clip_path)
+
+
+def get_searcher(app: Flask | None = None) -> Searcher:
+    app = app or current_app
+    searcher = app.extensions.get("withsense.searcher")
+    if searcher is None:
+        settings = app.config["WITHSENSE"]
+        encoders = get_encoders(app)
+        searcher = Searcher(app.extensions["withsense.engine"], settings, encoders.text)
+        app.extensions["withsense.searcher"] = searcher
+    return searcher
+
+
+def get_encoders(app: Flask | None = None) -> EncoderPair:
+    app = app or current_app
+    encoders = app.extensions.get("withsense.encoders")
+    if encoders is None:
+        encoders = encoders_for(app.config["WITHSENSE"])
+        app.extensions["withsense.encoders"] = encoders
+    return encoders

