@@ -127,10 +127,10 @@ def cmd_serve(args, settings: Settings) -> int:
 
     # Workers share one database: resolve (and start) the embedded server once, before forking.
     os.environ["DATABASE_URL"] = resolve_url(settings)
-    argv = ["gunicorn", "--workers", str(args.workers), "--bind", f"{args.host}:{args.port}",
-            "--timeout", "120", "--access-logfile", "-", "service:create_app()"]
-    print(f"With Sense is serving at http://{args.host}:{args.port}/", flush=True)
-    os.execvp(argv[0], argv)
+    os.environ["WITHSENSE_BIND"] = f"{args.host}:{args.port}"
+    os.environ["WITHSENSE_WORKERS"] = str(args.workers)
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:service.gunicorn_conf"]
+    os.execv(argv[0], argv)
 
 
 def cmd_demo(args, settings: Settings) -> int:

@@ -30,3 +30,14 @@ def get_encoders(app: Flask | None = None) -> EncoderPair:
         encoders = encoders_for(app.config["WITHSENSE"])
         app.extensions["withsense.encoders"] = encoders
     return encoders
+
+
+def warm_up(app: Flask) -> None:
+    """Load models and run one search-sized encoding, so the first real search is as fast as any."""
+    with app.app_context():
+        searcher = get_searcher(app)
+        searcher.text_encoder.encode(["warm up"])
+        try:
+            searcher.ranker_for(searcher.active_model())
+        except Exception:  # noqa: BLE001 - no model yet: the first search will say so
+            pass

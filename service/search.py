@@ -87,7 +87,7 @@ class Searcher:
         self.text_encoder = text_encoder
         self._rankers: dict[int, Ranker] = {}
 
-    def _ranker(self, model: dict) -> Ranker:
+    def ranker_for(self, model: dict) -> Ranker:
         """The loaded ranker for a models row; loaded once per process, reloaded when another is active."""
         ranker = self._rankers.get(model["id"])
         if ranker is None:
@@ -120,7 +120,7 @@ class Searcher:
         clock.lap("policy")
 
         model = self.active_model()
-        ranker = self._ranker(model)
+        ranker = self.ranker_for(model)
         query_vector = self.text_encoder.encode([query])[0]
         clock.lap("text_encoding")
 

@@ -7,6 +7,8 @@ from sqlalchemy.exc import DBAPIError
 
 @pytest.fixture(scope="module")
 def analyst(loaded):
+    with loaded["engine"].begin() as conn:  # one logged search, so the search_log example has a row
+        conn.execute(text("INSERT INTO search_log (query, blocked, n_results, took_ms) VALUES ('a dog', false, 5, 12.5)"))
     url = make_url(loaded["settings"].database_url).set(username="analyst", password=None)
     engine = create_engine(url)
     yield engine
@@ -58,3 +60,22 @@ def test_analyst_cannot_write(analyst, statement):
         with analyst.begin() as conn:
             conn.execute(text(statement))
     assert "permission denied" in str(info.value) or "read-only" in str(info.value)
+
+
+def _doc_examples():
+    from service.config import REPO_ROOT
+
+    doc = (REPO_ROOT / "docs" / "analysts.md").read_text()
+    return [block.split("```", 1)[0] for block in doc.split("```sql")[1:]]
+
+
+def test_docs_have_five_examples():
+    assert len(_doc_examples()) == 5
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_documented_examples_run_as_analyst(analyst, index):
+    """Every SQL example in docs/analysts.md runs for the analyst role and returns rows."""
+    with analyst.connect() as conn:
+        rows = conn.execute(text(_doc_examples()[index])).all()
+    assert rows

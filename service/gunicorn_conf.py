@@ -1,0 +1,20 @@
+"""gunicorn settings for `withsense serve`: print the URL once the server is up, warm each worker."""
+import os
+
+bind = os.environ.get("WITHSENSE_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WITHSENSE_WORKERS", "2"))
+timeout = 120
+accesslog = "-"
+wsgi_app = "service:create_app()"
+
+
+def when_ready(server):
+    host, port = bind.rsplit(":", 1)
+    print(f"With Sense is up: http://{host}:{port}/", flush=True)
+
+
+def post_worker_init(worker):
+    # Load the encoders and the active model now, so no user waits for the first search's imports.
+    from service.runtime import warm_up
+
+    warm_up(worker.wsgi)
