@@ -14,16 +14,21 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024 + 64 * 1024
     app.json.sort_keys = False
 
-    from service import db, errors
+    from service import db, errors, metrics
     from service.api_search import bp as search_bp
     from service.api_photos import bp as photos_bp
+    from service.api_ratings import bp as ratings_bp
     from service.api_health import bp as health_bp
+    from service.web import bp as web_bp
 
     db.init_app(app, settings)
     errors.init_app(app)
+    metrics.init_app(app)
     app.register_blueprint(search_bp)
     app.register_blueprint(photos_bp)
+    app.register_blueprint(ratings_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(web_bp)
     return app
 
 

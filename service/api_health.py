@@ -1,10 +1,13 @@
-"""Liveness and readiness."""
+"""Operations: liveness, readiness, Prometheus metrics, the OpenAPI description."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
+from service import metrics
 from service.db import get_session
+from service.models_registry import active_ranker
+from service.openapi import spec
 
 bp = Blueprint("health", __name__)
 
@@ -16,8 +19,25 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
+    """Ready = the database answers AND a ranker is active for the configured encoders."""
+    settings = current_app.config["WITHSENSE"]
     try:
-        get_session().execute(text("SELECT 1"))
+        session = get_session()
+        session.execute(text("SELECT 1"))
+        model = active_ranker(session.connection(), settings.encoder_key)
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
-        return jsonify({"status": "unavailable", "database": f"{type(exc).__name__}"}), 503
-    return jsonify({"status": "ready", "database": "ok"})
+        return jsonify({"status": "unavailable", "database": f"{type(exc).__name__}", "model": None}), 503
+    if model is None:
+        return jsonify({"status": "unavailable", "database": "ok", "model": None,
+                        "error": f"no active model for encoders {settings.encoder_key}: run `withsense train`"}), 503
+    return jsonify({"status": "ready", "database": "ok", "model": model["version"]})
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    return metrics.render()
+
+
+@bp.get("/api/openapi.json")
+def openapi():
+    return jsonify(spec())

@@ -1,17 +1,45 @@
-"""POST /api/search: a description in, the best photos with scores out."""
+"""POST /api/search: a description in, the best photos with scores out.
+POST /api/search/similar: a stored photo or an uploaded image in, the nearest photos out."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 
+from service import metrics, photos
+from service.db import get_session
 from service.errors import ApiError
+from service.images import ImageRejected
 from service.models_registry import ModelMismatch
-from service.runtime import get_searcher
-from service.search import NoActiveModel
-from service.validation import MAX_QUERY_CHARS, int_field, json_body, text_field
+from service.runtime import get_encoders, get_searcher
+from service.search import Filters, NoActiveModel
+from service.similar import NoVector, similar_to_image, similar_to_photo
+from service.validation import (
+    MAX_QUERY_CHARS, bool_field, datetime_field, form_int, int_field, json_body, number_field, text_field,
+)
 
 bp = Blueprint("search", __name__, url_prefix="/api")
 
 MAX_LIMIT = 50
+MAX_OFFSET = 1000
+MAX_FILTER_CHARS = 200
+
+
+def _filters(body: dict) -> Filters:
+    filters = Filters(
+        camera=text_field(body, "camera", max_chars=MAX_FILTER_CHARS, required=False),
+        place=text_field(body, "place", max_chars=MAX_FILTER_CHARS, required=False),
+        uploader=text_field(body, "uploader", max_chars=MAX_FILTER_CHARS, required=False),
+        taken_after=datetime_field(body, "taken_after"),
+        taken_before=datetime_field(body, "taken_before"),
+    )
+    if filters.taken_after and filters.taken_before and filters.taken_after >= filters.taken_before:
+        raise ApiError("'taken_after' must be earlier than 'taken_before'", field="taken_after")
+    return filters
+
+
+def _model_errors(exc: Exception) -> ApiError:
+    if isinstance(exc, NoActiveModel):
+        return ApiError(str(exc), 503, headers={"Retry-After": "60"})
+    return ApiError(str(exc), 409)
 
 
 @bp.post("/search")
@@ -19,15 +47,67 @@ def search():
     body = json_body()
     query = text_field(body, "query", max_chars=MAX_QUERY_CHARS)
     limit = int_field(body, "limit", default=5, low=1, high=MAX_LIMIT)
+    offset = int_field(body, "offset", default=0, low=0, high=MAX_OFFSET)
+    min_score = number_field(body, "min_score", low=0.0, high=1.0)
+    explain = bool_field(body, "explain", default=False)
+    filters = _filters(body)
     try:
-        response = get_searcher().search(query, limit=limit)
-    except NoActiveModel as exc:
-        raise ApiError(str(exc), 503, headers={"Retry-After": "60"}) from None
-    except ModelMismatch as exc:
-        raise ApiError(str(exc), 409) from None
-    payload = response.to_dict()
-    payload.pop("stages_ms")
+        response = get_searcher().search(query, limit=limit, offset=offset, min_score=min_score, filters=filters)
+    except (NoActiveModel, ModelMismatch) as exc:
+        raise _model_errors(exc) from None
+    if response.blocked:
+        metrics.SEARCHES_BLOCKED.inc()
+    payload = {
+        "query": response.query, "blocked": response.blocked, "notice": response.notice,
+        "results": [_result(r, explain) for r in response.results],
+        "offset": response.offset, "limit": response.limit, "message": response.message,
+        "model_version": response.model_version, "took_ms": response.took_ms,
+    }
+    return jsonify(payload)
+
+
+def _result(result, explain: bool) -> dict:
+    item = {"photo_id": result.photo_id, "file_name": result.file_name, "score": result.score,
+            "image_url": url_for("photos.image", photo_id=result.photo_id)}
+    if explain:
+        item["explain"] = {"shortlist_similarity": result.similarity,
+                           "description_match": result.description_match,
+                           "scorer_score": result.scorer_score}
+    return item
+
+
+@bp.post("/search/similar")
+def similar():
+    """JSON {"photo_id", "limit"} for a stored photo, or multipart with `file` (and `limit`) for an image."""
+    settings = current_app.config["WITHSENSE"]
+    session = get_session()
+    try:
+        if request.mimetype == "multipart/form-data":
+            upload = request.files.get("file")
+            if upload is None:
+                raise ApiError("send the image as the multipart field 'file'", field="file")
+            limit = form_int(request.form, "limit", default=5, low=1, high=MAX_LIMIT)
+            try:
+                payload = similar_to_image(session=session, settings=settings, image_encoder=get_encoders().image,
+                                           data=upload.read(), limit=limit)
+            except ImageRejected as exc:
+                raise ApiError(str(exc), 422, field="file") from None
+        else:
+            body = json_body()
+            photo_id = int_field(body, "photo_id", default=None, low=1, high=2**63 - 1) if "photo_id" in body else None
+            if photo_id is None:
+                raise ApiError("'photo_id' is required (or send a multipart 'file')", field="photo_id")
+            limit = int_field(body, "limit", default=5, low=1, high=MAX_LIMIT)
+            photo = photos.get(session=session, photo_id=photo_id)
+            if photo is None:
+                raise ApiError(f"photo {photo_id} does not exist", 404, field="photo_id")
+            try:
+                payload = similar_to_photo(session=session, settings=settings, photo=photo, limit=limit)
+            except NoVector as exc:
+                raise ApiError(str(exc), 409) from None
+    except (NoActiveModel, ModelMismatch) as exc:
+        raise _model_errors(exc) from None
     for item in payload["results"]:
         item["image_url"] = url_for("photos.image", photo_id=item["photo_id"])
-        item.pop("similarity")
     return jsonify(payload)
+

@@ -90,10 +90,58 @@ def cmd_ingest(args, settings: Settings) -> int:
     n_texts = ingest.embed_descriptions(engine, settings, encoders.text, progress=not args.quiet)
     image_model_id = encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"]
     n_projected = project_missing_photos(engine, settings, image_model_id)
+    # Fingerprints let uploads spot re-encoded copies of dataset photos (service/fingerprint.py).
+    from service.fingerprint import FINGERPRINT
+
+    ingest.embed_photos(engine, settings, FINGERPRINT, progress=not args.quiet)
     for line in report.lines():
         print(line)
     print(f"vectors computed: {n_photos} photos, {n_texts} descriptions; {n_projected} photos added to the active model")
     return 0
+
+
+def _add_files(paths: list[Path], args, settings: Settings, metadata: dict) -> int:
+    """Shared by `ingest photo` and `ingest folder`: the same code path as the upload endpoint."""
+    from service import photos
+    from service.runtime import encoders_for
+
+    report = photos.add_files(paths, engine=_engine(settings), settings=settings, encoders=encoders_for(settings),
+                              progress=not args.quiet, **metadata)
+    for line in report.lines():
+        print(line)
+    for path, photo_id in report.added:
+        print(f"added {path} as photo {photo_id}")
+    for path, photo_id in report.duplicates:
+        print(f"already stored {path} as photo {photo_id}")
+    return 0 if report.processed else 1
+
+
+def cmd_ingest_photo(args, settings: Settings) -> int:
+    from service.validation import datetime_field
+    from service.errors import ApiError
+
+    try:
+        taken_at = datetime_field({"taken_at": args.taken_at}, "taken_at")
+    except ApiError as exc:
+        print(exc.message.replace("'taken_at'", "--taken-at"), file=sys.stderr)
+        return 2
+    metadata = {"description": args.description, "place": args.place, "camera": args.camera,
+                "uploader": args.uploader, "taken_at": taken_at}
+    return _add_files([Path(args.file)], args, settings, metadata)
+
+
+def cmd_ingest_folder(args, settings: Settings) -> int:
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"{folder} is not a folder", file=sys.stderr)
+        return 2
+    # Every regular file is offered, so a stray .gif or .txt shows up as rejected with its reason.
+    paths = sorted(p for p in (folder.rglob("*") if args.recursive else folder.iterdir())
+                   if p.is_file() and not p.name.startswith("."))
+    if not paths:
+        print(f"no files in {folder}", file=sys.stderr)
+        return 1
+    return _add_files(paths, args, settings, {"uploader": args.uploader})
 
 
 def cmd_train(args, settings: Settings) -> int:
@@ -170,6 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("path", nargs="?", help="default: WITHSENSE_DATASET")
     ds.add_argument("--quiet", action="store_true")
     ds.set_defaults(func=cmd_ingest)
+    one = ingest_sub.add_parser("photo", help="one photo file, searchable at once")
+    one.add_argument("file")
+    one.add_argument("--description")
+    one.add_argument("--place")
+    one.add_argument("--camera")
+    one.add_argument("--uploader")
+    one.add_argument("--taken-at", help="ISO 8601, e.g. 2024-05-01T12:00:00Z")
+    one.add_argument("--quiet", action="store_true")
+    one.set_defaults(func=cmd_ingest_photo)
+    folder = ingest_sub.add_parser("folder", help="every photo file in a folder; resumable, already-stored files are skipped")
+    folder.add_argument("folder")
+    folder.add_argument("--recursive", action="store_true")
+    folder.add_argument("--uploader")
+    folder.add_argument("--quiet", action="store_true")
+    folder.set_defaults(func=cmd_ingest_folder)
 
     train = sub.add_parser("train", help="fit and activate the ranker")
     train.add_argument("--quiet", action="store_true")

@@ -15,6 +15,8 @@
 | WITHSENSE_RATE_LIMIT | 120 | searches per minute per client; 0 turns the limit off |
 | WITHSENSE_MAX_UPLOAD_MB | 20 | largest accepted upload |
 | WITHSENSE_MAX_PIXELS | 50000000 | largest accepted image, in pixels |
+| WITHSENSE_DESCRIPTION_WEIGHT | 0.5 | how far a better-matching description written for a photo pulls its score up (0 = image only) |
+| WITHSENSE_NEAR_DUPLICATE_DISTANCE | 0.02 | cosine distance of 16x16 fingerprints under which an upload is a near duplicate |
 """
 from __future__ import annotations
 
@@ -47,6 +49,12 @@ class Settings:
     rate_limit_per_minute: int = field(default_factory=lambda: int(os.environ.get("WITHSENSE_RATE_LIMIT", "120")))
     max_upload_mb: int = field(default_factory=lambda: int(os.environ.get("WITHSENSE_MAX_UPLOAD_MB", "20")))
     max_pixels: int = field(default_factory=lambda: int(os.environ.get("WITHSENSE_MAX_PIXELS", "50000000")))
+    description_weight: float = field(
+        default_factory=lambda: float(os.environ.get("WITHSENSE_DESCRIPTION_WEIGHT", "0.5"))
+    )
+    near_duplicate_distance: float = field(
+        default_factory=lambda: float(os.environ.get("WITHSENSE_NEAR_DUPLICATE_DISTANCE", "0.02"))
+    )
 
     @property
     def pgdata_dir(self) -> Path:

@@ -75,3 +75,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+THUMBNAIL_SIDE = 256
+
+
+def thumbnail_jpeg(data: bytes, *, max_pixels: int, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A JPEG at most ``side`` pixels on its longer edge, upright (EXIF applied), from image bytes."""
+    image = decode_image(data, max_pixels=max_pixels).image.copy()
+    image.thumbnail((side, side), Image.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85, optimize=True)
+    return out.getvalue()

@@ -1,4 +1,4 @@
-"""Search: policy check, text vector, SQL shortlist in the joint space, rerank, top k.
+"""Search: policy check, text vector, hybrid SQL shortlist (photo content + descriptions), rerank, page.
 
 One ``Searcher`` per process holds the loaded encoders and ranker; the API, the CLI and the
 evaluation all call ``Searcher.search``, so they measure and serve the same path.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Optional, Sequence
 
 import numpy as np
@@ -16,20 +17,63 @@ from ml.ranker import Ranker
 from service import policy
 from service.config import Settings
 from service.db import as_array
-from service.models_registry import ModelMismatch, active_ranker
+from service.models_registry import ModelMismatch, active_ranker, encoder_model_ids
 
-# The shortlist: nearest photos to the query in the joint space of the active ranker. Plain,
-# parameterised SQL; cosine distance ``<=>`` is what a vector_cosine_ops HNSW index serves.
-SHORTLIST_SQL = text(
-    """
+# Filters on the photo, shared by both shortlists; each is off when its parameter is NULL.
+# taken_after/taken_before form a half-open interval [after, before).
+_PHOTO_FILTERS = """
+      (CAST(:splits AS text[]) IS NULL OR p.split = ANY(CAST(:splits AS text[])))
+      AND (CAST(:camera AS text) IS NULL OR lower(p.camera) = lower(CAST(:camera AS text)))
+      AND (CAST(:place AS text) IS NULL OR lower(p.place) = lower(CAST(:place AS text)))
+      AND (CAST(:uploader AS text) IS NULL OR lower(p.uploader) = lower(CAST(:uploader AS text)))
+      AND (CAST(:taken_after AS timestamptz) IS NULL OR p.taken_at >= CAST(:taken_after AS timestamptz))
+      AND (CAST(:taken_before AS timestamptz) IS NULL OR p.taken_at < CAST(:taken_before AS timestamptz))
+"""
+
+# Hybrid shortlist, in the shape of pgvector-python's hybrid example: two named candidate
+# searches, then their union with both signals per photo.
+#   semantic_search     - nearest photos to the query in the joint space of the active ranker
+#                         (cosine ``<=>``, what a vector_cosine_ops HNSW index serves);
+#   description_search  - photos whose descriptions (written for that photo, never the held-out
+#                         test queries) are nearest to the query's text vector;
+#   description_match   - for every candidate, its best-matching description (NULL when it has none).
+# With :text_model_id NULL the description side is empty and this is the image-only shortlist.
+HYBRID_SHORTLIST_SQL = text(
+    f"""
+    WITH semantic_search AS (
+        SELECT e.photo_id
+        FROM photo_embeddings e
+        JOIN photos p ON p.id = e.photo_id
+        WHERE e.model_id = :model_id AND {_PHOTO_FILTERS}
+        ORDER BY e.embedding <=> :query_vector
+        LIMIT :shortlist_size
+    ), description_search AS (
+        SELECT d.photo_id
+        FROM description_embeddings de
+        JOIN descriptions d ON d.id = de.description_id
+        JOIN photos p ON p.id = d.photo_id
+        WHERE de.model_id = :text_model_id AND d.source <> 'test' AND {_PHOTO_FILTERS}
+        ORDER BY de.embedding <=> :query_vector
+        LIMIT :shortlist_size
+    ), candidates AS (
+        SELECT photo_id FROM semantic_search
+        UNION
+        SELECT photo_id FROM description_search
+    ), description_match AS (
+        SELECT d.photo_id, max(1 - (de.embedding <=> :query_vector)) AS best
+        FROM candidates c
+        JOIN descriptions d ON d.photo_id = c.photo_id AND d.source <> 'test'
+        JOIN description_embeddings de ON de.description_id = d.id AND de.model_id = :text_model_id
+        GROUP BY d.photo_id
+    )
     SELECT p.id AS photo_id, p.file_name, e.embedding AS photo_vector,
-           1 - (e.embedding <=> :query_vector) AS similarity
-    FROM photo_embeddings e
-    JOIN photos p ON p.id = e.photo_id
-    WHERE e.model_id = :model_id
-      AND (CAST(:splits AS text[]) IS NULL OR p.split = ANY(CAST(:splits AS text[])))
-    ORDER BY e.embedding <=> :query_vector
-    LIMIT :shortlist_size
+           1 - (e.embedding <=> :query_vector) AS similarity,
+           dm.best AS description_match
+    FROM candidates c
+    JOIN photos p ON p.id = c.photo_id
+    JOIN photo_embeddings e ON e.photo_id = p.id AND e.model_id = :model_id
+    LEFT JOIN description_match dm ON dm.photo_id = p.id
+    ORDER BY similarity DESC, p.id
     """
 )
 
@@ -43,12 +87,31 @@ class NoActiveModel(RuntimeError):
     """No trained ranker for the configured encoders: run `withsense train`."""
 
 
+@dataclass(frozen=True)
+class Filters:
+    """Exact (case-insensitive) photo metadata filters and a half-open taken_at interval."""
+
+    camera: Optional[str] = None
+    place: Optional[str] = None
+    uploader: Optional[str] = None
+    taken_after: Optional[datetime] = None
+    taken_before: Optional[datetime] = None
+
+    def active(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v.isoformat() if isinstance(v, datetime) else repr(v)}" for k, v in self.active().items())
+
+
 @dataclass
 class Result:
     photo_id: int
     file_name: str
     score: float
     similarity: float
+    scorer_score: float = 0.0
+    description_match: Optional[float] = None
 
 
 @dataclass
@@ -59,6 +122,9 @@ class SearchResponse:
     results: list[Result]
     model_version: Optional[str]
     took_ms: float
+    offset: int = 0
+    limit: int = 5
+    message: Optional[str] = None
     stages_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -80,14 +146,48 @@ class _Stopwatch:
         return round((time.perf_counter() - self.start) * 1000, 3)
 
 
+def blend(scorer_scores: np.ndarray, description_match: np.ndarray, weight: float) -> np.ndarray:
+    """Final score: the ranker's score, pulled up toward the best description match when that is higher.
+
+    A description someone wrote for the photo is direct evidence of what it shows, so a close
+    match lifts the photo (an exact match of a description lands at (1 + scorer) / 2 with weight
+    0.5). It only ever lifts: people describe one aspect of a photo, so a weak match is no evidence
+    against it, and photos without descriptions (NaN here) must not lose to described ones.
+    """
+    match = np.clip(np.nan_to_num(description_match, nan=0.0), 0.0, 1.0)
+    return scorer_scores + weight * np.maximum(0.0, match - scorer_scores)
+
+
+def shortfall_message(*, n_candidates: int, n_passing: int, best: Optional[float], offset: int, limit: int,
+                      min_score: Optional[float], filters: Filters) -> Optional[str]:
+    """Why fewer than ``limit`` results came back; None when the page is full."""
+    shown = max(0, min(limit, n_passing - offset))
+    if shown == limit:
+        return None
+    if n_candidates == 0:
+        return f"no photos match the filters ({filters.describe()})" if filters.active() else "there are no photos to search yet"
+    if min_score is not None and n_passing < n_candidates:
+        if n_passing == 0:
+            return f"no photo matches well enough (min_score {min_score}); the best score was {best:.3f}"
+        reason = f"only {n_passing} photo{'s' if n_passing != 1 else ''} match well enough (min_score {min_score})"
+    elif filters.active():
+        reason = f"only {n_candidates} photo{'s' if n_candidates != 1 else ''} match the filters ({filters.describe()})"
+    else:
+        reason = f"only {n_candidates} photo{'s' if n_candidates != 1 else ''} can be searched"
+    if offset and offset >= n_passing:
+        return f"{reason}; offset {offset} is past the last of them"
+    return reason
+
+
 class Searcher:
     def __init__(self, engine: Engine, settings: Settings, text_encoder) -> None:
         self.engine = engine
         self.settings = settings
         self.text_encoder = text_encoder
         self._rankers: dict[int, Ranker] = {}
+        self._text_model_id: Optional[int] = None
 
-    def ranker_for(self, model: dict) -> Ranker:
+    def _ranker(self, model: dict) -> Ranker:
         """The loaded ranker for a models row; loaded once per process, reloaded when another is active."""
         ranker = self._rankers.get(model["id"])
         if ranker is None:
@@ -100,6 +200,12 @@ class Searcher:
             self._rankers = {model["id"]: ranker}
         return ranker
 
+    def text_model_id(self) -> int:
+        """The models row of the text encoder: description vectors are stored under it."""
+        if self._text_model_id is None:
+            self._text_model_id = encoder_model_ids(self.engine, self.settings, text_encoder=self.text_encoder)["text"]
+        return self._text_model_id
+
     def active_model(self) -> dict:
         with self.engine.connect() as conn:
             model = active_ranker(conn, self.settings.encoder_key)
@@ -109,46 +215,65 @@ class Searcher:
             )
         return model
 
-    def search(self, query: str, *, limit: int = 5, splits: Sequence[str] | None = None, log: bool = True) -> SearchResponse:
+    def search(self, query: str, *, limit: int = 5, offset: int = 0, min_score: Optional[float] = None,
+               filters: Filters | None = None, splits: Sequence[str] | None = None, hybrid: bool = True,
+               log: bool = True) -> SearchResponse:
+        """Top ``limit`` photos after ``offset``; ``hybrid=False`` ranks by the photo content alone
+        (for evaluations that must not see descriptions)."""
+        filters = filters or Filters()
         clock = _Stopwatch()
         if policy.is_about_children(query):
             clock.lap("policy")
-            response = SearchResponse(query, True, policy.NOTICE, [], None, clock.total_ms, clock.stages)
+            response = SearchResponse(query, True, policy.NOTICE, [], None, clock.total_ms, offset, limit,
+                                      None, clock.stages)
             if log:
                 self._log(response, None)
             return response
         clock.lap("policy")
 
         model = self.active_model()
-        ranker = self.ranker_for(model)
+        ranker = self._ranker(model)
         query_vector = self.text_encoder.encode([query])[0]
         clock.lap("text_encoding")
 
         with self.engine.connect() as conn:
-            rows = conn.execute(SHORTLIST_SQL, {
+            rows = conn.execute(HYBRID_SHORTLIST_SQL, {
                 "query_vector": query_vector,
                 "model_id": model["id"],
+                "text_model_id": self.text_model_id() if hybrid else None,
                 "splits": list(splits) if splits else None,
-                "shortlist_size": max(self.settings.shortlist_size, limit),
+                "shortlist_size": max(self.settings.shortlist_size, offset + limit),
+                **asdict(filters),
             }).all()
         clock.lap("shortlist")
 
-        results = self._rerank(ranker, query_vector, rows, limit)
+        ranked = self._rerank(ranker, query_vector, rows)
+        passing = [r for r in ranked if min_score is None or r.score >= min_score]
+        results = passing[offset : offset + limit]
         clock.lap("scoring")
-        response = SearchResponse(query, False, None, results, model["version"], clock.total_ms, clock.stages)
+        message = shortfall_message(
+            n_candidates=len(ranked), n_passing=len(passing), best=ranked[0].score if ranked else None,
+            offset=offset, limit=limit, min_score=min_score, filters=filters,
+        )
+        response = SearchResponse(query, False, None, results, model["version"], clock.total_ms, offset, limit,
+                                  message, clock.stages)
         if log:
             self._log(response, model["id"])
         return response
 
-    @staticmethod
-    def _rerank(ranker: Ranker, query_vector: np.ndarray, rows, limit: int) -> list[Result]:
+    def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> list[Result]:
+        """Every candidate scored and sorted, best first (paging and min_score cut the list after)."""
         if not rows:
             return []
         photo_vectors = np.stack([as_array(r.photo_vector) for r in rows])
-        scores = ranker.score(query_vector, photo_vectors)
-        order = np.argsort(-scores, kind="stable")[:limit]
+        scorer_scores = np.asarray(ranker.score(query_vector, photo_vectors), dtype=np.float64)
+        matches = np.array([np.nan if r.description_match is None else r.description_match for r in rows], dtype=np.float64)
+        final = blend(scorer_scores, matches, self.settings.description_weight)
+        order = np.argsort(-final, kind="stable")
         return [
-            Result(rows[i].photo_id, rows[i].file_name, round(float(scores[i]), 6), round(float(rows[i].similarity), 6))
+            Result(rows[i].photo_id, rows[i].file_name, round(float(final[i]), 6), round(float(rows[i].similarity), 6),
+                   round(float(scorer_scores[i]), 6),
+                   None if np.isnan(matches[i]) else round(float(matches[i]), 6))
             for i in order
         ]
 

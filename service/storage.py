@@ -19,6 +19,14 @@ def storage_key(sha256: str, extension: str) -> str:
     return f"{sha256[:2]}/{sha256}{extension}"
 
 
+# Derived files (thumbnails) live in their own folder of the store: regenerable, never orphans.
+THUMBNAILS = "thumbnails"
+
+
+def thumbnail_key(sha256: str) -> str:
+    return f"{THUMBNAILS}/{sha256[:2]}/{sha256}.jpg"
+
+
 def path_for(root: Path, key: str) -> Path:
     path = (root / key).resolve()
     if root.resolve() not in path.parents:
@@ -53,6 +61,6 @@ def orphans(root: Path, known_keys: set[str]) -> list[Path]:
     for path in root.rglob("*"):
         if path.is_file():
             key = path.relative_to(root).as_posix()
-            if key not in known_keys:
+            if key not in known_keys and not key.startswith(THUMBNAILS + "/"):
                 found.append(path)
     return found

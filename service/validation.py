@@ -40,3 +40,50 @@ def int_field(body: dict, name: str, *, default: int, low: int, high: int) -> in
     if not low <= value <= high:
         raise ApiError(f"'{name}' must be between {low} and {high}", field=name)
     return value
+
+
+def number_field(body: dict, name: str, *, low: float, high: float) -> float | None:
+    """An optional number in [low, high]; None when absent."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ApiError(f"'{name}' must be a number", field=name)
+    if not low <= value <= high:
+        raise ApiError(f"'{name}' must be between {low} and {high}", field=name)
+    return float(value)
+
+
+def bool_field(body: dict, name: str, *, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise ApiError(f"'{name}' must be true or false", field=name)
+    return value
+
+
+def datetime_field(body: dict, name: str) -> "datetime | None":
+    """An optional ISO 8601 date or date-time; without a time zone it is taken as UTC."""
+    from datetime import datetime, timezone
+
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ApiError(f"'{name}' must be an ISO 8601 date-time string", field=name)
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ApiError(f"'{name}' is not an ISO 8601 date-time (e.g. 2024-05-01T12:00:00Z)", field=name) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def form_int(form, name: str, *, default: int, low: int, high: int) -> int:
+    """An integer from a multipart/urlencoded form field (where every value arrives as a string)."""
+    raw = form.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(f"'{name}' must be an integer", field=name) from None
+    return int_field({name: value}, name, default=default, low=low, high=high)

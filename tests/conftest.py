@@ -87,16 +87,15 @@ def encoders():
     return load_encoders("minilm")
 
 
-@pytest.fixture(scope="session")
-def loaded(make_database, settings_for, encoders):
-    """A database with the fixture dataset loaded, vectors computed and a ranker trained."""
+def load_library(url: str, settings_for, encoders) -> dict:
+    """A migrated database at ``url`` with the fixture dataset loaded, vectors computed, a ranker trained."""
     from service import ingest
     from service.dataset import read_dataset
     from service.db import make_engine
     from service.models_registry import encoder_model_ids
     from service.training import train_ridge
 
-    settings = settings_for(make_database(), api_token="test-token")
+    settings = settings_for(url, api_token="test-token")
     engine = make_engine(settings.database_url)
     dataset = read_dataset(FIXTURE_DATASET)
     report = ingest.load_dataset(engine, settings, dataset, progress=False)
@@ -104,20 +103,66 @@ def loaded(make_database, settings_for, encoders):
     ingest.embed_descriptions(engine, settings, encoders.text, progress=False)
     model = train_ridge(engine, settings, encoders, progress=False)
     ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
-    yield {"settings": settings, "engine": engine, "dataset": dataset, "report": report, "model": model, **ids}
-    engine.dispose()
+    return {"settings": settings, "engine": engine, "dataset": dataset, "report": report, "model": model, **ids}
+
+
+def app_for(library: dict, encoders, **overrides):
+    from service import create_app
+
+    settings = library["settings"]
+    app = create_app({"database_url": settings.database_url, "data_dir": settings.data_dir,
+                      "api_token": settings.api_token, "extra_dataset_dir": "", **overrides})
+    app.config["TESTING"] = True
+    app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app
+    return app
+
+
+def serve(app):
+    """The app behind a real HTTP server on a free loopback port; returns (base URL, server)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
+@pytest.fixture(scope="session")
+def loaded(make_database, settings_for, encoders):
+    """A database with the fixture dataset loaded, vectors computed and a ranker trained (read-only use:
+    tests that add rows use ``writable`` so the counts asserted on ``loaded`` stay true)."""
+    library = load_library(make_database(), settings_for, encoders)
+    yield library
+    library["engine"].dispose()
+
+
+@pytest.fixture(scope="session")
+def writable(make_database, settings_for, encoders):
+    """Like ``loaded`` (plus fingerprints for near-duplicate checks), for tests that add photos,
+    descriptions and votes. Tests sharing it assert on differences, never on absolute counts."""
+    from service import ingest
+    from service.fingerprint import FINGERPRINT
+
+    library = load_library(make_database(), settings_for, encoders)
+    ingest.embed_photos(library["engine"], library["settings"], FINGERPRINT, progress=False)
+    yield library
+    library["engine"].dispose()
+
+
+@pytest.fixture(scope="session")
+def writable_app(writable, encoders):
+    return app_for(writable, encoders)
+
+
+@pytest.fixture(scope="session")
+def writable_server(writable_app):
+    base, server = serve(writable_app)
+    yield base
+    server.shutdown()
 
 
 @pytest.fixture(scope="session")
 def app(loaded, encoders):
-    from service import create_app
-
-    settings = loaded["settings"]
-    app = create_app({"database_url": settings.database_url, "data_dir": settings.data_dir,
-                      "api_token": settings.api_token, "extra_dataset_dir": ""})
-    app.config["TESTING"] = True
-    app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app
-    return app
+    return app_for(loaded, encoders)
 
 
 @pytest.fixture()
@@ -128,10 +173,6 @@ def client(app):
 @pytest.fixture(scope="session")
 def live_server(app):
     """The app behind a real HTTP server on a free loopback port; yields its base URL."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    base, server = serve(app)
+    yield base
     server.shutdown()

@@ -1,0 +1,297 @@
+"""Photos and their descriptions in the database: adding (upload and CLI share ``add_photo``), reading.
+
+Functions take the session keyword-only and never commit: the caller (a view, a CLI loop) decides
+when a unit of work is done. ``add_photo`` does the slow work (decoding, encoding) before touching
+the database, and the unique sha256 decides duplicates with INSERT ... ON CONFLICT, so two
+concurrent uploads of the same bytes give one row and one ``duplicate_of``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Optional
+
+import numpy as np
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from ml.ranker import Ranker
+from service import storage
+from service.config import Settings
+from service.fingerprint import FINGERPRINT
+from service.images import ImageRejected, decode_image
+from service.models import Description, Photo
+from service.models_registry import active_ranker, encoder_model_ids
+
+INSERT_PHOTO_SQL = text(
+    """
+    INSERT INTO photos (file_name, sha256, bytes, width, height, storage_key, split,
+                        uploader, place, camera, taken_at)
+    VALUES (:file_name, :sha256, :bytes, :width, :height, :storage_key, 'upload',
+            :uploader, :place, :camera, :taken_at)
+    ON CONFLICT (sha256) DO NOTHING
+    RETURNING id
+    """
+)
+
+INSERT_PHOTO_VECTOR_SQL = text(
+    "INSERT INTO photo_embeddings (photo_id, model_id, embedding) VALUES (:photo_id, :model_id, :embedding)"
+)
+
+INSERT_DESCRIPTION_SQL = text(
+    """INSERT INTO descriptions (text, source, author, photo_id)
+       VALUES (:text, :source, :author, :photo_id) RETURNING id"""
+)
+
+INSERT_DESCRIPTION_VECTOR_SQL = text(
+    """INSERT INTO description_embeddings (description_id, model_id, embedding)
+       VALUES (:description_id, :model_id, :embedding)"""
+)
+
+# Photos whose fingerprint is within a small cosine distance of the new one's: re-encoded or
+# resized copies (see service/fingerprint.py for why the fingerprint and not the CNN features).
+NEAR_DUPLICATES_SQL = text(
+    """
+    WITH fingerprint_neighbours AS (
+        SELECT e.photo_id, e.embedding <=> :fingerprint AS distance
+        FROM photo_embeddings e
+        WHERE e.model_id = :fingerprint_model_id AND e.photo_id <> :photo_id
+        ORDER BY e.embedding <=> :fingerprint
+        LIMIT 10
+    )
+    SELECT n.photo_id, p.file_name, n.distance
+    FROM fingerprint_neighbours n JOIN photos p ON p.id = n.photo_id
+    WHERE n.distance <= :max_distance
+    ORDER BY n.distance, n.photo_id
+    """
+)
+
+# The ratings of one photo, over descriptions that are not held-out test queries.
+RATINGS_SUMMARY_SQL = text(
+    """
+    WITH experts AS (
+        SELECT count(DISTINCT er.description_id) AS pairs, avg(er.score)::float8 AS mean
+        FROM expert_ratings er JOIN descriptions d ON d.id = er.description_id
+        WHERE er.photo_id = :photo_id AND d.source <> 'test'
+    ), crowd AS (
+        SELECT count(*) AS pairs, avg(cr.share)::float8 AS mean_share,
+               coalesce(sum(cr.yes), 0) AS yes, coalesce(sum(cr.no), 0) AS no
+        FROM crowd_ratings cr JOIN descriptions d ON d.id = cr.description_id
+        WHERE cr.photo_id = :photo_id AND d.source <> 'test'
+    ), live AS (
+        SELECT count(*) FILTER (WHERE v.match) AS yes, count(*) FILTER (WHERE NOT v.match) AS no
+        FROM crowd_votes v LEFT JOIN descriptions d ON d.id = v.description_id
+        WHERE v.photo_id = :photo_id AND (d.id IS NULL OR d.source <> 'test')
+    )
+    SELECT experts.pairs AS expert_pairs, experts.mean AS expert_mean,
+           crowd.pairs AS crowd_pairs, crowd.mean_share AS crowd_mean_share,
+           crowd.yes AS crowd_yes, crowd.no AS crowd_no,
+           live.yes AS live_yes, live.no AS live_no
+    FROM experts, crowd, live
+    """
+)
+
+MAX_DESCRIPTION_CHARS = 2000  # the descriptions table's check constraint
+
+
+@dataclass
+class AddedPhoto:
+    photo_id: int
+    duplicate_of: Optional[int] = None
+    near_duplicates: list[dict] = field(default_factory=list)
+
+
+@lru_cache(maxsize=4)
+def load_ranker(artifact_path: str) -> Ranker:
+    return Ranker.load(artifact_path)
+
+
+def get(*, session: Session, photo_id: int) -> Optional[Photo]:
+    return session.get(Photo, photo_id)
+
+
+def id_for_sha256(*, session: Session, sha256: str) -> Optional[int]:
+    return session.scalar(select(Photo.id).where(Photo.sha256 == sha256))
+
+
+def known_sha256(*, session: Session) -> set[str]:
+    """Every stored photo's sha256: lets a folder ingest skip what it already has without decoding."""
+    return set(session.scalars(select(Photo.sha256)))
+
+
+def check_size(data: bytes, settings: Settings) -> None:
+    limit = settings.max_upload_mb * 1024 * 1024
+    if len(data) > limit:
+        raise ImageRejected(f"the file is {len(data) / 1048576:.1f} MB; the limit is {settings.max_upload_mb} MB")
+
+
+def add_photo(
+    data: bytes, *, session: Session, settings: Settings, encoders, file_name: str | None = None,
+    description: str | None = None, place: str | None = None, camera: str | None = None,
+    taken_at: datetime | None = None, uploader: str | None = None,
+) -> AddedPhoto:
+    """Store one photo with its vectors and its owner's description, searchable at once.
+
+    Raises ImageRejected (with a message for the user) for bytes that are not an acceptable image.
+    The same bytes again give ``AddedPhoto(existing_id, duplicate_of=existing_id)`` and change nothing.
+    """
+    check_size(data, settings)
+    sha = storage.sha256_hex(data)
+    existing = id_for_sha256(session=session, sha256=sha)
+    if existing is not None:
+        return AddedPhoto(existing, duplicate_of=existing)
+    decoded = decode_image(data, max_pixels=settings.max_pixels)
+
+    engine = session.get_bind()
+    ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
+    fingerprint_model_id = encoder_model_ids(engine, settings, image_encoder=FINGERPRINT)["image"]
+    features = encoders.image.encode([decoded.image])[0]
+    fingerprint = FINGERPRINT.encode([decoded.image])[0]
+    ranker_row = active_ranker(session.connection(), settings.encoder_key)
+    vectors = {ids["image"]: features, fingerprint_model_id: fingerprint}
+    if ranker_row is not None:
+        ranker = load_ranker(ranker_row["artifact_path"])
+        vectors[ranker_row["id"]] = ranker.photo_vectors(features[None, :])[0]
+
+    key = storage.storage_key(sha, decoded.extension)
+    storage.put(settings.photo_store_dir, key, data)  # before the row: a row never points at nothing
+    photo_id = session.execute(INSERT_PHOTO_SQL, {
+        "file_name": file_name or f"{sha[:16]}{decoded.extension}", "sha256": sha, "bytes": len(data),
+        "width": decoded.width, "height": decoded.height, "storage_key": key,
+        "uploader": uploader, "place": place, "camera": camera, "taken_at": taken_at,
+    }).scalar()
+    if photo_id is None:  # a concurrent request stored the same bytes first
+        existing = id_for_sha256(session=session, sha256=sha)
+        return AddedPhoto(existing, duplicate_of=existing)
+    for model_id, vector in vectors.items():
+        session.execute(INSERT_PHOTO_VECTOR_SQL, {
+            "photo_id": photo_id, "model_id": model_id, "embedding": np.asarray(vector, dtype=np.float32)})
+    if description:
+        add_description(session=session, settings=settings, text_encoder=encoders.text, photo_id=photo_id,
+                        text_=description, source="owner", author=uploader)
+    near = near_duplicates(session=session, photo_id=photo_id, fingerprint=fingerprint,
+                           fingerprint_model_id=fingerprint_model_id, max_distance=settings.near_duplicate_distance)
+    return AddedPhoto(photo_id, near_duplicates=near)
+
+
+def near_duplicates(*, session: Session, photo_id: int, fingerprint: np.ndarray, fingerprint_model_id: int,
+                    max_distance: float) -> list[dict]:
+    rows = session.execute(NEAR_DUPLICATES_SQL, {
+        "fingerprint": np.asarray(fingerprint, dtype=np.float32), "fingerprint_model_id": fingerprint_model_id,
+        "photo_id": photo_id, "max_distance": max_distance,
+    }).all()
+    return [{"photo_id": r.photo_id, "file_name": r.file_name, "distance": round(float(r.distance), 6)} for r in rows]
+
+
+def add_description(*, session: Session, settings: Settings, text_encoder, photo_id: int, text_: str,
+                    source: str, author: str | None) -> int:
+    """Store a description of a photo with its text vector, so search can use it immediately.
+
+    A description that mentions children is stored and used like any other: the content rule
+    governs queries (a query about children gets no photos), and the same photos are reachable
+    through the image side of search anyway, so filtering descriptions would protect nothing.
+    """
+    description_id = session.execute(INSERT_DESCRIPTION_SQL, {
+        "text": text_, "source": source, "author": author, "photo_id": photo_id}).scalar_one()
+    model_id = encoder_model_ids(session.get_bind(), settings, text_encoder=text_encoder)["text"]
+    session.execute(INSERT_DESCRIPTION_VECTOR_SQL, {
+        "description_id": description_id, "model_id": model_id,
+        "embedding": np.asarray(text_encoder.encode([text_])[0], dtype=np.float32)})
+    return description_id
+
+
+def get_description(*, session: Session, description_id: int) -> Optional[Description]:
+    """A description by id; held-out test queries count as not existing."""
+    found = session.get(Description, description_id)
+    return None if found is None or found.source == "test" else found
+
+
+def details(*, session: Session, photo: Photo) -> dict:
+    """Metadata, descriptions (never the held-out test queries) and a ratings summary."""
+    descriptions = session.scalars(
+        select(Description).where(Description.photo_id == photo.id, Description.source != "test").order_by(Description.id)
+    ).all()
+    ratings = session.execute(RATINGS_SUMMARY_SQL, {"photo_id": photo.id}).mappings().one()
+    return {
+        "photo_id": photo.id, "file_name": photo.file_name, "split": photo.split, "sha256": photo.sha256,
+        "bytes": photo.bytes, "width": photo.width, "height": photo.height,
+        "uploader": photo.uploader, "place": photo.place, "camera": photo.camera,
+        "taken_at": photo.taken_at.isoformat() if photo.taken_at else None,
+        "created_at": photo.created_at.isoformat() if photo.created_at else None,
+        "descriptions": [
+            {"description_id": d.id, "text": d.text, "source": d.source, "author": d.author,
+             "created_at": d.created_at.isoformat() if d.created_at else None}
+            for d in descriptions
+        ],
+        "ratings": {
+            "expert": {"pairs": ratings["expert_pairs"], "mean_score": _round(ratings["expert_mean"])},
+            "crowd": {"pairs": ratings["crowd_pairs"], "mean_share": _round(ratings["crowd_mean_share"]),
+                      "yes": int(ratings["crowd_yes"]), "no": int(ratings["crowd_no"])},
+            "live_votes": {"yes": ratings["live_yes"], "no": ratings["live_no"]},
+        },
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+@dataclass
+class FilesReport:
+    """What a batch of files came to: added, already stored (duplicates), rejected with the reason."""
+
+    added: list[tuple[str, int]] = field(default_factory=list)
+    duplicates: list[tuple[str, int]] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    near_duplicates: list[tuple[str, list[dict]]] = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        return len(self.added) + len(self.duplicates)
+
+    def lines(self) -> list[str]:
+        out = [f"added: {len(self.added)}, duplicates: {len(self.duplicates)}, rejected: {len(self.rejected)}"]
+        out += [f"rejected {name}: {reason}" for name, reason in self.rejected]
+        out += [f"near duplicate {name}: of photo(s) {', '.join(str(n['photo_id']) for n in near)}"
+                for name, near in self.near_duplicates]
+        return out
+
+
+def add_files(paths, *, engine, settings: Settings, encoders, progress: bool = True, **metadata) -> FilesReport:
+    """Add photo files one by one, each in its own transaction, so an interrupted batch resumes.
+
+    Files whose sha256 is already stored are skipped after hashing (no decoding, no encoding).
+    """
+    from tqdm import tqdm
+
+    from service.db import session_scope
+
+    report = FilesReport()
+    with session_scope(engine) as session:
+        known = known_sha256(session=session)
+    for path in tqdm(list(paths), desc="photos", unit="photo", disable=not progress):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            report.rejected.append((str(path), f"cannot read: {exc.strerror or exc}"))
+            continue
+        if storage.sha256_hex(data) in known:
+            with session_scope(engine) as session:
+                report.duplicates.append((str(path), id_for_sha256(session=session, sha256=storage.sha256_hex(data))))
+            continue
+        try:
+            with session_scope(engine) as session:
+                added = add_photo(data, session=session, settings=settings, encoders=encoders,
+                                  file_name=path.name, **metadata)
+        except ImageRejected as exc:
+            report.rejected.append((str(path), str(exc)))
+            continue
+        known.add(storage.sha256_hex(data))
+        if added.duplicate_of is not None:
+            report.duplicates.append((str(path), added.duplicate_of))
+        else:
+            report.added.append((str(path), added.photo_id))
+            if added.near_duplicates:
+                report.near_duplicates.append((str(path), added.near_duplicates))
+    return report

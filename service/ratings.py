@@ -1,0 +1,18 @@
+"""Live match / no-match votes on (photo, description) or (photo, free query) pairs."""
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+INSERT_VOTE_SQL = text(
+    """INSERT INTO crowd_votes (photo_id, description_id, query, match, client)
+       VALUES (:photo_id, :description_id, :query, :match, :client) RETURNING id"""
+)
+
+
+def add_vote(*, session: Session, photo_id: int, match: bool, description_id: int | None = None,
+             query: str | None = None, client: str | None = None) -> int:
+    """Store one vote; votes about a description show in the analyst view analyst_rated_pairs."""
+    return session.execute(INSERT_VOTE_SQL, {
+        "photo_id": photo_id, "description_id": description_id, "query": query, "match": match, "client": client,
+    }).scalar_one()

@@ -1,0 +1,77 @@
+"""Similar photos: nearest neighbours of a stored photo, or of an uploaded image, in the joint space.
+
+An uploaded image is decoded, encoded and mapped like an upload but never stored.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from service import storage
+from service.config import Settings
+from service.db import as_array
+from service.images import decode_image
+from service.models_registry import active_ranker
+from service.photos import check_size, load_ranker
+from service.search import NoActiveModel
+
+# Nearest photos by cosine ``<=>`` in the active ranker's joint space; the photo itself and exact
+# copies (same sha256) are left out.
+SIMILAR_PHOTOS_SQL = text(
+    """
+    SELECT p.id AS photo_id, p.file_name, 1 - (e.embedding <=> :vector) AS similarity
+    FROM photo_embeddings e
+    JOIN photos p ON p.id = e.photo_id
+    WHERE e.model_id = :model_id
+      AND p.id <> coalesce(CAST(:photo_id AS bigint), -1)
+      AND p.sha256 <> :sha256
+    ORDER BY e.embedding <=> :vector, p.id
+    LIMIT :limit
+    """
+)
+
+PHOTO_VECTOR_SQL = text("SELECT embedding FROM photo_embeddings WHERE photo_id = :photo_id AND model_id = :model_id")
+
+
+class NoVector(LookupError):
+    """The photo has no vector under the active model yet."""
+
+
+def _model(session: Session, settings: Settings) -> dict:
+    model = active_ranker(session.connection(), settings.encoder_key)
+    if model is None:
+        raise NoActiveModel(f"no trained model for encoders {settings.encoder_key}: run `withsense train`")
+    return model
+
+
+def _nearest(session: Session, model: dict, vector: np.ndarray, *, photo_id: Optional[int], sha256: str, limit: int) -> dict:
+    rows = session.execute(SIMILAR_PHOTOS_SQL, {
+        "vector": np.asarray(vector, dtype=np.float32), "model_id": model["id"], "photo_id": photo_id,
+        "sha256": sha256, "limit": limit,
+    }).all()
+    return {
+        "photo_id": photo_id,
+        "results": [{"photo_id": r.photo_id, "file_name": r.file_name, "score": round(float(r.similarity), 6)} for r in rows],
+        "model_version": model["version"],
+    }
+
+
+def similar_to_photo(*, session: Session, settings: Settings, photo, limit: int) -> dict:
+    model = _model(session, settings)
+    stored = session.execute(PHOTO_VECTOR_SQL, {"photo_id": photo.id, "model_id": model["id"]}).scalar()
+    if stored is None:
+        raise NoVector(f"photo {photo.id} has no vector under the active model {model['version']} yet")
+    return _nearest(session, model, as_array(stored), photo_id=photo.id, sha256=photo.sha256, limit=limit)
+
+
+def similar_to_image(*, session: Session, settings: Settings, image_encoder, data: bytes, limit: int) -> dict:
+    """Raises ImageRejected for bytes that are not an acceptable image."""
+    check_size(data, settings)
+    decoded = decode_image(data, max_pixels=settings.max_pixels)
+    model = _model(session, settings)
+    features = image_encoder.encode([decoded.image])
+    vector = load_ranker(model["artifact_path"]).photo_vectors(features)[0]
+    return _nearest(session, model, vector, photo_id=None, sha256=storage.sha256_hex(data), limit=limit)

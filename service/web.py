@@ -1,0 +1,34 @@
+"""The web page: HTML shells for search, a photo and upload; static/app.js fills them from the JSON API.
+
+The views only render templates. Everything the page shows comes from the API by fetch(), so the
+page and curl see the same data. The API token is never rendered: the user types it, and the
+browser keeps it in localStorage.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+from sqlalchemy import select
+
+from service.db import get_session
+from service.models import Photo
+
+# Templates and static files live in service/templates and service/static: the app's own folders.
+bp = Blueprint("web", __name__)
+
+
+@bp.get("/")
+def index():
+    return render_template("index.html")
+
+
+@bp.get("/photos/<int:photo_id>")
+def photo(photo_id: int):
+    file_name = get_session().scalar(select(Photo.file_name).where(Photo.id == photo_id))
+    if file_name is None:
+        return render_template("not_found.html", message=f"There is no photo {photo_id}."), 404
+    return render_template("photo.html", photo_id=photo_id, file_name=file_name)
+
+
+@bp.get("/upload")
+def upload():
+    return render_template("upload.html")
