@@ -200,7 +200,9 @@ class CLIPEncoder:
         out = []
         with torch.inference_mode():
             for batch in self._batches(list(texts)):
-                inputs = self._processor(text=batch, return_tensors="pt", padding=True, truncation=True)
+                # Truncate to the model's own limit: a tokenizer saved without model_max_length won't.
+                inputs = self._processor(text=batch, return_tensors="pt", padding=True, truncation=True,
+                                         max_length=self._model.config.text_config.max_position_embeddings)
                 out.append(self._as_array(self._model.get_text_features(**inputs)))
         return l2_normalize(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
 
@@ -242,9 +244,21 @@ class EncoderPair:
 
 
 def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip_path: str | None = None) -> EncoderPair:
-    """The encoders for a backend: ``"minilm"`` (MiniLM text + EfficientNet-Lite images) or ``"clip"``."""
+    """The encoders for a backend: ``"minilm"`` (MiniLM text + EfficientNet-Lite images) or ``"clip"``.
+
+    ``image_model`` names one EfficientNet-Lite or several joined by ``+``
+    ("efficientnet-lite0+efficientnet-lite2"): several are concatenated, each averaged over the
+    photo and its mirror image (``ml.features.ConcatImageEncoder``).
+    """
     if backend == "minilm":
-        return EncoderPair(text=MiniLMTextEncoder(), image=EfficientNetLiteImageEncoder(image_model))
+        names = image_model.split("+")
+        if len(names) == 1:
+            image = EfficientNetLiteImageEncoder(names[0])
+        else:
+            from ml.features import ConcatImageEncoder
+
+            image = ConcatImageEncoder([EfficientNetLiteImageEncoder(n) for n in names], flip=True)
+        return EncoderPair(text=MiniLMTextEncoder(), image=image)
     if backend == "clip":
         if not clip_path:
             raise ValueError("the clip encoder needs WITHSENSE_CLIP_PATH: a local directory with CLIPModel weights")

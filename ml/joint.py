@@ -237,7 +237,70 @@ class EnsembleMapper(BaseEstimator):
         return ens
 
 
+class KernelRidgeMapper(BaseEstimator):
+    """Kernel ridge regression (RBF kernel) from image features to the text space.
+
+    Features are standardised and divided by sqrt(d), so squared distances are about 2 on average
+    and ``gamma`` is scale-free. Captions of the same photo are merged first: the target of a photo
+    is the mean of its caption vectors, and the ridge penalty of a photo is ``alpha / n_captions``
+    (the same solution as one row per caption). Inference is numpy: RBF against the stored
+    training photos (``support_``) times ``dual_coef_``, unit-normalised.
+    """
+
+    kind = "kernel_ridge"
+
+    def __init__(self, alpha: float = 1.0, gamma: float = 0.5):
+        self.alpha = alpha
+        self.gamma = gamma
+
+    def _z(self, X: np.ndarray) -> np.ndarray:
+        return ((np.asarray(X, np.float32) - self.mean_) / self.scale_) / np.float32(np.sqrt(len(self.mean_)))
+
+    def _kernel(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        d = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * (A @ B.T)
+        return np.exp(-self.gamma * np.maximum(d, 0.0))
+
+    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray) -> "KernelRidgeMapper":
+        X = np.asarray(image_features, np.float32)
+        Y = np.asarray(text_vectors, np.float64)
+        self.mean_, self.scale_ = _standardise_fit(X)
+        Z = self._z(X)
+        support, inv = np.unique(Z, axis=0, return_inverse=True)
+        inv = inv.ravel()
+        counts = np.bincount(inv).astype(np.float64)
+        T = np.zeros((len(support), Y.shape[1]))
+        np.add.at(T, inv, Y)
+        T /= counts[:, None]
+        K = self._kernel(support.astype(np.float64), support.astype(np.float64))
+        self.dual_coef_ = np.linalg.solve(K + np.diag(self.alpha / counts), T).astype(np.float32)
+        self.support_ = support.astype(np.float32)
+        return self
+
+    def transform(self, image_features: np.ndarray) -> np.ndarray:
+        Z = self._z(image_features)
+        # Each row's kernel is scaled by exp(gamma * its smallest distance): the unit-normalised result
+        # is the same, but a photo far from every training photo no longer underflows to a zero vector.
+        A, B = Z, self.support_
+        d = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * (A @ B.T)
+        d = np.maximum(d, 0.0)
+        K = np.exp(-self.gamma * (d - d.min(axis=1, keepdims=True)))
+        return l2_normalize(K @ self.dual_coef_)
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, kind=self.kind, alpha=self.alpha, gamma=self.gamma, mean=self.mean_, scale=self.scale_,
+                 support=self.support_, dual_coef=self.dual_coef_)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "KernelRidgeMapper":
+        data = np.load(path)
+        m = cls(alpha=float(data["alpha"]), gamma=float(data["gamma"]))
+        m.mean_, m.scale_, m.support_, m.dual_coef_ = data["mean"], data["scale"], data["support"], data["dual_coef"]
+        return m
+
+
 def load_mapper(path: str | Path):
     """Any saved mapper, by the ``kind`` stored in its file."""
     kind = str(np.load(path)["kind"])
-    return {"ridge": RidgeMapper, "contrastive": ContrastiveMapper, "ensemble": EnsembleMapper}[kind].load(path)
+    kinds = {"ridge": RidgeMapper, "contrastive": ContrastiveMapper, "ensemble": EnsembleMapper,
+             "kernel_ridge": KernelRidgeMapper}
+    return kinds[kind].load(path)

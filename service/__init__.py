@@ -2,8 +2,17 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from service.config import Settings, load_settings
+
+
+class BigintConverter(IntegerConverter):
+    """``<int:...>`` in routes: ids are PostgreSQL bigints, so a larger number matches no route (404)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -13,8 +22,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config["WITHSENSE"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024 + 64 * 1024
     app.json.sort_keys = False
+    app.url_map.converters["int"] = BigintConverter
 
-    from service import db, errors, metrics
+    from service import db, errors, metrics, ratelimit
     from service.api_search import bp as search_bp
     from service.api_photos import bp as photos_bp
     from service.api_ratings import bp as ratings_bp
@@ -24,6 +34,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     db.init_app(app, settings)
     errors.init_app(app)
     metrics.init_app(app)
+    ratelimit.init_app(app, settings.rate_limit_per_minute)
     app.register_blueprint(search_bp)
     app.register_blueprint(photos_bp)
     app.register_blueprint(ratings_bp)

@@ -2,6 +2,8 @@
 POST /api/search/similar: a stored photo or an uploaded image in, the nearest photos out."""
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from service import metrics, photos
@@ -63,7 +65,12 @@ def search():
         "offset": response.offset, "limit": response.limit, "message": response.message,
         "model_version": response.model_version, "took_ms": response.took_ms,
     }
-    return jsonify(payload)
+    started = time.perf_counter()
+    reply = jsonify(payload)
+    stages = {**response.stages_ms, "serialisation": round((time.perf_counter() - started) * 1000, 3)}
+    # Per-stage timings for benchmarks and browser dev tools (the standard Server-Timing header).
+    reply.headers["Server-Timing"] = ", ".join(f"{name};dur={ms}" for name, ms in stages.items())
+    return reply
 
 
 def _result(result, explain: bool) -> dict:

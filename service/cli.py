@@ -146,10 +146,31 @@ def cmd_ingest_folder(args, settings: Settings) -> int:
 
 def cmd_train(args, settings: Settings) -> int:
     from service.runtime import encoders_for
-    from service.training import train_ridge
+    from service.training import train_and_publish
 
-    model = train_ridge(_engine(settings), settings, encoders_for(settings), progress=not args.quiet)
+    model = train_and_publish(_engine(settings), settings, encoders_for(settings), run_cv=not args.no_cv,
+                              force=args.force, progress=not args.quiet)
     print(json.dumps(model, indent=2))
+    if not model["activated"]:
+        print(f"not activated: CV R@1+R@5 {model['cv_headline']} does not beat the active model's "
+              f"{model['previous_headline']} ({model['previous_version']}); --force activates it anyway")
+    return 0
+
+
+def cmd_evaluate(args, settings: Settings) -> int:
+    from service.evaluation import evaluate, write_reports
+    from service.runtime import encoders_for
+    from service.search import Searcher
+
+    engine = _engine(settings)
+    searcher = Searcher(engine, settings, encoders_for(settings).text)
+    report = evaluate(engine, settings, searcher, progress=not args.quiet)
+    write_reports(report, engine, searcher, args.out)
+    for mode, r in report["results"].items():
+        print(f"{mode:10s} R@1 {r['R@1']:.3f}  R@5 {r['R@5']:.3f}  R@10 {r['R@10']:.3f}  MRR {r['MRR']:.3f}  "
+              f"median rank {r['median_rank']}")
+    print(f"blocked by the content rule: {report['blocked_by_content_rule']} of {report['queries']}; "
+          f"written to {args.out / 'evaluation.md'}")
     return 0
 
 
@@ -195,7 +216,7 @@ def cmd_demo(args, settings: Settings) -> int:
     if active:
         print(f"using the active model {active}")
     else:
-        cmd_train(argparse.Namespace(quiet=False), settings)
+        cmd_train(argparse.Namespace(quiet=False, no_cv=False, force=False), settings)
     return cmd_serve(args, settings)
 
 
@@ -234,9 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
     folder.add_argument("--quiet", action="store_true")
     folder.set_defaults(func=cmd_ingest_folder)
 
-    train = sub.add_parser("train", help="fit and activate the ranker")
+    train = sub.add_parser("train", help="fit the ranker; activate it if it beats the active one")
     train.add_argument("--quiet", action="store_true")
+    train.add_argument("--no-cv", action="store_true", help="skip the model comparison (one linear scorer)")
+    train.add_argument("--force", action="store_true", help="activate even if not better")
     train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="test queries over test photos; writes reports/evaluation.*")
+    evaluate.add_argument("--out", type=Path, default=REPO_ROOT / "reports")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     search = sub.add_parser("search", help="search from the command line")
     search.add_argument("query")

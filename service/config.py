@@ -7,16 +7,17 @@
 | WITHSENSE_DATASET | ../shared/data/photos if present | the Practicum dataset folder for `ingest dataset` |
 | WITHSENSE_EXTRA_DATASET | ../shared/data/flickr8k_extra if present | extra captioned Flickr8k photos, training only |
 | WITHSENSE_ENCODER | minilm | `minilm` (MiniLM text + EfficientNet-Lite images) or `clip` |
-| WITHSENSE_IMAGE_MODEL | efficientnet-lite0 | image network for the minilm backend |
+| WITHSENSE_IMAGE_MODEL | efficientnet-lite0+efficientnet-lite2 | image network(s) for the minilm backend, `+`-joined |
 | WITHSENSE_CLIP_PATH | (none) | local directory with CLIPModel weights, for the clip backend |
 | WITHSENSE_SHORTLIST | 100 | candidates the SQL nearest-neighbour query hands to the scorer |
 | WITHSENSE_HNSW_EF_SEARCH | 100 | pgvector `hnsw.ef_search` for the shortlist query |
 | WITHSENSE_API_TOKEN | (none) | bearer token that write endpoints require; unset = writes refused |
-| WITHSENSE_RATE_LIMIT | 120 | searches per minute per client; 0 turns the limit off |
+| WITHSENSE_RATE_LIMIT | 120 | searches per minute per client address, counted in each worker process (service/ratelimit.py); 0 turns the limit off |
 | WITHSENSE_MAX_UPLOAD_MB | 20 | largest accepted upload |
 | WITHSENSE_MAX_PIXELS | 50000000 | largest accepted image, in pixels |
 | WITHSENSE_DESCRIPTION_WEIGHT | 0.5 | how far a better-matching description written for a photo pulls its score up (0 = image only) |
 | WITHSENSE_NEAR_DUPLICATE_DISTANCE | 0.02 | cosine distance of 16x16 fingerprints under which an upload is a near duplicate |
+| WITHSENSE_ORPHAN_GRACE_SECONDS | 3600 | store files no photo row points at are deleted by the next ingest run once older than this |
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class Settings:
         default_factory=lambda: os.environ.get("WITHSENSE_EXTRA_DATASET", _default_shared("flickr8k_extra"))
     )
     encoder: str = field(default_factory=lambda: os.environ.get("WITHSENSE_ENCODER", "minilm"))
-    image_model: str = field(default_factory=lambda: os.environ.get("WITHSENSE_IMAGE_MODEL", "efficientnet-lite0"))
+    image_model: str = field(default_factory=lambda: os.environ.get("WITHSENSE_IMAGE_MODEL", "efficientnet-lite0+efficientnet-lite2"))
     clip_path: str = field(default_factory=lambda: os.environ.get("WITHSENSE_CLIP_PATH", ""))
     shortlist_size: int = field(default_factory=lambda: int(os.environ.get("WITHSENSE_SHORTLIST", "100")))
     hnsw_ef_search: int = field(default_factory=lambda: int(os.environ.get("WITHSENSE_HNSW_EF_SEARCH", "100")))
@@ -54,6 +55,9 @@ class Settings:
     )
     near_duplicate_distance: float = field(
         default_factory=lambda: float(os.environ.get("WITHSENSE_NEAR_DUPLICATE_DISTANCE", "0.02"))
+    )
+    orphan_grace_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("WITHSENSE_ORPHAN_GRACE_SECONDS", "3600"))
     )
 
     @property

@@ -81,3 +81,8 @@ def as_array(value) -> "np.ndarray":
     import numpy as np
 
     return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
+
+
+def driver_connection(conn):
+    """The psycopg connection under a SQLAlchemy one, for COPY and binary-transfer queries."""
+    return conn.connection.driver_connection

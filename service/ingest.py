@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from service import storage
 from service.config import Settings
+from service.db import driver_connection
 from service.dataset import Dataset
 from service.images import decode_image
 from service.models_registry import encoder_model_ids
@@ -43,12 +44,8 @@ class LoadReport:
         return out + self.notes
 
 
-def _driver(conn: Connection):
-    return conn.connection.driver_connection
-
-
 def _copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
-    with _driver(conn).cursor() as cur:
+    with driver_connection(conn).cursor() as cur:
         with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
@@ -76,6 +73,9 @@ def _store_photos(dataset: Dataset, settings: Settings, progress: bool) -> list[
 def load_dataset(engine: Engine, settings: Settings, dataset: Dataset, *, progress: bool = True) -> LoadReport:
     """Copy images into the store and load every table row in one transaction."""
     report = LoadReport()
+    removed = remove_orphan_files(engine, settings)
+    if removed:
+        report.notes.append(f"removed {len(removed)} orphan file(s) left in the photo store by an interrupted run")
     photo_rows = _store_photos(dataset, settings, progress)
     captions = list(dataset.captions.values())
     with engine.begin() as conn:
@@ -132,7 +132,7 @@ def load_dataset(engine: Engine, settings: Settings, dataset: Dataset, *, progre
 
 
 def _write_vectors(conn: Connection, table: str, key_column: str, model_id: int, keys: Sequence[int], vectors: np.ndarray) -> None:
-    with _driver(conn).cursor() as cur:
+    with driver_connection(conn).cursor() as cur:
         with cur.copy(f"COPY {table} ({key_column}, model_id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
             copy.set_types(["int8", "int4", "vector"])
             for key, vector in zip(keys, vectors):
@@ -189,3 +189,20 @@ def photo_store_orphans(engine: Engine, settings: Settings) -> list[Path]:
     with engine.connect() as conn:
         keys = set(conn.execute(text("SELECT storage_key FROM photos")).scalars())
     return storage.orphans(settings.photo_store_dir, keys)
+
+
+def remove_orphan_files(engine: Engine, settings: Settings, *, grace_seconds: float | None = None) -> list[Path]:
+    """Delete store files no photo row points at, older than the grace period (settings.orphan_grace_seconds).
+
+    A crash (kill -9, power loss) between writing a photo's file and committing its row leaves such
+    a file; every ingest run calls this first, so they do not pile up. The keys are read before the
+    files are listed, so a row committed meanwhile can only make a file look orphaned if it is
+    younger than the grace period, and those are kept.
+    """
+    grace = settings.orphan_grace_seconds if grace_seconds is None else grace_seconds
+    with engine.connect() as conn:
+        keys = set(conn.execute(text("SELECT storage_key FROM photos")).scalars())
+    removed = storage.remove_orphans(settings.photo_store_dir, keys, grace_seconds=grace)
+    if removed:
+        log.warning("removed %d orphan file(s) from the photo store", len(removed))
+    return removed

@@ -186,6 +186,8 @@ class PhotoEmbedding(Base):
         ForeignKey("models.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     embedding: Mapped[Any] = mapped_column(Vector())
+    # Ranker rows only: the photo's zero-shot text-space vector that the scorer reads (migration 0004).
+    bridge: Mapped[Optional[Any]] = mapped_column(Vector())
 
 
 class DescriptionEmbedding(Base):

@@ -149,6 +149,29 @@ PATHS = {
 }
 
 
+# Answers any endpoint may give for reasons outside its own inputs, added to every operation they
+# apply to rather than repeated in each: the per-client rate limit (searches), the request-size cap
+# (any POST), and the database being unreachable (anything that reads it).
+RATE_LIMITED = ("/api/search", "/api/search/similar")
+NO_DATABASE_NEEDED = ("/healthz", "/metrics", "/api/openapi.json", "/", "/upload")
+
+
+def _add_common_responses(paths: dict) -> dict:
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            if path in RATE_LIMITED:
+                responses.setdefault("429", ERROR)
+            if method == "post":
+                responses.setdefault("413", ERROR)
+            if path not in NO_DATABASE_NEEDED:
+                responses.setdefault("503", ERROR)
+    return paths
+
+
+_add_common_responses(PATHS)
+
+
 def spec() -> dict:
     return {
         "openapi": "3.1.0",

@@ -36,7 +36,8 @@ INSERT_PHOTO_SQL = text(
 )
 
 INSERT_PHOTO_VECTOR_SQL = text(
-    "INSERT INTO photo_embeddings (photo_id, model_id, embedding) VALUES (:photo_id, :model_id, :embedding)"
+    """INSERT INTO photo_embeddings (photo_id, model_id, embedding, bridge)
+       VALUES (:photo_id, :model_id, :embedding, :bridge)"""
 )
 
 INSERT_DESCRIPTION_SQL = text(
@@ -149,10 +150,10 @@ def add_photo(
     features = encoders.image.encode([decoded.image])[0]
     fingerprint = FINGERPRINT.encode([decoded.image])[0]
     ranker_row = active_ranker(session.connection(), settings.encoder_key)
-    vectors = {ids["image"]: features, fingerprint_model_id: fingerprint}
+    vectors = {ids["image"]: (features, None), fingerprint_model_id: (fingerprint, None)}
     if ranker_row is not None:
-        ranker = load_ranker(ranker_row["artifact_path"])
-        vectors[ranker_row["id"]] = ranker.photo_vectors(features[None, :])[0]
+        joint, bridge = load_ranker(ranker_row["artifact_path"]).photo_side(features[None, :])
+        vectors[ranker_row["id"]] = (joint[0], bridge[0])
 
     key = storage.storage_key(sha, decoded.extension)
     storage.put(settings.photo_store_dir, key, data)  # before the row: a row never points at nothing
@@ -164,9 +165,10 @@ def add_photo(
     if photo_id is None:  # a concurrent request stored the same bytes first
         existing = id_for_sha256(session=session, sha256=sha)
         return AddedPhoto(existing, duplicate_of=existing)
-    for model_id, vector in vectors.items():
+    for model_id, (vector, bridge) in vectors.items():
         session.execute(INSERT_PHOTO_VECTOR_SQL, {
-            "photo_id": photo_id, "model_id": model_id, "embedding": np.asarray(vector, dtype=np.float32)})
+            "photo_id": photo_id, "model_id": model_id, "embedding": np.asarray(vector, dtype=np.float32),
+            "bridge": None if bridge is None else np.asarray(bridge, dtype=np.float32)})
     if description:
         add_description(session=session, settings=settings, text_encoder=encoders.text, photo_id=photo_id,
                         text_=description, source="owner", author=uploader)
@@ -245,6 +247,7 @@ class FilesReport:
     duplicates: list[tuple[str, int]] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     near_duplicates: list[tuple[str, list[dict]]] = field(default_factory=list)
+    orphans_removed: int = 0
 
     @property
     def processed(self) -> int:
@@ -252,6 +255,8 @@ class FilesReport:
 
     def lines(self) -> list[str]:
         out = [f"added: {len(self.added)}, duplicates: {len(self.duplicates)}, rejected: {len(self.rejected)}"]
+        if self.orphans_removed:
+            out.append(f"removed {self.orphans_removed} orphan file(s) left in the photo store by an interrupted run")
         out += [f"rejected {name}: {reason}" for name, reason in self.rejected]
         out += [f"near duplicate {name}: of photo(s) {', '.join(str(n['photo_id']) for n in near)}"
                 for name, near in self.near_duplicates]
@@ -262,12 +267,15 @@ def add_files(paths, *, engine, settings: Settings, encoders, progress: bool = T
     """Add photo files one by one, each in its own transaction, so an interrupted batch resumes.
 
     Files whose sha256 is already stored are skipped after hashing (no decoding, no encoding).
+    First, store files that an interrupted run left without a row are removed (past the grace period).
     """
     from tqdm import tqdm
 
     from service.db import session_scope
+    from service.ingest import remove_orphan_files
 
     report = FilesReport()
+    report.orphans_removed = len(remove_orphan_files(engine, settings))
     with session_scope(engine) as session:
         known = known_sha256(session=session)
     for path in tqdm(list(paths), desc="photos", unit="photo", disable=not progress):

@@ -16,66 +16,68 @@ from sqlalchemy import Engine, text
 from ml.ranker import Ranker
 from service import policy
 from service.config import Settings
+from psycopg.rows import namedtuple_row
+
 from service.db import as_array
+from service.db import driver_connection
 from service.models_registry import ModelMismatch, active_ranker, encoder_model_ids
 
 # Filters on the photo, shared by both shortlists; each is off when its parameter is NULL.
 # taken_after/taken_before form a half-open interval [after, before).
 _PHOTO_FILTERS = """
-      (CAST(:splits AS text[]) IS NULL OR p.split = ANY(CAST(:splits AS text[])))
-      AND (CAST(:camera AS text) IS NULL OR lower(p.camera) = lower(CAST(:camera AS text)))
-      AND (CAST(:place AS text) IS NULL OR lower(p.place) = lower(CAST(:place AS text)))
-      AND (CAST(:uploader AS text) IS NULL OR lower(p.uploader) = lower(CAST(:uploader AS text)))
-      AND (CAST(:taken_after AS timestamptz) IS NULL OR p.taken_at >= CAST(:taken_after AS timestamptz))
-      AND (CAST(:taken_before AS timestamptz) IS NULL OR p.taken_at < CAST(:taken_before AS timestamptz))
+      (CAST(%(splits)s AS text[]) IS NULL OR p.split = ANY(CAST(%(splits)s AS text[])))
+      AND (CAST(%(camera)s AS text) IS NULL OR lower(p.camera) = lower(CAST(%(camera)s AS text)))
+      AND (CAST(%(place)s AS text) IS NULL OR lower(p.place) = lower(CAST(%(place)s AS text)))
+      AND (CAST(%(uploader)s AS text) IS NULL OR lower(p.uploader) = lower(CAST(%(uploader)s AS text)))
+      AND (CAST(%(taken_after)s AS timestamptz) IS NULL OR p.taken_at >= CAST(%(taken_after)s AS timestamptz))
+      AND (CAST(%(taken_before)s AS timestamptz) IS NULL OR p.taken_at < CAST(%(taken_before)s AS timestamptz))
 """
 
 # Hybrid shortlist, in the shape of pgvector-python's hybrid example: two named candidate
-# searches, then their union with both signals per photo.
+# searches, then their union with both signals per photo. Run through psycopg directly, with
+# binary transfer: parsing ~150 vectors from text would cost more than the query itself.
 #   semantic_search     - nearest photos to the query in the joint space of the active ranker
 #                         (cosine ``<=>``, what a vector_cosine_ops HNSW index serves);
 #   description_search  - photos whose descriptions (written for that photo, never the held-out
 #                         test queries) are nearest to the query's text vector;
 #   description_match   - for every candidate, its best-matching description (NULL when it has none).
-# With :text_model_id NULL the description side is empty and this is the image-only shortlist.
-HYBRID_SHORTLIST_SQL = text(
-    f"""
+# With text_model_id NULL the description side is empty and this is the image-only shortlist.
+HYBRID_SHORTLIST_SQL = f"""
     WITH semantic_search AS (
         SELECT e.photo_id
         FROM photo_embeddings e
         JOIN photos p ON p.id = e.photo_id
-        WHERE e.model_id = :model_id AND {_PHOTO_FILTERS}
-        ORDER BY e.embedding <=> :query_vector
-        LIMIT :shortlist_size
+        WHERE e.model_id = %(model_id)s AND {_PHOTO_FILTERS}
+        ORDER BY e.embedding <=> %(query_vector)s
+        LIMIT %(shortlist_size)s
     ), description_search AS (
         SELECT d.photo_id
         FROM description_embeddings de
         JOIN descriptions d ON d.id = de.description_id
         JOIN photos p ON p.id = d.photo_id
-        WHERE de.model_id = :text_model_id AND d.source <> 'test' AND {_PHOTO_FILTERS}
-        ORDER BY de.embedding <=> :query_vector
-        LIMIT :shortlist_size
+        WHERE de.model_id = %(text_model_id)s AND d.source <> 'test' AND {_PHOTO_FILTERS}
+        ORDER BY de.embedding <=> %(query_vector)s
+        LIMIT %(shortlist_size)s
     ), candidates AS (
         SELECT photo_id FROM semantic_search
         UNION
         SELECT photo_id FROM description_search
     ), description_match AS (
-        SELECT d.photo_id, max(1 - (de.embedding <=> :query_vector)) AS best
+        SELECT d.photo_id, max(1 - (de.embedding <=> %(query_vector)s)) AS best
         FROM candidates c
         JOIN descriptions d ON d.photo_id = c.photo_id AND d.source <> 'test'
-        JOIN description_embeddings de ON de.description_id = d.id AND de.model_id = :text_model_id
+        JOIN description_embeddings de ON de.description_id = d.id AND de.model_id = %(text_model_id)s
         GROUP BY d.photo_id
     )
-    SELECT p.id AS photo_id, p.file_name, e.embedding AS photo_vector,
-           1 - (e.embedding <=> :query_vector) AS similarity,
+    SELECT p.id AS photo_id, p.file_name, e.embedding AS photo_vector, e.bridge AS photo_bridge,
+           1 - (e.embedding <=> %(query_vector)s) AS similarity,
            dm.best AS description_match
     FROM candidates c
     JOIN photos p ON p.id = c.photo_id
-    JOIN photo_embeddings e ON e.photo_id = p.id AND e.model_id = :model_id
+    JOIN photo_embeddings e ON e.photo_id = p.id AND e.model_id = %(model_id)s
     LEFT JOIN description_match dm ON dm.photo_id = p.id
     ORDER BY similarity DESC, p.id
-    """
-)
+"""
 
 LOG_SQL = text(
     """INSERT INTO search_log (query, blocked, n_results, photo_ids, model_id, took_ms)
@@ -187,7 +189,7 @@ class Searcher:
         self._rankers: dict[int, Ranker] = {}
         self._text_model_id: Optional[int] = None
 
-    def _ranker(self, model: dict) -> Ranker:
+    def ranker_for(self, model: dict) -> Ranker:
         """The loaded ranker for a models row; loaded once per process, reloaded when another is active."""
         ranker = self._rankers.get(model["id"])
         if ranker is None:
@@ -217,9 +219,9 @@ class Searcher:
 
     def search(self, query: str, *, limit: int = 5, offset: int = 0, min_score: Optional[float] = None,
                filters: Filters | None = None, splits: Sequence[str] | None = None, hybrid: bool = True,
-               log: bool = True) -> SearchResponse:
-        """Top ``limit`` photos after ``offset``; ``hybrid=False`` ranks by the photo content alone
-        (for evaluations that must not see descriptions)."""
+               rerank: bool = True, log: bool = True) -> SearchResponse:
+        """Top ``limit`` photos after ``offset``. ``hybrid=False`` ranks by the photo content alone
+        and ``rerank=False`` by the shortlist's cosine alone (both for evaluations)."""
         filters = filters or Filters()
         clock = _Stopwatch()
         if policy.is_about_children(query):
@@ -232,22 +234,22 @@ class Searcher:
         clock.lap("policy")
 
         model = self.active_model()
-        ranker = self._ranker(model)
+        ranker = self.ranker_for(model)
         query_vector = self.text_encoder.encode([query])[0]
         clock.lap("text_encoding")
 
-        with self.engine.connect() as conn:
-            rows = conn.execute(HYBRID_SHORTLIST_SQL, {
+        with self.engine.connect() as conn, driver_connection(conn).cursor(binary=True, row_factory=namedtuple_row) as cur:
+            rows = cur.execute(HYBRID_SHORTLIST_SQL, {
                 "query_vector": query_vector,
                 "model_id": model["id"],
                 "text_model_id": self.text_model_id() if hybrid else None,
                 "splits": list(splits) if splits else None,
                 "shortlist_size": max(self.settings.shortlist_size, offset + limit),
                 **asdict(filters),
-            }).all()
+            }).fetchall()
         clock.lap("shortlist")
 
-        ranked = self._rerank(ranker, query_vector, rows)
+        ranked = self._rerank(ranker, query_vector, rows) if rerank else self._shortlist_order(rows)
         passing = [r for r in ranked if min_score is None or r.score >= min_score]
         results = passing[offset : offset + limit]
         clock.lap("scoring")
@@ -266,7 +268,8 @@ class Searcher:
         if not rows:
             return []
         photo_vectors = np.stack([as_array(r.photo_vector) for r in rows])
-        scorer_scores = np.asarray(ranker.score(query_vector, photo_vectors), dtype=np.float64)
+        photo_bridges = np.stack([as_array(r.photo_bridge) for r in rows])
+        scorer_scores = np.asarray(ranker.score(query_vector, photo_vectors, photo_bridges), dtype=np.float64)
         matches = np.array([np.nan if r.description_match is None else r.description_match for r in rows], dtype=np.float64)
         final = blend(scorer_scores, matches, self.settings.description_weight)
         order = np.argsort(-final, kind="stable")
@@ -276,6 +279,12 @@ class Searcher:
                    None if np.isnan(matches[i]) else round(float(matches[i]), 6))
             for i in order
         ]
+
+    @staticmethod
+    def _shortlist_order(rows) -> list[Result]:
+        """Candidates in the SQL shortlist's own order (cosine in the joint space), no scorer."""
+        return [Result(r.photo_id, r.file_name, round(float(r.similarity), 6), round(float(r.similarity), 6))
+                for r in rows]
 
     def _log(self, response: SearchResponse, model_id: Optional[int]) -> None:
         import json

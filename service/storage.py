@@ -64,3 +64,23 @@ def orphans(root: Path, known_keys: set[str]) -> list[Path]:
             if key not in known_keys and not key.startswith(THUMBNAILS + "/"):
                 found.append(path)
     return found
+
+
+def remove_orphans(root: Path, known_keys: set[str], *, grace_seconds: float, now: float | None = None) -> list[Path]:
+    """Delete orphans (see ``orphans``) last modified more than ``grace_seconds`` ago; returns them.
+
+    The grace period spares files of uploads in flight: a photo's file is written before its row
+    is committed, so a young file without a row may be a moment from having one.
+    """
+    import time
+
+    cutoff = (time.time() if now is None else now) - grace_seconds
+    removed = []
+    for path in orphans(root, known_keys):
+        try:
+            if path.stat().st_mtime <= cutoff:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # removed meanwhile (a concurrent sweep, or the temp file was renamed)
+            continue
+    return removed

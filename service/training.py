@@ -1,44 +1,227 @@
-"""Training from the database: read features and captions, fit the ranker, publish it.
+"""Training from the database: gather the training data, fit the ranker, publish it.
 
-Publishing = artifact folder on disk + a models row + the joint-space vector of every photo,
-then activation in one transaction, so searches switch from the old ranker to the new one at once.
+Training data = the train photos' features, the captions written for them (every source but the
+held-out test queries), every rated pair (expert, crowd and live votes from the API), and, when the
+flickr8k_extra folder is present, its extra captions and photos (training only, never stored as
+photos). Publishing = artifact folder + models row + the joint and bridge vectors of every photo;
+the new ranker is activated in the same transaction only when it beats the active one.
 """
 from __future__ import annotations
 
+import csv
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine, text
 from tqdm import tqdm
 
-from ml.joint import RidgeMapper
+from ml.data import TrainingData, assert_no_test_leak, cached_text_vectors, is_about_children
+from ml.encoders import imagenet_label_texts
+from ml.features import cached_image_features
 from ml.ranker import Ranker
 from service.config import Settings
 from service.db import as_array
-from service.ingest import _write_vectors
-from service.models_registry import encoder_model_ids
+from service.db import driver_connection
+from service.models_registry import active_ranker, encoder_model_ids
 
-# Captions written for training photos, with their text vectors: the (photo, caption) pairs that
-# teach the joint space. Test photos and test queries never enter.
+TRAIN_PHOTOS_SQL = text(
+    """
+    SELECT p.id, p.file_name, p.sha256, pe.embedding AS features
+    FROM photos p
+    JOIN photo_embeddings pe ON pe.photo_id = p.id AND pe.model_id = :image_model_id
+    WHERE p.split = 'train'
+    ORDER BY p.id
+    """
+)
+
+# Captions written for training photos, with their text vectors. Test queries never enter.
 TRAINING_CAPTIONS_SQL = text(
     """
-    SELECT d.photo_id, de.embedding AS text_vector
+    SELECT d.photo_id, d.text, de.embedding AS text_vector
     FROM descriptions d
-    JOIN photos p ON p.id = d.photo_id
+    JOIN photos p ON p.id = d.photo_id AND p.split = 'train'
     JOIN description_embeddings de ON de.description_id = d.id AND de.model_id = :text_model_id
-    WHERE p.split = 'train' AND d.source <> 'test'
+    WHERE d.source <> 'test'
     ORDER BY d.id
     """
 )
 
+# Every rated pair of a training photo: the analysts' view already joins experts, crowd and live
+# votes; live votes are pooled with the dataset's crowd votes into one share.
+RATED_PAIRS_SQL = text(
+    """
+    SELECT r.photo_id, r.description AS text, de.embedding AS text_vector,
+           r.expert_1, r.expert_2, r.expert_3,
+           CASE WHEN coalesce(r.crowd_yes + r.crowd_no, 0) + r.live_yes + r.live_no > 0
+                THEN (coalesce(r.crowd_yes, 0) + r.live_yes)::float8
+                     / (coalesce(r.crowd_yes + r.crowd_no, 0) + r.live_yes + r.live_no)
+                ELSE r.crowd_share END AS crowd_share
+    FROM analyst_rated_pairs r
+    JOIN description_embeddings de ON de.description_id = r.description_id AND de.model_id = :text_model_id
+    WHERE r.split = 'train' AND r.description_source <> 'test'
+    ORDER BY r.photo_id, r.description_id
+    """
+)
+
+# Live votes about a free query (no stored description): pooled per (photo, query).
+QUERY_VOTES_SQL = text(
+    """
+    SELECT v.photo_id, v.query AS text,
+           avg(CASE WHEN v.match THEN 1.0 ELSE 0.0 END)::float8 AS crowd_share
+    FROM crowd_votes v
+    JOIN photos p ON p.id = v.photo_id AND p.split = 'train'
+    WHERE v.description_id IS NULL
+    GROUP BY v.photo_id, v.query
+    ORDER BY v.photo_id, v.query
+    """
+)
+
+TEST_PHOTOS_SQL = text("SELECT file_name, sha256 FROM photos WHERE split = 'test'")
+
+
+@dataclass
+class _Extra:
+    """What the flickr8k_extra folder adds: captions by file name, and photos with their captions."""
+
+    captions: dict[str, list[str]]
+    photo_paths: list[Path]
+    original_sha256: list[str]
+
+
+def _read_extra(extra_dir: str) -> _Extra | None:
+    folder = Path(extra_dir) if extra_dir else None
+    if folder is None or not (folder / "captions.tsv").is_file():
+        return None
+    captions: dict[str, list[str]] = {}
+    with (folder / "captions.tsv").open(newline="", encoding="utf-8") as f:
+        for row in list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]:
+            if len(row) == 3:
+                captions.setdefault(row[0], []).append(row[2])
+    paths = sorted((folder / "images").glob("*.jpg")) if (folder / "images").is_dir() else []
+    shas = []
+    manifest = folder / "images_manifest.tsv"
+    if manifest.is_file():
+        with manifest.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        by_name = {r["image"]: r["orig_sha256"] for r in rows}
+        shas = [by_name[p.name] for p in paths if p.name in by_name]
+    return _Extra(captions=captions, photo_paths=paths, original_sha256=shas)
+
+
+def training_data(engine: Engine, settings: Settings, encoders, *, progress: bool = True) -> TrainingData:
+    """Everything the ranker learns from, as arrays (ml.data.TrainingData)."""
+    ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
+    with engine.connect() as conn:
+        photos = conn.execute(TRAIN_PHOTOS_SQL, {"image_model_id": ids["image"]}).all()
+        caption_rows = conn.execute(TRAINING_CAPTIONS_SQL, {"text_model_id": ids["text"]}).all()
+        pair_rows = conn.execute(RATED_PAIRS_SQL, {"text_model_id": ids["text"]}).all()
+        vote_rows = conn.execute(QUERY_VOTES_SQL).all()
+        test_photos = conn.execute(TEST_PHOTOS_SQL).all()
+    if not photos:
+        raise RuntimeError("no training photos with image vectors: run `withsense ingest dataset` first")
+
+    names = [p.file_name for p in photos]
+    features = [np.stack([as_array(p.features) for p in photos])]
+    index = {p.id: i for i, p in enumerate(photos)}
+    captions = [(index[r.photo_id], r.text, as_array(r.text_vector)) for r in caption_rows]
+    extra_texts: list[str] = []
+    cache_dir = settings.data_dir / "cache"
+    extra = _read_extra(settings.extra_dataset_dir)
+    extra_sha: list[str] = []
+    if extra is not None and settings.encoder != "clip":
+        # Extra captions of stored training photos, then the extra photos with theirs.
+        by_name = {name: i for i, name in enumerate(names)}
+        known = {(i, t) for i, t, _ in captions}
+        more = [(by_name[n], t) for n, texts in extra.captions.items() if n in by_name for t in texts
+                if (by_name[n], t) not in known]
+        offset = len(names)
+        extra_names = [p.name for p in extra.photo_paths]
+        more += [(offset + j, t) for j, n in enumerate(extra_names) for t in extra.captions.get(n, [])]
+        photo_names = set(names) | set(extra_names)
+        extra_texts = [t for n, texts in extra.captions.items() if n not in photo_names for t in texts]
+        if extra.photo_paths:
+            features.append(cached_image_features(extra.photo_paths, encoders.image, cache_dir))
+            names += extra_names
+        vectors = cached_text_vectors([t for _, t in more], encoders.text, cache_dir)
+        captions += [(i, t, v) for (i, t), v in zip(more, vectors)]
+        extra_sha = extra.original_sha256
+
+    # The held-out test photos never enter training: by name, Flickr id and original sha256.
+    assert_no_test_leak(names, [t.file_name for t in test_photos],
+                        train_sha256=[p.sha256 for p in photos] + extra_sha,
+                        test_sha256=[t.sha256 for t in test_photos])
+
+    pairs = [(index[r.photo_id], r.text, as_array(r.text_vector), [r.expert_1, r.expert_2, r.expert_3], r.crowd_share)
+             for r in pair_rows]
+    if vote_rows:
+        vote_vectors = encoders.text.encode([r.text for r in vote_rows])
+        pairs += [(index[r.photo_id], r.text, v, [None] * 3, r.crowd_share) for r, v in zip(vote_rows, vote_vectors)]
+    dim = encoders.text.dim
+    label_vectors = (cached_text_vectors(imagenet_label_texts(), encoders.text, cache_dir)
+                     if settings.encoder != "clip" else np.zeros((0, dim), np.float32))
+
+    def stack(vectors) -> np.ndarray:
+        return np.stack(vectors).astype(np.float32) if len(vectors) else np.zeros((0, dim), np.float32)
+
+    return TrainingData(
+        photo_keys=np.array(names, dtype=object),
+        photo_features=np.concatenate(features).astype(np.float32),
+        caption_photo=np.array([c[0] for c in captions], dtype=np.int64),
+        caption_texts=np.array([c[1] for c in captions], dtype=object),
+        caption_vectors=stack([c[2] for c in captions]),
+        caption_blocked=np.array([is_about_children(c[1]) for c in captions], dtype=bool),
+        pair_photo=np.array([p[0] for p in pairs], dtype=np.int64),
+        pair_texts=np.array([p[1] for p in pairs], dtype=object),
+        pair_vectors=stack([p[2] for p in pairs]),
+        pair_expert=np.array([[np.nan if s is None else s for s in p[3]] for p in pairs], dtype=np.float32).reshape(-1, 3),
+        pair_crowd=np.array([np.nan if p[4] is None else p[4] for p in pairs], dtype=np.float32),
+        pair_blocked=np.array([is_about_children(p[1]) for p in pairs], dtype=bool),
+        label_vectors=label_vectors,
+        extra_texts=np.array(extra_texts, dtype=object),
+        extra_vectors=cached_text_vectors(extra_texts, encoders.text, cache_dir) if extra_texts else np.zeros((0, dim), np.float32),
+        bridge_kind="identity" if settings.encoder == "clip" else "imagenet_labels",
+    )
+
+
+def _headline(metrics: dict) -> float | None:
+    """The selection rule's number for a trained model: CV R@1 + R@5 of its chosen scorer."""
+    chosen = (metrics or {}).get("cv", {}).get((metrics or {}).get("chosen"))
+    return chosen["R@1"] + chosen["R@5"] if chosen else None
+
+
+def train_and_publish(engine: Engine, settings: Settings, encoders, *, run_cv: bool = True,
+                      force: bool = False, progress: bool = True) -> dict:
+    """Fit on the database's training data; publish; activate if better than the active model."""
+    from ml.train import train
+
+    data = training_data(engine, settings, encoders, progress=progress)
+    kwargs = {} if run_cv else {"scorers": _quick_scorers()}
+    result = train(data, progress=progress, run_cv=run_cv, **kwargs)
+    with engine.connect() as conn:
+        current = active_ranker(conn, settings.encoder_key)
+    new, old = _headline(result.metrics), _headline(current["metrics"]) if current else None
+    activate = force or current is None or (new is not None and (old is None or new > old))
+    photo_ids, features = load_photo_features(engine, encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"])
+    model = publish(engine, settings, result.ranker, photo_ids, features, params={"scorer": result.scorer_name},
+                    metrics=result.metrics, activate=activate, progress=progress)
+    model.update(activated=activate, cv_headline=new, previous_headline=old,
+                 previous_version=current["version"] if current else None)
+    return model
+
+
+def _quick_scorers() -> dict:
+    from sklearn.linear_model import LinearRegression
+
+    from ml.scorer import ClippedRegressor
+
+    return {"linear_regression": ClippedRegressor(LinearRegression())}
+
+
 PHOTO_FEATURES_SQL = text(
-    """
-    SELECT pe.photo_id, pe.embedding AS features
-    FROM photo_embeddings pe
-    WHERE pe.model_id = :image_model_id
-    ORDER BY pe.photo_id
-    """
+    "SELECT photo_id, embedding AS features FROM photo_embeddings WHERE model_id = :image_model_id ORDER BY photo_id"
 )
 
 
@@ -50,42 +233,30 @@ def load_photo_features(engine: Engine, image_model_id: int) -> tuple[np.ndarray
     return ids, feats
 
 
-def training_pairs(engine: Engine, text_model_id: int, photo_ids: np.ndarray, features: np.ndarray):
-    with engine.connect() as conn:
-        rows = conn.execute(TRAINING_CAPTIONS_SQL, {"text_model_id": text_model_id}).all()
-    index = {int(pid): i for i, pid in enumerate(photo_ids)}
-    rows = [r for r in rows if int(r.photo_id) in index]
-    if not rows:
-        raise RuntimeError("no training captions with image vectors: run `withsense ingest dataset` first")
-    X = features[[index[int(r.photo_id)] for r in rows]]
-    Y = np.stack([as_array(r.text_vector) for r in rows])
-    return X, Y
-
-
-def train_ridge(engine: Engine, settings: Settings, encoders, *, progress: bool = True) -> dict:
-    ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
-    photo_ids, features = load_photo_features(engine, ids["image"])
-    X, Y = training_pairs(engine, ids["text"], photo_ids, features)
-    ranker = Ranker(mapper=RidgeMapper(alpha=10.0).fit(X, Y), dims=Y.shape[1], name="ridge")
-    return publish(engine, settings, ranker, photo_ids, features, params={"alpha": 10.0, "pairs": len(X)},
-                   metrics={}, progress=progress)
+def write_ranker_vectors(conn, model_id: int, photo_ids, joint: np.ndarray, bridge: np.ndarray) -> None:
+    """A ranker's two vectors per photo, by binary COPY."""
+    with driver_connection(conn).cursor() as cur:
+        with cur.copy("COPY photo_embeddings (photo_id, model_id, embedding, bridge) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "int4", "vector", "vector"])
+            for pid, j, b in zip(photo_ids, joint, bridge):
+                copy.write_row((int(pid), model_id, np.asarray(j, np.float32), np.asarray(b, np.float32)))
 
 
 def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.ndarray, features: np.ndarray,
             *, params: dict, metrics: dict, activate: bool = True, progress: bool = True) -> dict:
     version = f"{ranker.name}-{datetime.now(timezone.utc):%Y%m%d%H%M%S%f}"
     directory = ranker.save(settings.artifacts_dir / version)
+    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     with engine.begin() as conn:
         model_id = conn.execute(text(
             """INSERT INTO models (kind, name, version, encoder_key, dims, params, metrics, artifact_path)
                VALUES ('ranker', :name, :version, :key, :dims, CAST(:params AS jsonb), CAST(:metrics AS jsonb), :path)
                RETURNING id"""
         ), {"name": ranker.name, "version": version, "key": settings.encoder_key, "dims": ranker.dims,
-            "params": json.dumps(params), "metrics": json.dumps(metrics), "path": str(directory)}).scalar_one()
-        vectors = ranker.photo_vectors(features)
-        for start in tqdm(range(0, len(photo_ids), 1000), desc="joint vectors", disable=not progress):
-            _write_vectors(conn, "photo_embeddings", "photo_id", model_id,
-                           photo_ids[start:start + 1000], vectors[start:start + 1000])
+            "params": json.dumps(params), "metrics": json.dumps(metrics, default=str), "path": str(directory)}).scalar_one()
+        for start in tqdm(range(0, len(photo_ids), 500), desc="photo vectors", disable=not progress):
+            joint, bridge = ranker.photo_side(features[start:start + 500])
+            write_ranker_vectors(conn, model_id, photo_ids[start:start + 500], joint, bridge)
         if activate:
             activate_model(conn, model_id, settings.encoder_key)
     return {"id": model_id, "version": version, "artifact_path": str(directory)}
@@ -98,9 +269,7 @@ def activate_model(conn, model_id: int, encoder_key: str) -> None:
 
 
 def project_missing_photos(engine: Engine, settings: Settings, image_model_id: int) -> int:
-    """Give photos added after training (uploads, new ingests) their vector under the active ranker."""
-    from service.models_registry import active_ranker
-
+    """Give photos added after training (uploads, new ingests) their vectors under the active ranker."""
     with engine.connect() as conn:
         model = active_ranker(conn, settings.encoder_key)
         if model is None:
@@ -113,8 +282,7 @@ def project_missing_photos(engine: Engine, settings: Settings, image_model_id: i
         ), {"image_model_id": image_model_id, "ranker_id": model["id"]}).all()
     if not rows:
         return 0
-    ranker = Ranker.load(model["artifact_path"])
-    vectors = ranker.photo_vectors(np.stack([as_array(r.embedding) for r in rows]))
+    joint, bridge = Ranker.load(model["artifact_path"]).photo_side(np.stack([as_array(r.embedding) for r in rows]))
     with engine.begin() as conn:
-        _write_vectors(conn, "photo_embeddings", "photo_id", model["id"], [r.photo_id for r in rows], vectors)
+        write_ranker_vectors(conn, model["id"], [r.photo_id for r in rows], joint, bridge)
     return len(rows)

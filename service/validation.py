@@ -11,7 +11,10 @@ MAX_QUERY_CHARS = 500
 def json_body() -> dict:
     if not request.is_json:
         raise ApiError("send a JSON body with Content-Type: application/json", 415)
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # JSON nested thousands of levels deep: the parser gives up, and so do we
+        raise ApiError("the body is not a JSON object (nested too deeply)") from None
     if not isinstance(body, dict):
         raise ApiError("the body is not a JSON object")
     return body

@@ -84,7 +84,8 @@ def settings_for(tmp_path_factory):
 def encoders():
     from ml.encoders import load_encoders
 
-    return load_encoders("minilm")
+    settings = load_settings()
+    return load_encoders("minilm", image_model=settings.image_model)
 
 
 def load_library(url: str, settings_for, encoders) -> dict:
@@ -93,7 +94,7 @@ def load_library(url: str, settings_for, encoders) -> dict:
     from service.dataset import read_dataset
     from service.db import make_engine
     from service.models_registry import encoder_model_ids
-    from service.training import train_ridge
+    from service.training import train_and_publish
 
     settings = settings_for(url, api_token="test-token")
     engine = make_engine(settings.database_url)
@@ -101,7 +102,7 @@ def load_library(url: str, settings_for, encoders) -> dict:
     report = ingest.load_dataset(engine, settings, dataset, progress=False)
     ingest.embed_photos(engine, settings, encoders.image, progress=False)
     ingest.embed_descriptions(engine, settings, encoders.text, progress=False)
-    model = train_ridge(engine, settings, encoders, progress=False)
+    model = train_and_publish(engine, settings, encoders, run_cv=False, progress=False)
     ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
     return {"settings": settings, "engine": engine, "dataset": dataset, "report": report, "model": model, **ids}
 

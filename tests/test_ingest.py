@@ -36,7 +36,7 @@ def test_second_load_changes_nothing(loaded):
     assert {t: _count(engine, t) for t in before} == before
 
 
-def test_every_photo_and_description_has_vectors(loaded):
+def test_every_photo_and_description_has_vectors(loaded, encoders):
     engine = loaded["engine"]
     with engine.connect() as conn:
         dims = conn.execute(text(
@@ -44,7 +44,8 @@ def test_every_photo_and_description_has_vectors(loaded):
         ).scalars().all()
         n_photo = conn.execute(text("SELECT count(*) FROM photo_embeddings WHERE model_id = :m"), {"m": loaded["image"]}).scalar()
         n_text = conn.execute(text("SELECT count(*) FROM description_embeddings WHERE model_id = :m"), {"m": loaded["text"]}).scalar()
-    assert dims == [2280] and n_photo == 16 and n_text == 86
+    assert dims == [encoders.image.dim] == [4560]  # Lite0 + Lite2, 2 x (1280 pooled + 1000 logits)
+    assert n_photo == 16 and n_text == 86
 
 
 

@@ -109,3 +109,11 @@ def test_unknown_paths_get_json_404(live_server, path, status):
 def test_health(live_server):
     assert requests.get(f"{live_server}/healthz", timeout=10).json() == {"status": "ok"}
     assert requests.get(f"{live_server}/readyz", timeout=10).json()["database"] == "ok"
+
+
+def test_server_timing_names_every_stage(live_server):
+    r = _search(live_server, {"query": "a dog runs through the snow"})
+    stages = dict(part.strip().split(";dur=") for part in r.headers["Server-Timing"].split(","))
+    assert list(stages) == ["policy", "text_encoding", "shortlist", "scoring", "serialisation"]
+    assert all(float(v) >= 0 for v in stages.values())
+    assert sum(float(v) for k, v in stages.items() if k != "serialisation") <= r.json()["took_ms"] + 0.01

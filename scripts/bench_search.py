@@ -1,0 +1,211 @@
+"""Search latency and throughput over real HTTP, with the floor measured in the same run.
+
+Starts the product as `make demo` serves it (gunicorn, 2 workers, the `make demo` database under
+WITHSENSE_DATA_DIR) on a spare loopback port with the rate limit off, then sends the non-blocked
+test queries at 1, 4 and 16 concurrent clients. Reports p50/p95/p99 and searches/s per level, the
+per-stage breakdown the server reports in its Server-Timing header, and the floor: text encoding
+alone and exact numpy top-k over the same photo vectors, in this process.
+Writes reports/bench/search.json and reports/bench/search.md.
+
+    python scripts/bench_search.py [--requests 300] [--port 8765]
+
+The load generator runs on the same two cores as the server, so the figures are a lower bound
+on what the server alone could do.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.config import REPO_ROOT, load_settings  # noqa: E402
+
+LEVELS = (1, 4, 16)
+
+
+def start_server(port: int, workers: int) -> subprocess.Popen:
+    env = dict(os.environ, WITHSENSE_RATE_LIMIT="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            status, _, _ = post(port, "/api/search", {"query": "warm up"})
+            if status == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.5)
+    stop_server(proc)
+    raise SystemExit("the server did not answer a search within 120 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def post(port: int, path: str, body: dict, conn: http.client.HTTPConnection | None = None):
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", path, body=json.dumps(body), headers={"content-type": "application/json"})
+    response = conn.getresponse()
+    data = response.read()
+    timing = response.getheader("Server-Timing", "")
+    if own:
+        conn.close()
+    return response.status, data, timing
+
+
+def parse_server_timing(header: str) -> dict[str, float]:
+    stages = {}
+    for part in header.split(","):
+        name, _, rest = part.strip().partition(";dur=")
+        if name and rest:
+            stages[name] = float(rest)
+    return stages
+
+
+def run_level(port: int, queries: list[str], clients: int, total: int) -> dict:
+    latencies: list[float] = []
+    stages: list[dict] = []
+    errors = 0
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker() -> None:
+        nonlocal errors
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for i in counter:
+            start = time.perf_counter()
+            status, _, timing = post(port, "/api/search", {"query": queries[i % len(queries)]}, conn)
+            elapsed = (time.perf_counter() - start) * 1000
+            with lock:
+                latencies.append(elapsed)
+                stages.append(parse_server_timing(timing))
+                errors += status != 200
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    stage_names = sorted({k for s in stages for k in s})
+    return {
+        "clients": clients, "requests": len(latencies), "errors": errors,
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "p95_ms": round(float(np.percentile(latencies, 95)), 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+        "searches_per_s": round(len(latencies) / wall, 1),
+        "server_stages_p50_ms": {n: round(float(np.median([s[n] for s in stages if n in s])), 3) for n in stage_names},
+    }
+
+
+def floor(queries: list[str]) -> dict:
+    """What no search can beat: encoding the query alone, and exact top-k over the photo vectors."""
+    from sqlalchemy import text
+
+    from service.db import as_array, make_engine, resolve_url
+    from service.models_registry import active_ranker
+    from service.runtime import encoders_for
+
+    settings = load_settings()
+    encoder = encoders_for(settings).text
+    encoder.encode(["warm up"])
+    times = []
+    for q in queries[:200]:
+        start = time.perf_counter()
+        vector = encoder.encode([q])[0]
+        times.append((time.perf_counter() - start) * 1000)
+    engine = make_engine(resolve_url(settings))
+    with engine.connect() as conn:
+        model = active_ranker(conn, settings.encoder_key)
+        rows = conn.execute(text("SELECT embedding FROM photo_embeddings WHERE model_id = :m"), {"m": model["id"]}).all()
+    engine.dispose()
+    matrix = np.stack([as_array(r.embedding) for r in rows])
+    topk = []
+    for _ in range(200):
+        start = time.perf_counter()
+        sims = matrix @ vector
+        np.argpartition(-sims, 100)[:100]
+        topk.append((time.perf_counter() - start) * 1000)
+    return {"text_encoding_p50_ms": round(float(np.median(times)), 3),
+            "text_encoding_p99_ms": round(float(np.percentile(times, 99)), 3),
+            "numpy_exact_top100_p50_ms": round(float(np.median(topk)), 4), "photos": len(matrix)}
+
+
+def load_queries() -> list[str]:
+    from sqlalchemy import text
+
+    from service.db import make_engine, resolve_url
+    from service.policy import is_about_children
+
+    engine = make_engine(resolve_url(load_settings()))
+    with engine.connect() as conn:
+        texts = conn.execute(text("SELECT text FROM descriptions WHERE source = 'test' ORDER BY id")).scalars().all()
+    engine.dispose()
+    return [t for t in texts if not is_about_children(t)]
+
+
+def write_report(payload: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "search.json").write_text(json.dumps(payload, indent=2))
+    f = payload["floor"]
+    lines = ["# Search over HTTP (scripts/bench_search.py)", "",
+             f"gunicorn, {payload['workers']} workers, {f['photos']} photos, {payload['queries']} distinct non-blocked test queries; "
+             "client and server share the machine's 2 cores.", "",
+             "| clients | requests | errors | p50 ms | p95 ms | p99 ms | searches/s |", "|---|---|---|---|---|---|---|"]
+    for r in payload["levels"]:
+        lines.append(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['searches_per_s']} |")
+    one = payload["levels"][0]["server_stages_p50_ms"]
+    lines += ["", "Server-side stages at 1 client (p50 ms): " + ", ".join(f"{k} {v}" for k, v in one.items()), "",
+              f"Floor, same run: text encoding alone p50 {f['text_encoding_p50_ms']} ms (p99 {f['text_encoding_p99_ms']} ms); "
+              f"exact numpy top-100 over the photo vectors p50 {f['numpy_exact_top100_p50_ms']} ms.",
+              f"End-to-end p50 at 1 client / text encoding p50 = {payload['ratio_to_encoding']}.", ""]
+    (out_dir / "search.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=300, help="requests per concurrency level")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
+    args = parser.parse_args()
+
+    queries = load_queries()
+    proc = start_server(args.port, args.workers)
+    try:
+        for q in queries[:20]:  # let both workers see traffic before measuring
+            post(args.port, "/api/search", {"query": q})
+        levels = []
+        for clients in LEVELS:
+            levels.append(run_level(args.port, queries, clients, args.requests))
+            print(json.dumps(levels[-1]), flush=True)
+    finally:
+        stop_server(proc)
+    f = floor(queries)
+    payload = {"workers": args.workers, "queries": len(queries), "levels": levels, "floor": f,
+               "ratio_to_encoding": round(levels[0]["p50_ms"] / f["text_encoding_p50_ms"], 2)}
+    write_report(payload, args.out)
+    print(json.dumps(f), f"\nwritten: {args.out / 'search.json'}, {args.out / 'search.md'}")
+
+
+if __name__ == "__main__":
+    main()

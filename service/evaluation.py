@@ -1,0 +1,176 @@
+"""`withsense evaluate`: the 500 test queries over the 100 test photos, through the search path.
+
+Every query goes through ``Searcher.search`` (the same code the API calls) restricted to the test
+photos, with descriptions left out (``hybrid=False``: the test photos' only captions are the test
+queries themselves). Three rankings are measured:
+
+  (a) shortlist only   - the SQL nearest-neighbour order in the joint space (``rerank=False``);
+  (b) shortlist+scorer - the full pipeline, as served;
+  (c) labels only      - no training at all: the query against each photo's bridge vector (ImageNet
+                          class probabilities times label-phrase vectors; CLIP's own image vector).
+
+Queries the content rule blocks are counted apart, not as failures. Agreement with the experts
+(Kendall tau-c on held-out photos) comes from the active model's grouped cross-validation.
+Writes reports/evaluation.md, reports/evaluation.json and two PNG plots.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, text
+from tqdm import tqdm
+
+from ml import metrics as M
+from service.config import Settings
+from service.db import as_array
+from service.search import Searcher
+
+TEST_QUERIES_SQL = text(
+    """
+    SELECT d.id, d.text, d.photo_id
+    FROM descriptions d JOIN photos p ON p.id = d.photo_id
+    WHERE d.source = 'test' AND p.split = 'test'
+    ORDER BY d.id
+    """
+)
+
+TEST_PHOTO_BRIDGES_SQL = text(
+    """
+    SELECT pe.photo_id, pe.bridge
+    FROM photo_embeddings pe JOIN photos p ON p.id = pe.photo_id
+    WHERE pe.model_id = :model_id AND p.split = 'test'
+    ORDER BY pe.photo_id
+    """
+)
+
+# Rated pairs of training photos with the active model's vectors, for the score-vs-experts plot.
+RATED_PAIRS_FOR_PLOT_SQL = text(
+    """
+    SELECT r.expert_mean, de.embedding AS text_vector, pe.embedding AS joint, pe.bridge
+    FROM analyst_rated_pairs r
+    JOIN description_embeddings de ON de.description_id = r.description_id AND de.model_id = :text_model_id
+    JOIN photo_embeddings pe ON pe.photo_id = r.photo_id AND pe.model_id = :model_id
+    WHERE r.expert_mean IS NOT NULL
+    """
+)
+
+MODES = {"shortlist": "(a) shortlist only", "full": "(b) shortlist + scorer", "labels": "(c) labels only, no training"}
+
+
+def _summary(ranks: list[int]) -> dict:
+    r = np.asarray(ranks)
+    return {"R@1": round(M.recall_at_k(r, 1), 4), "R@5": round(M.recall_at_k(r, 5), 4),
+            "R@10": round(M.recall_at_k(r, 10), 4), "MRR": round(M.mrr(r), 4),
+            "median_rank": float(M.median_rank(r)), "n_queries": int(len(r))}
+
+
+def _rank_of(photo_ids: list[int], correct: int) -> int:
+    return photo_ids.index(correct) + 1 if correct in photo_ids else len(photo_ids) + 1
+
+
+def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress: bool = True) -> dict:
+    model = searcher.active_model()
+    with engine.connect() as conn:
+        queries = conn.execute(TEST_QUERIES_SQL).all()
+        bridges = conn.execute(TEST_PHOTO_BRIDGES_SQL, {"model_id": model["id"]}).all()
+    n_photos = len(bridges)
+    bridge_ids = [b.photo_id for b in bridges]
+    bridge_matrix = np.stack([as_array(b.bridge) for b in bridges])
+    ranks = {mode: [] for mode in MODES}
+    blocked = []
+    for q in tqdm(queries, desc="test queries", unit="query", disable=not progress):
+        full = searcher.search(q.text, limit=n_photos, splits=["test"], hybrid=False, log=False)
+        if full.blocked:
+            blocked.append(q.text)
+            continue
+        shortlist = searcher.search(q.text, limit=n_photos, splits=["test"], hybrid=False, rerank=False, log=False)
+        ranks["full"].append(_rank_of([r.photo_id for r in full.results], q.photo_id))
+        ranks["shortlist"].append(_rank_of([r.photo_id for r in shortlist.results], q.photo_id))
+        label_order = np.argsort(-(bridge_matrix @ searcher.text_encoder.encode([q.text])[0]), kind="stable")
+        ranks["labels"].append(_rank_of([bridge_ids[i] for i in label_order], q.photo_id))
+    cv = (model["metrics"] or {}).get("cv", {})
+    chosen = (model["metrics"] or {}).get("chosen")
+    return {
+        "model_version": model["version"],
+        "gallery_photos": n_photos,
+        "queries": len(queries),
+        "blocked_by_content_rule": len(blocked),
+        "results": {mode: _summary(r) for mode, r in ranks.items()},
+        "ranks": ranks,
+        "cv_held_out": cv,
+        "cv_chosen": chosen,
+        "kendall_tau_c_held_out": (cv.get(chosen) or {}).get("tau_c"),
+    }
+
+
+def _plots(report: dict, engine: Engine, searcher: Searcher, out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.arange(1, report["gallery_photos"] + 2) - 0.5
+    for mode in ("shortlist", "full"):
+        ax.hist(report["ranks"][mode], bins=bins, histtype="step", cumulative=True, density=True, label=MODES[mode])
+    ax.set_xscale("log")
+    ax.set_xlabel("rank of the correct photo (log scale)")
+    ax.set_ylabel("share of queries at or above this rank")
+    ax.set_title(f"Rank of the correct photo, {report['results']['full']['n_queries']} test queries")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out_dir / "evaluation_ranks.png", dpi=110)
+    plt.close(fig)
+    files.append("evaluation_ranks.png")
+
+    model = searcher.active_model()
+    ranker = searcher.ranker_for(model)
+    with engine.connect() as conn:
+        rows = conn.execute(RATED_PAIRS_FOR_PLOT_SQL, {"model_id": model["id"],
+                                                       "text_model_id": searcher.text_model_id()}).all()
+    if rows:
+        experts = np.array([r.expert_mean for r in rows])
+        scores = np.concatenate([
+            ranker.score(as_array(r.text_vector), as_array(r.joint)[None, :], as_array(r.bridge)[None, :]) for r in rows])
+        fig, ax = plt.subplots(figsize=(6, 4))
+        jitter = np.random.default_rng(0).uniform(-0.08, 0.08, len(experts))
+        ax.scatter(experts + jitter, scores, s=3, alpha=0.25)
+        for level in np.unique(experts):
+            ax.plot([level - 0.12, level + 0.12], [np.median(scores[experts == level])] * 2, color="black")
+        ax.set_xlabel("expert mean (1 = no match .. 4 = exact match)")
+        ax.set_ylabel("predicted match score")
+        ax.set_title("Score against experts (training photos; black: median)")
+        fig.tight_layout()
+        fig.savefig(out_dir / "evaluation_scores.png", dpi=110)
+        plt.close(fig)
+        files.append("evaluation_scores.png")
+    return files
+
+
+def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = _plots(report, engine, searcher, out_dir)
+    (out_dir / "evaluation.json").write_text(json.dumps({k: v for k, v in report.items() if k != "ranks"}, indent=2))
+    lines = ["# Evaluation (`withsense evaluate`)", "",
+             f"Model `{report['model_version']}`; {report['queries']} test queries over {report['gallery_photos']} "
+             f"test photos; {report['blocked_by_content_rule']} queries blocked by the content rule are counted "
+             "apart (not failures), so each figure is over the other "
+             f"{report['results']['full']['n_queries']}.", "",
+             "| ranking | R@1 | R@5 | R@10 | MRR | median rank |", "|---|---|---|---|---|---|"]
+    for mode, label in MODES.items():
+        r = report["results"][mode]
+        lines.append(f"| {label} | {r['R@1']} | {r['R@5']} | {r['R@10']} | {r['MRR']} | {r['median_rank']} |")
+    cv = report["cv_held_out"]
+    if cv:
+        lines += ["", "## Model comparison (grouped 5-fold CV by photo, training photos only)", "",
+                  f"Chosen: `{report['cv_chosen']}` (rule: highest R@1 + R@5; ties within 0.005 by tau-c). "
+                  f"Kendall tau-c against the expert mean on held-out photos: {report['kendall_tau_c_held_out']:.3f}.", "",
+                  "| scorer | RMSE | MAE | tau-c | ROC-AUC | R@1 | R@5 | R@10 |", "|---|---|---|---|---|---|---|---|"]
+        for name, m in cv.items():
+            cells = [m.get(k) for k in ("RMSE", "MAE", "tau_c", "ROC_AUC", "R@1", "R@5", "R@10")]
+            lines.append(f"| {name} | " + " | ".join("-" if c is None or c != c else f"{c:.3f}" for c in cells) + " |")
+    lines += [""] + [f"![{p}]({p})" for p in plots] + [""]
+    (out_dir / "evaluation.md").write_text("\n".join(lines))

@@ -1,0 +1,257 @@
+"""Access: the write token, the read-only analyst role, size caps before the body, the search rate limit.
+
+There is no token table: the one write token is WITHSENSE_API_TOKEN, read from the environment
+(service/config.py), and compared in constant time (service/auth.py).
+"""
+from __future__ import annotations
+
+import http.client
+import inspect
+import io
+import json
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from tests.test_bad_input import snapshot
+
+# Every endpoint that writes, with a body that would succeed with the right token.
+WRITES = {
+    "upload": ("/api/photos", "multipart"),
+    "describe": ("/api/photos/1/descriptions", {"text": "a dog on a beach", "author": "access-test"}),
+    "rate": ("/api/ratings", {"photo_id": 1, "query": "a dog", "match": True}),
+}
+
+BAD_CREDENTIALS = [  # (headers, status)
+    ({}, 401),
+    ({"Authorization": ""}, 401),
+    ({"Authorization": "Bearer"}, 401),
+    ({"Authorization": "Bearer    "}, 401),
+    ({"Authorization": "Basic dGVzdC10b2tlbjo="}, 401),
+    ({"Authorization": "Token test-token"}, 401),
+    ({"Authorization": "test-token"}, 401),
+    ({"Authorization": "Bearer wrong"}, 403),
+    ({"Authorization": "Bearer test-toke"}, 403),
+    ({"Authorization": "Bearer test-token2"}, 403),
+    ({"Authorization": "Bearer TEST-TOKEN"}, 403),
+    ({"Authorization": "Bearer test-token test-token"}, 403),
+    ({"Authorization": "Bearer тест-токен".encode()}, 403),  # UTF-8 bytes on the wire
+    ({"X-Api-Token": "test-token"}, 401),
+]
+
+
+def _send(base: str, write: str, headers: dict):
+    path, body = WRITES[write]
+    if body == "multipart":
+        from tests.test_faults import _jpeg
+
+        return requests.post(f"{base}{path}", files={"file": ("a.jpg", _jpeg(31337))}, headers=headers, timeout=60)
+    return requests.post(f"{base}{path}", json=body, headers=headers, timeout=60)
+
+
+def test_the_write_list_matches_the_spec(writable_app):
+    """The endpoints the spec marks as needing the token are exactly the app's write endpoints."""
+    from service.openapi import PATHS
+
+    secured = {path for path, ops in PATHS.items() for op in ops.values() if op.get("security")}
+    assert secured == {"/api/photos", "/api/photos/{photo_id}/descriptions", "/api/ratings"}
+    assert {p.replace("/1/", "/{photo_id}/") for p, _ in WRITES.values()} == secured
+    posts = {rule.rule for rule in writable_app.url_map.iter_rules() if "POST" in rule.methods}
+    # the other POSTs only read (search writes its own log line, nothing a user can shape into data)
+    assert posts - {"/api/photos", "/api/photos/<int:photo_id>/descriptions", "/api/ratings"} == {
+        "/api/search", "/api/search/similar"}
+
+
+@pytest.mark.parametrize("headers, status", BAD_CREDENTIALS)
+@pytest.mark.parametrize("write", WRITES)
+def test_writes_need_the_token(writable_server, writable, write, headers, status):
+    before = snapshot(writable["engine"])
+    r = _send(writable_server, write, headers)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] and r.json()["status"] == status
+    if status == 401:
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+    assert snapshot(writable["engine"]) == before
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_writes_with_the_token_succeed(writable_server, write):
+    r = _send(writable_server, write, {"Authorization": "Bearer test-token"})
+    assert r.status_code in (200, 201), r.text
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_without_a_configured_token_every_write_is_refused(writable, encoders, write):
+    from tests.conftest import app_for
+
+    client = app_for(writable, encoders, api_token="").test_client()
+    path, body = WRITES[write]
+    before = snapshot(writable["engine"])
+    if body == "multipart":
+        r = client.post(path, data={"file": (io.BytesIO(b"x"), "a.jpg")}, headers={"Authorization": "Bearer "})
+    else:
+        r = client.post(path, json=body, headers={"Authorization": "Bearer anything"})
+    assert r.status_code == 403 and "no API token is configured" in r.json["error"]
+    assert snapshot(writable["engine"]) == before
+
+
+def test_tokens_are_compared_in_constant_time(writable_app, monkeypatch):
+    """auth.py compares with hmac.compare_digest (time independent of how much matched), never with ==."""
+    from service import auth
+
+    source = inspect.getsource(auth.require_write_token)
+    assert "hmac.compare_digest(" in source and "== expected" not in source and "expected ==" not in source
+    calls = []
+    real = auth.hmac.compare_digest
+    monkeypatch.setattr(auth.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    client = writable_app.test_client()
+    r = client.post("/api/ratings", json={}, headers={"Authorization": "Bearer test-tokeX"})
+    assert r.status_code == 403
+    assert calls == [(b"test-tokeX", b"test-token")]
+
+
+def test_there_is_no_token_table(loaded):
+    """The token is configuration (WITHSENSE_API_TOKEN), not data: no table holds tokens or users."""
+    with loaded["engine"].connect() as conn:
+        names = conn.execute(text(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")).scalars().all()
+    assert not [n for n in names if any(w in n for w in ("token", "user", "secret", "password", "session"))]
+
+
+# --- the analyst role -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def analyst(loaded):
+    engine = create_engine(make_url(loaded["settings"].database_url).set(username="analyst", password=None))
+    yield engine
+    engine.dispose()
+
+
+def _tables(engine) -> list[str]:
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name")).scalars().all()
+
+
+def test_analyst_has_no_write_privilege_on_any_table(loaded):
+    with loaded["engine"].connect() as conn:
+        rows = conn.execute(text(
+            """SELECT c.relname, p.privilege
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               CROSS JOIN unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p(privilege)
+               WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p')
+                 AND has_table_privilege('analyst', c.oid, p.privilege)""")).all()
+    assert rows == []
+
+
+@pytest.mark.parametrize("verb", ["INSERT", "UPDATE", "DELETE"])
+def test_analyst_cannot_insert_update_delete(analyst, loaded, verb):
+    """Tried for real on every table: each statement is refused with 'permission denied'.
+
+    The role's sessions are read-only by default too, but the analyst could switch that off
+    (SET TRANSACTION READ WRITE, done here first), so the privileges are what really stop a write."""
+    before = snapshot(loaded["engine"])
+    tables = _tables(loaded["engine"])
+    assert len(tables) >= 9
+    for table in tables:
+        statement = {"INSERT": f'INSERT INTO "{table}" DEFAULT VALUES',
+                     "UPDATE": f'UPDATE "{table}" SET ctid = ctid WHERE false',
+                     "DELETE": f'DELETE FROM "{table}"'}[verb]
+        if verb == "UPDATE":  # any column: SET on a system column is invalid, so use the first real one
+            with loaded["engine"].connect() as conn:
+                column = conn.execute(text(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
+                    "AND table_name = :t ORDER BY ordinal_position LIMIT 1"), {"t": table}).scalar()
+            statement = f'UPDATE "{table}" SET "{column}" = "{column}"'
+        with pytest.raises(DBAPIError) as info:
+            with analyst.begin() as conn:
+                conn.execute(text("SET TRANSACTION READ WRITE"))
+                conn.execute(text(statement))
+        assert "permission denied" in str(info.value), (table, str(info.value)[:200])
+    assert snapshot(loaded["engine"]) == before
+
+
+# --- request size: refused from the headers, before the body is read --------------------------
+
+def _raw(base: str, head: str) -> tuple[int, dict]:
+    with socket.create_connection((urlsplit(base).hostname, urlsplit(base).port), timeout=10) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+@pytest.mark.parametrize("path, content_type", [
+    ("/api/photos", "multipart/form-data; boundary=x"), ("/api/photos/1/descriptions", "application/json"),
+    ("/api/ratings", "application/json"), ("/api/search", "application/json"),
+    ("/api/search/similar", "multipart/form-data; boundary=x"), ("/api/search/similar", "application/json"),
+])
+def test_request_size_is_capped_before_the_body_is_read(writable_server, path, content_type):
+    """A Content-Length over the cap, and no body sent: the 413 comes back at once."""
+    status, body = _raw(writable_server, (
+        f"POST {path} HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer test-token\nContent-Type: {content_type}\n"
+        f"Content-Length: {64 * 1024 * 1024}\nConnection: close\n"))
+    assert status == 413 and "limit is 20 MB" in body["error"]
+
+
+# --- search rate limit ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def limited_app(loaded, encoders):
+    from tests.conftest import app_for
+
+    return app_for(loaded, encoders, rate_limit_per_minute=3)
+
+
+def test_search_is_rate_limited_per_client(limited_app):
+    client = limited_app.test_client()
+    me = {"REMOTE_ADDR": "10.0.0.1"}
+    for _ in range(2):
+        assert client.post("/api/search", json={"query": "a dog"}, environ_base=me).status_code == 200
+    assert client.post("/api/search/similar", json={"photo_id": 1}, environ_base=me).status_code == 200
+    r = client.post("/api/search", json={"query": "a dog"}, environ_base=me)
+    assert r.status_code == 429
+    assert "at most 3 per minute" in r.json["error"] and r.json["status"] == 429
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    r = client.post("/api/search/similar", json={"photo_id": 1}, environ_base=me)
+    assert r.status_code == 429 and r.headers["Retry-After"]
+    # another client is not affected, and neither are other endpoints
+    assert client.post("/api/search", json={"query": "a dog"}, environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 200
+    assert client.get("/api/photos/1", environ_base=me).status_code == 200
+    assert client.get("/healthz", environ_base=me).status_code == 200
+
+
+def test_a_rejected_request_does_not_use_up_the_window():
+    from service.ratelimit import SlidingWindowLimiter
+
+    now = [1000.0]
+    limiter = SlidingWindowLimiter(2, window=60, clock=lambda: now[0])
+    assert limiter.hit("a") == 0 and limiter.hit("a") == 0
+    assert limiter.hit("a") == pytest.approx(60)
+    now[0] += 30
+    assert limiter.hit("a") == pytest.approx(30)  # still the first two in the window
+    now[0] += 30.001
+    assert limiter.hit("a") == 0  # the window slid past both
+    assert limiter.hit("b") == 0
+
+
+def test_the_limiter_forgets_the_idlest_clients_first():
+    from service.ratelimit import SlidingWindowLimiter
+
+    limiter = SlidingWindowLimiter(1, max_keys=3)
+    for key in "abcd":
+        limiter.hit(key)
+    assert set(limiter._hits) == {"b", "c", "d"}
+
+
+def test_zero_turns_the_limit_off(loaded, encoders):
+    from tests.conftest import app_for
+
+    app = app_for(loaded, encoders, rate_limit_per_minute=0)
+    assert "withsense.ratelimit" not in app.extensions
