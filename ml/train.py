@@ -16,15 +16,17 @@ from sklearn.base import clone
 
 from ml.compare import COSINE, fit_mapper, grouped_cv, oof_joint, pick_best, scorer_training_set
 from ml.data import TrainingData
-from ml.joint import KernelRidgeMapper
+from ml.joint import BridgeMixMapper, KernelRidgeMapper
 from ml.ranker import Ranker
 from ml.scorer import KerasMLP, candidate_scorers
 
 
-def default_mapper(random_state: int = 0):
+def default_mapper(data: TrainingData):
     """The mapper chosen in docs/model.md by grouped CV: RBF kernel ridge on the Lite0 + Lite2
-    flip-averaged features (``ml.features.ConcatImageEncoder.default()``)."""
-    return KernelRidgeMapper(alpha=1.0, gamma=1.0)
+    flip-averaged features (``ml.features.ConcatImageEncoder.default()``), leaning on the label
+    bridge where a photo is unlike every training photo (``BridgeMixMapper``, beta 0.2)."""
+    return BridgeMixMapper(KernelRidgeMapper(alpha=1.0, gamma=1.0), beta=0.2,
+                           label_vectors=data.label_vectors, bridge_kind=data.bridge_kind)
 
 
 @dataclass
@@ -52,7 +54,7 @@ def train(
     With ``run_cv=False`` the first scorer is fitted without comparison (quick runs, tests).
     """
     t0 = time.time()
-    mapper = default_mapper(random_state) if mapper is None else mapper
+    mapper = default_mapper(data) if mapper is None else mapper
     scorers = candidate_scorers(random_state) if scorers is None else scorers
     metrics: dict = {"n_photos": int(len(data.photo_keys)), "n_captions": int(len(data.caption_photo)),
                      "n_pairs": int(len(data.pair_photo)), "mapper": repr(mapper)}

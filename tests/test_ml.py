@@ -278,3 +278,24 @@ def test_real_images_flip_features():
     labels = l2_normalize(np.random.default_rng(0).normal(size=(1000, 384)))
     b = label_bridge(f, labels)
     assert b.shape == (2, 384) and np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-5)
+
+
+def test_bridge_mix_falls_back_to_the_bridge_far_from_training_photos(tmp_path):
+    from ml.features import photo_bridges
+    from ml.joint import BridgeMixMapper, KernelRidgeMapper, load_mapper
+
+    data = _tiny_training_data()
+    mapper = BridgeMixMapper(KernelRidgeMapper(alpha=1.0, gamma=1.0), beta=0.2,
+                             label_vectors=data.label_vectors).fit(data.photo_features[data.caption_photo],
+                                                                    data.caption_vectors)
+    near = data.photo_features[:5]
+    far = near * 50.0  # nothing like any training photo: the kernel fades to zero
+    bridge_far = photo_bridges(far, data.label_vectors)
+    assert np.allclose(mapper.transform(far), bridge_far, atol=1e-4)
+    plain = mapper.mapper_.transform(near)
+    mixed = mapper.transform(near)
+    assert np.all(np.sum(plain * mixed, axis=1) > 0.9)  # near the training photos the ridge leads
+    assert np.allclose(np.linalg.norm(mixed, axis=1), 1.0, atol=1e-5)
+    mapper.save(tmp_path / "m.npz")
+    again = load_mapper(tmp_path / "m.npz")
+    assert np.allclose(again.transform(near), mixed, atol=1e-6)
