@@ -148,16 +148,24 @@ class _Stopwatch:
         return round((time.perf_counter() - self.start) * 1000, 3)
 
 
+# MiniLM cosine below which a description is no evidence: unrelated sentences about the same kind
+# of scene ("a woman at a coffee shop" for "a cup of coffee") reach 0.3-0.45, paraphrases 0.6+.
+DESCRIPTION_EVIDENCE_FLOOR = 0.5
+
+
 def blend(scorer_scores: np.ndarray, description_match: np.ndarray, weight: float) -> np.ndarray:
-    """Final score: the ranker's score, pulled up toward the best description match when that is higher.
+    """Final score: the ranker's score, lifted toward 1 by a description that matches the query.
 
     A description someone wrote for the photo is direct evidence of what it shows, so a close
-    match lifts the photo (an exact match of a description lands at (1 + scorer) / 2 with weight
-    0.5). It only ever lifts: people describe one aspect of a photo, so a weak match is no evidence
+    match lifts the photo (an exact match lands at (1 + scorer) / 2 with weight 0.5). Only matches
+    above DESCRIPTION_EVIDENCE_FLOOR count, in proportion to how far above they are: otherwise any
+    photo with a loosely related caption would outrank an undescribed photo that shows the scene.
+    It only ever lifts: people describe one aspect of a photo, so a weak match is no evidence
     against it, and photos without descriptions (NaN here) must not lose to described ones.
     """
-    match = np.clip(np.nan_to_num(description_match, nan=0.0), 0.0, 1.0)
-    return scorer_scores + weight * np.maximum(0.0, match - scorer_scores)
+    match = np.nan_to_num(description_match, nan=0.0)
+    strength = np.clip((match - DESCRIPTION_EVIDENCE_FLOOR) / (1.0 - DESCRIPTION_EVIDENCE_FLOOR), 0.0, 1.0)
+    return scorer_scores + weight * strength * (1.0 - scorer_scores)
 
 
 def shortfall_message(*, n_candidates: int, n_passing: int, best: Optional[float], offset: int, limit: int,

@@ -129,6 +129,16 @@ def test_an_uploaded_photo_of_something_new_is_found(writable_server):
     assert body["results"][0]["photo_id"] == pid
 
 
+def test_an_uploaded_coffee_photo_is_found_by_a_plain_description(writable_server):
+    """A real photo of a kind Flickr8k never has (a cup of coffee), uploaded without a description:
+    found by its content alone. The joint space leans on the label bridge for such photos."""
+    data = (FIXTURE_DATASET.parent / "uploads" / "coffee.jpg").read_bytes()
+    pid = _upload(writable_server, data, "coffee.jpg")
+    for query in ("a cup of coffee", "coffee in a white cup on a saucer"):
+        ids = [r["photo_id"] for r in _search(writable_server, query=query).json()["results"]]
+        assert ids[0] == pid, (query, ids)
+
+
 def test_similar_to_a_stored_photo(live_server, loaded):
     with loaded["engine"].connect() as conn:
         photo_id = conn.execute(text("SELECT min(id) FROM photos")).scalar()
