@@ -11,10 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from sklearn.base import clone
 
-from ml.compare import COSINE, fit_mapper, grouped_cv, oof_joint, pick_best, scorer_training_set
+from ml.compare import fit_mapper, grouped_cv, oof_joint, pick_best, scorer_training_set
 from ml.data import TrainingData
 from ml.joint import BridgeMixMapper, KernelRidgeMapper
 from ml.ranker import Ranker

@@ -8,6 +8,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import numpy as np
 from flask import Flask, current_app, g
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -76,10 +77,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.teardown_appcontext(close_session)
 
 
-def as_array(value) -> "np.ndarray":
+def as_array(value) -> np.ndarray:
     """A vector column value as float32 numpy (pgvector returns its own Vector type)."""
-    import numpy as np
-
     return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
 
 

@@ -7,7 +7,6 @@ stopped with ``withsense db stop``.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 

@@ -1,6 +1,8 @@
 """Checks of request input: each failure raises ApiError naming the field and what was wrong."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from flask import request
 
 from service.errors import ApiError
@@ -64,9 +66,8 @@ def bool_field(body: dict, name: str, *, default: bool) -> bool:
     return value
 
 
-def datetime_field(body: dict, name: str) -> "datetime | None":
+def datetime_field(body: dict, name: str) -> datetime | None:
     """An optional ISO 8601 date or date-time; without a time zone it is taken as UTC."""
-    from datetime import datetime, timezone
 
     value = body.get(name)
     if value is None or value == "":

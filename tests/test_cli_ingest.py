@@ -1,5 +1,4 @@
 """`withsense ingest photo` and `withsense ingest folder`: the upload's code path from the command line."""
-import io
 import shutil
 
 import pytest

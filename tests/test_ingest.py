@@ -6,7 +6,6 @@ from sqlalchemy import text
 
 from service import ingest
 from service.dataset import DatasetInvalid, read_dataset
-from service.db import make_engine
 from tests.conftest import FIXTURE_DATASET
 
 

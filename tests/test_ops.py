@@ -2,7 +2,6 @@
 import re
 
 import requests
-from sqlalchemy import text
 
 
 def test_ready_names_the_active_model(live_server, loaded):
