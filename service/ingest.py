@@ -131,12 +131,16 @@ def load_dataset(engine: Engine, settings: Settings, dataset: Dataset, *, progre
     return report
 
 
-def _write_vectors(conn: Connection, table: str, key_column: str, model_id: int, keys: Sequence[int], vectors: np.ndarray) -> None:
+def write_vectors(conn: Connection, table: str, key_column: str, model_id: int, keys: Sequence[int],
+                  vectors: np.ndarray, bridges: np.ndarray | None = None) -> None:
+    """Vectors (and, for a ranker's photo rows, their bridge vectors) by binary COPY."""
+    columns = f"{key_column}, model_id, embedding" + (", bridge" if bridges is not None else "")
     with driver_connection(conn).cursor() as cur:
-        with cur.copy(f"COPY {table} ({key_column}, model_id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "int4", "vector"])
-            for key, vector in zip(keys, vectors):
-                copy.write_row((int(key), model_id, np.asarray(vector, dtype=np.float32)))
+        with cur.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "int4", "vector"] + (["vector"] if bridges is not None else []))
+            for i, (key, vector) in enumerate(zip(keys, vectors)):
+                row = (int(key), model_id, np.asarray(vector, dtype=np.float32))
+                copy.write_row(row if bridges is None else row + (np.asarray(bridges[i], dtype=np.float32),))
 
 
 def open_photo(settings: Settings, storage_key: str) -> Image.Image:
@@ -158,7 +162,7 @@ def embed_photos(engine: Engine, settings: Settings, image_encoder, *, batch_siz
         batch = todo[start : start + batch_size]
         vectors = image_encoder.encode([open_photo(settings, key) for _id, key in batch])
         with engine.begin() as conn:
-            _write_vectors(conn, "photo_embeddings", "photo_id", model_id, [pid for pid, _ in batch], vectors)
+            write_vectors(conn, "photo_embeddings", "photo_id", model_id, [pid for pid, _ in batch], vectors)
         bar.update(len(batch))
     bar.close()
     return len(todo)
@@ -179,7 +183,7 @@ def embed_descriptions(engine: Engine, settings: Settings, text_encoder, *, batc
         batch = todo[start : start + batch_size]
         vectors = text_encoder.encode([t for _id, t in batch])
         with engine.begin() as conn:
-            _write_vectors(conn, "description_embeddings", "description_id", model_id, [i for i, _ in batch], vectors)
+            write_vectors(conn, "description_embeddings", "description_id", model_id, [i for i, _ in batch], vectors)
         bar.update(len(batch))
     bar.close()
     return len(todo)

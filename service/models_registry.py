@@ -1,10 +1,12 @@
 """Rows of the models table: encoders (get-or-create) and the active ranker per encoder pair."""
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
 from sqlalchemy import Connection, Engine, text
 
+from ml.ranker import Ranker
 from service.config import Settings
 
 
@@ -43,3 +45,10 @@ def active_ranker(conn: Connection, encoder_key: str) -> Optional[dict]:
            WHERE kind = 'ranker' AND active AND encoder_key = :key"""
     ), {"key": encoder_key}).mappings().first()
     return dict(row) if row else None
+
+
+@lru_cache(maxsize=4)
+def load_ranker(artifact_path: str) -> Ranker:
+    """A published ranker, loaded once per process: artifact folders never change after publishing
+    (the version is in the path), so searches, uploads and similar-photo requests share one copy."""
+    return Ranker.load(artifact_path)

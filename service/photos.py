@@ -9,20 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Optional
 
 import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from ml.ranker import Ranker
 from service import storage
 from service.config import Settings
 from service.fingerprint import FINGERPRINT
 from service.images import ImageRejected, decode_image
 from service.models import Description, Photo
-from service.models_registry import active_ranker, encoder_model_ids
+from service.models_registry import active_ranker, encoder_model_ids, load_ranker
 
 INSERT_PHOTO_SQL = text(
     """
@@ -101,11 +99,6 @@ class AddedPhoto:
     photo_id: int
     duplicate_of: Optional[int] = None
     near_duplicates: list[dict] = field(default_factory=list)
-
-
-@lru_cache(maxsize=4)
-def load_ranker(artifact_path: str) -> Ranker:
-    return Ranker.load(artifact_path)
 
 
 def get(*, session: Session, photo_id: int) -> Optional[Photo]:

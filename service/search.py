@@ -20,7 +20,7 @@ from psycopg.rows import namedtuple_row
 
 from service.db import as_array
 from service.db import driver_connection
-from service.models_registry import ModelMismatch, active_ranker, encoder_model_ids
+from service.models_registry import ModelMismatch, active_ranker, encoder_model_ids, load_ranker
 
 # Filters on the photo, shared by both shortlists; each is off when its parameter is NULL.
 # taken_after/taken_before form a half-open interval [after, before).
@@ -194,20 +194,16 @@ class Searcher:
         self.engine = engine
         self.settings = settings
         self.text_encoder = text_encoder
-        self._rankers: dict[int, Ranker] = {}
         self._text_model_id: Optional[int] = None
 
     def ranker_for(self, model: dict) -> Ranker:
-        """The loaded ranker for a models row; loaded once per process, reloaded when another is active."""
-        ranker = self._rankers.get(model["id"])
-        if ranker is None:
-            ranker = Ranker.load(model["artifact_path"])
-            if ranker.dims != self.text_encoder.dim:
-                raise ModelMismatch(
-                    f"active ranker {model['name']} {model['version']} works in {ranker.dims} dimensions "
-                    f"but the text encoder {self.text_encoder.name} gives {self.text_encoder.dim}"
-                )
-            self._rankers = {model["id"]: ranker}
+        """The loaded ranker for a models row, refused if it works in another space than the text encoder."""
+        ranker = load_ranker(model["artifact_path"])
+        if ranker.dims != self.text_encoder.dim:
+            raise ModelMismatch(
+                f"active ranker {model['name']} {model['version']} works in {ranker.dims} dimensions "
+                f"but the text encoder {self.text_encoder.name} gives {self.text_encoder.dim}"
+            )
         return ranker
 
     def text_model_id(self) -> int:

@@ -14,8 +14,8 @@ from service import storage
 from service.config import Settings
 from service.db import as_array
 from service.images import decode_image
-from service.models_registry import active_ranker
-from service.photos import check_size, load_ranker
+from service.models_registry import active_ranker, load_ranker
+from service.photos import check_size
 from service.search import NoActiveModel
 
 # Nearest photos by cosine ``<=>`` in the active ranker's joint space; the photo itself and exact

@@ -24,8 +24,8 @@ from ml.features import cached_image_features
 from ml.ranker import Ranker
 from service.config import Settings
 from service.db import as_array
-from service.db import driver_connection
-from service.models_registry import active_ranker, encoder_model_ids
+from service.ingest import write_vectors
+from service.models_registry import active_ranker, encoder_model_ids, load_ranker
 
 TRAIN_PHOTOS_SQL = text(
     """
@@ -236,15 +236,6 @@ def load_photo_features(engine: Engine, image_model_id: int) -> tuple[np.ndarray
     return ids, feats
 
 
-def write_ranker_vectors(conn, model_id: int, photo_ids, joint: np.ndarray, bridge: np.ndarray) -> None:
-    """A ranker's two vectors per photo, by binary COPY."""
-    with driver_connection(conn).cursor() as cur:
-        with cur.copy("COPY photo_embeddings (photo_id, model_id, embedding, bridge) FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "int4", "vector", "vector"])
-            for pid, j, b in zip(photo_ids, joint, bridge):
-                copy.write_row((int(pid), model_id, np.asarray(j, np.float32), np.asarray(b, np.float32)))
-
-
 def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.ndarray, features: np.ndarray,
             *, params: dict, metrics: dict, activate: bool = True, progress: bool = True) -> dict:
     version = f"{ranker.name}-{datetime.now(timezone.utc):%Y%m%d%H%M%S%f}"
@@ -259,7 +250,7 @@ def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.nd
             "params": json.dumps(params), "metrics": json.dumps(metrics, default=str), "path": str(directory)}).scalar_one()
         for start in tqdm(range(0, len(photo_ids), 500), desc="photo vectors", disable=not progress):
             joint, bridge = ranker.photo_side(features[start:start + 500])
-            write_ranker_vectors(conn, model_id, photo_ids[start:start + 500], joint, bridge)
+            write_vectors(conn, "photo_embeddings", "photo_id", model_id, photo_ids[start:start + 500], joint, bridge)
         if activate:
             activate_model(conn, model_id, settings.encoder_key)
     return {"id": model_id, "version": version, "artifact_path": str(directory)}
@@ -285,7 +276,7 @@ def project_missing_photos(engine: Engine, settings: Settings, image_model_id: i
         ), {"image_model_id": image_model_id, "ranker_id": model["id"]}).all()
     if not rows:
         return 0
-    joint, bridge = Ranker.load(model["artifact_path"]).photo_side(np.stack([as_array(r.embedding) for r in rows]))
+    joint, bridge = load_ranker(model["artifact_path"]).photo_side(np.stack([as_array(r.embedding) for r in rows]))
     with engine.begin() as conn:
-        write_ranker_vectors(conn, model["id"], [r.photo_id for r in rows], joint, bridge)
+        write_vectors(conn, "photo_embeddings", "photo_id", model["id"], [r.photo_id for r in rows], joint, bridge)
     return len(rows)
