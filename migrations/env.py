@@ -1,4 +1,4 @@
-"""Alembic environment: metadata from service.models, URL from service.config.
+"""Alembic environment: metadata from service.store.tables, URL from service.config.
 
 A caller that already holds a connection (the tests) passes it in ``config.attributes["connection"]``.
 """
@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from service.config import load_settings
-from service.db import resolve_url
-from service.models import Base
+from service.store.db import resolve_url
+from service.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

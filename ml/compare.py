@@ -203,25 +203,3 @@ def pick_best(cv: dict[str, dict[str, float]], exclude=(COSINE,)) -> str:
     top = max(key.values())
     near = [n for n in names if key[n] >= top - 0.005]
     return max(near, key=lambda n: (cv[n].get("tau_c", -1.0), key[n]))
-
-
-def benchmark(ranker, bench, *, shortlist: int = 100, rerank: bool = True) -> dict[str, float]:
-    """The full pipeline on a benchmark (``ml.data.EvalData``): for each query not about children,
-    the ``shortlist`` nearest photos by joint cosine (what SQL does), reranked by the scorer.
-    Photos outside the shortlist rank after it, in cosine order. For the final report only."""
-    joint, bridge = ranker.photo_side(bench.photo_features)
-    ranks = []
-    for qi in np.flatnonzero(~bench.query_blocked):
-        q = bench.query_vectors[qi]
-        cos = joint @ q
-        order = np.argsort(-cos, kind="stable")
-        short = order[:shortlist]
-        if rerank:
-            s = ranker.score(q, joint[short], bridge[short])
-            short = short[np.argsort(-s, kind="stable")]
-        ranking = np.concatenate([short, order[shortlist:]])
-        ranks.append(int(np.flatnonzero(ranking == bench.query_photo[qi])[0]) + 1)
-    ranks = np.array(ranks)
-    out = {f"R@{k}": M.recall_at_k(ranks, k) for k in (1, 5, 10)}
-    out.update(MRR=M.mrr(ranks), median_rank=M.median_rank(ranks), n_queries=int(len(ranks)))
-    return out

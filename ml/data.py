@@ -1,35 +1,20 @@
-"""Training data as plain numpy arrays, and a builder from the dataset files (for research).
+"""Training data as plain numpy arrays, and the leak check that keeps the test photos out of it.
 
-The service builds :class:`TrainingData` from PostgreSQL; :func:`training_data_from_files` builds
-the same thing from ``../shared/data/photos`` and ``../shared/data/flickr8k_extra`` and caches the
-image and text vectors in ``cache_dir``. The 100 test photos never enter it:
-:func:`assert_no_test_leak` raises if one does (by file name, Flickr photo id or original sha256).
+The service builds :class:`TrainingData` from PostgreSQL (``service.training``). The 100 test
+photos never enter it: :func:`assert_no_test_leak` raises if one does (by file name, Flickr photo
+id or original sha256).
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ml.features import cached_image_features, file_sha256, photo_bridges
-
-
-def is_about_children(text: str) -> bool:
-    """The content rule (``service.policy``); a whole-word regex stands in if it is missing."""
-    try:
-        from service.policy import is_about_children as rule
-    except ImportError:  # pragma: no cover - only before service/policy.py exists
-        import re
-
-        rule = lambda t: bool(  # noqa: E731
-            re.search(r"\b(child(ren)?|kids?|boys?|girls?|bab(y|ies)|toddlers?|infants?|teen(s|ager|agers)?)\b", t, re.I)
-        )
-    return bool(rule(text))
+from ml.features import photo_bridges
 
 
 @dataclass
@@ -116,18 +101,6 @@ class TrainingData:
         return TrainingData(**kw)
 
 
-@dataclass
-class EvalData:
-    """A retrieval benchmark: a gallery of photos and queries, each with its one correct photo."""
-
-    photo_keys: np.ndarray
-    photo_features: np.ndarray
-    query_texts: np.ndarray
-    query_vectors: np.ndarray
-    query_photo: np.ndarray  # index of the correct photo
-    query_blocked: np.ndarray
-
-
 class LeakError(AssertionError):
     """A held-out test photo (or its captions) got into training data."""
 
@@ -160,12 +133,6 @@ def assert_no_test_leak(
         raise LeakError(f"test photo sha256 in training data: {sorted(shas)[:3]}")
 
 
-def _read_tsv(path, header: bool) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return rows[1:] if header else rows
-
-
 def cached_text_vectors(texts: Sequence[str], encoder, cache_dir) -> np.ndarray:
     """``encoder.encode(texts)`` with a per-text disk cache (``cache_dir/<encoder>-text.npz``)."""
     cache_file = Path(cache_dir) / f"{encoder.name}-text.npz"
@@ -186,125 +153,3 @@ def cached_text_vectors(texts: Sequence[str], encoder, cache_dir) -> np.ndarray:
     if not len(texts):
         return np.zeros((0, encoder.dim), np.float32)
     return np.stack([cache[key(t)] for t in texts]).astype(np.float32)
-
-
-def _test_names_and_sha(photos_dir: Path, extra_dir: Path | None) -> tuple[list[str], list[str]]:
-    test_names = sorted(p.name for p in (photos_dir / "test_images").glob("*.jpg"))
-    shas = [file_sha256(photos_dir / "test_images" / n) for n in test_names]
-    return test_names, shas
-
-
-def training_data_from_files(
-    photos_dir: str | os.PathLike,
-    extra_dir: str | os.PathLike | None,
-    encoders,
-    cache_dir: str | os.PathLike,
-    *,
-    flip: bool = True,
-    progress: Callable[[int, int], None] | None = None,
-) -> TrainingData:
-    """TrainingData from the dataset files: train photos (+ the extra Flickr8k photos when
-    ``extra_dir`` is given), their captions, the expert and crowd ratings, label vectors.
-
-    Captions come from ``extra_dir/captions.tsv`` when present (5 per photo), else from
-    ``train_dataset.csv``. Rated pairs: the union of expert and crowd rows per (image, query_id).
-    """
-    from ml.encoders import imagenet_label_texts
-
-    photos_dir = Path(photos_dir)
-    extra_dir = Path(extra_dir) if extra_dir else None
-    train_paths = sorted((photos_dir / "train_images").glob("*.jpg"))
-    extra_paths = sorted((extra_dir / "images").glob("*.jpg")) if extra_dir and (extra_dir / "images").is_dir() else []
-    paths = train_paths + extra_paths
-    keys = np.array([p.name for p in paths], dtype=object)
-    index = {k: i for i, k in enumerate(keys)}
-
-    # Leak check before anything is computed from the photos.
-    test_names, test_sha = _test_names_and_sha(photos_dir, extra_dir)
-    orig_sha = []
-    if extra_dir and (extra_dir / "images_manifest.tsv").exists():
-        manifest = {r[0]: r[6] for r in _read_tsv(extra_dir / "images_manifest.tsv", header=True)}
-        orig_sha = [manifest[p.name] for p in extra_paths if p.name in manifest]
-    assert_no_test_leak(list(keys), test_names, train_sha256=orig_sha, test_sha256=test_sha)
-
-    features = cached_image_features(paths, encoders.image, cache_dir, flip=flip, progress=progress)
-
-    # Captions: photo captions (for photos we have) and text-only captions (photos absent).
-    query_text: dict[str, str] = {}
-    cap_rows: list[tuple[int, str]] = []
-    extra_texts: list[str] = []
-    if extra_dir and (extra_dir / "captions.tsv").exists():
-        test_set = set(test_names)
-        for image, no, text in _read_tsv(extra_dir / "captions.tsv", header=True):
-            assert image not in test_set, "a test photo's caption is in captions.tsv"
-            query_text[f"{image}#{no}"] = text
-            if image in index:
-                cap_rows.append((index[image], text))
-            else:
-                extra_texts.append(text)
-    with open(photos_dir / "train_dataset.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        query_text.setdefault(row["query_id"], row["query_text"])
-    if not cap_rows:  # no flickr8k_extra: the Practicum captions of the train photos
-        seen = set()
-        for row in rows:
-            qimg = row["query_id"].split("#")[0]
-            if qimg in index and row["query_id"] not in seen:
-                seen.add(row["query_id"])
-                cap_rows.append((index[qimg], row["query_text"]))
-    assert_no_test_leak([keys[i] for i, _ in cap_rows], test_names)
-
-    # Rated pairs: expert and crowd rows joined on (image, query_id).
-    pairs: dict[tuple[str, str], dict] = {}
-    for image, qid, e1, e2, e3 in _read_tsv(photos_dir / "ExpertAnnotations.tsv", header=False):
-        pairs.setdefault((image, qid), {})["expert"] = [float(e1), float(e2), float(e3)]
-    for image, qid, share, _yes, _no in _read_tsv(photos_dir / "CrowdAnnotations.tsv", header=False):
-        pairs.setdefault((image, qid), {})["crowd"] = float(share)
-    pair_keys = sorted(k for k in pairs if k[0] in index and k[1] in query_text)
-    assert_no_test_leak([k[0] for k in pair_keys] + [k[1] for k in pair_keys], test_names)
-
-    cap_texts = [t for _, t in cap_rows]
-    pair_texts = [query_text[q] for _, q in pair_keys]
-    all_vectors = cached_text_vectors(cap_texts + pair_texts + extra_texts, encoders.text, cache_dir)
-    m, r = len(cap_texts), len(pair_texts)
-    labels = imagenet_label_texts()
-    blocked = {t: is_about_children(t) for t in set(cap_texts) | set(pair_texts)}
-    return TrainingData(
-        photo_keys=keys,
-        photo_features=features,
-        caption_photo=np.array([i for i, _ in cap_rows], dtype=np.int64),
-        caption_texts=np.array(cap_texts, dtype=object),
-        caption_vectors=all_vectors[:m],
-        caption_blocked=np.array([blocked[t] for t in cap_texts], dtype=bool),
-        pair_photo=np.array([index[k[0]] for k in pair_keys], dtype=np.int64),
-        pair_texts=np.array(pair_texts, dtype=object),
-        pair_vectors=all_vectors[m : m + r],
-        pair_expert=np.array(
-            [pairs[k].get("expert", [np.nan] * 3) for k in pair_keys], dtype=np.float32
-        ).reshape(-1, 3),
-        pair_crowd=np.array([pairs[k].get("crowd", np.nan) for k in pair_keys], dtype=np.float32),
-        pair_blocked=np.array([blocked[t] for t in pair_texts], dtype=bool),
-        label_vectors=cached_text_vectors(labels, encoders.text, cache_dir),
-        extra_texts=np.array(extra_texts, dtype=object),
-        extra_vectors=all_vectors[m + r :],
-    )
-
-
-def benchmark_from_files(photos_dir, encoders, cache_dir, *, flip: bool = True) -> EvalData:
-    """The benchmark: 100 test photos and their 500 queries. For the final report only."""
-    photos_dir = Path(photos_dir)
-    names = sorted(p.name for p in (photos_dir / "test_images").glob("*.jpg"))
-    index = {n: i for i, n in enumerate(names)}
-    features = cached_image_features([photos_dir / "test_images" / n for n in names], encoders.image, cache_dir, flip=flip)
-    with open(photos_dir / "test_queries.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="|"))
-    texts = [r["query_text"] for r in rows]
-    return EvalData(
-        photo_keys=np.array(names, dtype=object),
-        photo_features=features,
-        query_texts=np.array(texts, dtype=object),
-        query_vectors=cached_text_vectors(texts, encoders.text, cache_dir),
-        query_photo=np.array([index[r["image"]] for r in rows], dtype=np.int64),
-        query_blocked=np.array([is_about_children(t) for t in texts], dtype=bool),
-    )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 # Hub look-ups must fail fast instead of hanging on a closed network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -235,6 +235,37 @@ class _CLIPSide:
         return self.clip.encode_text(items) if self.side == "text" else self.clip.encode_images(items)
 
 
+def encode_images_tta(encoder, images: Sequence[Image.Image], flip: bool = True) -> np.ndarray:
+    """``encoder.encode`` averaged over each image and its horizontal mirror (when ``flip``)."""
+    images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+    out = encoder.encode(images)
+    if flip and len(images):
+        out = (out + encoder.encode([ImageOps.mirror(im) for im in images])) / 2.0
+    return out.astype(np.float32)
+
+
+class ConcatImageEncoder:
+    """Several image encoders side by side, each averaged over the photo and its mirror (``flip``).
+
+    The served image features: ``ConcatImageEncoder.default()`` is EfficientNet-Lite0 then -Lite2
+    (2280 + 2280 = 4560 columns; the last 1000 are Lite2's ImageNet logits, which the label
+    bridge reads).
+    """
+
+    def __init__(self, parts: Sequence, flip: bool = True):
+        self.parts = list(parts)
+        self.flip = flip
+        self.dim = sum(p.dim for p in self.parts)
+        self.name = "+".join(p.name for p in self.parts) + ("-flip" if flip else "")
+
+    @classmethod
+    def default(cls) -> "ConcatImageEncoder":
+        return cls([EfficientNetLiteImageEncoder("efficientnet-lite0"), EfficientNetLiteImageEncoder("efficientnet-lite2")])
+
+    def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return np.concatenate([encode_images_tta(p, images, flip=self.flip) for p in self.parts], axis=1)
+
+
 @dataclass
 class EncoderPair:
     text: TextEncoder
@@ -248,15 +279,13 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
 
     ``image_model`` names one EfficientNet-Lite or several joined by ``+``
     ("efficientnet-lite0+efficientnet-lite2"): several are concatenated, each averaged over the
-    photo and its mirror image (``ml.features.ConcatImageEncoder``).
+    photo and its mirror image (``ConcatImageEncoder``).
     """
     if backend == "minilm":
         names = image_model.split("+")
         if len(names) == 1:
             image = EfficientNetLiteImageEncoder(names[0])
         else:
-            from ml.features import ConcatImageEncoder
-
             image = ConcatImageEncoder([EfficientNetLiteImageEncoder(n) for n in names], flip=True)
         return EncoderPair(text=MiniLMTextEncoder(), image=image)
     if backend == "clip":

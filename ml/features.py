@@ -1,4 +1,4 @@
-"""Image features beyond ``ml.encoders``: flip test-time augmentation, the label bridge, a disk cache.
+"""Image features beyond ``ml.encoders``: the label bridge and a disk cache of image features.
 
 Raw photo features (what the database stores per photo and the joint mapper reads) are the
 EfficientNet-Lite vector of ``ml.encoders`` (pooled features + 1000 ImageNet logits), averaged
@@ -55,39 +55,6 @@ def photo_bridges(features: np.ndarray, label_vectors: np.ndarray, kind: str = "
     if kind != "imagenet_labels":
         raise ValueError(f"unknown bridge kind {kind!r}; one of {BRIDGE_KINDS}")
     return label_bridge(features, label_vectors, temperature)
-
-
-def encode_images_tta(encoder, images: Sequence[Image.Image], flip: bool = True) -> np.ndarray:
-    """``encoder.encode`` averaged over each image and its horizontal mirror (when ``flip``)."""
-    images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-    out = encoder.encode(images)
-    if flip and len(images):
-        out = (out + encoder.encode([ImageOps.mirror(im) for im in images])) / 2.0
-    return out.astype(np.float32)
-
-
-class ConcatImageEncoder:
-    """Several image encoders side by side, each averaged over the photo and its mirror (``flip``).
-
-    The served image features: ``ConcatImageEncoder.default()`` is EfficientNet-Lite0 then -Lite2
-    (2280 + 2280 = 4560 columns; the last 1000 are Lite2's ImageNet logits, which the label
-    bridge reads).
-    """
-
-    def __init__(self, parts: Sequence, flip: bool = True):
-        self.parts = list(parts)
-        self.flip = flip
-        self.dim = sum(p.dim for p in self.parts)
-        self.name = "+".join(p.name for p in self.parts) + ("-flip" if flip else "")
-
-    @classmethod
-    def default(cls) -> "ConcatImageEncoder":
-        from ml.encoders import EfficientNetLiteImageEncoder
-
-        return cls([EfficientNetLiteImageEncoder("efficientnet-lite0"), EfficientNetLiteImageEncoder("efficientnet-lite2")])
-
-    def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return np.concatenate([encode_images_tta(p, images, flip=self.flip) for p in self.parts], axis=1)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -10,237 +10,19 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.preprocessing import StandardScaler
 
 from ml.encoders import l2_normalize
 
 
-class RidgeMapper(BaseEstimator):
-    """Linear map from standardised image features to the text space, fitted by ridge regression."""
-
-    kind = "ridge"
-
-    def __init__(self, alpha: float = 10.0):
-        self.alpha = alpha
-
-    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray) -> "RidgeMapper":
-        X = np.asarray(image_features, dtype=np.float64)
-        Y = np.asarray(text_vectors, dtype=np.float64)
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0) + 1e-6
-        Z = (X - self.mean_) / self.scale_
-        # Solve in the dual when there are fewer rows than features: same answer, smaller system.
-        if Z.shape[0] < Z.shape[1]:
-            K = Z @ Z.T
-            A = np.linalg.solve(K + self.alpha * np.eye(K.shape[0]), Y)
-            self.coef_ = Z.T @ A
-        else:
-            self.coef_ = np.linalg.solve(Z.T @ Z + self.alpha * np.eye(Z.shape[1]), Z.T @ Y)
-        self.coef_ = self.coef_.astype(np.float32)
-        self.mean_ = self.mean_.astype(np.float32)
-        self.scale_ = self.scale_.astype(np.float32)
-        return self
-
-    def transform(self, image_features: np.ndarray) -> np.ndarray:
-        Z = (np.asarray(image_features, dtype=np.float32) - self.mean_) / self.scale_
-        return l2_normalize(Z @ self.coef_)
-
-    def save(self, path: str | Path) -> None:
-        np.savez(path, kind=self.kind, alpha=self.alpha, mean=self.mean_, scale=self.scale_, coef=self.coef_)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "RidgeMapper":
-        data = np.load(path)
-        mapper = cls(alpha=float(data["alpha"]))
-        mapper.mean_, mapper.scale_, mapper.coef_ = data["mean"], data["scale"], data["coef"]
-        return mapper
-
-
 def _standardise_fit(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale per feature. The scale is floored at a tenth of the median feature's: a
-    feature (nearly) constant over the training photos would otherwise blow a new photo's small
-    difference in it up into a huge distance (on the full training set the floor touches 1 of
-    4,560 features)."""
-    X = np.asarray(X, dtype=np.float64)
-    std = X.std(axis=0)
-    floor = max(0.1 * float(np.median(std)), 1e-6)
-    return X.mean(axis=0).astype(np.float32), np.maximum(std, floor).astype(np.float32)
-
-
-class ContrastiveMapper(BaseEstimator):
-    """A two-tower head trained with symmetric InfoNCE (torch in ``fit``, numpy at inference).
-
-    Image side: standardised features -> ``relu(z W1 + b1) W2 + b2 + z Ws`` (an MLP with a linear
-    skip), unit-normalised. Text side: the text encoder's own unit vectors (identity), so stored
-    MiniLM query vectors are compared with photo vectors directly by cosine in SQL.
-
-    ``fit(X, Y, groups=None)``: rows are (photo features, caption vector) pairs; ``groups`` (photo
-    id per row) stops captions of the same photo from acting as each other's negatives. When it is
-    missing, identical feature rows are taken to be the same photo.
-    """
-
-    kind = "contrastive"
-
-    def __init__(
-        self,
-        hidden: int = 1024,
-        dropout: float = 0.3,
-        input_dropout: float = 0.1,
-        epochs: int = 40,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        temperature: float = 0.05,
-        skip: bool = True,
-        random_state: int | None = 0,
-        n_threads: int = 1,
-    ):
-        self.hidden = hidden
-        self.dropout = dropout
-        self.input_dropout = input_dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.temperature = temperature
-        self.skip = skip
-        self.random_state = random_state
-        self.n_threads = n_threads
-
-    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray, groups: np.ndarray | None = None):
-        import torch
-
-        X = np.asarray(image_features, dtype=np.float32)
-        Y = np.asarray(text_vectors, dtype=np.float32)
-        if groups is None:
-            _, groups = np.unique(X, axis=0, return_inverse=True)
-        groups = np.asarray(groups).ravel()
-        self.mean_, self.scale_ = _standardise_fit(X)
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(self.n_threads)
-        try:
-            seed = 0 if self.random_state is None else int(self.random_state)
-            gen = torch.Generator().manual_seed(seed)
-            rng = np.random.default_rng(seed)
-            torch.manual_seed(seed)
-            d_in, d_out = X.shape[1], Y.shape[1]
-            l1 = torch.nn.Linear(d_in, self.hidden)
-            l2 = torch.nn.Linear(self.hidden, d_out)
-            ls = torch.nn.Linear(d_in, d_out, bias=False)
-            for layer in (l1, l2, ls):
-                torch.nn.init.normal_(layer.weight, std=(1.0 / layer.in_features) ** 0.5, generator=gen)
-                if layer.bias is not None:
-                    torch.nn.init.zeros_(layer.bias)
-            params = list(l1.parameters()) + list(l2.parameters()) + (list(ls.parameters()) if self.skip else [])
-            log_scale = torch.nn.Parameter(torch.tensor(float(np.log(1.0 / self.temperature))))
-            opt = torch.optim.AdamW(params + [log_scale], lr=self.lr, weight_decay=self.weight_decay)
-            Z = torch.from_numpy((X - self.mean_) / self.scale_)
-            T = torch.from_numpy(Y)
-            G = torch.from_numpy(groups.astype(np.int64))
-            n = len(X)
-            steps = self.epochs * max(1, int(np.ceil(n / self.batch_size)))
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps, pct_start=0.1)
-            drop_in = torch.nn.Dropout(self.input_dropout)
-            drop = torch.nn.Dropout(self.dropout)
-            self.loss_curve_ = []
-            for _ in range(self.epochs):
-                order = torch.from_numpy(rng.permutation(n))
-                total = 0.0
-                for start in range(0, n, self.batch_size):
-                    idx = order[start : start + self.batch_size]
-                    if len(idx) < 2:
-                        continue
-                    z = drop_in(Z[idx])
-                    out = l2(drop(torch.relu(l1(z))))
-                    if self.skip:
-                        out = out + ls(z)
-                    out = torch.nn.functional.normalize(out, dim=1)
-                    logits = log_scale.clamp(max=np.log(100.0)).exp() * out @ T[idx].T
-                    g = G[idx]
-                    same = (g[:, None] == g[None, :]) & ~torch.eye(len(idx), dtype=torch.bool)
-                    logits = logits.masked_fill(same, -1e4)
-                    target = torch.arange(len(idx))
-                    loss = (torch.nn.functional.cross_entropy(logits, target)
-                            + torch.nn.functional.cross_entropy(logits.T, target)) / 2
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    total += float(loss.detach()) * len(idx)
-                self.loss_curve_.append(total / n)
-        finally:
-            torch.set_num_threads(old_threads)
-        self.W1_ = l1.weight.detach().numpy().T.copy()
-        self.b1_ = l1.bias.detach().numpy().copy()
-        self.W2_ = l2.weight.detach().numpy().T.copy()
-        self.b2_ = l2.bias.detach().numpy().copy()
-        self.Ws_ = ls.weight.detach().numpy().T.copy() if self.skip else np.zeros((X.shape[1], Y.shape[1]), np.float32)
-        self.logit_scale_ = float(log_scale.detach().exp())
-        return self
-
-    def transform(self, image_features: np.ndarray) -> np.ndarray:
-        z = (np.asarray(image_features, dtype=np.float32) - self.mean_) / self.scale_
-        out = np.maximum(z @ self.W1_ + self.b1_, 0.0) @ self.W2_ + self.b2_ + z @ self.Ws_
-        return l2_normalize(out)
-
-    _ARRAYS = ("mean_", "scale_", "W1_", "b1_", "W2_", "b2_", "Ws_")
-
-    def save(self, path: str | Path) -> None:
-        np.savez(path, kind=self.kind, params=np.array(repr(self.get_params())), logit_scale=self.logit_scale_,
-                 **{a.rstrip("_"): getattr(self, a) for a in self._ARRAYS})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "ContrastiveMapper":
-        import ast
-
-        data = np.load(path)
-        mapper = cls(**ast.literal_eval(str(data["params"])))
-        for a in cls._ARRAYS:
-            setattr(mapper, a, data[a.rstrip("_")])
-        mapper.logit_scale_ = float(data["logit_scale"])
-        return mapper
-
-
-class EnsembleMapper(BaseEstimator):
-    """The renormalised mean of several mappers' unit vectors (e.g. seeds or kinds)."""
-
-    kind = "ensemble"
-
-    def __init__(self, mappers: list | None = None):
-        self.mappers = mappers
-
-    def fit(self, image_features, text_vectors, groups=None):
-        from sklearn.base import clone
-
-        self.mappers_ = []
-        for m in self.mappers or []:
-            m = clone(m)
-            if isinstance(m, ContrastiveMapper):
-                m.fit(image_features, text_vectors, groups)
-            else:
-                m.fit(image_features, text_vectors)
-            self.mappers_.append(m)
-        return self
-
-    def transform(self, image_features):
-        return l2_normalize(sum(m.transform(image_features) for m in self.mappers_))
-
-    def save(self, path: str | Path) -> None:
-        path = Path(path)
-        stem = path.with_suffix("")
-        names = []
-        for i, m in enumerate(self.mappers_):
-            p = Path(f"{stem}.{i}.npz")
-            m.save(p)
-            names.append(p.name)
-        np.savez(path, kind=self.kind, members=np.array(names))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "EnsembleMapper":
-        path = Path(path)
-        data = np.load(path)
-        ens = cls()
-        ens.mappers_ = [load_mapper(path.parent / str(n)) for n in data["members"]]
-        return ens
+    """Mean and scale per feature (``StandardScaler``), with the scale floored at a tenth of the
+    median feature's: a feature (nearly) constant over the training photos would otherwise blow a
+    new photo's small difference in it up into a huge distance (on the full training set the floor
+    touches 1 of 4,560 features)."""
+    scaler = StandardScaler().fit(np.asarray(X, dtype=np.float64))
+    floor = max(0.1 * float(np.median(scaler.scale_)), 1e-6)
+    return scaler.mean_.astype(np.float32), np.maximum(scaler.scale_, floor).astype(np.float32)
 
 
 class KernelRidgeMapper(BaseEstimator):
@@ -363,6 +145,5 @@ class BridgeMixMapper(BaseEstimator):
 def load_mapper(path: str | Path):
     """Any saved mapper, by the ``kind`` stored in its file."""
     kind = str(np.load(path)["kind"])
-    kinds = {"ridge": RidgeMapper, "contrastive": ContrastiveMapper, "ensemble": EnsembleMapper,
-             "kernel_ridge": KernelRidgeMapper, "bridge_mix": BridgeMixMapper}
+    kinds = {"kernel_ridge": KernelRidgeMapper, "bridge_mix": BridgeMixMapper}
     return kinds[kind].load(path)

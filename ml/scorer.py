@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
-
-
+from sklearn.preprocessing import StandardScaler
 
 
 def pair_features(
@@ -71,22 +70,18 @@ class ClippedRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         from sklearn.base import clone
         from sklearn.linear_model import LinearRegression
-        from sklearn.utils.validation import validate_data
+        from sklearn.utils.validation import has_fit_parameter, validate_data
 
         X, y = validate_data(self, X, y, y_numeric=True)
         X = X[:, list(self.columns)] if self.columns is not None else X
         w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         if w is not None and not w.sum() > 0:
             w = None
-        if self.standardize:
-            self.mean_ = np.average(X, axis=0, weights=w)
-            self.scale_ = np.sqrt(np.average((X - self.mean_) ** 2, axis=0, weights=w)) + 1e-8
-        else:
-            self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        self.scaler_ = StandardScaler(with_mean=self.standardize, with_std=self.standardize).fit(X, sample_weight=w)
         self.estimator_ = clone(self.estimator if self.estimator is not None else LinearRegression())
-        Z = (X - self.mean_) / self.scale_
-        if sample_weight is not None:
-            self.estimator_.fit(Z, y, sample_weight=sample_weight)
+        Z = self.scaler_.transform(X)
+        if sample_weight is not None and has_fit_parameter(self.estimator_, "sample_weight"):
+            self.estimator_.fit(Z, y, sample_weight=sample_weight)  # the estimator validates the weights
         else:
             self.estimator_.fit(Z, y)
         return self
@@ -97,7 +92,7 @@ class ClippedRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
         X = X[:, list(self.columns)] if self.columns is not None else X
-        return soft_clip01(self.estimator_.predict((X - self.mean_) / self.scale_))
+        return soft_clip01(self.estimator_.predict(self.scaler_.transform(X)))
 
 
 class NumpyMLP:
@@ -167,8 +162,8 @@ class KerasMLP(RegressorMixin, BaseEstimator):
         seed = 0 if self.random_state is None else int(self.random_state)
         keras.utils.set_random_seed(seed)
         tf.config.threading.set_inter_op_parallelism_threads(1) if not tf.executing_eagerly() else None
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0) + 1e-6
+        scaler = StandardScaler().fit(X)
+        self.mean_, self.scale_ = scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
         Z = (X - self.mean_) / self.scale_
         reg = keras.regularizers.L2(self.l2) if self.l2 else None
         layers = [keras.Input(shape=(X.shape[1],))]

@@ -1,6 +1,6 @@
 """Ingestion throughput and cold start, written to reports/bench/ingest.json and .md.
 
-* batched: the dataset path (`ingest.embed_photos`, batches of 32, torch on both cores) over
+* batched: the dataset path (`loader.embed_photos`, batches of 32, torch on both cores) over
   N dataset photos in a throwaway database;
 * one by one: `withsense ingest folder` (the upload path: decode, features, fingerprint, joint
   vector, commit per photo) over N other photos;
@@ -29,12 +29,13 @@ from service.config import REPO_ROOT, load_settings  # noqa: E402
 
 
 def batched_throughput(n: int, dataset_dir: Path) -> dict:
-    from service import ingest
-    from service.dataset import read_dataset
-    from service.db import make_engine, resolve_url
-    from service.runtime import encoders_for
-    from service.cli import alembic_config
     from alembic import command
+
+    from service.cli import alembic_config
+    from service.ingest import loader
+    from service.ingest.dataset import read_dataset
+    from service.runtime import encoders_for
+    from service.store.db import make_engine, resolve_url
 
     with tempfile.TemporaryDirectory(prefix="ws-bench-", dir="/tmp") as tmp:
         settings = load_settings(data_dir=tmp, database_url="", extra_dataset_dir="")
@@ -46,17 +47,17 @@ def batched_throughput(n: int, dataset_dir: Path) -> dict:
         dataset.photos, dataset.experts, dataset.crowd = keep, [], []
         dataset.captions = {}
         start = time.perf_counter()
-        ingest.load_dataset(engine, settings, dataset, progress=False)
+        loader.load_dataset(engine, settings, dataset, progress=False)
         load_s = time.perf_counter() - start
         encoders = encoders_for(settings)
         encoders.image.encode([])  # loads the networks: start-up, not throughput
         start = time.perf_counter()
-        count = ingest.embed_photos(engine, settings, encoders.image, progress=False)
+        count = loader.embed_photos(engine, settings, encoders.image, progress=False)
         embed_s = time.perf_counter() - start
         engine.dispose()
-        from service import embedded_db
+        from service.store import embedded
 
-        embedded_db.stop(settings.pgdata_dir)
+        embedded.stop(settings.pgdata_dir)
     return {"photos": count, "store_and_load_s": round(load_s, 2), "features_s": round(embed_s, 2),
             "photos_per_s": round(count / (load_s + embed_s), 2), "encoder": settings.image_model}
 

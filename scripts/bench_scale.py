@@ -28,7 +28,7 @@ from pgvector.psycopg import register_vector
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.config import REPO_ROOT, load_settings  # noqa: E402
-from service.db import resolve_url  # noqa: E402
+from service.store.db import resolve_url  # noqa: E402
 
 DIM = 384  # the joint space of the production model (MiniLM)
 K = 100  # shortlist size in production

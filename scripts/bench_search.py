@@ -121,9 +121,9 @@ def floor(queries: list[str]) -> dict:
     """What no search can beat: encoding the query alone, and exact top-k over the photo vectors."""
     from sqlalchemy import text
 
-    from service.db import as_array, make_engine, resolve_url
-    from service.models_registry import active_ranker
     from service.runtime import encoders_for
+    from service.store.db import as_array, make_engine, resolve_url
+    from service.store.model_rows import active_ranker
 
     settings = load_settings()
     encoder = encoders_for(settings).text
@@ -153,8 +153,8 @@ def floor(queries: list[str]) -> dict:
 def load_queries() -> list[str]:
     from sqlalchemy import text
 
-    from service.db import make_engine, resolve_url
     from service.policy import is_about_children
+    from service.store.db import make_engine, resolve_url
 
     engine = make_engine(resolve_url(load_settings()))
     with engine.connect() as conn:

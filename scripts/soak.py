@@ -195,7 +195,7 @@ def stop_server(server: subprocess.Popen) -> None:
 
 def database_engine(data_dir: Path):
     from service.config import load_settings
-    from service.db import make_engine, resolve_url
+    from service.store.db import make_engine, resolve_url
 
     settings = load_settings(data_dir=data_dir)
     return make_engine(resolve_url(settings), pool_size=1), settings
@@ -205,7 +205,7 @@ def clean_up(data_dir: Path, tag: str, search_log_from: int) -> dict:
     """Delete what the run wrote: its uploads (rows cascade; files removed), its votes, its search-log lines."""
     from sqlalchemy import text
 
-    from service import storage
+    from service.store import photo_files
 
     engine, settings = database_engine(data_dir)
     with engine.begin() as conn:
@@ -215,7 +215,7 @@ def clean_up(data_dir: Path, tag: str, search_log_from: int) -> dict:
         searches = conn.execute(text("DELETE FROM search_log WHERE id > :i AND query = ANY(:q)"),
                                 {"i": search_log_from, "q": QUERIES}).rowcount
     for key in keys:
-        storage.path_for(settings.photo_store_dir, key).unlink(missing_ok=True)
+        photo_files.path_for(settings.photo_store_dir, key).unlink(missing_ok=True)
     engine.dispose()
     return {"photos": photos, "votes": votes, "search_log": searches, "files": len(keys)}
 

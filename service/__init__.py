@@ -24,12 +24,13 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.json.sort_keys = False
     app.url_map.converters["int"] = BigintConverter
 
-    from service import db, errors, metrics, ratelimit
-    from service.api_search import bp as search_bp
-    from service.api_photos import bp as photos_bp
-    from service.api_ratings import bp as ratings_bp
-    from service.api_health import bp as health_bp
-    from service.web import bp as web_bp
+    from service.api.health import bp as health_bp
+    from service.api.photos import bp as photos_bp
+    from service.api.ratings import bp as ratings_bp
+    from service.api.search import bp as search_bp
+    from service.http import errors, metrics, ratelimit
+    from service.store import db
+    from service.web.views import bp as web_bp
 
     db.init_app(app, settings)
     errors.init_app(app)

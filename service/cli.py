@@ -7,11 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from service.config import REPO_ROOT, Settings, load_settings
+from service.config import REPO_ROOT, Settings, SettingsError, load_settings
 
 
 def _engine(settings: Settings):
-    from service.db import make_engine, resolve_url
+    from service.store.db import make_engine, resolve_url
 
     return make_engine(resolve_url(settings))
 
@@ -26,27 +26,27 @@ def alembic_config(url: str | None = None):
 
 
 def cmd_db(args, settings: Settings) -> int:
-    from service import embedded_db
+    from service.store import embedded
 
     if settings.database_url and args.action in ("start", "stop"):
         print(f"DATABASE_URL is set: the database at {settings.database_url} is managed elsewhere", file=sys.stderr)
         return 1
     if args.action == "start":
-        print(embedded_db.start(settings.pgdata_dir))
+        print(embedded.start(settings.pgdata_dir))
     elif args.action == "stop":
-        print("stopped" if embedded_db.stop(settings.pgdata_dir) else "not running")
+        print("stopped" if embedded.stop(settings.pgdata_dir) else "not running")
     elif args.action == "status":
-        url = settings.database_url or embedded_db.running_url(settings.pgdata_dir)
+        url = settings.database_url or embedded.running_url(settings.pgdata_dir)
         print(f"running: {url}" if url else f"not running (data directory {settings.pgdata_dir})")
         return 0 if url else 3
     elif args.action == "url":
-        from service.db import resolve_url
+        from service.store.db import resolve_url
 
         print(resolve_url(settings))
     elif args.action == "analyst-url":
         from sqlalchemy.engine import make_url
 
-        from service.db import resolve_url
+        from service.store.db import resolve_url
 
         url = make_url(resolve_url(settings)).set(drivername="postgresql", username="analyst", password=None)
         print(url.render_as_string(hide_password=False))
@@ -56,7 +56,7 @@ def cmd_db(args, settings: Settings) -> int:
 def cmd_migrate(args, settings: Settings) -> int:
     from alembic import command
 
-    from service.db import resolve_url
+    from service.store.db import resolve_url
 
     config = alembic_config(resolve_url(settings))
     if args.downgrade:
@@ -68,11 +68,11 @@ def cmd_migrate(args, settings: Settings) -> int:
 
 
 def cmd_ingest(args, settings: Settings) -> int:
-    from service import ingest
-    from service.dataset import DatasetInvalid, read_dataset
+    from service.ingest import loader
+    from service.ingest.dataset import DatasetInvalid, read_dataset
     from service.runtime import encoders_for
-    from service.models_registry import encoder_model_ids
-    from service.training import project_missing_photos
+    from service.store.model_rows import encoder_model_ids
+    from service.training.publish import project_missing_photos
 
     path = args.path or settings.dataset_dir
     if not path:
@@ -84,16 +84,16 @@ def cmd_ingest(args, settings: Settings) -> int:
         print(exc, file=sys.stderr)
         return 1
     engine = _engine(settings)
-    report = ingest.load_dataset(engine, settings, dataset, progress=not args.quiet)
+    report = loader.load_dataset(engine, settings, dataset, progress=not args.quiet)
     encoders = encoders_for(settings)
-    n_photos = ingest.embed_photos(engine, settings, encoders.image, progress=not args.quiet)
-    n_texts = ingest.embed_descriptions(engine, settings, encoders.text, progress=not args.quiet)
+    n_photos = loader.embed_photos(engine, settings, encoders.image, progress=not args.quiet)
+    n_texts = loader.embed_descriptions(engine, settings, encoders.text, progress=not args.quiet)
     image_model_id = encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"]
     n_projected = project_missing_photos(engine, settings, image_model_id)
     # Fingerprints let uploads spot re-encoded copies of dataset photos (service/fingerprint.py).
-    from service.fingerprint import FINGERPRINT
+    from service.photos.fingerprint import FINGERPRINT
 
-    ingest.embed_photos(engine, settings, FINGERPRINT, progress=not args.quiet)
+    loader.embed_photos(engine, settings, FINGERPRINT, progress=not args.quiet)
     for line in report.lines():
         print(line)
     print(f"vectors computed: {n_photos} photos, {n_texts} descriptions; {n_projected} photos added to the active model")
@@ -102,10 +102,10 @@ def cmd_ingest(args, settings: Settings) -> int:
 
 def _add_files(paths: list[Path], args, settings: Settings, metadata: dict) -> int:
     """Shared by `ingest photo` and `ingest folder`: the same code path as the upload endpoint."""
-    from service import photos
+    from service.ingest import folder
     from service.runtime import encoders_for
 
-    report = photos.add_files(paths, engine=_engine(settings), settings=settings, encoders=encoders_for(settings),
+    report = folder.add_files(paths, engine=_engine(settings), settings=settings, encoders=encoders_for(settings),
                               progress=not args.quiet, **metadata)
     for line in report.lines():
         print(line)
@@ -117,8 +117,8 @@ def _add_files(paths: list[Path], args, settings: Settings, metadata: dict) -> i
 
 
 def cmd_ingest_photo(args, settings: Settings) -> int:
-    from service.validation import datetime_field
-    from service.errors import ApiError
+    from service.http.errors import ApiError
+    from service.http.validation import datetime_field
 
     try:
         taken_at = datetime_field({"taken_at": args.taken_at}, "taken_at")
@@ -146,7 +146,7 @@ def cmd_ingest_folder(args, settings: Settings) -> int:
 
 def cmd_train(args, settings: Settings) -> int:
     from service.runtime import encoders_for
-    from service.training import train_and_publish
+    from service.training.publish import train_and_publish
 
     model = train_and_publish(_engine(settings), settings, encoders_for(settings), run_cv=not args.no_cv,
                               force=args.force, progress=not args.quiet)
@@ -158,9 +158,9 @@ def cmd_train(args, settings: Settings) -> int:
 
 
 def cmd_evaluate(args, settings: Settings) -> int:
-    from service.evaluation import evaluate, write_reports
     from service.runtime import encoders_for
-    from service.search import Searcher
+    from service.search.searcher import Searcher
+    from service.training.evaluation import evaluate, write_reports
 
     engine = _engine(settings)
     searcher = Searcher(engine, settings, encoders_for(settings).text)
@@ -176,7 +176,7 @@ def cmd_evaluate(args, settings: Settings) -> int:
 
 def cmd_search(args, settings: Settings) -> int:
     from service.runtime import encoders_for
-    from service.search import Searcher
+    from service.search.searcher import Searcher
 
     searcher = Searcher(_engine(settings), settings, encoders_for(settings).text)
     response = searcher.search(args.query, limit=args.limit)
@@ -192,7 +192,7 @@ def cmd_search(args, settings: Settings) -> int:
 
 
 def cmd_serve(args, settings: Settings) -> int:
-    from service.db import resolve_url
+    from service.store.db import resolve_url
 
     # Workers share one database: resolve (and start) the embedded server once, before forking.
     os.environ["DATABASE_URL"] = resolve_url(settings)
@@ -283,7 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args, load_settings()) or 0
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return args.func(args, settings) or 0
 
 
 if __name__ == "__main__":

@@ -1,29 +1,16 @@
-"""All configuration, read from environment variables with defaults. The one place to look.
+"""All configuration: environment variables with defaults, read here and nowhere else.
 
-| variable | default | meaning |
-|---|---|---|
-| DATABASE_URL | (embedded) | any PostgreSQL with pgvector; unset = the embedded server under the data dir |
-| WITHSENSE_DATA_DIR | ./var | embedded database, photo store, model artifacts |
-| WITHSENSE_DATASET | ../shared/data/photos if present | the Practicum dataset folder for `ingest dataset` |
-| WITHSENSE_EXTRA_DATASET | ../shared/data/flickr8k_extra if present | extra captioned Flickr8k photos, training only |
-| WITHSENSE_ENCODER | minilm | `minilm` (MiniLM text + EfficientNet-Lite images) or `clip` |
-| WITHSENSE_IMAGE_MODEL | efficientnet-lite0+efficientnet-lite2 | image network(s) for the minilm backend, `+`-joined |
-| WITHSENSE_CLIP_PATH | (none) | local directory with CLIPModel weights, for the clip backend |
-| WITHSENSE_SHORTLIST | 100 | candidates the SQL nearest-neighbour query hands to the scorer |
-| WITHSENSE_HNSW_EF_SEARCH | 100 | pgvector `hnsw.ef_search` for the shortlist query |
-| WITHSENSE_API_TOKEN | (none) | bearer token that write endpoints require; unset = writes refused |
-| WITHSENSE_RATE_LIMIT | 120 | searches per minute per client address, counted in each worker process (service/ratelimit.py); 0 turns the limit off |
-| WITHSENSE_MAX_UPLOAD_MB | 20 | largest accepted upload |
-| WITHSENSE_MAX_PIXELS | 50000000 | largest accepted image, in pixels |
-| WITHSENSE_DESCRIPTION_WEIGHT | 0.5 | how far a better-matching description written for a photo pulls its score up (0 = image only) |
-| WITHSENSE_NEAR_DUPLICATE_DISTANCE | 0.02 | cosine distance of 16x16 fingerprints under which an upload is a near duplicate |
-| WITHSENSE_ORPHAN_GRACE_SECONDS | 3600 | store files no photo row points at are deleted by the next ingest run once older than this |
+``Settings`` is a pydantic-settings model: each field names its variable (``alias``), its default
+and its bounds, and a bad value fails at start with the variable's name (``SettingsError``). The
+README's configuration table lists the same variables; ``tests/test_config.py`` keeps them in step.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,32 +20,54 @@ def _default_shared(name: str) -> str:
     return str(path) if path.is_dir() else ""
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = field(default_factory=lambda: os.environ.get("DATABASE_URL", ""))
-    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("WITHSENSE_DATA_DIR", "var")).resolve())
-    dataset_dir: str = field(default_factory=lambda: os.environ.get("WITHSENSE_DATASET", _default_shared("photos")))
-    extra_dataset_dir: str = field(
-        default_factory=lambda: os.environ.get("WITHSENSE_EXTRA_DATASET", _default_shared("flickr8k_extra"))
-    )
-    encoder: str = field(default_factory=lambda: os.environ.get("WITHSENSE_ENCODER", "minilm"))
-    image_model: str = field(default_factory=lambda: os.environ.get("WITHSENSE_IMAGE_MODEL", "efficientnet-lite0+efficientnet-lite2"))
-    clip_path: str = field(default_factory=lambda: os.environ.get("WITHSENSE_CLIP_PATH", ""))
-    shortlist_size: int = field(default_factory=lambda: int(os.environ.get("WITHSENSE_SHORTLIST", "100")))
-    hnsw_ef_search: int = field(default_factory=lambda: int(os.environ.get("WITHSENSE_HNSW_EF_SEARCH", "100")))
-    api_token: str = field(default_factory=lambda: os.environ.get("WITHSENSE_API_TOKEN", ""))
-    rate_limit_per_minute: int = field(default_factory=lambda: int(os.environ.get("WITHSENSE_RATE_LIMIT", "120")))
-    max_upload_mb: int = field(default_factory=lambda: int(os.environ.get("WITHSENSE_MAX_UPLOAD_MB", "20")))
-    max_pixels: int = field(default_factory=lambda: int(os.environ.get("WITHSENSE_MAX_PIXELS", "50000000")))
-    description_weight: float = field(
-        default_factory=lambda: float(os.environ.get("WITHSENSE_DESCRIPTION_WEIGHT", "0.5"))
-    )
-    near_duplicate_distance: float = field(
-        default_factory=lambda: float(os.environ.get("WITHSENSE_NEAR_DUPLICATE_DISTANCE", "0.02"))
-    )
-    orphan_grace_seconds: float = field(
-        default_factory=lambda: float(os.environ.get("WITHSENSE_ORPHAN_GRACE_SECONDS", "3600"))
-    )
+def _env(name: str, default, description: str, **bounds):
+    """A field read from the environment variable ``name`` (also settable by field name in code)."""
+    kwargs = {"default_factory": default} if callable(default) else {"default": default}
+    return Field(validation_alias=AliasChoices(name), description=description, **kwargs, **bounds)
+
+
+class SettingsError(ValueError):
+    """A configuration variable has a value the service cannot use; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", populate_by_name=True,
+                                      case_sensitive=True)
+
+    database_url: str = _env("DATABASE_URL", "", "any PostgreSQL with pgvector; empty = the embedded server")
+    data_dir: Path = _env("WITHSENSE_DATA_DIR", Path("var"), "embedded database, photo store, model artifacts")
+    dataset_dir: str = _env("WITHSENSE_DATASET", lambda: _default_shared("photos"),
+                            "the Practicum dataset folder for `ingest dataset`")
+    extra_dataset_dir: str = _env("WITHSENSE_EXTRA_DATASET", lambda: _default_shared("flickr8k_extra"),
+                                  "extra captioned Flickr8k photos, training only")
+    encoder: Literal["minilm", "clip"] = _env("WITHSENSE_ENCODER", "minilm",
+                                              "`minilm` (MiniLM text + EfficientNet-Lite images) or `clip`")
+    image_model: str = _env("WITHSENSE_IMAGE_MODEL", "efficientnet-lite0+efficientnet-lite2",
+                            "image network(s) for the minilm backend, `+`-joined")
+    clip_path: str = _env("WITHSENSE_CLIP_PATH", "", "local directory with CLIPModel weights, for the clip backend")
+    shortlist_size: int = _env("WITHSENSE_SHORTLIST", 100, "candidates the SQL nearest-neighbour query hands to the scorer",
+                               ge=1, le=10_000)
+    hnsw_ef_search: int = _env("WITHSENSE_HNSW_EF_SEARCH", 100, "pgvector `hnsw.ef_search` for the shortlist",
+                               ge=1, le=1000)
+    api_token: str = _env("WITHSENSE_API_TOKEN", "", "bearer token that write endpoints require; empty = writes refused")
+    rate_limit_per_minute: int = _env("WITHSENSE_RATE_LIMIT", 120,
+                                      "searches per minute per client address, per worker process; 0 = off", ge=0)
+    max_upload_mb: int = _env("WITHSENSE_MAX_UPLOAD_MB", 20, "largest accepted upload", ge=1, le=1024)
+    max_pixels: int = _env("WITHSENSE_MAX_PIXELS", 50_000_000, "largest accepted image, in pixels", ge=1)
+    description_weight: float = _env("WITHSENSE_DESCRIPTION_WEIGHT", 0.5,
+                                     "how far a better-matching description pulls a photo's score up (0 = image only)",
+                                     ge=0.0, le=1.0)
+    near_duplicate_distance: float = _env("WITHSENSE_NEAR_DUPLICATE_DISTANCE", 0.02,
+                                          "cosine distance of 16x16 fingerprints under which an upload is a near duplicate",
+                                          ge=0.0, le=2.0)
+    orphan_grace_seconds: float = _env("WITHSENSE_ORPHAN_GRACE_SECONDS", 3600.0,
+                                       "store files no photo row points at are deleted by the next ingest once older than this",
+                                       ge=0.0)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return Path(value).resolve()
 
     @property
     def pgdata_dir(self) -> Path:
@@ -80,15 +89,30 @@ class Settings:
         return f"{self.encoder}+{self.image_model}"
 
     def with_overrides(self, overrides: dict) -> "Settings":
-        known = {f.name for f in fields(self)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ValueError(f"unknown settings: {sorted(unknown)}")
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(overrides)
-        values["data_dir"] = Path(values["data_dir"]).resolve()
-        return Settings(**values)
+        return load_settings(**{**self.model_dump(), **overrides})
+
+
+def env_names() -> dict[str, str]:
+    """Field name -> environment variable, for docs and tests."""
+    return {name: field.validation_alias.choices[0] for name, field in Settings.model_fields.items()}
 
 
 def load_settings(**overrides) -> Settings:
-    return Settings().with_overrides(overrides) if overrides else Settings()
+    """Settings from the environment, then ``overrides`` by field name (tests and ``create_app`` pass theirs).
+
+    Raises ``SettingsError`` naming the variable when a value is invalid, and ``ValueError`` for an
+    override that is no setting at all.
+    """
+    unknown = set(overrides) - set(Settings.model_fields)
+    if unknown:
+        raise ValueError(f"unknown settings: {sorted(unknown)}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        names = env_names()
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            name = names.get(field, field)
+            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

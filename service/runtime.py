@@ -5,7 +5,7 @@ from flask import Flask, current_app
 
 from ml.encoders import EncoderPair, load_encoders
 from service.config import Settings
-from service.search import Searcher
+from service.search.searcher import Searcher
 
 
 def encoders_for(settings: Settings) -> EncoderPair:

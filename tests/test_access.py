@@ -56,7 +56,7 @@ def _send(base: str, write: str, headers: dict):
 
 def test_the_write_list_matches_the_spec(writable_app):
     """The endpoints the spec marks as needing the token are exactly the app's write endpoints."""
-    from service.openapi import PATHS
+    from service.http.openapi import PATHS
 
     secured = {path for path, ops in PATHS.items() for op in ops.values() if op.get("security")}
     assert secured == {"/api/photos", "/api/photos/{photo_id}/descriptions", "/api/ratings"}
@@ -102,7 +102,7 @@ def test_without_a_configured_token_every_write_is_refused(writable, encoders, w
 
 def test_tokens_are_compared_in_constant_time(writable_app, monkeypatch):
     """auth.py compares with hmac.compare_digest (time independent of how much matched), never with ==."""
-    from service import auth
+    from service.http import auth
 
     source = inspect.getsource(auth.require_write_token)
     assert "hmac.compare_digest(" in source and "== expected" not in source and "expected ==" not in source
@@ -228,7 +228,7 @@ def test_search_is_rate_limited_per_client(limited_app):
 
 
 def test_a_rejected_request_does_not_use_up_the_window():
-    from service.ratelimit import SlidingWindowLimiter
+    from service.http.ratelimit import SlidingWindowLimiter
 
     now = [1000.0]
     limiter = SlidingWindowLimiter(2, window=60, clock=lambda: now[0])
@@ -242,7 +242,7 @@ def test_a_rejected_request_does_not_use_up_the_window():
 
 
 def test_the_limiter_forgets_the_idlest_clients_first():
-    from service.ratelimit import SlidingWindowLimiter
+    from service.http.ratelimit import SlidingWindowLimiter
 
     limiter = SlidingWindowLimiter(1, max_keys=3)
     for key in "abcd":

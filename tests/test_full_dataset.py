@@ -2,9 +2,9 @@
 import pytest
 from sqlalchemy import text
 
-from service import ingest
-from service.dataset import read_dataset
-from service.db import make_engine
+from service.ingest import loader
+from service.ingest.dataset import read_dataset
+from service.store.db import make_engine
 from tests.conftest import FULL_DATASET, FULL_EXTRA
 
 pytestmark = [
@@ -18,7 +18,7 @@ def full(make_database, settings_for):
     settings = settings_for(make_database())
     engine = make_engine(settings.database_url)
     extra = FULL_EXTRA if FULL_EXTRA.is_dir() else None
-    report = ingest.load_dataset(engine, settings, read_dataset(FULL_DATASET, extra_dir=extra), progress=False)
+    report = loader.load_dataset(engine, settings, read_dataset(FULL_DATASET, extra_dir=extra), progress=False)
     yield engine, report, extra
     engine.dispose()
 

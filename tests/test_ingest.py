@@ -4,8 +4,8 @@ import shutil
 import pytest
 from sqlalchemy import text
 
-from service import ingest
-from service.dataset import DatasetInvalid, read_dataset
+from service.ingest import loader
+from service.ingest.dataset import DatasetInvalid, read_dataset
 from tests.conftest import FIXTURE_DATASET
 
 
@@ -28,7 +28,7 @@ def test_fixture_load_counts(loaded):
 def test_second_load_changes_nothing(loaded):
     engine, settings = loaded["engine"], loaded["settings"]
     before = {t: _count(engine, t) for t in ("photos", "descriptions", "expert_ratings", "crowd_ratings")}
-    report = ingest.load_dataset(engine, settings, read_dataset(FIXTURE_DATASET), progress=False)
+    report = loader.load_dataset(engine, settings, read_dataset(FIXTURE_DATASET), progress=False)
     assert not report.changed
     assert "nothing new: the dataset was already loaded" in report.lines()
     assert report.existing == before
@@ -59,7 +59,7 @@ def test_photo_store_is_content_addressed(loaded):
         path = settings.photo_store_dir / key
         assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
         assert key.startswith(sha[:2] + "/" + sha)
-    assert ingest.photo_store_orphans(engine, settings) == []
+    assert loader.photo_store_orphans(engine, settings) == []
 
 
 @pytest.fixture()
@@ -92,5 +92,5 @@ def test_malformed_rows_are_reported_by_file_and_line(broken_copy):
 
 
 def test_vectors_are_not_computed_twice(loaded, encoders):
-    assert ingest.embed_photos(loaded["engine"], loaded["settings"], encoders.image, progress=False) == 0
-    assert ingest.embed_descriptions(loaded["engine"], loaded["settings"], encoders.text, progress=False) == 0
+    assert loader.embed_photos(loaded["engine"], loaded["settings"], encoders.image, progress=False) == 0
+    assert loader.embed_descriptions(loaded["engine"], loaded["settings"], encoders.text, progress=False) == 0

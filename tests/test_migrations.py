@@ -1,4 +1,4 @@
-"""The migration chain: up, down to nothing, up again, and no drift from service.models."""
+"""The migration chain: up, down to nothing, up again, and no drift from service.store.tables."""
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
@@ -43,4 +43,4 @@ def test_database_is_at_head_and_models_match(make_database):
         assert [conn.execute(text("SELECT version_num FROM alembic_version")).scalar()] == heads
         assert conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
     engine.dispose()
-    command.check(config)  # raises when service.models and the migrations disagree
+    command.check(config)  # raises when service.store.tables and the migrations disagree

@@ -3,7 +3,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from service.db import make_engine
+from service.store.db import make_engine
 
 SHA = "a" * 64
 PHOTO = "INSERT INTO photos (file_name, sha256, bytes, width, height, storage_key, split) VALUES "

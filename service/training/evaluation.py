@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from ml import metrics as M
 from service.config import Settings
-from service.db import as_array
-from service.search import Searcher
+from service.search.searcher import Searcher
+from service.store.db import as_array
 
 TEST_QUERIES_SQL = text(
     """

@@ -18,14 +18,15 @@ import numpy as np
 from sqlalchemy import Engine, text
 from tqdm import tqdm
 
-from ml.data import TrainingData, assert_no_test_leak, cached_text_vectors, is_about_children
+from ml.data import TrainingData, assert_no_test_leak, cached_text_vectors
 from ml.encoders import imagenet_label_texts
 from ml.features import cached_image_features
 from ml.ranker import Ranker
 from service.config import Settings
-from service.db import as_array
-from service.ingest import write_vectors
-from service.models_registry import active_ranker, encoder_model_ids, load_ranker
+from service.policy import is_about_children
+from service.store.db import as_array
+from service.store.model_rows import active_ranker, encoder_model_ids, load_ranker
+from service.store.vectors import write_vectors
 
 TRAIN_PHOTOS_SQL = text(
     """

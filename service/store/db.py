@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import embedded_db
 from service.config import Settings
+from service.store import embedded
 
 
 def resolve_url(settings: Settings) -> str:
@@ -26,7 +26,7 @@ def resolve_url(settings: Settings) -> str:
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix):]
         return url
-    return embedded_db.start(settings.pgdata_dir)
+    return embedded.start(settings.pgdata_dir)
 
 
 def _register_vector(dbapi_connection, _record) -> None:

@@ -12,17 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import numpy as np
 from PIL import Image
 from sqlalchemy import Connection, Engine, text
 from tqdm import tqdm
 
-from service import storage
 from service.config import Settings
-from service.db import driver_connection
-from service.dataset import Dataset
-from service.images import decode_image
-from service.models_registry import encoder_model_ids
+from service.ingest.dataset import Dataset
+from service.photos.images import decode_image
+from service.store import photo_files
+from service.store.db import driver_connection
+from service.store.model_rows import encoder_model_ids
+from service.store.vectors import write_vectors
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ def _store_photos(dataset: Dataset, settings: Settings, progress: bool) -> list[
     for name, (split, path) in tqdm(sorted(dataset.photos.items()), desc="photos", unit="photo", disable=not progress):
         data = path.read_bytes()
         decoded = decode_image(data, max_pixels=settings.max_pixels)
-        sha = storage.sha256_hex(data)
-        key = storage.storage_key(sha, decoded.extension)
-        storage.put(settings.photo_store_dir, key, data)
+        sha = photo_files.sha256_hex(data)
+        key = photo_files.storage_key(sha, decoded.extension)
+        photo_files.put(settings.photo_store_dir, key, data)
         rows.append((name, sha, len(data), decoded.width, decoded.height, key, split))
     return rows
 
@@ -131,20 +131,8 @@ def load_dataset(engine: Engine, settings: Settings, dataset: Dataset, *, progre
     return report
 
 
-def write_vectors(conn: Connection, table: str, key_column: str, model_id: int, keys: Sequence[int],
-                  vectors: np.ndarray, bridges: np.ndarray | None = None) -> None:
-    """Vectors (and, for a ranker's photo rows, their bridge vectors) by binary COPY."""
-    columns = f"{key_column}, model_id, embedding" + (", bridge" if bridges is not None else "")
-    with driver_connection(conn).cursor() as cur:
-        with cur.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "int4", "vector"] + (["vector"] if bridges is not None else []))
-            for i, (key, vector) in enumerate(zip(keys, vectors)):
-                row = (int(key), model_id, np.asarray(vector, dtype=np.float32))
-                copy.write_row(row if bridges is None else row + (np.asarray(bridges[i], dtype=np.float32),))
-
-
 def open_photo(settings: Settings, storage_key: str) -> Image.Image:
-    data = storage.path_for(settings.photo_store_dir, storage_key).read_bytes()
+    data = photo_files.path_for(settings.photo_store_dir, storage_key).read_bytes()
     return decode_image(data, max_pixels=settings.max_pixels).image
 
 
@@ -192,7 +180,7 @@ def embed_descriptions(engine: Engine, settings: Settings, text_encoder, *, batc
 def photo_store_orphans(engine: Engine, settings: Settings) -> list[Path]:
     with engine.connect() as conn:
         keys = set(conn.execute(text("SELECT storage_key FROM photos")).scalars())
-    return storage.orphans(settings.photo_store_dir, keys)
+    return photo_files.orphans(settings.photo_store_dir, keys)
 
 
 def remove_orphan_files(engine: Engine, settings: Settings, *, grace_seconds: float | None = None) -> list[Path]:
@@ -206,7 +194,7 @@ def remove_orphan_files(engine: Engine, settings: Settings, *, grace_seconds: fl
     grace = settings.orphan_grace_seconds if grace_seconds is None else grace_seconds
     with engine.connect() as conn:
         keys = set(conn.execute(text("SELECT storage_key FROM photos")).scalars())
-    removed = storage.remove_orphans(settings.photo_store_dir, keys, grace_seconds=grace)
+    removed = photo_files.remove_orphans(settings.photo_store_dir, keys, grace_seconds=grace)
     if removed:
         log.warning("removed %d orphan file(s) from the photo store", len(removed))
     return removed

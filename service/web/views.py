@@ -9,8 +9,8 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from sqlalchemy import select
 
-from service.db import get_session
-from service.models import Photo
+from service.store.db import get_session
+from service.store.tables import Photo
 
 # Templates and static files live in service/templates and service/static: the app's own folders.
 bp = Blueprint("web", __name__)

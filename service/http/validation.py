@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 from flask import request
 
-from service.errors import ApiError
+from service.http.errors import ApiError
 
 MAX_QUERY_CHARS = 500
 

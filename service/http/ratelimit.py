@@ -17,7 +17,7 @@ from collections import deque
 
 from flask import Flask, request
 
-from service.errors import ApiError
+from service.http.errors import ApiError
 
 LIMITED_ENDPOINTS = frozenset({"search.search", "search.similar"})
 WINDOW_S = 60.0

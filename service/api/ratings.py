@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from service import photos, ratings
-from service.api_photos import get_photo
-from service.auth import require_write_token
-from service.db import get_session
-from service.errors import ApiError
-from service.validation import MAX_QUERY_CHARS, int_field, json_body, text_field
+from service.http.auth import require_write_token
+from service.http.errors import ApiError
+from service.http.validation import MAX_QUERY_CHARS, int_field, json_body, text_field
+from service.photos import uploads
+from service.ratings import votes
+from service.store.db import get_session
 
 bp = Blueprint("ratings", __name__, url_prefix="/api")
 
@@ -32,10 +32,10 @@ def rate():
         raise ApiError("'match' is required: true or false", field="match")
     client = text_field(body, "client", max_chars=MAX_CLIENT_CHARS, required=False)
     session = get_session()
-    get_photo(photo_id)
-    if description_id is not None and photos.get_description(session=session, description_id=description_id) is None:
+    uploads.require(session=get_session(), photo_id=photo_id)
+    if description_id is not None and uploads.get_description(session=session, description_id=description_id) is None:
         raise ApiError(f"description {description_id} does not exist", 404, field="description_id")
-    vote_id = ratings.add_vote(session=session, photo_id=photo_id, match=match, description_id=description_id,
+    vote_id = votes.add_vote(session=session, photo_id=photo_id, match=match, description_id=description_id,
                                query=query, client=client)
     session.commit()
     return jsonify({"vote_id": vote_id, "photo_id": photo_id, "description_id": description_id,

@@ -5,7 +5,7 @@ import hmac
 
 from flask import current_app, request
 
-from service.errors import ApiError
+from service.http.errors import ApiError
 
 
 def require_write_token() -> None:

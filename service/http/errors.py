@@ -1,11 +1,18 @@
-"""API errors as JSON, decided once: views raise ApiError, the handlers below format every error."""
+"""API errors as JSON, decided once: views raise ApiError, domain code raises its own exceptions,
+and the handlers below turn every one of them into a JSON body with the right status."""
 from __future__ import annotations
 
 import logging
 
 from flask import Flask, current_app, jsonify
-from sqlalchemy.exc import DBAPIError, DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
+
+from service.photos.images import ImageRejected
+from service.photos.uploads import PhotoNotFound
+from service.search.searcher import NoActiveModel
+from service.search.similar import NoVector
+from service.store.model_rows import ModelMismatch
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,21 @@ class ApiError(Exception):
         if self.field:
             body["field"] = self.field
         return body
+
+
+# The one table of domain exceptions: status, the request field to blame (if any), extra headers.
+DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None, dict]] = {
+    PhotoNotFound: (404, None, {}),
+    ImageRejected: (422, "file", {}),
+    NoVector: (409, None, {}),
+    ModelMismatch: (409, None, {}),
+    NoActiveModel: (503, None, {"Retry-After": "60"}),
+}
+
+
+def _domain_error(err: Exception):
+    status, field, headers = next(v for k, v in DOMAIN_ERRORS.items() if isinstance(err, k))
+    return _api_error(ApiError(str(err), status, field=getattr(err, "field", None) or field, headers=headers))
 
 
 def _api_error(err: ApiError):
@@ -75,3 +97,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DBAPIError, _database_error)
+    for exc_type in DOMAIN_ERRORS:
+        app.register_error_handler(exc_type, _domain_error)

@@ -4,10 +4,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
-from service import metrics
-from service.db import get_session
-from service.models_registry import active_ranker
-from service.openapi import spec
+from service.http import metrics
+from service.http.openapi import spec
+from service.store.db import get_session
+from service.store.model_rows import active_ranker
 
 bp = Blueprint("health", __name__)
 

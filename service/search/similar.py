@@ -10,13 +10,13 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from service import storage
 from service.config import Settings
-from service.db import as_array
-from service.images import decode_image
-from service.models_registry import active_ranker, load_ranker
-from service.photos import check_size
-from service.search import NoActiveModel
+from service.photos.images import decode_image
+from service.photos.uploads import check_size
+from service.search.searcher import NoActiveModel
+from service.store import photo_files
+from service.store.db import as_array
+from service.store.model_rows import active_ranker, load_ranker
 
 # Nearest photos by cosine ``<=>`` in the active ranker's joint space; the photo itself and exact
 # copies (same sha256) are left out.
@@ -74,4 +74,4 @@ def similar_to_image(*, session: Session, settings: Settings, image_encoder, dat
     model = _model(session, settings)
     features = image_encoder.encode([decoded.image])
     vector = load_ranker(model["artifact_path"]).photo_vectors(features)[0]
-    return _nearest(session, model, vector, photo_id=None, sha256=storage.sha256_hex(data), limit=limit)
+    return _nearest(session, model, vector, photo_id=None, sha256=photo_files.sha256_hex(data), limit=limit)

@@ -11,16 +11,19 @@ from datetime import datetime
 from typing import Optional, Sequence
 
 import numpy as np
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine, text
 
 from ml.ranker import Ranker
 from service import policy
 from service.config import Settings
-from psycopg.rows import namedtuple_row
-
-from service.db import as_array
-from service.db import driver_connection
-from service.models_registry import ModelMismatch, active_ranker, encoder_model_ids, load_ranker
+from service.store.db import as_array, driver_connection
+from service.store.model_rows import (
+    ModelMismatch,
+    active_ranker,
+    encoder_model_ids,
+    load_ranker,
+)
 
 # Filters on the photo, shared by both shortlists; each is off when its parameter is NULL.
 # taken_after/taken_before form a half-open interval [after, before).

@@ -15,12 +15,12 @@ import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from service import storage
 from service.config import Settings
-from service.fingerprint import FINGERPRINT
-from service.images import ImageRejected, decode_image
-from service.models import Description, Photo
-from service.models_registry import active_ranker, encoder_model_ids, load_ranker
+from service.photos.fingerprint import FINGERPRINT
+from service.photos.images import ImageRejected, decode_image
+from service.store import photo_files
+from service.store.model_rows import active_ranker, encoder_model_ids, load_ranker
+from service.store.tables import Description, Photo
 
 INSERT_PHOTO_SQL = text(
     """
@@ -101,8 +101,22 @@ class AddedPhoto:
     near_duplicates: list[dict] = field(default_factory=list)
 
 
+class PhotoNotFound(LookupError):
+    def __init__(self, photo_id: int, field: str | None = None):
+        super().__init__(f"photo {photo_id} does not exist")
+        self.field = field
+
+
 def get(*, session: Session, photo_id: int) -> Optional[Photo]:
     return session.get(Photo, photo_id)
+
+
+def require(*, session: Session, photo_id: int, field: str | None = None) -> Photo:
+    """The photo, or ``PhotoNotFound`` (a 404 at the HTTP edge, ``service.http.errors``)."""
+    photo = session.get(Photo, photo_id)
+    if photo is None:
+        raise PhotoNotFound(photo_id, field)
+    return photo
 
 
 def id_for_sha256(*, session: Session, sha256: str) -> Optional[int]:
@@ -131,7 +145,7 @@ def add_photo(
     The same bytes again give ``AddedPhoto(existing_id, duplicate_of=existing_id)`` and change nothing.
     """
     check_size(data, settings)
-    sha = storage.sha256_hex(data)
+    sha = photo_files.sha256_hex(data)
     existing = id_for_sha256(session=session, sha256=sha)
     if existing is not None:
         return AddedPhoto(existing, duplicate_of=existing)
@@ -148,8 +162,8 @@ def add_photo(
         joint, bridge = load_ranker(ranker_row["artifact_path"]).photo_side(features[None, :])
         vectors[ranker_row["id"]] = (joint[0], bridge[0])
 
-    key = storage.storage_key(sha, decoded.extension)
-    storage.put(settings.photo_store_dir, key, data)  # before the row: a row never points at nothing
+    key = photo_files.storage_key(sha, decoded.extension)
+    photo_files.put(settings.photo_store_dir, key, data)  # before the row: a row never points at nothing
     photo_id = session.execute(INSERT_PHOTO_SQL, {
         "file_name": file_name or f"{sha[:16]}{decoded.extension}", "sha256": sha, "bytes": len(data),
         "width": decoded.width, "height": decoded.height, "storage_key": key,
@@ -230,69 +244,3 @@ def details(*, session: Session, photo: Photo) -> dict:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
-
-
-@dataclass
-class FilesReport:
-    """What a batch of files came to: added, already stored (duplicates), rejected with the reason."""
-
-    added: list[tuple[str, int]] = field(default_factory=list)
-    duplicates: list[tuple[str, int]] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-    near_duplicates: list[tuple[str, list[dict]]] = field(default_factory=list)
-    orphans_removed: int = 0
-
-    @property
-    def processed(self) -> int:
-        return len(self.added) + len(self.duplicates)
-
-    def lines(self) -> list[str]:
-        out = [f"added: {len(self.added)}, duplicates: {len(self.duplicates)}, rejected: {len(self.rejected)}"]
-        if self.orphans_removed:
-            out.append(f"removed {self.orphans_removed} orphan file(s) left in the photo store by an interrupted run")
-        out += [f"rejected {name}: {reason}" for name, reason in self.rejected]
-        out += [f"near duplicate {name}: of photo(s) {', '.join(str(n['photo_id']) for n in near)}"
-                for name, near in self.near_duplicates]
-        return out
-
-
-def add_files(paths, *, engine, settings: Settings, encoders, progress: bool = True, **metadata) -> FilesReport:
-    """Add photo files one by one, each in its own transaction, so an interrupted batch resumes.
-
-    Files whose sha256 is already stored are skipped after hashing (no decoding, no encoding).
-    First, store files that an interrupted run left without a row are removed (past the grace period).
-    """
-    from tqdm import tqdm
-
-    from service.db import session_scope
-    from service.ingest import remove_orphan_files
-
-    report = FilesReport()
-    report.orphans_removed = len(remove_orphan_files(engine, settings))
-    with session_scope(engine) as session:
-        known = known_sha256(session=session)
-    for path in tqdm(list(paths), desc="photos", unit="photo", disable=not progress):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            report.rejected.append((str(path), f"cannot read: {exc.strerror or exc}"))
-            continue
-        if storage.sha256_hex(data) in known:
-            with session_scope(engine) as session:
-                report.duplicates.append((str(path), id_for_sha256(session=session, sha256=storage.sha256_hex(data))))
-            continue
-        try:
-            with session_scope(engine) as session:
-                added = add_photo(data, session=session, settings=settings, encoders=encoders,
-                                  file_name=path.name, **metadata)
-        except ImageRejected as exc:
-            report.rejected.append((str(path), str(exc)))
-            continue
-        known.add(storage.sha256_hex(data))
-        if added.duplicate_of is not None:
-            report.duplicates.append((str(path), added.duplicate_of))
-        else:
-            report.added.append((str(path), added.photo_id))
-            if added.near_duplicates:
-                report.near_duplicates.append((str(path), added.near_duplicates))
-    return report

@@ -6,17 +6,23 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from service import metrics, photos
-from service.db import get_session
-from service.errors import ApiError
-from service.images import ImageRejected
-from service.models_registry import ModelMismatch
-from service.runtime import get_encoders, get_searcher
-from service.search import Filters, NoActiveModel
-from service.similar import NoVector, similar_to_image, similar_to_photo
-from service.validation import (
-    MAX_QUERY_CHARS, bool_field, datetime_field, form_int, int_field, json_body, number_field, text_field,
+from service.http import metrics
+from service.http.errors import ApiError
+from service.http.validation import (
+    MAX_QUERY_CHARS,
+    bool_field,
+    datetime_field,
+    form_int,
+    int_field,
+    json_body,
+    number_field,
+    text_field,
 )
+from service.photos import uploads
+from service.runtime import get_encoders, get_searcher
+from service.search.searcher import Filters
+from service.search.similar import similar_to_image, similar_to_photo
+from service.store.db import get_session
 
 bp = Blueprint("search", __name__, url_prefix="/api")
 
@@ -38,12 +44,6 @@ def _filters(body: dict) -> Filters:
     return filters
 
 
-def _model_errors(exc: Exception) -> ApiError:
-    if isinstance(exc, NoActiveModel):
-        return ApiError(str(exc), 503, headers={"Retry-After": "60"})
-    return ApiError(str(exc), 409)
-
-
 @bp.post("/search")
 def search():
     body = json_body()
@@ -53,10 +53,7 @@ def search():
     min_score = number_field(body, "min_score", low=0.0, high=1.0)
     explain = bool_field(body, "explain", default=False)
     filters = _filters(body)
-    try:
-        response = get_searcher().search(query, limit=limit, offset=offset, min_score=min_score, filters=filters)
-    except (NoActiveModel, ModelMismatch) as exc:
-        raise _model_errors(exc) from None
+    response = get_searcher().search(query, limit=limit, offset=offset, min_score=min_score, filters=filters)
     if response.blocked:
         metrics.SEARCHES_BLOCKED.inc()
     payload = {
@@ -88,32 +85,21 @@ def similar():
     """JSON {"photo_id", "limit"} for a stored photo, or multipart with `file` (and `limit`) for an image."""
     settings = current_app.config["WITHSENSE"]
     session = get_session()
-    try:
-        if request.mimetype == "multipart/form-data":
-            upload = request.files.get("file")
-            if upload is None:
-                raise ApiError("send the image as the multipart field 'file'", field="file")
-            limit = form_int(request.form, "limit", default=5, low=1, high=MAX_LIMIT)
-            try:
-                payload = similar_to_image(session=session, settings=settings, image_encoder=get_encoders().image,
-                                           data=upload.read(), limit=limit)
-            except ImageRejected as exc:
-                raise ApiError(str(exc), 422, field="file") from None
-        else:
-            body = json_body()
-            photo_id = int_field(body, "photo_id", default=None, low=1, high=2**63 - 1) if "photo_id" in body else None
-            if photo_id is None:
-                raise ApiError("'photo_id' is required (or send a multipart 'file')", field="photo_id")
-            limit = int_field(body, "limit", default=5, low=1, high=MAX_LIMIT)
-            photo = photos.get(session=session, photo_id=photo_id)
-            if photo is None:
-                raise ApiError(f"photo {photo_id} does not exist", 404, field="photo_id")
-            try:
-                payload = similar_to_photo(session=session, settings=settings, photo=photo, limit=limit)
-            except NoVector as exc:
-                raise ApiError(str(exc), 409) from None
-    except (NoActiveModel, ModelMismatch) as exc:
-        raise _model_errors(exc) from None
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise ApiError("send the image as the multipart field 'file'", field="file")
+        limit = form_int(request.form, "limit", default=5, low=1, high=MAX_LIMIT)
+        payload = similar_to_image(session=session, settings=settings, image_encoder=get_encoders().image,
+                                   data=upload.read(), limit=limit)
+    else:
+        body = json_body()
+        photo_id = int_field(body, "photo_id", default=None, low=1, high=2**63 - 1) if "photo_id" in body else None
+        if photo_id is None:
+            raise ApiError("'photo_id' is required (or send a multipart 'file')", field="photo_id")
+        limit = int_field(body, "limit", default=5, low=1, high=MAX_LIMIT)
+        photo = uploads.require(session=session, photo_id=photo_id, field="photo_id")
+        payload = similar_to_photo(session=session, settings=settings, photo=photo, limit=limit)
     for item in payload["results"]:
         item["image_url"] = url_for("photos.image", photo_id=item["photo_id"])
     return jsonify(payload)

@@ -4,26 +4,23 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 from werkzeug.utils import secure_filename
 
-from service import photos, storage
-from service.auth import require_write_token
-from service.db import get_session
-from service.errors import ApiError
-from service.images import ACCEPTED_FORMATS, EXTENSIONS, ImageRejected, thumbnail_jpeg
-from service.models import Photo
+from service.http.auth import require_write_token
+from service.http.errors import ApiError
+from service.http.validation import datetime_field, json_body, text_field
+from service.photos import uploads
+from service.photos.images import (
+    ACCEPTED_FORMATS,
+    EXTENSIONS,
+    thumbnail_jpeg,
+)
 from service.runtime import get_encoders
-from service.validation import datetime_field, json_body, text_field
+from service.store import photo_files
+from service.store.db import get_session
 
 bp = Blueprint("photos", __name__)
 
 MIMETYPES = {ext: ACCEPTED_FORMATS[fmt] for fmt, ext in EXTENSIONS.items()}
 MAX_META_CHARS = 200
-
-
-def get_photo(photo_id: int) -> Photo:
-    photo = photos.get(session=get_session(), photo_id=photo_id)
-    if photo is None:
-        raise ApiError(f"photo {photo_id} does not exist", 404)
-    return photo
 
 
 def _settings():
@@ -38,18 +35,15 @@ def upload():
         raise ApiError("send the photo as the multipart field 'file'", field="file")
     form = request.form
     fields = {
-        "description": text_field(form, "description", max_chars=photos.MAX_DESCRIPTION_CHARS, required=False),
+        "description": text_field(form, "description", max_chars=uploads.MAX_DESCRIPTION_CHARS, required=False),
         "place": text_field(form, "place", max_chars=MAX_META_CHARS, required=False),
         "camera": text_field(form, "camera", max_chars=MAX_META_CHARS, required=False),
         "uploader": text_field(form, "uploader", max_chars=MAX_META_CHARS, required=False),
         "taken_at": datetime_field(form, "taken_at"),
     }
     session = get_session()
-    try:
-        added = photos.add_photo(upload.read(), session=session, settings=_settings(), encoders=get_encoders(),
-                                 file_name=secure_filename(upload.filename or "") or None, **fields)
-    except ImageRejected as exc:
-        raise ApiError(str(exc), 422, field="file") from None
+    added = uploads.add_photo(upload.read(), session=session, settings=_settings(), encoders=get_encoders(),
+                              file_name=secure_filename(upload.filename or "") or None, **fields)
     session.commit()
     body = {"photo_id": added.photo_id, "duplicate_of": added.duplicate_of, "near_duplicates": added.near_duplicates,
             "image_url": url_for("photos.image", photo_id=added.photo_id)}
@@ -59,7 +53,7 @@ def upload():
 
 @bp.get("/api/photos/<int:photo_id>")
 def photo(photo_id: int):
-    details = photos.details(session=get_session(), photo=get_photo(photo_id))
+    details = uploads.details(session=get_session(), photo=uploads.require(session=get_session(), photo_id=photo_id))
     details["image_url"] = url_for("photos.image", photo_id=photo_id)
     details["thumbnail_url"] = url_for("photos.thumbnail", photo_id=photo_id)
     return jsonify(details)
@@ -69,11 +63,11 @@ def photo(photo_id: int):
 def add_description(photo_id: int):
     require_write_token()
     body = json_body()
-    text_ = text_field(body, "text", max_chars=photos.MAX_DESCRIPTION_CHARS)
+    text_ = text_field(body, "text", max_chars=uploads.MAX_DESCRIPTION_CHARS)
     author = text_field(body, "author", max_chars=MAX_META_CHARS, required=False)
     session = get_session()
-    get_photo(photo_id)
-    description_id = photos.add_description(session=session, settings=_settings(), text_encoder=get_encoders().text,
+    uploads.require(session=get_session(), photo_id=photo_id)
+    description_id = uploads.add_description(session=session, settings=_settings(), text_encoder=get_encoders().text,
                                             photo_id=photo_id, text_=text_, source="user", author=author)
     session.commit()
     return jsonify({"description_id": description_id, "photo_id": photo_id, "text": text_, "author": author}), 201
@@ -81,8 +75,8 @@ def add_description(photo_id: int):
 
 @bp.get("/photos/<int:photo_id>/image")
 def image(photo_id: int):
-    photo = get_photo(photo_id)
-    path = storage.path_for(_settings().photo_store_dir, photo.storage_key)
+    photo = uploads.require(session=get_session(), photo_id=photo_id)
+    path = photo_files.path_for(_settings().photo_store_dir, photo.storage_key)
     mimetype = MIMETYPES.get(path.suffix, "application/octet-stream")
     return send_file(path, mimetype=mimetype, max_age=86400, etag=photo.sha256)
 
@@ -90,11 +84,11 @@ def image(photo_id: int):
 @bp.get("/photos/<int:photo_id>/thumbnail")
 def thumbnail(photo_id: int):
     """At most 256 px JPEG, made on first request and kept in the store's thumbnails/ folder."""
-    photo = get_photo(photo_id)
+    photo = uploads.require(session=get_session(), photo_id=photo_id)
     settings = _settings()
-    path = storage.path_for(settings.photo_store_dir, storage.thumbnail_key(photo.sha256))
+    path = photo_files.path_for(settings.photo_store_dir, photo_files.thumbnail_key(photo.sha256))
     if not path.exists():
-        original = storage.path_for(settings.photo_store_dir, photo.storage_key).read_bytes()
-        storage.put(settings.photo_store_dir, storage.thumbnail_key(photo.sha256),
+        original = photo_files.path_for(settings.photo_store_dir, photo.storage_key).read_bytes()
+        photo_files.put(settings.photo_store_dir, photo_files.thumbnail_key(photo.sha256),
                     thumbnail_jpeg(original, max_pixels=settings.max_pixels))
     return send_file(path, mimetype="image/jpeg", max_age=86400, etag=f"thumb-{photo.sha256}")
