@@ -20,7 +20,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     settings = load_settings(**(overrides or {}))
     app = Flask(__name__)
     app.config["WITHSENSE"] = settings
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024 + 64 * 1024
     app.json.sort_keys = False
     app.url_map.converters["int"] = BigintConverter
 
@@ -28,12 +27,14 @@ def create_app(overrides: dict | None = None) -> Flask:
     from service.api.photos import bp as photos_bp
     from service.api.ratings import bp as ratings_bp
     from service.api.search import bp as search_bp
-    from service.http import errors, metrics, ratelimit
+    from service.http import body_limit, contract, errors, metrics, ratelimit
     from service.store import db
     from service.web.views import bp as web_bp
 
     db.init_app(app, settings)
     errors.init_app(app)
+    # The upload limit, plus room for the multipart framing and the form's text fields.
+    body_limit.init_app(app, settings.max_upload_mb * 1024 * 1024 + 64 * 1024)
     metrics.init_app(app)
     ratelimit.init_app(app, settings.rate_limit_per_minute)
     app.register_blueprint(search_bp)
@@ -41,6 +42,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(ratings_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(web_bp)
+    contract.init_app(app)  # after the blueprints: the OpenAPI document lists every route
     return app
 
 

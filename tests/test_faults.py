@@ -147,7 +147,7 @@ def test_connection_failures_are_told_apart_from_bad_statements():
 
 SLOW_PUT = """
 import sys, time
-import service.store.photo_files as storage
+import service.store.photo_files as photo_files
 _put = photo_files.put
 def slow_put(*args, **kwargs):  # the fault injection: a slow disk; the file lands, then the process dawdles
     path = _put(*args, **kwargs)

@@ -48,11 +48,11 @@ def test_metrics_count_requests_and_blocked_searches(live_server):
     r = requests.get(f"{live_server}/metrics", timeout=10)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
     after = r.text
-    ok = dict(endpoint="/api/search", method="POST", status="200")
+    ok = dict(endpoint="search.search", method="POST", status="200")
     assert _metric(after, "withsense_http_requests_total", **ok) - _metric(before, "withsense_http_requests_total", **ok) == 2
-    bad = dict(endpoint="/api/search", method="POST", status="400")
+    bad = dict(endpoint="search.search", method="POST", status="400")
     assert _metric(after, "withsense_http_requests_total", **bad) - _metric(before, "withsense_http_requests_total", **bad) == 1
-    missing = dict(endpoint="/photos/<int:photo_id>/image", status="404")
+    missing = dict(endpoint="photos.image", status="404")
     assert _metric(after, "withsense_http_requests_total", **missing) >= 1
     assert _metric(after, "withsense_searches_blocked_total") - _metric(before, "withsense_searches_blocked_total") == 1
     # The histogram is cumulative and its +Inf bucket equals the count.

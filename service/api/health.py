@@ -1,11 +1,12 @@
-"""Operations: liveness, readiness, Prometheus metrics, the OpenAPI description."""
+"""Operations: liveness, readiness, Prometheus metrics. (The OpenAPI document is served by
+``service.http.contract`` at /api/openapi.json.)"""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
-from service.http import metrics
-from service.http.openapi import spec
+from service.http import metrics, schemas
+from service.http.contract import endpoint, responses
 from service.store.db import get_session
 from service.store.model_rows import active_ranker
 
@@ -13,11 +14,14 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@endpoint(resp=responses({200: schemas.Liveness}))
 def healthz():
+    """Liveness: the process answers."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@endpoint(resp=responses({200: schemas.Readiness, 503: schemas.Readiness}))
 def readyz():
     """Ready = the database answers AND a ranker is active for the configured encoders."""
     settings = current_app.config["WITHSENSE"]
@@ -34,10 +38,8 @@ def readyz():
 
 
 @bp.get("/metrics")
+@endpoint(resp=responses({200: None}))
 def prometheus_metrics():
+    """Prometheus metrics, text exposition format."""
     return metrics.render()
 
-
-@bp.get("/api/openapi.json")
-def openapi():
-    return jsonify(spec())

@@ -4,15 +4,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 from werkzeug.utils import secure_filename
 
-from service.http.auth import require_write_token
-from service.http.errors import ApiError
-from service.http.validation import datetime_field, json_body, text_field
+from service.http import schemas
+from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, PHOTO_ID, endpoint, responses
 from service.photos import uploads
-from service.photos.images import (
-    ACCEPTED_FORMATS,
-    EXTENSIONS,
-    thumbnail_jpeg,
-)
+from service.photos.images import ACCEPTED_FORMATS, EXTENSIONS, thumbnail_jpeg
 from service.runtime import get_encoders
 from service.store import photo_files
 from service.store.db import get_session
@@ -20,7 +15,6 @@ from service.store.db import get_session
 bp = Blueprint("photos", __name__)
 
 MIMETYPES = {ext: ACCEPTED_FORMATS[fmt] for fmt, ext in EXTENSIONS.items()}
-MAX_META_CHARS = 200
 
 
 def _settings():
@@ -28,22 +22,15 @@ def _settings():
 
 
 @bp.post("/api/photos")
+@endpoint(form=schemas.PhotoUpload, write=True,
+          resp=responses({201: schemas.PhotoAdded, 200: schemas.PhotoAdded}, (401, 403, 422, *BODY_ERRORS, *DATABASE_ERRORS)))
 def upload():
-    require_write_token()
-    upload = request.files.get("file")
-    if upload is None:
-        raise ApiError("send the photo as the multipart field 'file'", field="file")
-    form = request.form
-    fields = {
-        "description": text_field(form, "description", max_chars=uploads.MAX_DESCRIPTION_CHARS, required=False),
-        "place": text_field(form, "place", max_chars=MAX_META_CHARS, required=False),
-        "camera": text_field(form, "camera", max_chars=MAX_META_CHARS, required=False),
-        "uploader": text_field(form, "uploader", max_chars=MAX_META_CHARS, required=False),
-        "taken_at": datetime_field(form, "taken_at"),
-    }
+    """Upload a photo (multipart); it is searchable once stored."""
+    form: schemas.PhotoUpload = request.context.form
     session = get_session()
-    added = uploads.add_photo(upload.read(), session=session, settings=_settings(), encoders=get_encoders(),
-                              file_name=secure_filename(upload.filename or "") or None, **fields)
+    added = uploads.add_photo(form.file.read(), session=session, settings=_settings(), encoders=get_encoders(),
+                              file_name=secure_filename(form.file.filename or "") or None,
+                              **form.model_dump(exclude={"file"}))
     session.commit()
     body = {"photo_id": added.photo_id, "duplicate_of": added.duplicate_of, "near_duplicates": added.near_duplicates,
             "image_url": url_for("photos.image", photo_id=added.photo_id)}
@@ -51,20 +38,23 @@ def upload():
     return jsonify(body), status, {"Location": url_for("photos.photo", photo_id=added.photo_id)}
 
 
-@bp.get("/api/photos/<int:photo_id>")
+@bp.get(f"/api/photos/{PHOTO_ID}")
+@endpoint(resp=responses({200: schemas.PhotoDetails}, (404, *DATABASE_ERRORS)))
 def photo(photo_id: int):
+    """A photo's metadata, descriptions and ratings summary."""
     details = uploads.details(session=get_session(), photo=uploads.require(session=get_session(), photo_id=photo_id))
     details["image_url"] = url_for("photos.image", photo_id=photo_id)
     details["thumbnail_url"] = url_for("photos.thumbnail", photo_id=photo_id)
     return jsonify(details)
 
 
-@bp.post("/api/photos/<int:photo_id>/descriptions")
+@bp.post(f"/api/photos/{PHOTO_ID}/descriptions")
+@endpoint(json=schemas.DescriptionRequest, write=True,
+          resp=responses({201: schemas.DescriptionAdded}, (401, 403, 404, *BODY_ERRORS, *DATABASE_ERRORS)))
 def add_description(photo_id: int):
-    require_write_token()
-    body = json_body()
-    text_ = text_field(body, "text", max_chars=uploads.MAX_DESCRIPTION_CHARS)
-    author = text_field(body, "author", max_chars=MAX_META_CHARS, required=False)
+    """Describe a photo; the description is embedded at once and used by search."""
+    body: schemas.DescriptionRequest = request.context.json
+    text_, author = body.text, body.author
     session = get_session()
     uploads.require(session=get_session(), photo_id=photo_id)
     description_id = uploads.add_description(session=session, settings=_settings(), text_encoder=get_encoders().text,
@@ -73,15 +63,18 @@ def add_description(photo_id: int):
     return jsonify({"description_id": description_id, "photo_id": photo_id, "text": text_, "author": author}), 201
 
 
-@bp.get("/photos/<int:photo_id>/image")
+@bp.get(f"/photos/{PHOTO_ID}/image")
+@endpoint(resp=responses({200: None}, (404, *DATABASE_ERRORS)))
 def image(photo_id: int):
+    """The photo file as stored."""
     photo = uploads.require(session=get_session(), photo_id=photo_id)
     path = photo_files.path_for(_settings().photo_store_dir, photo.storage_key)
     mimetype = MIMETYPES.get(path.suffix, "application/octet-stream")
     return send_file(path, mimetype=mimetype, max_age=86400, etag=photo.sha256)
 
 
-@bp.get("/photos/<int:photo_id>/thumbnail")
+@bp.get(f"/photos/{PHOTO_ID}/thumbnail")
+@endpoint(resp=responses({200: None}, (404, *DATABASE_ERRORS)))
 def thumbnail(photo_id: int):
     """At most 256 px JPEG, made on first request and kept in the store's thumbnails/ folder."""
     photo = uploads.require(session=get_session(), photo_id=photo_id)

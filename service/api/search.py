@@ -6,18 +6,9 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from service.http import metrics
+from service.http import metrics, schemas
+from service.http.contract import DATABASE_ERRORS, RATE_LIMITED, endpoint, responses
 from service.http.errors import ApiError
-from service.http.validation import (
-    MAX_QUERY_CHARS,
-    bool_field,
-    datetime_field,
-    form_int,
-    int_field,
-    json_body,
-    number_field,
-    text_field,
-)
 from service.photos import uploads
 from service.runtime import get_encoders, get_searcher
 from service.search.searcher import Filters
@@ -26,34 +17,23 @@ from service.store.db import get_session
 
 bp = Blueprint("search", __name__, url_prefix="/api")
 
-MAX_LIMIT = 50
-MAX_OFFSET = 1000
-MAX_FILTER_CHARS = 200
 
-
-def _filters(body: dict) -> Filters:
-    filters = Filters(
-        camera=text_field(body, "camera", max_chars=MAX_FILTER_CHARS, required=False),
-        place=text_field(body, "place", max_chars=MAX_FILTER_CHARS, required=False),
-        uploader=text_field(body, "uploader", max_chars=MAX_FILTER_CHARS, required=False),
-        taken_after=datetime_field(body, "taken_after"),
-        taken_before=datetime_field(body, "taken_before"),
-    )
-    if filters.taken_after and filters.taken_before and filters.taken_after >= filters.taken_before:
+def _filters(body: schemas.SearchRequest) -> Filters:
+    if body.taken_after and body.taken_before and body.taken_after >= body.taken_before:
         raise ApiError("'taken_after' must be earlier than 'taken_before'", field="taken_after")
-    return filters
+    return Filters(camera=body.camera, place=body.place, uploader=body.uploader,
+                   taken_after=body.taken_after, taken_before=body.taken_before)
 
 
 @bp.post("/search")
+@endpoint(json=schemas.SearchRequest,
+          resp=responses({200: schemas.SearchResponse}, (409, *RATE_LIMITED, *DATABASE_ERRORS, 415, 413)))
 def search():
-    body = json_body()
-    query = text_field(body, "query", max_chars=MAX_QUERY_CHARS)
-    limit = int_field(body, "limit", default=5, low=1, high=MAX_LIMIT)
-    offset = int_field(body, "offset", default=0, low=0, high=MAX_OFFSET)
-    min_score = number_field(body, "min_score", low=0.0, high=1.0)
-    explain = bool_field(body, "explain", default=False)
-    filters = _filters(body)
-    response = get_searcher().search(query, limit=limit, offset=offset, min_score=min_score, filters=filters)
+    """Photos that fit a description, best first, each with a score from 0 to 1."""
+    body: schemas.SearchRequest = request.context.json
+    explain = body.explain
+    response = get_searcher().search(body.query, limit=body.limit, offset=body.offset, min_score=body.min_score,
+                                     filters=_filters(body))
     if response.blocked:
         metrics.SEARCHES_BLOCKED.inc()
     payload = {
@@ -81,25 +61,20 @@ def _result(result, explain: bool) -> dict:
 
 
 @bp.post("/search/similar")
+@endpoint(json=schemas.SimilarRequest, form=schemas.SimilarUpload,
+          resp=responses({200: schemas.SimilarResponse}, (404, 409, 413, 415, 422, *RATE_LIMITED, *DATABASE_ERRORS)))
 def similar():
     """JSON {"photo_id", "limit"} for a stored photo, or multipart with `file` (and `limit`) for an image."""
     settings = current_app.config["WITHSENSE"]
     session = get_session()
-    if request.mimetype == "multipart/form-data":
-        upload = request.files.get("file")
-        if upload is None:
-            raise ApiError("send the image as the multipart field 'file'", field="file")
-        limit = form_int(request.form, "limit", default=5, low=1, high=MAX_LIMIT)
+    if request.context.form is not None:
+        form: schemas.SimilarUpload = request.context.form
         payload = similar_to_image(session=session, settings=settings, image_encoder=get_encoders().image,
-                                   data=upload.read(), limit=limit)
+                                   data=form.file.read(), limit=form.limit)
     else:
-        body = json_body()
-        photo_id = int_field(body, "photo_id", default=None, low=1, high=2**63 - 1) if "photo_id" in body else None
-        if photo_id is None:
-            raise ApiError("'photo_id' is required (or send a multipart 'file')", field="photo_id")
-        limit = int_field(body, "limit", default=5, low=1, high=MAX_LIMIT)
-        photo = uploads.require(session=session, photo_id=photo_id, field="photo_id")
-        payload = similar_to_photo(session=session, settings=settings, photo=photo, limit=limit)
+        body: schemas.SimilarRequest = request.context.json
+        photo = uploads.require(session=session, photo_id=body.photo_id, field="photo_id")
+        payload = similar_to_photo(session=session, settings=settings, photo=photo, limit=body.limit)
     for item in payload["results"]:
         item["image_url"] = url_for("photos.image", photo_id=item["photo_id"])
     return jsonify(payload)

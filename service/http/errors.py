@@ -21,17 +21,23 @@ DATABASE_RETRY_AFTER_S = 5
 
 
 class ApiError(Exception):
-    def __init__(self, message: str, status_code: int = 400, *, field: str | None = None, headers: dict | None = None):
+    """An error for the client; ``to_dict`` is the body (``service.http.schemas.ErrorBody``)."""
+
+    def __init__(self, message: str, status_code: int = 400, *, field: str | None = None,
+                 headers: dict | None = None, problems: list[dict] | None = None):
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.field = field
         self.headers = headers or {}
+        self.problems = problems
 
     def to_dict(self) -> dict:
         body = {"error": self.message, "status": self.status_code}
         if self.field:
             body["field"] = self.field
+        if self.problems:
+            body["problems"] = self.problems
         return body
 
 

@@ -82,8 +82,8 @@ def _start() -> None:
 def _finish(response):
     start = g.pop("metrics_start", None)
     if start is not None:
-        # The URL rule, not the path: /photos/<int:photo_id>/image is one series, not one per photo.
-        endpoint = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        # The route's endpoint name, not the path: photos.image is one series, not one per photo.
+        endpoint = request.url_rule.endpoint if request.url_rule is not None else "(unmatched)"
         REQUESTS.observe(endpoint, request.method, response.status_code, time.perf_counter() - start)
     return response
 

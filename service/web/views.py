@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from sqlalchemy import select
 
+from service.http.contract import DATABASE_ERRORS, PHOTO_ID, endpoint, responses
 from service.store.db import get_session
 from service.store.tables import Photo
 
@@ -17,12 +18,16 @@ bp = Blueprint("web", __name__)
 
 
 @bp.get("/")
+@endpoint(resp=responses({200: None}))
 def index():
+    """Web page: search."""
     return render_template("index.html")
 
 
-@bp.get("/photos/<int:photo_id>")
+@bp.get(f"/photos/{PHOTO_ID}")
+@endpoint(resp=responses({200: None, 404: None}, DATABASE_ERRORS))
 def photo(photo_id: int):
+    """Web page: one photo (HTML, also for a photo that does not exist)."""
     file_name = get_session().scalar(select(Photo.file_name).where(Photo.id == photo_id))
     if file_name is None:
         return render_template("not_found.html", message=f"There is no photo {photo_id}."), 404
@@ -30,5 +35,7 @@ def photo(photo_id: int):
 
 
 @bp.get("/upload")
+@endpoint(resp=responses({200: None}))
 def upload():
+    """Web page: the upload form."""
     return render_template("upload.html")

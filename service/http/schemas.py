@@ -1,0 +1,286 @@
+"""The HTTP contract: every request and response body as a pydantic model.
+
+These models are the single source of the contract. ``service.http.contract`` validates requests
+against them (unknown fields and wrong types answer 400 naming the field), checks JSON responses,
+and generates the OpenAPI 3.1 document at ``/api/openapi.json`` from them; docs/api.md keeps the
+prose and examples, and a test runs every example against the schema.
+
+JSON bodies are strict: ``"5"`` is not an integer and ``1`` is not ``true``, since a client that
+sends the wrong type has a bug we should tell it about. Form fields (multipart uploads) arrive as
+strings, so their models convert.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Optional
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
+from spectree.model_adapter.pydantic_adapter import BaseFile
+
+from service.photos.uploads import MAX_DESCRIPTION_CHARS
+
+MAX_QUERY_CHARS = 500
+MAX_META_CHARS = 200
+MAX_LIMIT = 50
+MAX_OFFSET = 1000
+MAX_ID = 2**63 - 1  # PostgreSQL bigint
+
+
+def _clean_text(value: str) -> str:
+    """Control characters out, whitespace trimmed; nothing left is an error, not an empty filter."""
+    cleaned = "".join(ch for ch in value if ch.isprintable() or ch in " \t\n").strip()
+    if not cleaned:
+        raise PydanticCustomError("empty_text", "is empty")
+    return cleaned
+
+
+def _iso_datetime(value: Any) -> Any:
+    """ISO 8601 date or date-time; without a zone it is UTC. Numbers are refused (no Unix times)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise PydanticCustomError("iso_datetime", "must be an ISO 8601 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise PydanticCustomError("iso_datetime", "is not an ISO 8601 date-time (e.g. 2024-05-01T12:00:00Z)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def Text(max_chars: int, description: str | None = None):  # noqa: N802 - reads as a type in the models
+    return Annotated[str, StringConstraints(max_length=max_chars), AfterValidator(_clean_text),
+                     Field(description=description)]
+
+
+IsoDateTime = Annotated[Optional[datetime], BeforeValidator(_iso_datetime)]
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+FormId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class Body(BaseModel):
+    """A JSON request body: unknown fields are refused, types are strict."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Form(BaseModel):
+    """A multipart form: unknown fields are refused; values arrive as strings and are converted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Reply(BaseModel):
+    """A response body. Extra keys would be a server bug, so they fail the response check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+class FieldProblem(Reply):
+    field: Optional[str] = None
+    error: str
+
+
+class ErrorBody(Reply):
+    """Every error, from validation to an unknown route."""
+
+    error: str = Field(description="what was wrong, for a person")
+    status: int = Field(description="the HTTP status, repeated")
+    field: Optional[str] = Field(None, description="the request field at fault, when one is")
+    problems: Optional[list[FieldProblem]] = Field(None, description="every field at fault, when several are")
+
+
+# --- search ---------------------------------------------------------------------------------
+
+class SearchRequest(Body):
+    query: Text(MAX_QUERY_CHARS, "what the photo should show")
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)] = 5
+    offset: Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET)] = 0
+    min_score: Optional[Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]] = Field(
+        None, description="cut-off on the final score")
+    camera: Optional[Text(MAX_META_CHARS, "exact match, ignoring case")] = None
+    place: Optional[Text(MAX_META_CHARS, "exact match, ignoring case")] = None
+    uploader: Optional[Text(MAX_META_CHARS, "exact match, ignoring case")] = None
+    taken_after: IsoDateTime = Field(None, description="inclusive; UTC when no zone is given")
+    taken_before: IsoDateTime = Field(None, description="exclusive; UTC when no zone is given")
+    explain: StrictBool = False
+
+
+class Explain(Reply):
+    shortlist_similarity: float
+    description_match: Optional[float]
+    scorer_score: float
+
+
+class SearchResult(Reply):
+    photo_id: int
+    file_name: str
+    score: float = Field(ge=0.0, le=1.0)
+    image_url: str
+    explain: Optional[Explain] = None
+
+
+class SearchResponse(Reply):
+    query: str
+    blocked: bool
+    notice: Optional[str]
+    results: list[SearchResult]
+    offset: int
+    limit: int
+    message: Optional[str] = Field(description="why fewer than `limit` results came back")
+    model_version: Optional[str]
+    took_ms: float
+
+
+class SimilarRequest(Body):
+    photo_id: Id
+    limit: Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)] = 5
+
+
+class SimilarUpload(Form):
+    file: BaseFile = Field(description="an image of yours (not stored): JPEG, PNG or WebP")
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = 5
+
+
+class SimilarResult(Reply):
+    photo_id: int
+    file_name: str
+    score: float
+    image_url: str
+
+
+class SimilarResponse(Reply):
+    photo_id: Optional[int]
+    model_version: str
+    results: list[SimilarResult]
+
+
+# --- photos ---------------------------------------------------------------------------------
+
+class PhotoUpload(Form):
+    file: BaseFile = Field(description="JPEG, PNG or WebP; at most WITHSENSE_MAX_UPLOAD_MB and WITHSENSE_MAX_PIXELS")
+    description: Optional[Text(MAX_DESCRIPTION_CHARS, "the owner's description")] = None
+    place: Optional[Text(MAX_META_CHARS)] = None
+    camera: Optional[Text(MAX_META_CHARS)] = None
+    uploader: Optional[Text(MAX_META_CHARS)] = None
+    taken_at: IsoDateTime = None
+
+
+class NearDuplicate(Reply):
+    photo_id: int
+    file_name: str
+    distance: float
+
+
+class PhotoAdded(Reply):
+    photo_id: int
+    duplicate_of: Optional[int]
+    near_duplicates: list[NearDuplicate]
+    image_url: str
+
+
+class DescriptionOut(Reply):
+    description_id: int
+    text: str
+    source: str
+    author: Optional[str]
+    created_at: Optional[str]
+
+
+class ExpertSummary(Reply):
+    pairs: int
+    mean_score: Optional[float]
+
+
+class CrowdSummary(Reply):
+    pairs: int
+    mean_share: Optional[float]
+    yes: int
+    no: int
+
+
+class VoteSummary(Reply):
+    yes: int
+    no: int
+
+
+class RatingsSummary(Reply):
+    expert: ExpertSummary
+    crowd: CrowdSummary
+    live_votes: VoteSummary
+
+
+class PhotoDetails(Reply):
+    photo_id: int
+    file_name: str
+    split: str
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+    uploader: Optional[str]
+    place: Optional[str]
+    camera: Optional[str]
+    taken_at: Optional[str]
+    created_at: Optional[str]
+    descriptions: list[DescriptionOut]
+    ratings: RatingsSummary
+    image_url: str
+    thumbnail_url: str
+
+
+class DescriptionRequest(Body):
+    text: Text(MAX_DESCRIPTION_CHARS, "what the photo shows")
+    author: Optional[Text(MAX_META_CHARS)] = None
+
+
+class DescriptionAdded(Reply):
+    description_id: int
+    photo_id: int
+    text: str
+    author: Optional[str]
+
+
+# --- ratings --------------------------------------------------------------------------------
+
+class RatingRequest(Body):
+    """A live vote; exactly one of ``description_id`` and ``query``."""
+
+    photo_id: Id
+    description_id: Optional[Id] = None
+    query: Optional[Text(MAX_QUERY_CHARS)] = None
+    match: StrictBool
+    client: Optional[Text(MAX_META_CHARS)] = None
+
+
+class RatingAdded(Reply):
+    vote_id: int
+    photo_id: int
+    description_id: Optional[int]
+    query: Optional[str]
+    match: bool
+
+
+# --- operations -----------------------------------------------------------------------------
+
+class Liveness(Reply):
+    status: str
+
+
+class Readiness(Reply):
+    status: str
+    database: str
+    model: Optional[str]
+    error: Optional[str] = None
+
