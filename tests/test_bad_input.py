@@ -652,3 +652,33 @@ def test_every_file_route_takes_a_numeric_id(bad_app):
             continue
         for name, converter in rule._converters.items():
             assert isinstance(converter, IntegerConverter) and converter.max == 2**63 - 1, (rule.rule, name)
+
+
+# --- unknown fields: a typo is an error, never silently ignored ------------------------------
+
+UNKNOWN_FIELDS = [
+    ("/api/search", {"query": "a dog", "limt": 3}, "limt", "did you mean 'limit'"),
+    ("/api/search", {"query": "a dog", "min_scor": 0.5}, "min_scor", "did you mean 'min_score'"),
+    ("/api/search", {"query": "a dog", "filters": {"camera": "x"}}, "filters", "is not a field"),
+    ("/api/search/similar", {"photo_id": 1, "limits": 3}, "limits", "did you mean 'limit'"),
+    ("/api/photos/1/descriptions", {"text": "a dog", "athor": "me"}, "athor", "did you mean 'author'"),
+    ("/api/ratings", {"photo_id": 1, "query": "a dog", "match": True, "matches": False}, "matches", "did you mean 'match'"),
+]
+
+
+@pytest.mark.parametrize("path, body, field, fragment", UNKNOWN_FIELDS)
+def test_unknown_json_fields_are_400_naming_the_field(server, unchanged, path, body, field, fragment):
+    r = requests.post(f"{server}{path}", json=body, headers=AUTH, timeout=TIMEOUT)
+    assert_error(r, 400, f"'{field}' is not a field of this request", fragment, field=field)
+
+
+def test_unknown_upload_field_is_400_naming_the_field(server, unchanged):
+    r = requests.post(f"{server}/api/photos", files={"file": ("a.jpg", _encode(_picture(12), "JPEG"))},
+                      data={"descripton": "boats"}, headers=AUTH, timeout=TIMEOUT)
+    assert_error(r, 400, "did you mean 'description'", field="descripton")
+
+
+def test_several_bad_fields_are_all_named(server, unchanged):
+    r = requests.post(f"{server}/api/search", json={"query": 5, "limit": "5", "explain": "yes"}, timeout=TIMEOUT)
+    assert_error(r, 400, field="query")
+    assert {p["field"] for p in r.json()["problems"]} == {"query", "limit", "explain"}
