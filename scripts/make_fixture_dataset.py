@@ -34,7 +34,8 @@ def main() -> None:
     with (dst / "train_dataset.csv").open("w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows([header] + kept)
     for name in ("ExpertAnnotations.tsv", "CrowdAnnotations.tsv"):
-        lines = [l for l in (src / name).read_text().splitlines() if l.split("\t")[0] in train and l.split("\t")[1] in keys]
+        lines = [row for row in (src / name).read_text().splitlines()
+                 if row.split("\t")[0] in train and row.split("\t")[1] in keys]
         (dst / name).write_text("\n".join(lines) + "\n")
 
     test_lines = (src / "test_images.csv").read_text().splitlines()

@@ -88,7 +88,7 @@ class Settings(BaseSettings):
             return f"clip:{Path(self.clip_path).resolve().name}" if self.clip_path else "clip"
         return f"{self.encoder}+{self.image_model}"
 
-    def with_overrides(self, overrides: dict) -> "Settings":
+    def with_overrides(self, overrides: dict) -> Settings:
         return load_settings(**{**self.model_dump(), **overrides})
 
 

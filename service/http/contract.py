@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from typing import Iterable
+from collections.abc import Iterable
 
 from flask import jsonify, request
 from pydantic import BaseModel, ValidationError
@@ -24,6 +24,7 @@ from spectree.models import SecuritySchemeData
 from service.http import schemas
 from service.http.auth import require_write_token
 from service.http.errors import ApiError
+
 
 class _ModelAdapter(PydanticModelAdapter):
     """spectree's pydantic adapter, minus the offending input in its error list: spectree turns that

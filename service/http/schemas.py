@@ -11,8 +11,8 @@ strings, so their models convert.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated, Any, Optional
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -54,7 +54,7 @@ def _iso_datetime(value: Any) -> Any:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise PydanticCustomError("iso_datetime", "is not an ISO 8601 date-time (e.g. 2024-05-01T12:00:00Z)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def Text(max_chars: int, description: str | None = None):  # noqa: N802 - reads as a type in the models
@@ -62,7 +62,7 @@ def Text(max_chars: int, description: str | None = None):  # noqa: N802 - reads 
                      Field(description=description)]
 
 
-IsoDateTime = Annotated[Optional[datetime], BeforeValidator(_iso_datetime)]
+IsoDateTime = Annotated[datetime | None, BeforeValidator(_iso_datetime)]
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 FormId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
@@ -88,7 +88,7 @@ class Reply(BaseModel):
 # --- errors ---------------------------------------------------------------------------------
 
 class FieldProblem(Reply):
-    field: Optional[str] = None
+    field: str | None = None
     error: str
 
 
@@ -97,8 +97,8 @@ class ErrorBody(Reply):
 
     error: str = Field(description="what was wrong, for a person")
     status: int = Field(description="the HTTP status, repeated")
-    field: Optional[str] = Field(None, description="the request field at fault, when one is")
-    problems: Optional[list[FieldProblem]] = Field(None, description="every field at fault, when several are")
+    field: str | None = Field(None, description="the request field at fault, when one is")
+    problems: list[FieldProblem] | None = Field(None, description="every field at fault, when several are")
 
 
 # --- search ---------------------------------------------------------------------------------
@@ -107,11 +107,11 @@ class SearchRequest(Body):
     query: Text(MAX_QUERY_CHARS, "what the photo should show")
     limit: Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)] = 5
     offset: Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET)] = 0
-    min_score: Optional[Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]] = Field(
+    min_score: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
         None, description="cut-off on the final score")
-    camera: Optional[Text(MAX_META_CHARS, "exact match, ignoring case")] = None
-    place: Optional[Text(MAX_META_CHARS, "exact match, ignoring case")] = None
-    uploader: Optional[Text(MAX_META_CHARS, "exact match, ignoring case")] = None
+    camera: Text(MAX_META_CHARS, "exact match, ignoring case") | None = None
+    place: Text(MAX_META_CHARS, "exact match, ignoring case") | None = None
+    uploader: Text(MAX_META_CHARS, "exact match, ignoring case") | None = None
     taken_after: IsoDateTime = Field(None, description="inclusive; UTC when no zone is given")
     taken_before: IsoDateTime = Field(None, description="exclusive; UTC when no zone is given")
     explain: StrictBool = False
@@ -119,7 +119,7 @@ class SearchRequest(Body):
 
 class Explain(Reply):
     shortlist_similarity: float
-    description_match: Optional[float]
+    description_match: float | None
     scorer_score: float
 
 
@@ -128,18 +128,18 @@ class SearchResult(Reply):
     file_name: str
     score: float = Field(ge=0.0, le=1.0)
     image_url: str
-    explain: Optional[Explain] = None
+    explain: Explain | None = None
 
 
 class SearchResponse(Reply):
     query: str
     blocked: bool
-    notice: Optional[str]
+    notice: str | None
     results: list[SearchResult]
     offset: int
     limit: int
-    message: Optional[str] = Field(description="why fewer than `limit` results came back")
-    model_version: Optional[str]
+    message: str | None = Field(description="why fewer than `limit` results came back")
+    model_version: str | None
     took_ms: float
 
 
@@ -161,7 +161,7 @@ class SimilarResult(Reply):
 
 
 class SimilarResponse(Reply):
-    photo_id: Optional[int]
+    photo_id: int | None
     model_version: str
     results: list[SimilarResult]
 
@@ -170,10 +170,10 @@ class SimilarResponse(Reply):
 
 class PhotoUpload(Form):
     file: BaseFile = Field(description="JPEG, PNG or WebP; at most WITHSENSE_MAX_UPLOAD_MB and WITHSENSE_MAX_PIXELS")
-    description: Optional[Text(MAX_DESCRIPTION_CHARS, "the owner's description")] = None
-    place: Optional[Text(MAX_META_CHARS)] = None
-    camera: Optional[Text(MAX_META_CHARS)] = None
-    uploader: Optional[Text(MAX_META_CHARS)] = None
+    description: Text(MAX_DESCRIPTION_CHARS, "the owner's description") | None = None
+    place: Text(MAX_META_CHARS) | None = None
+    camera: Text(MAX_META_CHARS) | None = None
+    uploader: Text(MAX_META_CHARS) | None = None
     taken_at: IsoDateTime = None
 
 
@@ -185,7 +185,7 @@ class NearDuplicate(Reply):
 
 class PhotoAdded(Reply):
     photo_id: int
-    duplicate_of: Optional[int]
+    duplicate_of: int | None
     near_duplicates: list[NearDuplicate]
     image_url: str
 
@@ -194,18 +194,18 @@ class DescriptionOut(Reply):
     description_id: int
     text: str
     source: str
-    author: Optional[str]
-    created_at: Optional[str]
+    author: str | None
+    created_at: str | None
 
 
 class ExpertSummary(Reply):
     pairs: int
-    mean_score: Optional[float]
+    mean_score: float | None
 
 
 class CrowdSummary(Reply):
     pairs: int
-    mean_share: Optional[float]
+    mean_share: float | None
     yes: int
     no: int
 
@@ -229,11 +229,11 @@ class PhotoDetails(Reply):
     bytes: int
     width: int
     height: int
-    uploader: Optional[str]
-    place: Optional[str]
-    camera: Optional[str]
-    taken_at: Optional[str]
-    created_at: Optional[str]
+    uploader: str | None
+    place: str | None
+    camera: str | None
+    taken_at: str | None
+    created_at: str | None
     descriptions: list[DescriptionOut]
     ratings: RatingsSummary
     image_url: str
@@ -242,14 +242,14 @@ class PhotoDetails(Reply):
 
 class DescriptionRequest(Body):
     text: Text(MAX_DESCRIPTION_CHARS, "what the photo shows")
-    author: Optional[Text(MAX_META_CHARS)] = None
+    author: Text(MAX_META_CHARS) | None = None
 
 
 class DescriptionAdded(Reply):
     description_id: int
     photo_id: int
     text: str
-    author: Optional[str]
+    author: str | None
 
 
 # --- ratings --------------------------------------------------------------------------------
@@ -258,17 +258,17 @@ class RatingRequest(Body):
     """A live vote; exactly one of ``description_id`` and ``query``."""
 
     photo_id: Id
-    description_id: Optional[Id] = None
-    query: Optional[Text(MAX_QUERY_CHARS)] = None
+    description_id: Id | None = None
+    query: Text(MAX_QUERY_CHARS) | None = None
     match: StrictBool
-    client: Optional[Text(MAX_META_CHARS)] = None
+    client: Text(MAX_META_CHARS) | None = None
 
 
 class RatingAdded(Reply):
     vote_id: int
     photo_id: int
-    description_id: Optional[int]
-    query: Optional[str]
+    description_id: int | None
+    query: str | None
     match: bool
 
 
@@ -281,6 +281,6 @@ class Liveness(Reply):
 class Readiness(Reply):
     status: str
     database: str
-    model: Optional[str]
-    error: Optional[str] = None
+    model: str | None
+    error: str | None = None
 
