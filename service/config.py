@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     near_duplicate_distance: float = _env("WITHSENSE_NEAR_DUPLICATE_DISTANCE", 0.02,
                                           "cosine distance of 16x16 fingerprints under which an upload is a near duplicate",
                                           ge=0.0, le=2.0)
+    content_rule: bool = _env("WITHSENSE_CONTENT_RULE", True,
+                              "withhold photos of children and texts about them (the notice instead); "
+                              "false only where the law does not apply")
     orphan_grace_seconds: float = _env("WITHSENSE_ORPHAN_GRACE_SECONDS", 3600.0,
                                        "store files no photo row points at are deleted by the next ingest once older than this",
                                        ge=0.0)

@@ -6,10 +6,11 @@ from werkzeug.utils import secure_filename
 
 from service.http import schemas
 from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, PHOTO_ID, endpoint, responses
-from service.photos import uploads
+from service.photos import child_marks, uploads
 from service.photos.images import ACCEPTED_FORMATS, EXTENSIONS, thumbnail_jpeg
 from service.runtime import get_encoders
 from service.store import photo_files
+from service.policy import NOTICE
 from service.store.db import get_session
 
 bp = Blueprint("photos", __name__)
@@ -32,8 +33,12 @@ def upload():
                               file_name=secure_filename(form.file.filename or "") or None,
                               **form.model_dump(exclude={"file"}))
     session.commit()
+    stored = uploads.require(session=session, photo_id=added.photo_id)
+    hidden = child_marks.withheld(stored.shows_child, rule_on=_settings().content_rule)
     body = {"photo_id": added.photo_id, "duplicate_of": added.duplicate_of, "near_duplicates": added.near_duplicates,
-            "image_url": url_for("photos.image", photo_id=added.photo_id)}
+            "image_url": None if hidden else url_for("photos.image", photo_id=added.photo_id)}
+    if hidden:
+        body["notice"] = NOTICE
     status = 200 if added.duplicate_of is not None else 201
     return jsonify(body), status, {"Location": url_for("photos.photo", photo_id=added.photo_id)}
 
@@ -42,9 +47,13 @@ def upload():
 @endpoint(resp=responses({200: schemas.PhotoDetails}, (404, *DATABASE_ERRORS)))
 def photo(photo_id: int):
     """A photo's metadata, descriptions and ratings summary."""
-    details = uploads.details(session=get_session(), photo=uploads.require(session=get_session(), photo_id=photo_id))
-    details["image_url"] = url_for("photos.image", photo_id=photo_id)
-    details["thumbnail_url"] = url_for("photos.thumbnail", photo_id=photo_id)
+    rule_on = _settings().content_rule
+    photo = uploads.require(session=get_session(), photo_id=photo_id)
+    details = uploads.details(session=get_session(), photo=photo, rule_on=rule_on)
+    hidden = child_marks.withheld(photo.shows_child, rule_on=rule_on)
+    details["image_url"] = None if hidden else url_for("photos.image", photo_id=photo_id)
+    details["thumbnail_url"] = None if hidden else url_for("photos.thumbnail", photo_id=photo_id)
+    details["notice"] = NOTICE if hidden else None
     return jsonify(details)
 
 
@@ -60,24 +69,33 @@ def add_description(photo_id: int):
     description_id = uploads.add_description(session=session, settings=_settings(), text_encoder=get_encoders().text,
                                             photo_id=photo_id, text_=text_, source="user", author=author)
     session.commit()
-    return jsonify({"description_id": description_id, "photo_id": photo_id, "text": text_, "author": author}), 201
+    shown = child_marks.shown_text(text_, rule_on=_settings().content_rule)
+    return jsonify({"description_id": description_id, "photo_id": photo_id, "text": shown, "author": author}), 201
+
+
+def _servable(photo_id: int):
+    """The photo, unless it does not exist (404) or the content rule withholds it (451)."""
+    photo = uploads.require(session=get_session(), photo_id=photo_id)
+    if child_marks.withheld(photo.shows_child, rule_on=_settings().content_rule):
+        raise child_marks.PhotoWithheld(photo_id)
+    return photo
 
 
 @bp.get(f"/photos/{PHOTO_ID}/image")
-@endpoint(resp=responses({200: None}, (404, *DATABASE_ERRORS)))
+@endpoint(resp=responses({200: None}, (404, 451, *DATABASE_ERRORS)))
 def image(photo_id: int):
-    """The photo file as stored."""
-    photo = uploads.require(session=get_session(), photo_id=photo_id)
+    """The photo file as stored (451 with the notice for a photo the content rule withholds)."""
+    photo = _servable(photo_id)
     path = photo_files.path_for(_settings().photo_store_dir, photo.storage_key)
     mimetype = MIMETYPES.get(path.suffix, "application/octet-stream")
     return send_file(path, mimetype=mimetype, max_age=86400, etag=photo.sha256)
 
 
 @bp.get(f"/photos/{PHOTO_ID}/thumbnail")
-@endpoint(resp=responses({200: None}, (404, *DATABASE_ERRORS)))
+@endpoint(resp=responses({200: None}, (404, 451, *DATABASE_ERRORS)))
 def thumbnail(photo_id: int):
     """At most 256 px JPEG, made on first request and kept in the store's thumbnails/ folder."""
-    photo = uploads.require(session=get_session(), photo_id=photo_id)
+    photo = _servable(photo_id)
     settings = _settings()
     path = photo_files.path_for(settings.photo_store_dir, photo_files.thumbnail_key(photo.sha256))
     if not path.exists():

@@ -8,6 +8,7 @@ from flask import Flask, current_app, jsonify
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from service.photos.child_marks import PhotoWithheld
 from service.photos.images import ImageRejected
 from service.photos.uploads import PhotoNotFound
 from service.search.searcher import NoActiveModel
@@ -44,6 +45,7 @@ class ApiError(Exception):
 # The one table of domain exceptions: status, the request field to blame (if any), extra headers.
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None, dict]] = {
     PhotoNotFound: (404, None, {}),
+    PhotoWithheld: (451, None, {}),  # Unavailable For Legal Reasons: the content rule
     ImageRejected: (422, "file", {}),
     NoVector: (409, None, {}),
     ModelMismatch: (409, None, {}),

@@ -127,7 +127,8 @@ class SearchResult(Reply):
     photo_id: int
     file_name: str
     score: float = Field(ge=0.0, le=1.0)
-    image_url: str
+    image_url: str | None = Field(description="null when the content rule withholds the photo")
+    notice: str | None = Field(None, description="the legal notice, in place of a withheld photo")
     explain: Explain | None = None
 
 
@@ -157,7 +158,8 @@ class SimilarResult(Reply):
     photo_id: int
     file_name: str
     score: float
-    image_url: str
+    image_url: str | None = Field(description="null when the content rule withholds the photo")
+    notice: str | None = Field(None, description="the legal notice, in place of a withheld photo")
 
 
 class SimilarResponse(Reply):
@@ -175,6 +177,7 @@ class PhotoUpload(Form):
     camera: Text(MAX_META_CHARS) | None = None
     uploader: Text(MAX_META_CHARS) | None = None
     taken_at: IsoDateTime = None
+    shows_child: bool = Field(False, description="the uploader says the photo shows a child (content rule)")
 
 
 class NearDuplicate(Reply):
@@ -187,7 +190,8 @@ class PhotoAdded(Reply):
     photo_id: int
     duplicate_of: int | None
     near_duplicates: list[NearDuplicate]
-    image_url: str
+    image_url: str | None = Field(description="null when the content rule withholds the photo")
+    notice: str | None = Field(None, description="the legal notice, in place of a withheld photo")
 
 
 class DescriptionOut(Reply):
@@ -234,10 +238,12 @@ class PhotoDetails(Reply):
     camera: str | None
     taken_at: str | None
     created_at: str | None
+    shows_child: bool = Field(description="the content rule's mark: a description or the uploader says so")
     descriptions: list[DescriptionOut]
     ratings: RatingsSummary
-    image_url: str
-    thumbnail_url: str
+    image_url: str | None = Field(description="null when the content rule withholds the photo")
+    thumbnail_url: str | None
+    notice: str | None = Field(description="the legal notice when the photo is withheld")
 
 
 class DescriptionRequest(Body):

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from service.config import Settings
 from service.ingest.dataset import Dataset
+from service.photos import child_marks
 from service.photos.images import decode_image
 from service.store import photo_files
 from service.store.db import driver_connection
@@ -98,6 +99,7 @@ def load_dataset(engine: Engine, settings: Settings, dataset: Dataset, *, progre
                SELECT dataset_key, text, source, photo_id, 'flickr8k' FROM incoming_captions
                ON CONFLICT (dataset_key) DO NOTHING""",
         )
+        child_marks.mark_described(conn, [(photo_ids.get(c.photo_file), c.text) for c in captions])
         report.added["expert_ratings"] = _insert_from_temp(
             conn, "incoming_experts", "photo_id bigint, dataset_key text, expert_no smallint, score smallint",
             ("photo_id", "dataset_key", "expert_no", "score"),

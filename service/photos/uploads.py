@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from service.config import Settings
+from service.photos import child_marks
 from service.photos.fingerprint import FINGERPRINT
 from service.photos.images import ImageRejected, decode_image
 from service.store import photo_files
@@ -137,9 +138,12 @@ def check_size(data: bytes, settings: Settings) -> None:
 def add_photo(
     data: bytes, *, session: Session, settings: Settings, encoders, file_name: str | None = None,
     description: str | None = None, place: str | None = None, camera: str | None = None,
-    taken_at: datetime | None = None, uploader: str | None = None,
+    taken_at: datetime | None = None, uploader: str | None = None, shows_child: bool = False,
 ) -> AddedPhoto:
     """Store one photo with its vectors and its owner's description, searchable at once.
+
+    ``shows_child``: the uploader says the photo shows a child (the content rule's mark, as a
+    description about a child also sets it).
 
     Raises ImageRejected (with a message for the user) for bytes that are not an acceptable image.
     The same bytes again give ``AddedPhoto(existing_id, duplicate_of=existing_id)`` and change nothing.
@@ -176,6 +180,8 @@ def add_photo(
         session.execute(INSERT_PHOTO_VECTOR_SQL, {
             "photo_id": photo_id, "model_id": model_id, "embedding": np.asarray(vector, dtype=np.float32),
             "bridge": None if bridge is None else np.asarray(bridge, dtype=np.float32)})
+    if shows_child:
+        child_marks.mark(session, [photo_id], source="uploader")
     if description:
         add_description(session=session, settings=settings, text_encoder=encoders.text, photo_id=photo_id,
                         text_=description, source="owner", author=uploader)
@@ -197,9 +203,8 @@ def add_description(*, session: Session, settings: Settings, text_encoder, photo
                     source: str, author: str | None) -> int:
     """Store a description of a photo with its text vector, so search can use it immediately.
 
-    A description that mentions children is stored and used like any other: the content rule
-    governs queries (a query about children gets no photos), and the same photos are reachable
-    through the image side of search anyway, so filtering descriptions would protect nothing.
+    A description about a child marks its photo (``child_marks``): the photo still ranks, but
+    responses withhold its image and show the notice in place of the flagged text.
     """
     description_id = session.execute(INSERT_DESCRIPTION_SQL, {
         "text": text_, "source": source, "author": author, "photo_id": photo_id}).scalar_one()
@@ -207,6 +212,7 @@ def add_description(*, session: Session, settings: Settings, text_encoder, photo
     session.execute(INSERT_DESCRIPTION_VECTOR_SQL, {
         "description_id": description_id, "model_id": model_id,
         "embedding": np.asarray(text_encoder.encode([text_])[0], dtype=np.float32)})
+    child_marks.mark_described(session, [(photo_id, text_)])
     return description_id
 
 
@@ -216,8 +222,9 @@ def get_description(*, session: Session, description_id: int) -> Optional[Descri
     return None if found is None or found.source == "test" else found
 
 
-def details(*, session: Session, photo: Photo) -> dict:
-    """Metadata, descriptions (never the held-out test queries) and a ratings summary."""
+def details(*, session: Session, photo: Photo, rule_on: bool = True) -> dict:
+    """Metadata, descriptions (never the held-out test queries; the notice in place of a text the
+    content rule flags, when ``rule_on``) and a ratings summary."""
     descriptions = session.scalars(
         select(Description).where(Description.photo_id == photo.id, Description.source != "test").order_by(Description.id)
     ).all()
@@ -228,8 +235,10 @@ def details(*, session: Session, photo: Photo) -> dict:
         "uploader": photo.uploader, "place": photo.place, "camera": photo.camera,
         "taken_at": photo.taken_at.isoformat() if photo.taken_at else None,
         "created_at": photo.created_at.isoformat() if photo.created_at else None,
+        "shows_child": photo.shows_child,
         "descriptions": [
-            {"description_id": d.id, "text": d.text, "source": d.source, "author": d.author,
+            {"description_id": d.id, "text": child_marks.shown_text(d.text, rule_on=rule_on), "source": d.source,
+             "author": d.author,
              "created_at": d.created_at.isoformat() if d.created_at else None}
             for d in descriptions
         ],

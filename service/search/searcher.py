@@ -72,7 +72,7 @@ HYBRID_SHORTLIST_SQL = f"""
         JOIN description_embeddings de ON de.description_id = d.id AND de.model_id = %(text_model_id)s
         GROUP BY d.photo_id
     )
-    SELECT p.id AS photo_id, p.file_name, e.embedding AS photo_vector, e.bridge AS photo_bridge,
+    SELECT p.id AS photo_id, p.file_name, p.shows_child, e.embedding AS photo_vector, e.bridge AS photo_bridge,
            1 - (e.embedding <=> %(query_vector)s) AS similarity,
            dm.best AS description_match
     FROM candidates c
@@ -117,6 +117,7 @@ class Result:
     similarity: float
     scorer_score: float = 0.0
     description_match: Optional[float] = None
+    shows_child: bool = False  # the content rule's mark: the API withholds the image
 
 
 @dataclass
@@ -231,7 +232,7 @@ class Searcher:
         and ``rerank=False`` by the shortlist's cosine alone (both for evaluations)."""
         filters = filters or Filters()
         clock = _Stopwatch()
-        if policy.is_about_children(query):
+        if self.settings.content_rule and policy.is_about_children(query):
             clock.lap("policy")
             response = SearchResponse(query, True, policy.NOTICE, [], None, clock.total_ms, offset, limit,
                                       None, clock.stages)
@@ -283,15 +284,15 @@ class Searcher:
         return [
             Result(rows[i].photo_id, rows[i].file_name, round(float(final[i]), 6), round(float(rows[i].similarity), 6),
                    round(float(scorer_scores[i]), 6),
-                   None if np.isnan(matches[i]) else round(float(matches[i]), 6))
+                   None if np.isnan(matches[i]) else round(float(matches[i]), 6), rows[i].shows_child)
             for i in order
         ]
 
     @staticmethod
     def _shortlist_order(rows) -> list[Result]:
         """Candidates in the SQL shortlist's own order (cosine in the joint space), no scorer."""
-        return [Result(r.photo_id, r.file_name, round(float(r.similarity), 6), round(float(r.similarity), 6))
-                for r in rows]
+        return [Result(r.photo_id, r.file_name, round(float(r.similarity), 6), round(float(r.similarity), 6),
+                       shows_child=r.shows_child) for r in rows]
 
     def _log(self, response: SearchResponse, model_id: Optional[int]) -> None:
         import json

@@ -22,7 +22,7 @@ from service.store.model_rows import active_ranker, load_ranker
 # copies (same sha256) are left out.
 SIMILAR_PHOTOS_SQL = text(
     """
-    SELECT p.id AS photo_id, p.file_name, 1 - (e.embedding <=> :vector) AS similarity
+    SELECT p.id AS photo_id, p.file_name, p.shows_child, 1 - (e.embedding <=> :vector) AS similarity
     FROM photo_embeddings e
     JOIN photos p ON p.id = e.photo_id
     WHERE e.model_id = :model_id
@@ -54,7 +54,8 @@ def _nearest(session: Session, model: dict, vector: np.ndarray, *, photo_id: Opt
     }).all()
     return {
         "photo_id": photo_id,
-        "results": [{"photo_id": r.photo_id, "file_name": r.file_name, "score": round(float(r.similarity), 6)} for r in rows],
+        "results": [{"photo_id": r.photo_id, "file_name": r.file_name, "score": round(float(r.similarity), 6),
+                     "shows_child": r.shows_child} for r in rows],
         "model_version": model["version"],
     }
 

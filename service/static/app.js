@@ -87,8 +87,12 @@ const descriptionId = (d) => d.description_id ?? d.id;
 // One result card: the photo (linked to its page), its rank and score, and a list that
 // fillDescriptions() completes.
 function photoCard(result, rank, { small = false, scoreName = "score", scoreHelp = "How well the photo matches, from 0 to 1" } = {}) {
-  const src = result.thumbnail_url || result.image_url || `${photoUrl(result.photo_id)}/image`;
-  const img = el("img", { src, alt: `Photo ${result.photo_id}`, decoding: "async" });
+  // A photo the content rule withholds comes with a notice and no image URL: the notice stands
+  // where the picture would be.
+  const img = result.notice && !result.image_url
+    ? el("div", { class: "notice-card", role: "img", "aria-label": result.notice }, result.notice)
+    : el("img", { src: result.thumbnail_url || result.image_url || `${photoUrl(result.photo_id)}/image`,
+                  alt: `Photo ${result.photo_id}`, decoding: "async" });
   const score = Math.max(0, Math.min(1, Number(result.score) || 0));
   const body = el("div", { class: "card-body" },
     el("p", { class: "score-line" },
@@ -108,7 +112,8 @@ async function fillDescriptions(card, photoId, isCurrent) {
   try {
     const photo = await api(`/api/photos/${encodeURIComponent(photoId)}`);
     if (!isCurrent()) return;
-    card.querySelector("img").alt = photo.descriptions?.[0]?.text || `Photo ${photoId}`;
+    const img = card.querySelector("img");
+    if (img) img.alt = photo.descriptions?.[0]?.text || `Photo ${photoId}`;
     const descriptions = photo.descriptions || [];
     if (descriptions.length === 0) list.append(el("li", { class: "muted" }, "No descriptions yet."));
     for (const d of descriptions.slice(0, 3)) list.append(el("li", {}, d.text));

@@ -24,6 +24,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    false,
     func,
     text,
 )
@@ -41,6 +42,7 @@ NAMING_CONVENTION = {
 SPLITS = ("train", "test", "upload")
 DESCRIPTION_SOURCES = ("dataset", "owner", "user", "test")
 MODEL_KINDS = ("encoder", "ranker")
+CHILD_MARK_SOURCES = ("description", "uploader")
 
 
 class Base(DeclarativeBase):
@@ -57,6 +59,8 @@ class Photo(Base):
         CheckConstraint(_in("split", SPLITS), name="split"),
         CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256_hex"),
         CheckConstraint("bytes > 0 AND width > 0 AND height > 0", name="positive_size"),
+        CheckConstraint(f"shows_child_source IS NULL OR {_in('shows_child_source', CHILD_MARK_SOURCES)}",
+                        name="shows_child_source"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -75,6 +79,10 @@ class Photo(Base):
         "metadata", JSONB, server_default=text("'{}'::jsonb")
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The content rule's mark (migration 0009): the photo shows a child, by one of its descriptions
+    # or by its uploader's word. It still ranks; its image and flagged texts are withheld.
+    shows_child: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    shows_child_source: Mapped[Optional[str]] = mapped_column(Text)
 
 
 class Description(Base):

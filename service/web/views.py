@@ -6,10 +6,12 @@ browser keeps it in localStorage.
 """
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template
 from sqlalchemy import select
 
 from service.http.contract import DATABASE_ERRORS, PHOTO_ID, endpoint, responses
+from service.photos import child_marks
+from service.policy import NOTICE
 from service.store.db import get_session
 from service.store.tables import Photo
 
@@ -28,10 +30,11 @@ def index():
 @endpoint(resp=responses({200: None, 404: None}, DATABASE_ERRORS))
 def photo(photo_id: int):
     """Web page: one photo (HTML, also for a photo that does not exist)."""
-    file_name = get_session().scalar(select(Photo.file_name).where(Photo.id == photo_id))
-    if file_name is None:
+    row = get_session().execute(select(Photo.file_name, Photo.shows_child).where(Photo.id == photo_id)).first()
+    if row is None:
         return render_template("not_found.html", message=f"There is no photo {photo_id}."), 404
-    return render_template("photo.html", photo_id=photo_id, file_name=file_name)
+    hidden = child_marks.withheld(row.shows_child, rule_on=current_app.config["WITHSENSE"].content_rule)
+    return render_template("photo.html", photo_id=photo_id, file_name=row.file_name, notice=NOTICE if hidden else None)
 
 
 @bp.get("/upload")
