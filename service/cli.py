@@ -117,16 +117,18 @@ def _add_files(paths: list[Path], args, settings: Settings, metadata: dict) -> i
 
 
 def cmd_ingest_photo(args, settings: Settings) -> int:
-    from service.http.errors import ApiError
-    from service.http.validation import datetime_field
+    from pydantic import ValidationError
 
-    try:
-        taken_at = datetime_field({"taken_at": args.taken_at}, "taken_at")
-    except ApiError as exc:
-        print(exc.message.replace("'taken_at'", "--taken-at"), file=sys.stderr)
+    from service.http.schemas import PhotoFields
+
+    given = {"description": args.description, "place": args.place, "camera": args.camera,
+             "uploader": args.uploader, "taken_at": args.taken_at, "shows_child": args.shows_child}
+    try:  # the upload form's own checks, so the command and the endpoint accept the same values
+        metadata = PhotoFields.model_validate({k: v for k, v in given.items() if v is not None}).model_dump()
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}", file=sys.stderr)
         return 2
-    metadata = {"description": args.description, "place": args.place, "camera": args.camera,
-                "uploader": args.uploader, "taken_at": taken_at}
     return _add_files([Path(args.file)], args, settings, metadata)
 
 
@@ -246,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--camera")
     one.add_argument("--uploader")
     one.add_argument("--taken-at", help="ISO 8601, e.g. 2024-05-01T12:00:00Z")
+    one.add_argument("--shows-child", action="store_true", default=None,
+                     help="the photo shows a child: the content rule withholds its image")
     one.add_argument("--quiet", action="store_true")
     one.set_defaults(func=cmd_ingest_photo)
     folder = ingest_sub.add_parser("folder", help="every photo file in a folder; resumable, already-stored files are skipped")

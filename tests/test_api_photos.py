@@ -171,8 +171,13 @@ def test_too_large_a_body_is_413(writable_server):
 
 
 def test_upload_without_file_is_400(writable_server):
-    r = requests.post(f"{writable_server}/api/photos", data={"place": "x"}, headers=AUTH, timeout=10)
+    r = requests.post(f"{writable_server}/api/photos", files={"place": (None, "x")}, headers=AUTH, timeout=10)
     assert r.status_code == 400 and r.json()["field"] == "file"
+
+
+def test_upload_as_urlencoded_form_is_415(writable_server):
+    r = requests.post(f"{writable_server}/api/photos", data={"place": "x"}, headers=AUTH, timeout=10)
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]
 
 
 def test_photo_details(writable_server, writable):
@@ -208,7 +213,8 @@ def test_unknown_photo_is_404(writable_server):
 
 def test_thumbnail_is_small_and_cached(writable_server, writable):
     with writable["engine"].connect() as conn:
-        photo_id, sha = conn.execute(text("SELECT id, sha256 FROM photos WHERE split = 'train' ORDER BY id LIMIT 1")).one()
+        photo_id, sha = conn.execute(text(
+            "SELECT id, sha256 FROM photos WHERE split = 'train' AND NOT shows_child ORDER BY id LIMIT 1")).one()
     r = requests.get(f"{writable_server}/photos/{photo_id}/thumbnail", timeout=30)
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     original = Image.open(writable["settings"].photo_store_dir / sha[:2] / f"{sha}.jpg")
@@ -292,7 +298,7 @@ def test_rating_a_test_query_is_404(writable_server, writable):
     ({"photo_id": 1, "query": "dog", "description_id": 1, "match": True}, AUTH, 400, "description_id"),
     ({"photo_id": 1, "query": "dog"}, AUTH, 400, "match"),
     ({"photo_id": 1, "query": "dog", "match": "yes"}, AUTH, 400, "match"),
-    ({"photo_id": 999999, "query": "dog", "match": True}, AUTH, 404, None),
+    ({"photo_id": 999999, "query": "dog", "match": True}, AUTH, 404, "photo_id"),
     ({"photo_id": 1, "description_id": 999999, "match": True}, AUTH, 404, "description_id"),
 ])
 def test_bad_ratings(writable_server, body, headers, status, field):

@@ -382,8 +382,8 @@ def test_file_under_another_field_name_is_400(server, unchanged):
     r = requests.post(f"{server}/api/photos", files={"photo": ("a.jpg", _encode(_picture(9), "JPEG"))},
                       headers=AUTH, timeout=TIMEOUT)
     assert_error(r, 400, "'file' is required", field="file")
-    assert {"field": "photo", "error": "'photo' is not a field of this request; the fields are file, description, "
-            "place, camera, uploader, taken_at"} in r.json()["problems"]
+    assert {"field": "photo", "error": "'photo' is not a field of this request; the fields are description, place, "
+            "camera, uploader, taken_at, shows_child, file"} in r.json()["problems"]
 
 
 # --- search text ----------------------------------------------------------------------------

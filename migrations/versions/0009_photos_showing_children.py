@@ -34,6 +34,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_constraint("ck_photos_shows_child_source", "photos", type_="check")
+    op.drop_constraint(op.f("ck_photos_shows_child_source"), "photos", type_="check")
     op.drop_column("photos", "shows_child_source")
     op.drop_column("photos", "shows_child")

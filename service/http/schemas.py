@@ -170,14 +170,19 @@ class SimilarResponse(Reply):
 
 # --- photos ---------------------------------------------------------------------------------
 
-class PhotoUpload(Form):
-    file: BaseFile = Field(description="JPEG, PNG or WebP; at most WITHSENSE_MAX_UPLOAD_MB and WITHSENSE_MAX_PIXELS")
+class PhotoFields(Form):
+    """What an uploader may say about a photo; the upload form and `withsense ingest photo` share it."""
+
     description: Text(MAX_DESCRIPTION_CHARS, "the owner's description") | None = None
     place: Text(MAX_META_CHARS) | None = None
     camera: Text(MAX_META_CHARS) | None = None
     uploader: Text(MAX_META_CHARS) | None = None
     taken_at: IsoDateTime = None
     shows_child: bool = Field(False, description="the uploader says the photo shows a child (content rule)")
+
+
+class PhotoUpload(PhotoFields):
+    file: BaseFile = Field(description="JPEG, PNG or WebP; at most WITHSENSE_MAX_UPLOAD_MB and WITHSENSE_MAX_PIXELS")
 
 
 class NearDuplicate(Reply):
