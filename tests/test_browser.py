@@ -26,9 +26,13 @@ TOKEN = "test-token"  # conftest `loaded` sets api_token="test-token"
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
 
+# n result cards, each with its picture loaded or the content rule's notice in its place
 RESULT_IMAGES_LOADED = """(n) => {
-    const imgs = [...document.querySelectorAll('#results img')];
-    return imgs.length === n && imgs.every(img => img.complete && img.naturalWidth > 0);
+    const cards = [...document.querySelectorAll('#results .card')];
+    return cards.length === n && cards.every(card => {
+        const img = card.querySelector('img');
+        return img ? img.complete && img.naturalWidth > 0 : card.querySelector('.notice-card') !== null;
+    });
 }"""
 # every card has finished asking GET /api/photos/<id>: it lists descriptions or says why it can't
 PHOTO_LOADED = "() => !document.querySelector('#photo-status.busy')"  # GET /api/photos/<id> answered
@@ -86,8 +90,27 @@ def search(page, query: str) -> None:
 def wait_for_result_images(page, n: int = 5) -> list[int]:
     page.wait_for_function(RESULT_IMAGES_LOADED, arg=n)
     widths = page.eval_on_selector_all("#results img", "imgs => imgs.map(i => i.naturalWidth)")
-    assert len(widths) == n and all(w > 0 for w in widths)
+    notices = page.locator("#results .notice-card").count()
+    assert len(widths) + notices == n and all(w > 0 for w in widths)
     return result_ids(page)
+
+
+def test_a_withheld_photo_shows_the_notice_card(open_page, live_server, loaded):
+    """A photo the content rule marks still ranks; its card holds the notice, not a picture."""
+    from service.policy import NOTICE
+
+    query = "people on a beach"
+    api = requests.post(f"{live_server}/api/search", json={"query": query}, timeout=60).json()
+    withheld = [r["photo_id"] for r in api["results"] if r["image_url"] is None]
+    assert withheld, "the fixture has marked photos among the top 5"
+    page = open_page()
+    search(page, query)
+    wait_for_result_images(page, 5)
+    card = page.locator(f'#results .card[data-photo-id="{withheld[0]}"]')
+    assert card.locator(".notice-card").inner_text() == NOTICE and card.locator("img").count() == 0
+    screenshot(page, "search-with-notice.png")
+    page.goto(f"/photos/{withheld[0]}")
+    assert page.locator("#photo-image.notice-card").inner_text() == NOTICE
 
 
 def result_ids(page) -> list[int]:
