@@ -67,6 +67,24 @@ def cmd_migrate(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_models_export(args, settings: Settings) -> int:
+    """Export the networks to ONNX into the data directory (done on first use anyway; this does it now)."""
+    from ml.onnx_encoders import WEIGHTS_DISTRIBUTIONS, OnnxModelMissing, ensure_exported
+    from service.runtime import export_models
+
+    try:
+        paths = (ensure_exported(settings.onnx_dir, sorted(WEIGHTS_DISTRIBUTIONS)) if args.all
+                 else export_models(settings))
+    except OnnxModelMissing as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
+    if not paths:
+        print("nothing to export: WITHSENSE_ENCODER_RUNTIME is not onnx (or the backend is clip)")
+    return 0
+
+
 def cmd_ingest(args, settings: Settings) -> int:
     from service.ingest import loader
     from service.ingest.dataset import DatasetInvalid, read_dataset
@@ -208,6 +226,8 @@ def cmd_demo(args, settings: Settings) -> int:
 
     engine = _engine(settings)
     cmd_migrate(argparse.Namespace(revision=None, downgrade=False), settings)
+    if cmd_models_export(argparse.Namespace(all=False), settings) != 0:
+        return 1
     if cmd_ingest(argparse.Namespace(path=None, quiet=False), settings) != 0:
         return 1
     with engine.connect() as conn:
@@ -232,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("revision", nargs="?")
     migrate.add_argument("--downgrade", action="store_true", help="go down to REVISION (default: one step)")
     migrate.set_defaults(func=cmd_migrate)
+
+    models = sub.add_parser("models", help="the encoder networks")
+    models_sub = models.add_subparsers(dest="what", required=True)
+    export = models_sub.add_parser("export", help="export the configured networks to ONNX, if not done yet")
+    export.add_argument("--all", action="store_true", help="every packaged network (MiniLM, EfficientNet-Lite0/1/2)")
+    export.set_defaults(func=cmd_models_export)
 
     ingest = sub.add_parser("ingest", help="load photos")
     ingest_sub = ingest.add_subparsers(dest="what", required=True)

@@ -9,7 +9,17 @@ from service.search.searcher import Searcher
 
 
 def encoders_for(settings: Settings) -> EncoderPair:
-    return load_encoders(settings.encoder, image_model=settings.image_model, clip_path=settings.clip_path)
+    return load_encoders(settings.encoder, image_model=settings.image_model, clip_path=settings.clip_path,
+                         runtime=settings.encoder_runtime, onnx_dir=settings.onnx_dir)
+
+
+def export_models(settings: Settings) -> list:
+    """Make sure the configured networks are exported to ONNX (in a child process when missing)."""
+    if settings.encoder != "minilm" or settings.encoder_runtime != "onnx":
+        return []
+    from ml.onnx_encoders import TEXT_NETWORK, ensure_exported
+
+    return ensure_exported(settings.onnx_dir, [TEXT_NETWORK, *settings.image_model.split("+")])
 
 
 def get_searcher(app: Flask | None = None) -> Searcher:
