@@ -112,9 +112,13 @@ def cmd_ingest(args, settings: Settings) -> int:
     from service.photos.fingerprint import FINGERPRINT
 
     loader.embed_photos(engine, settings, FINGERPRINT, progress=not args.quiet)
+    from service.ingest.embedding_worker import drain
+
+    n_queued = drain(engine, settings, encoders.image, progress=not args.quiet)  # uploads no server took up
     for line in report.lines():
         print(line)
-    print(f"vectors computed: {n_photos} photos, {n_texts} descriptions; {n_projected} photos added to the active model")
+    print(f"vectors computed: {n_photos} photos, {n_texts} descriptions, {n_queued} queued uploads; "
+          f"{n_projected} photos added to the active model")
     return 0
 
 
@@ -160,6 +164,25 @@ def cmd_ingest_folder(args, settings: Settings) -> int:
         print(f"no files in {folder}", file=sys.stderr)
         return 1
     return _add_files(paths, args, settings, {"uploader": args.uploader})
+
+
+def cmd_worker(args, settings: Settings) -> int:
+    """Compute image vectors for queued uploads: until the queue is empty (--once) or until stopped."""
+    from service.ingest.embedding_worker import EmbeddingWorker, drain
+    from service.runtime import encoders_for
+
+    engine, image_encoder = _engine(settings), encoders_for(settings).image
+    if args.once:
+        print(f"image vectors computed for {drain(engine, settings, image_encoder, progress=not args.quiet)} queued photo(s)")
+        return 0
+    worker = EmbeddingWorker(engine, settings, image_encoder)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(1.0)
+    except KeyboardInterrupt:
+        worker.stop()
+    return 0
 
 
 def cmd_train(args, settings: Settings) -> int:
@@ -280,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     folder.add_argument("--uploader")
     folder.add_argument("--quiet", action="store_true")
     folder.set_defaults(func=cmd_ingest_folder)
+
+    worker = sub.add_parser("worker", help="compute image vectors for queued uploads (each server process also does)")
+    worker.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    worker.add_argument("--quiet", action="store_true")
+    worker.set_defaults(func=cmd_worker)
 
     train = sub.add_parser("train", help="fit the ranker; activate it if it beats the active one")
     train.add_argument("--quiet", action="store_true")

@@ -187,3 +187,21 @@ def live_server(app):
     base, server = serve(app)
     yield base
     server.shutdown()
+
+
+def wait_searchable(base_url: str, photo_id: int, timeout: float = 120.0) -> dict:
+    """Poll the photo's details until its queued image vectors have landed; returns its ``search`` state.
+
+    An upload is stored at once and searchable once the server's embedding worker has processed it
+    (``service.ingest.embedding_worker``)."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        state = requests.get(f"{base_url}/api/photos/{photo_id}", timeout=30).json()["search"]
+        if state["state"] != "pending" or time.monotonic() > deadline:
+            assert state["state"] == "searchable", state
+            return state
+        time.sleep(0.05)

@@ -7,13 +7,13 @@ from werkzeug.utils import secure_filename
 from service.http.auth import require_write_token
 from service.http.errors import ApiError
 from service.http.validation import datetime_field, json_body, text_field
-from service.photos import uploads
+from service.photos import embedding_queue, uploads
 from service.photos.images import (
     ACCEPTED_FORMATS,
     EXTENSIONS,
     thumbnail_jpeg,
 )
-from service.runtime import get_encoders
+from service.runtime import embedding_worker, get_encoders
 from service.store import photo_files
 from service.store.db import get_session
 
@@ -45,8 +45,12 @@ def upload():
     added = uploads.add_photo(upload.read(), session=session, settings=_settings(), encoders=get_encoders(),
                               file_name=secure_filename(upload.filename or "") or None, **fields)
     session.commit()
+    if added.queued:
+        embedding_worker().wake()
     body = {"photo_id": added.photo_id, "duplicate_of": added.duplicate_of, "near_duplicates": added.near_duplicates,
-            "image_url": url_for("photos.image", photo_id=added.photo_id)}
+            "image_url": url_for("photos.image", photo_id=added.photo_id),
+            "search": embedding_queue.search_state(session=session, photo_id=added.photo_id,
+                                                   encoder_key=_settings().encoder_key)}
     status = 200 if added.duplicate_of is not None else 201
     return jsonify(body), status, {"Location": url_for("photos.photo", photo_id=added.photo_id)}
 
@@ -56,6 +60,8 @@ def photo(photo_id: int):
     details = uploads.details(session=get_session(), photo=uploads.require(session=get_session(), photo_id=photo_id))
     details["image_url"] = url_for("photos.image", photo_id=photo_id)
     details["thumbnail_url"] = url_for("photos.thumbnail", photo_id=photo_id)
+    details["search"] = embedding_queue.search_state(session=get_session(), photo_id=photo_id,
+                                                     encoder_key=_settings().encoder_key)
     return jsonify(details)
 
 
