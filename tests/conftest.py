@@ -161,7 +161,11 @@ def writable(make_database, settings_for, encoders):
 
 @pytest.fixture(scope="session")
 def writable_app(writable, encoders):
-    return app_for(writable, encoders)
+    from service.runtime import stop_embedding_worker
+
+    app = app_for(writable, encoders)
+    yield app
+    stop_embedding_worker(app)  # its uploads' worker thread, before the database goes
 
 
 @pytest.fixture(scope="session")

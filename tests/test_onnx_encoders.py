@@ -79,20 +79,34 @@ def test_export_is_keyed_by_weights_version_and_made_once(tmp_path):
 
 
 SERVING_PROBE = textwrap.dedent("""
-    import json, sys
+    import io, json, sys, time
+    import numpy as np
+    from PIL import Image
     from service import create_app
     app = create_app(json.loads(sys.argv[1]))
     client = app.test_client()
     response = client.post("/api/search", json={"query": "a dog runs on the grass"})
+    # an upload, made searchable by this process's embedding worker: the image networks run here too
+    picture = io.BytesIO()
+    pixels = np.random.default_rng(int(time.time())).integers(0, 255, (9, 12, 3), dtype=np.uint8)
+    Image.fromarray(pixels).resize((240, 180)).save(picture, "JPEG")
+    upload = client.post("/api/photos", data={"file": (io.BytesIO(picture.getvalue()), "probe.jpg")},
+                         headers={"Authorization": "Bearer test-token"})
+    for _ in range(600):
+        state = client.get(f"/api/photos/{upload.get_json()['photo_id']}").get_json()["search"]["state"]
+        if state != "pending":
+            break
+        time.sleep(0.1)
     heavy = sorted(m for m in ("torch", "sentence_transformers", "tensorflow", "keras", "transformers")
                    if m in sys.modules)
-    print(json.dumps({"status": response.status_code, "body": response.get_json(), "heavy": heavy}))
+    print(json.dumps({"status": response.status_code, "body": response.get_json(), "heavy": heavy,
+                      "upload": upload.status_code, "state": state}))
 """)
 
 
-def test_serving_process_imports_no_torch(loaded):
-    settings = loaded["settings"]
-    overrides = {"database_url": settings.database_url, "data_dir": str(settings.data_dir),
+def test_serving_process_imports_no_torch(writable):
+    settings = writable["settings"]
+    overrides = {"database_url": settings.database_url, "data_dir": str(settings.data_dir), "api_token": "test-token",
                  "onnx_dir_setting": settings.onnx_dir_setting, "extra_dataset_dir": "", "rate_limit_per_minute": 0}
     done = subprocess.run([sys.executable, "-c", SERVING_PROBE, json.dumps(overrides)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300,
@@ -102,4 +116,5 @@ def test_serving_process_imports_no_torch(loaded):
     assert result["status"] == 200, result
     assert len(result["body"]["results"]) == 5
     assert all(0.0 <= r["score"] <= 1.0 for r in result["body"]["results"])
+    assert (result["upload"], result["state"]) == (201, "searchable")
     assert result["heavy"] == []

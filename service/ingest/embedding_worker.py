@@ -107,7 +107,7 @@ class EmbeddingWorker(threading.Thread):
         self.join(timeout)
 
     def run(self) -> None:
-        image_model_id = None
+        image_model_id, last_error = None, None
         while not self._stopping.is_set():
             taken = 0
             try:
@@ -115,8 +115,12 @@ class EmbeddingWorker(threading.Thread):
                     image_model_id = encoder_model_ids(self.engine, self.settings, image_encoder=self.image_encoder)["image"]
                 taken = process_batch(self.engine, self.settings, self.image_encoder,
                                       limit=self.settings.embed_batch_size, image_model_id=image_model_id)
+                last_error = None
             except Exception as exc:  # noqa: BLE001 - see the class docstring
-                log.warning("embedding worker: %s: %s", type(exc).__name__, exc)
+                error = f"{type(exc).__name__}: {exc}"
+                if error != last_error:  # once per outage, not once per poll
+                    log.warning("embedding worker: %s", error)
+                last_error = error
             if not taken:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
