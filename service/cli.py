@@ -239,8 +239,12 @@ def cmd_serve(args, settings: Settings) -> int:
     os.environ["DATABASE_URL"] = resolve_url(settings)
     os.environ["WITHSENSE_BIND"] = f"{args.host}:{args.port}"
     os.environ["WITHSENSE_WORKERS"] = str(args.workers)
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:service.gunicorn_conf"]
-    os.execv(argv[0], argv)
+    # gunicorn in this process, as `python -m gunicorn` would run it: a second interpreter (execv)
+    # would start Python and import the settings again, which the cold start pays for.
+    from gunicorn.app.wsgiapp import run
+
+    sys.argv = ["gunicorn", "--config", "python:service.gunicorn_conf"]
+    return run()
 
 
 def cmd_demo(args, settings: Settings) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy import Engine
 from tqdm import tqdm
@@ -64,20 +65,30 @@ def process_batch(engine: Engine, settings: Settings, image_encoder, *, limit: i
 
 
 def drain(engine: Engine, settings: Settings, image_encoder, *, batch_size: int | None = None,
-          progress: bool = False) -> int:
-    """Process queued jobs until none is left; returns how many were taken."""
+          progress: bool = False, wait_seconds: float = 300.0) -> int:
+    """Process queued jobs until none is left; returns how many this process took.
+
+    Jobs another worker holds (a server's thread may claim this run's photos first) are waited
+    for, up to ``wait_seconds``, so the photos are searchable when this returns.
+    """
     batch_size = batch_size or settings.embed_batch_size
     image_model_id = encoder_model_ids(engine, settings, image_encoder=image_encoder)["image"]
     with engine.connect() as conn:
         total = embedding_queue.queued_count(conn)
     bar = tqdm(total=total, desc=f"image vectors ({image_encoder.name})", unit="photo", disable=not progress)
     done = 0
+    deadline = time.monotonic() + wait_seconds
     while True:
         taken = process_batch(engine, settings, image_encoder, limit=batch_size, image_model_id=image_model_id)
-        if not taken:
+        if taken:
+            done += taken
+            bar.update(taken)
+            continue
+        with engine.connect() as conn:
+            held_elsewhere = embedding_queue.queued_count(conn)
+        if not held_elsewhere or time.monotonic() > deadline:
             break
-        done += taken
-        bar.update(taken)
+        time.sleep(0.1)
     bar.close()
     return done
 
