@@ -11,13 +11,13 @@ wsgi_app = "service:create_app()"
 def on_starting(server):
     # Export the networks to ONNX if this data directory has none yet (a child process: the server
     # never imports torch), then import the libraries the workers need once in the master: forked
-    # workers inherit them instead of each spending seconds on the same imports (cold start).
+    # workers inherit them instead of each spending seconds on the same imports (cold start). Not
+    # onnxruntime: imported before a fork, it aborts the worker at exit (std::system_error).
     # Nothing here opens a database connection.
     from service.config import load_settings
     from service.runtime import export_models
 
     export_models(load_settings())
-    import onnxruntime  # noqa: F401
     import tokenizers  # noqa: F401
 
     import service.api.search  # noqa: F401 - the search path: numpy, scikit-learn, psycopg
