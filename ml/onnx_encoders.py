@@ -97,6 +97,9 @@ def _session(path: Path, threads: int | None):
     options.inter_op_num_threads = 1
     if threads:
         options.intra_op_num_threads = threads
+    # Idle pool threads sleep instead of spinning: in a server the image encoder's pool shares the
+    # cores with searches, and spinning threads would take CPU from them for nothing.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
