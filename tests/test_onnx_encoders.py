@@ -118,3 +118,18 @@ def test_serving_process_imports_no_torch(writable):
     assert all(0.0 <= r["score"] <= 1.0 for r in result["body"]["results"])
     assert (result["upload"], result["state"]) == (201, "searchable")
     assert result["heavy"] == []
+
+
+def test_an_export_that_cannot_run_says_what_to_do(tmp_path, monkeypatch):
+    """A server without torch (a slim image) finds no export: the error names the command to run."""
+    from ml.onnx_encoders import OnnxModelMissing
+
+    shadow = tmp_path / "no_torch"
+    shadow.mkdir()
+    (shadow / "torch.py").write_text("raise ImportError('torch is not installed in this environment')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow))  # the export's child process finds this torch first
+    with pytest.raises(OnnxModelMissing) as failure:
+        ensure_exported(tmp_path / "onnx", ["minilm-l6-v2"])
+    message = str(failure.value)
+    assert "withsense models export" in message and "torch is not installed" in message
+    assert not list((tmp_path / "onnx").glob("*.onnx"))
