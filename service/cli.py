@@ -67,6 +67,24 @@ def cmd_migrate(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_models_export(args, settings: Settings) -> int:
+    """Export the networks to ONNX into the data directory (done on first use anyway; this does it now)."""
+    from ml.onnx_encoders import WEIGHTS_DISTRIBUTIONS, OnnxModelMissing, ensure_exported
+    from service.runtime import export_models
+
+    try:
+        paths = (ensure_exported(settings.onnx_dir, sorted(WEIGHTS_DISTRIBUTIONS)) if args.all
+                 else export_models(settings))
+    except OnnxModelMissing as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
+    if not paths:
+        print("nothing to export: WITHSENSE_ENCODER_RUNTIME is not onnx (or the backend is clip)")
+    return 0
+
+
 def cmd_ingest(args, settings: Settings) -> int:
     from service.ingest import loader
     from service.ingest.dataset import DatasetInvalid, read_dataset
@@ -94,9 +112,13 @@ def cmd_ingest(args, settings: Settings) -> int:
     from service.photos.fingerprint import FINGERPRINT
 
     loader.embed_photos(engine, settings, FINGERPRINT, progress=not args.quiet)
+    from service.ingest.embedding_worker import drain
+
+    n_queued = drain(engine, settings, encoders.image, progress=not args.quiet)  # uploads no server took up
     for line in report.lines():
         print(line)
-    print(f"vectors computed: {n_photos} photos, {n_texts} descriptions; {n_projected} photos added to the active model")
+    print(f"vectors computed: {n_photos} photos, {n_texts} descriptions, {n_queued} queued uploads; "
+          f"{n_projected} photos added to the active model")
     return 0
 
 
@@ -144,6 +166,25 @@ def cmd_ingest_folder(args, settings: Settings) -> int:
         print(f"no files in {folder}", file=sys.stderr)
         return 1
     return _add_files(paths, args, settings, {"uploader": args.uploader})
+
+
+def cmd_worker(args, settings: Settings) -> int:
+    """Compute image vectors for queued uploads: until the queue is empty (--once) or until stopped."""
+    from service.ingest.embedding_worker import EmbeddingWorker, drain
+    from service.runtime import encoders_for
+
+    engine, image_encoder = _engine(settings), encoders_for(settings).image
+    if args.once:
+        print(f"image vectors computed for {drain(engine, settings, image_encoder, progress=not args.quiet)} queued photo(s)")
+        return 0
+    worker = EmbeddingWorker(engine, settings, image_encoder)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(1.0)
+    except KeyboardInterrupt:
+        worker.stop()
+    return 0
 
 
 def cmd_train(args, settings: Settings) -> int:
@@ -200,8 +241,12 @@ def cmd_serve(args, settings: Settings) -> int:
     os.environ["DATABASE_URL"] = resolve_url(settings)
     os.environ["WITHSENSE_BIND"] = f"{args.host}:{args.port}"
     os.environ["WITHSENSE_WORKERS"] = str(args.workers)
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:service.gunicorn_conf"]
-    os.execv(argv[0], argv)
+    # gunicorn in this process, as `python -m gunicorn` would run it: a second interpreter (execv)
+    # would start Python and import the settings again, which the cold start pays for.
+    from gunicorn.app.wsgiapp import run
+
+    sys.argv = ["gunicorn", "--config", "python:service.gunicorn_conf"]
+    return run()
 
 
 def cmd_demo(args, settings: Settings) -> int:
@@ -210,6 +255,8 @@ def cmd_demo(args, settings: Settings) -> int:
 
     engine = _engine(settings)
     cmd_migrate(argparse.Namespace(revision=None, downgrade=False), settings)
+    if cmd_models_export(argparse.Namespace(all=False), settings) != 0:
+        return 1
     if cmd_ingest(argparse.Namespace(path=None, quiet=False), settings) != 0:
         return 1
     with engine.connect() as conn:
@@ -235,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--downgrade", action="store_true", help="go down to REVISION (default: one step)")
     migrate.set_defaults(func=cmd_migrate)
 
+    models = sub.add_parser("models", help="the encoder networks")
+    models_sub = models.add_subparsers(dest="what", required=True)
+    export = models_sub.add_parser("export", help="export the configured networks to ONNX, if not done yet")
+    export.add_argument("--all", action="store_true", help="every packaged network (MiniLM, EfficientNet-Lite0/1/2)")
+    export.set_defaults(func=cmd_models_export)
+
     ingest = sub.add_parser("ingest", help="load photos")
     ingest_sub = ingest.add_subparsers(dest="what", required=True)
     ds = ingest_sub.add_parser("dataset", help="the Practicum dataset folder")
@@ -258,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     folder.add_argument("--uploader")
     folder.add_argument("--quiet", action="store_true")
     folder.set_defaults(func=cmd_ingest_folder)
+
+    worker = sub.add_parser("worker", help="compute image vectors for queued uploads (each server process also does)")
+    worker.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    worker.add_argument("--quiet", action="store_true")
+    worker.set_defaults(func=cmd_worker)
 
     train = sub.add_parser("train", help="fit the ranker; activate it if it beats the active one")
     train.add_argument("--quiet", action="store_true")

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
                                               "`minilm` (MiniLM text + EfficientNet-Lite images) or `clip`")
     image_model: str = _env("WITHSENSE_IMAGE_MODEL", "efficientnet-lite0+efficientnet-lite2",
                             "image network(s) for the minilm backend, `+`-joined")
+    encoder_runtime: Literal["onnx", "torch"] = _env(
+        "WITHSENSE_ENCODER_RUNTIME", "onnx",
+        "`onnx` (ONNX Runtime, no torch in the server) or `torch` for the minilm backend's networks")
+    onnx_dir_setting: str = _env("WITHSENSE_ONNX_DIR", "",
+                                 "where the networks exported to ONNX are kept; empty = `$WITHSENSE_DATA_DIR/onnx`")
+    embed_batch_size: int = _env("WITHSENSE_EMBED_BATCH", 32,
+                                 "photos per batch when image features are computed (dataset, folder, upload queue)",
+                                 ge=1, le=1024)
     clip_path: str = _env("WITHSENSE_CLIP_PATH", "", "local directory with CLIPModel weights, for the clip backend")
     shortlist_size: int = _env("WITHSENSE_SHORTLIST", 100, "candidates the SQL nearest-neighbour query hands to the scorer",
                                ge=1, le=10_000)
@@ -83,6 +91,11 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def onnx_dir(self) -> Path:
+        """Exported networks, named by their weights package and version (``ml.onnx_encoders``)."""
+        return Path(self.onnx_dir_setting).resolve() if self.onnx_dir_setting else self.data_dir / "onnx"
 
     @property
     def encoder_key(self) -> str:

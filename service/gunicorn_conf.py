@@ -9,10 +9,18 @@ wsgi_app = "service:create_app()"
 
 
 def on_starting(server):
-    # Import the heavy libraries once in the master: forked workers inherit them instead of each
-    # spending seconds on the same imports (cold start). Nothing here opens a database connection.
-    import sentence_transformers  # noqa: F401
-    import torch  # noqa: F401
+    # Export the networks to ONNX if this data directory has none yet (a child process: the server
+    # never imports torch), then import the libraries the workers need once in the master: forked
+    # workers inherit them instead of each spending seconds on the same imports (cold start). Not
+    # onnxruntime: imported before a fork, it aborts the worker at exit (std::system_error).
+    # Nothing here opens a database connection.
+    from service.config import load_settings
+    from service.runtime import export_models
+
+    export_models(load_settings())
+    import tokenizers  # noqa: F401
+
+    import service.api.search  # noqa: F401 - the search path: numpy, scikit-learn, psycopg
 
 
 def when_ready(server):
@@ -21,11 +29,6 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    # One torch thread per worker: with one worker per core, more threads only fight each other
-    # under concurrent load (and a single short query gains little from a second thread).
-    import torch
-
-    torch.set_num_threads(1)
     # Load the encoders and the active model now, so no user waits for the first search's imports.
     from service.runtime import warm_up
 

@@ -1,15 +1,31 @@
-"""Per-process objects that are expensive to build: encoders and the searcher, made once per worker."""
+"""Per-process objects that are expensive to build: encoders and the searcher, made once per worker,
+and the background thread that makes uploaded photos searchable."""
 from __future__ import annotations
+
+import threading
 
 from flask import Flask, current_app
 
 from ml.encoders import EncoderPair, load_encoders
 from service.config import Settings
+from service.ingest.embedding_worker import EmbeddingWorker
 from service.search.searcher import Searcher
+
+_worker_lock = threading.Lock()
 
 
 def encoders_for(settings: Settings) -> EncoderPair:
-    return load_encoders(settings.encoder, image_model=settings.image_model, clip_path=settings.clip_path)
+    return load_encoders(settings.encoder, image_model=settings.image_model, clip_path=settings.clip_path,
+                         runtime=settings.encoder_runtime, onnx_dir=settings.onnx_dir)
+
+
+def export_models(settings: Settings) -> list:
+    """Make sure the configured networks are exported to ONNX (in a child process when missing)."""
+    if settings.encoder != "minilm" or settings.encoder_runtime != "onnx":
+        return []
+    from ml.onnx_encoders import TEXT_NETWORK, ensure_exported
+
+    return ensure_exported(settings.onnx_dir, [TEXT_NETWORK, *settings.image_model.split("+")])
 
 
 def get_searcher(app: Flask | None = None) -> Searcher:
@@ -32,6 +48,24 @@ def get_encoders(app: Flask | None = None) -> EncoderPair:
     return encoders
 
 
+def embedding_worker(app: Flask | None = None) -> EmbeddingWorker:
+    """This process's embedding worker thread, started on first use (an upload, or ``warm_up``)."""
+    app = app or current_app
+    with _worker_lock:
+        worker = app.extensions.get("withsense.embedding_worker")
+        if worker is None or not worker.is_alive():
+            worker = EmbeddingWorker(app.extensions["withsense.engine"], app.config["WITHSENSE"], get_encoders(app).image)
+            worker.start()
+            app.extensions["withsense.embedding_worker"] = worker
+    return worker
+
+
+def stop_embedding_worker(app: Flask) -> None:
+    worker = app.extensions.pop("withsense.embedding_worker", None)
+    if worker is not None:
+        worker.stop()
+
+
 def warm_up(app: Flask) -> None:
     """Load models and run one search-sized encoding, so the first real search is as fast as any."""
     with app.app_context():
@@ -41,3 +75,5 @@ def warm_up(app: Flask) -> None:
             searcher.ranker_for(searcher.active_model())
         except Exception:  # noqa: BLE001 - no model yet: the first search will say so
             pass
+    # Jobs queued while no server ran (or left by a crash) are taken up without waiting for an upload.
+    embedding_worker(app)

@@ -72,20 +72,29 @@ def migrate_to(url: str, revision: str, *, down: bool = False) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings_for(tmp_path_factory):
+def onnx_dir():
+    """The ONNX exports of the configured data directory (``var/onnx`` by default): a cache of the
+    installed weights packages, keyed by their versions, so every test session shares one export."""
+    return load_settings().onnx_dir
+
+
+@pytest.fixture(scope="session")
+def settings_for(tmp_path_factory, onnx_dir):
     def make(url: str, **overrides):
         data_dir = tmp_path_factory.mktemp("data")
+        overrides.setdefault("onnx_dir_setting", str(onnx_dir))
         return load_settings(database_url=url, data_dir=data_dir, extra_dataset_dir="", **overrides)
 
     return make
 
 
 @pytest.fixture(scope="session")
-def encoders():
+def encoders(onnx_dir):
+    """The served encoders: MiniLM and EfficientNet-Lite on ONNX Runtime (exported on first use)."""
     from ml.encoders import load_encoders
 
     settings = load_settings()
-    return load_encoders("minilm", image_model=settings.image_model)
+    return load_encoders("minilm", image_model=settings.image_model, runtime="onnx", onnx_dir=onnx_dir)
 
 
 def load_library(url: str, settings_for, encoders) -> dict:
@@ -112,7 +121,8 @@ def app_for(library: dict, encoders, **overrides):
 
     settings = library["settings"]
     app = create_app({"database_url": settings.database_url, "data_dir": settings.data_dir,
-                      "api_token": settings.api_token, "extra_dataset_dir": "", **overrides})
+                      "api_token": settings.api_token, "extra_dataset_dir": "",
+                      "onnx_dir_setting": settings.onnx_dir_setting, **overrides})
     app.config["TESTING"] = True
     app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app
     return app
@@ -151,7 +161,11 @@ def writable(make_database, settings_for, encoders):
 
 @pytest.fixture(scope="session")
 def writable_app(writable, encoders):
-    return app_for(writable, encoders)
+    from service.runtime import stop_embedding_worker
+
+    app = app_for(writable, encoders)
+    yield app
+    stop_embedding_worker(app)  # its uploads' worker thread, before the database goes
 
 
 @pytest.fixture(scope="session")
@@ -177,3 +191,21 @@ def live_server(app):
     base, server = serve(app)
     yield base
     server.shutdown()
+
+
+def wait_searchable(base_url: str, photo_id: int, timeout: float = 120.0) -> dict:
+    """Poll the photo's details until its queued image vectors have landed; returns its ``search`` state.
+
+    An upload is stored at once and searchable once the server's embedding worker has processed it
+    (``service.ingest.embedding_worker``)."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        state = requests.get(f"{base_url}/api/photos/{photo_id}", timeout=30).json()["search"]
+        if state["state"] != "pending" or time.monotonic() > deadline:
+            assert state["state"] == "searchable", state
+            return state
+        time.sleep(0.05)

@@ -6,7 +6,7 @@ import requests
 from PIL import Image
 from sqlalchemy import text
 
-from tests.conftest import FIXTURE_DATASET
+from tests.conftest import FIXTURE_DATASET, wait_searchable
 
 AUTH = {"Authorization": "Bearer test-token"}
 TRAIN_PHOTO = FIXTURE_DATASET / "train_images" / "1425069308_488e5fcf9d.jpg"
@@ -55,6 +55,7 @@ def test_upload_then_same_bytes_is_a_duplicate(writable_server, writable):
     assert again.status_code == 200
     assert again.json()["duplicate_of"] == body["photo_id"] == again.json()["photo_id"]
     assert _count(engine, "SELECT count(*) FROM photos") == before + 1
+    wait_searchable(writable_server, body["photo_id"])
     with engine.connect() as conn:
         row = conn.execute(text("SELECT split, place, camera, taken_at FROM photos WHERE id = :i"),
                            {"i": body["photo_id"]}).one()

@@ -6,7 +6,7 @@ import requests
 from PIL import Image
 from sqlalchemy import text
 
-from tests.conftest import FIXTURE_DATASET
+from tests.conftest import FIXTURE_DATASET, wait_searchable
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -74,6 +74,7 @@ def test_bad_new_fields(live_server, body, field):
 def _upload(base, data, name, **form):
     r = requests.post(f"{base}/api/photos", files={"file": (name, data)}, data=form, headers=AUTH, timeout=120)
     assert r.status_code == 201, r.text
+    wait_searchable(base, r.json()["photo_id"])
     return r.json()["photo_id"]
 
 

@@ -23,6 +23,8 @@ import requests
 from PIL import Image
 from sqlalchemy import text
 
+from tests.conftest import wait_searchable
+
 AUTH = {"Authorization": "Bearer test-token"}
 TIMEOUT = 60
 
@@ -289,6 +291,7 @@ def test_unusual_but_valid_files_are_accepted_and_converted(server, writable, ki
     assert r.status_code == 201, r.text
     thumb = requests.get(f"{server}/photos/{r.json()['photo_id']}/thumbnail", timeout=TIMEOUT)
     assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.content)).mode == "RGB"
+    wait_searchable(server, r.json()["photo_id"])
     similar = requests.post(f"{server}/api/search/similar", json={"photo_id": r.json()["photo_id"]}, timeout=TIMEOUT)
     assert similar.status_code == 200 and similar.json()["results"]
 

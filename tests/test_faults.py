@@ -166,7 +166,7 @@ def _store_files(root: Path) -> list[Path]:
 def _kill_when_stored(settings, argv: list[str], *, files: int, pause: float, timeout: float = 180) -> int:
     """Run `withsense ARGV` with a slow store; SIGKILL it once the store holds ``files`` files. Returns how many it held."""
     env = {**os.environ, "DATABASE_URL": settings.database_url, "WITHSENSE_DATA_DIR": str(settings.data_dir),
-           "WITHSENSE_EXTRA_DATASET": "", "PYTHONPATH": str(REPO_ROOT)}
+           "WITHSENSE_EXTRA_DATASET": "", "WITHSENSE_ONNX_DIR": settings.onnx_dir_setting, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", SLOW_PUT, str(pause), *argv], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout

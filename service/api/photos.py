@@ -6,9 +6,9 @@ from werkzeug.utils import secure_filename
 
 from service.http import schemas
 from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, PHOTO_ID, endpoint, responses
-from service.photos import child_marks, uploads
+from service.photos import child_marks, embedding_queue, uploads
 from service.photos.images import ACCEPTED_FORMATS, EXTENSIONS, thumbnail_jpeg
-from service.runtime import get_encoders
+from service.runtime import embedding_worker, get_encoders
 from service.store import photo_files
 from service.policy import NOTICE
 from service.store.db import get_session
@@ -33,10 +33,14 @@ def upload():
                               file_name=secure_filename(form.file.filename or "") or None,
                               **form.model_dump(exclude={"file"}))
     session.commit()
+    if added.queued:
+        embedding_worker().wake()
     stored = uploads.require(session=session, photo_id=added.photo_id)
     hidden = child_marks.withheld(stored.shows_child, rule_on=_settings().content_rule)
     body = {"photo_id": added.photo_id, "duplicate_of": added.duplicate_of, "near_duplicates": added.near_duplicates,
-            "image_url": None if hidden else url_for("photos.image", photo_id=added.photo_id)}
+            "image_url": None if hidden else url_for("photos.image", photo_id=added.photo_id),
+            "search": embedding_queue.search_state(session=session, photo_id=added.photo_id,
+                                                   encoder_key=_settings().encoder_key)}
     if hidden:
         body["notice"] = NOTICE
     status = 200 if added.duplicate_of is not None else 201
@@ -46,7 +50,7 @@ def upload():
 @bp.get(f"/api/photos/{PHOTO_ID}")
 @endpoint(resp=responses({200: schemas.PhotoDetails}, (404, *DATABASE_ERRORS)))
 def photo(photo_id: int):
-    """A photo's metadata, descriptions and ratings summary."""
+    """A photo's metadata, descriptions and ratings summary, and whether search finds it yet."""
     rule_on = _settings().content_rule
     photo = uploads.require(session=get_session(), photo_id=photo_id)
     details = uploads.details(session=get_session(), photo=photo, rule_on=rule_on)
@@ -54,6 +58,8 @@ def photo(photo_id: int):
     details["image_url"] = None if hidden else url_for("photos.image", photo_id=photo_id)
     details["thumbnail_url"] = None if hidden else url_for("photos.thumbnail", photo_id=photo_id)
     details["notice"] = NOTICE if hidden else None
+    details["search"] = embedding_queue.search_state(session=get_session(), photo_id=photo_id,
+                                                     encoder_key=_settings().encoder_key)
     return jsonify(details)
 
 

@@ -12,7 +12,7 @@ strings, so their models convert.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -191,12 +191,23 @@ class NearDuplicate(Reply):
     distance: float
 
 
+class SearchState(Reply):
+    """Whether search finds the photo yet: uploads get their image vectors from a job queue."""
+
+    state: Literal["pending", "searchable", "failed", "not_indexed"] = Field(
+        description="pending: queued for its vectors; searchable; failed: gave up (see error); "
+                    "not_indexed: vectors stored, no trained model yet")
+    attempts: int | None = None
+    error: str | None = None
+
+
 class PhotoAdded(Reply):
     photo_id: int
     duplicate_of: int | None
     near_duplicates: list[NearDuplicate]
     image_url: str | None = Field(description="null when the content rule withholds the photo")
     notice: str | None = Field(None, description="the legal notice, in place of a withheld photo")
+    search: SearchState
 
 
 class DescriptionOut(Reply):
@@ -249,6 +260,7 @@ class PhotoDetails(Reply):
     image_url: str | None = Field(description="null when the content rule withholds the photo")
     thumbnail_url: str | None
     notice: str | None = Field(description="the legal notice when the photo is withheld")
+    search: SearchState
 
 
 class DescriptionRequest(Body):

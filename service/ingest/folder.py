@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from service.config import Settings
+from service.ingest.embedding_worker import drain
 from service.ingest.loader import remove_orphan_files
 from service.photos import uploads
 from service.photos.images import ImageRejected
@@ -22,6 +23,7 @@ class FilesReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     near_duplicates: list[tuple[str, list[dict]]] = field(default_factory=list)
     orphans_removed: int = 0
+    embedded: int = 0
 
     @property
     def processed(self) -> int:
@@ -29,6 +31,8 @@ class FilesReport:
 
     def lines(self) -> list[str]:
         out = [f"added: {len(self.added)}, duplicates: {len(self.duplicates)}, rejected: {len(self.rejected)}"]
+        if self.embedded:
+            out.append(f"image vectors computed: {self.embedded} photo(s), now searchable")
         if self.orphans_removed:
             out.append(f"removed {self.orphans_removed} orphan file(s) left in the photo store by an interrupted run")
         out += [f"rejected {name}: {reason}" for name, reason in self.rejected]
@@ -38,7 +42,8 @@ class FilesReport:
 
 
 def add_files(paths, *, engine, settings: Settings, encoders, progress: bool = True, **metadata) -> FilesReport:
-    """Add photo files one by one, each in its own transaction, so an interrupted batch resumes.
+    """Add photo files one by one, each in its own transaction, so an interrupted batch resumes;
+    then compute their image vectors in batches (the upload queue, drained here).
 
     Files whose sha256 is already stored are skipped after hashing (no decoding, no encoding).
     First, store files that an interrupted run left without a row are removed (past the grace period).
@@ -71,4 +76,6 @@ def add_files(paths, *, engine, settings: Settings, encoders, progress: bool = T
             report.added.append((str(path), added.photo_id))
             if added.near_duplicates:
                 report.near_duplicates.append((str(path), added.near_duplicates))
+    # Batched CNN passes over everything queued (this run's photos, and any a crash left behind).
+    report.embedded = drain(engine, settings, encoders.image, progress=progress)
     return report

@@ -138,15 +138,21 @@ def open_photo(settings: Settings, storage_key: str) -> Image.Image:
     return decode_image(data, max_pixels=settings.max_pixels).image
 
 
-def embed_photos(engine: Engine, settings: Settings, image_encoder, *, batch_size: int = 32, progress: bool = True) -> int:
-    """Compute image features for every photo that has none under this encoder; returns how many."""
+def embed_photos(engine: Engine, settings: Settings, image_encoder, *, batch_size: int | None = None,
+                 progress: bool = True) -> int:
+    """Compute image features for every photo that has none under this encoder; returns how many.
+
+    Photos waiting in the upload queue are left to it (a worker may hold them right now).
+    """
     model_id = encoder_model_ids(engine, settings, image_encoder=image_encoder)["image"]
     with engine.connect() as conn:
         todo = conn.execute(text(
             """SELECT p.id, p.storage_key FROM photos p
                WHERE NOT EXISTS (SELECT 1 FROM photo_embeddings e WHERE e.photo_id = p.id AND e.model_id = :m)
+                 AND NOT EXISTS (SELECT 1 FROM embedding_jobs j WHERE j.photo_id = p.id)
                ORDER BY p.id"""
         ), {"m": model_id}).all()
+    batch_size = batch_size or settings.embed_batch_size
     bar = tqdm(total=len(todo), desc=f"image vectors ({image_encoder.name})", unit="photo", disable=not progress)
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]

@@ -1,9 +1,11 @@
 """Photos and their descriptions in the database: adding (upload and CLI share ``add_photo``), reading.
 
 Functions take the session keyword-only and never commit: the caller (a view, a CLI loop) decides
-when a unit of work is done. ``add_photo`` does the slow work (decoding, encoding) before touching
-the database, and the unique sha256 decides duplicates with INSERT ... ON CONFLICT, so two
-concurrent uploads of the same bytes give one row and one ``duplicate_of``.
+when a unit of work is done. ``add_photo`` decodes and fingerprints before touching the database,
+and the unique sha256 decides duplicates with INSERT ... ON CONFLICT, so two concurrent uploads of
+the same bytes give one row and one ``duplicate_of``. The image features (the slow part: several
+CNN passes) are not computed here: the photo is queued (``embedding_queue``) and becomes
+searchable when a worker has written its vectors, so an upload answers in tens of milliseconds.
 """
 from __future__ import annotations
 
@@ -16,11 +18,11 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.photos import child_marks
+from service.photos import child_marks, embedding_queue
 from service.photos.fingerprint import FINGERPRINT
 from service.photos.images import ImageRejected, decode_image
 from service.store import photo_files
-from service.store.model_rows import active_ranker, encoder_model_ids, load_ranker
+from service.store.model_rows import encoder_model_ids
 from service.store.tables import Description, Photo
 
 INSERT_PHOTO_SQL = text(
@@ -100,6 +102,7 @@ class AddedPhoto:
     photo_id: int
     duplicate_of: Optional[int] = None
     near_duplicates: list[dict] = field(default_factory=list)
+    queued: bool = False  # its image vectors are still to be computed (``embedding_queue``)
 
 
 class PhotoNotFound(LookupError):
@@ -140,7 +143,8 @@ def add_photo(
     description: str | None = None, place: str | None = None, camera: str | None = None,
     taken_at: datetime | None = None, uploader: str | None = None, shows_child: bool = False,
 ) -> AddedPhoto:
-    """Store one photo with its vectors and its owner's description, searchable at once.
+    """Store one photo, its fingerprint and its owner's description (with its text vector), and
+    queue it for its image vectors: it is searchable once a worker has processed the job.
 
     ``shows_child``: the uploader says the photo shows a child (the content rule's mark, as a
     description about a child also sets it).
@@ -155,16 +159,8 @@ def add_photo(
         return AddedPhoto(existing, duplicate_of=existing)
     decoded = decode_image(data, max_pixels=settings.max_pixels)
 
-    engine = session.get_bind()
-    ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
-    fingerprint_model_id = encoder_model_ids(engine, settings, image_encoder=FINGERPRINT)["image"]
-    features = encoders.image.encode([decoded.image])[0]
+    fingerprint_model_id = encoder_model_ids(session.get_bind(), settings, image_encoder=FINGERPRINT)["image"]
     fingerprint = FINGERPRINT.encode([decoded.image])[0]
-    ranker_row = active_ranker(session.connection(), settings.encoder_key)
-    vectors = {ids["image"]: (features, None), fingerprint_model_id: (fingerprint, None)}
-    if ranker_row is not None:
-        joint, bridge = load_ranker(ranker_row["artifact_path"]).photo_side(features[None, :])
-        vectors[ranker_row["id"]] = (joint[0], bridge[0])
 
     key = photo_files.storage_key(sha, decoded.extension)
     photo_files.put(settings.photo_store_dir, key, data)  # before the row: a row never points at nothing
@@ -176,10 +172,10 @@ def add_photo(
     if photo_id is None:  # a concurrent request stored the same bytes first
         existing = id_for_sha256(session=session, sha256=sha)
         return AddedPhoto(existing, duplicate_of=existing)
-    for model_id, (vector, bridge) in vectors.items():
-        session.execute(INSERT_PHOTO_VECTOR_SQL, {
-            "photo_id": photo_id, "model_id": model_id, "embedding": np.asarray(vector, dtype=np.float32),
-            "bridge": None if bridge is None else np.asarray(bridge, dtype=np.float32)})
+    session.execute(INSERT_PHOTO_VECTOR_SQL, {
+        "photo_id": photo_id, "model_id": fingerprint_model_id, "embedding": np.asarray(fingerprint, dtype=np.float32),
+        "bridge": None})
+    embedding_queue.enqueue(session=session, photo_id=photo_id)
     if shows_child:
         child_marks.mark(session, [photo_id], source="uploader")
     if description:
@@ -187,7 +183,7 @@ def add_photo(
                         text_=description, source="owner", author=uploader)
     near = near_duplicates(session=session, photo_id=photo_id, fingerprint=fingerprint,
                            fingerprint_model_id=fingerprint_model_id, max_distance=settings.near_duplicate_distance)
-    return AddedPhoto(photo_id, near_duplicates=near)
+    return AddedPhoto(photo_id, near_duplicates=near, queued=True)
 
 
 def near_duplicates(*, session: Session, photo_id: int, fingerprint: np.ndarray, fingerprint_model_id: int,

@@ -198,6 +198,26 @@ class PhotoEmbedding(Base):
     bridge: Mapped[Optional[Any]] = mapped_column(Vector())
 
 
+JOB_STATES = ("queued", "failed")
+
+
+class EmbeddingJob(Base):
+    """A stored photo waiting for its image vectors (migration 0006; ``service.photos.embedding_queue``)."""
+
+    __tablename__ = "embedding_jobs"
+    __table_args__ = (
+        CheckConstraint(_in("state", JOB_STATES), name="state"),
+        Index("ix_embedding_jobs_queued", "enqueued_at", postgresql_where=text("state = 'queued'")),
+    )
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class DescriptionEmbedding(Base):
     __tablename__ = "description_embeddings"
 

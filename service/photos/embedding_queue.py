@@ -1,0 +1,94 @@
+"""The queue of photos waiting for their image vectors: a table in PostgreSQL (migration 0006).
+
+An upload stores the photo and ``enqueue``s it in its own transaction; a worker
+(``service.ingest.embedding_worker``) claims a batch with ``CLAIM_JOBS_SQL`` (``FOR UPDATE SKIP
+LOCKED``: concurrent workers take different photos and never wait for each other), writes the
+vectors and ``finish``es the jobs before it commits. The row lock lasts as long as that transaction,
+so a worker that dies mid-job (killed, out of memory, connection lost) leaves the job queued for the
+next claim. A job that raises counts an attempt (``record_failure``) and is ``failed`` after
+``MAX_ATTEMPTS``, so one bad file cannot hold the queue.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+MAX_ATTEMPTS = 3
+
+ENQUEUE_SQL = text(
+    """INSERT INTO embedding_jobs (photo_id) VALUES (:photo_id)
+       ON CONFLICT (photo_id) DO UPDATE SET state = 'queued', attempts = 0, last_error = NULL, updated_at = now()"""
+)
+
+CLAIM_JOBS_SQL = text(
+    """
+    SELECT j.photo_id, p.storage_key, j.attempts
+    FROM embedding_jobs j JOIN photos p ON p.id = j.photo_id
+    WHERE j.state = 'queued'
+    ORDER BY j.enqueued_at, j.photo_id
+    LIMIT :limit
+    FOR UPDATE OF j SKIP LOCKED
+    """
+)
+
+FINISH_JOBS_SQL = text("DELETE FROM embedding_jobs WHERE photo_id = ANY(:photo_ids)")
+
+RECORD_FAILURE_SQL = text(
+    """
+    UPDATE embedding_jobs
+    SET attempts = attempts + 1, last_error = :error, updated_at = now(),
+        state = CASE WHEN attempts + 1 >= :max_attempts THEN 'failed' ELSE 'queued' END
+    WHERE photo_id = :photo_id
+    RETURNING state
+    """
+)
+
+QUEUED_COUNT_SQL = text("SELECT count(*) FROM embedding_jobs WHERE state = 'queued'")
+
+# What the photo details say about search: the job's state while there is one, then whether the
+# photo has a vector under the active ranker of these encoders.
+PHOTO_SEARCH_STATE_SQL = text(
+    """
+    SELECT j.state AS job_state, j.attempts, j.last_error,
+           EXISTS (SELECT 1 FROM photo_embeddings e JOIN models m ON m.id = e.model_id
+                   WHERE e.photo_id = :photo_id AND m.kind = 'ranker' AND m.active
+                     AND m.encoder_key = :encoder_key) AS searchable
+    FROM (SELECT 1) one LEFT JOIN embedding_jobs j ON j.photo_id = :photo_id
+    """
+)
+
+
+def enqueue(*, session: Session, photo_id: int) -> None:
+    session.execute(ENQUEUE_SQL, {"photo_id": photo_id})
+
+
+def claim(conn: Connection, *, limit: int) -> list[tuple[int, str, int]]:
+    """Lock up to ``limit`` queued jobs for this transaction: (photo_id, storage_key, attempts)."""
+    return [tuple(row) for row in conn.execute(CLAIM_JOBS_SQL, {"limit": limit}).all()]
+
+
+def finish(conn: Connection, photo_ids: list[int]) -> None:
+    conn.execute(FINISH_JOBS_SQL, {"photo_ids": list(photo_ids)})
+
+
+def record_failure(conn: Connection, *, photo_id: int, error: str) -> Optional[str]:
+    """Count a failed attempt; returns the job's new state ('queued' again, or 'failed')."""
+    return conn.execute(RECORD_FAILURE_SQL, {"photo_id": photo_id, "error": error[:2000],
+                                             "max_attempts": MAX_ATTEMPTS}).scalar()
+
+
+def queued_count(conn: Connection) -> int:
+    return int(conn.execute(QUEUED_COUNT_SQL).scalar())
+
+
+def search_state(*, session: Session, photo_id: int, encoder_key: str) -> dict:
+    """``{"state": "pending" | "failed" | "searchable" | "not_indexed", ...}`` for the photo details."""
+    row = session.execute(PHOTO_SEARCH_STATE_SQL, {"photo_id": photo_id, "encoder_key": encoder_key}).one()
+    if row.job_state == "queued":
+        return {"state": "pending", "attempts": row.attempts}
+    if row.job_state == "failed":
+        return {"state": "failed", "attempts": row.attempts, "error": row.last_error}
+    # No job: vectors landed. Without an active ranker nothing is searchable until `withsense train`.
+    return {"state": "searchable" if row.searchable else "not_indexed"}
