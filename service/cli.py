@@ -144,10 +144,23 @@ def cmd_ingest_folder(args, settings: Settings) -> int:
     return _add_files(paths, args, settings, {"uploader": args.uploader})
 
 
+def _active_model_version(settings: Settings) -> str | None:
+    from service.store.model_rows import active_ranker
+
+    with _engine(settings).connect() as conn:
+        model = active_ranker(conn, settings.encoder_key)
+    return model["version"] if model else None
+
+
 def cmd_train(args, settings: Settings) -> int:
     from service.runtime import encoders_for
     from service.training.publish import train_and_publish
 
+    if args.if_no_active:
+        active = _active_model_version(settings)
+        if active:
+            print(f"using the active model {active}")
+            return 0
     model = train_and_publish(_engine(settings), settings, encoders_for(settings), run_cv=not args.no_cv,
                               force=args.force, progress=not args.quiet)
     print(json.dumps(model, indent=2))
@@ -204,19 +217,10 @@ def cmd_serve(args, settings: Settings) -> int:
 
 def cmd_demo(args, settings: Settings) -> int:
     """Everything `make demo` needs, each step a no-op when already done."""
-    from sqlalchemy import text
-
-    engine = _engine(settings)
     cmd_migrate(argparse.Namespace(revision=None, downgrade=False), settings)
     if cmd_ingest(argparse.Namespace(path=None, quiet=False), settings) != 0:
         return 1
-    with engine.connect() as conn:
-        active = conn.execute(text("SELECT version FROM models WHERE kind = 'ranker' AND active AND encoder_key = :k"),
-                              {"k": settings.encoder_key}).scalar()
-    if active:
-        print(f"using the active model {active}")
-    else:
-        cmd_train(argparse.Namespace(quiet=False, no_cv=False, force=False), settings)
+    cmd_train(argparse.Namespace(quiet=False, no_cv=False, force=False, if_no_active=True), settings)
     return cmd_serve(args, settings)
 
 
@@ -259,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true")
     train.add_argument("--no-cv", action="store_true", help="skip the model comparison (one linear scorer)")
     train.add_argument("--force", action="store_true", help="activate even if not better")
+    train.add_argument("--if-no-active", action="store_true",
+                       help="do nothing when a model is already active for these encoders (docker-compose's init)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="test queries over test photos; writes reports/evaluation.*")

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     near_duplicate_distance: float = _env("WITHSENSE_NEAR_DUPLICATE_DISTANCE", 0.02,
                                           "cosine distance of 16x16 fingerprints under which an upload is a near duplicate",
                                           ge=0.0, le=2.0)
+    replica_urls: str = _env("WITHSENSE_REPLICA_URLS", "",
+                             "comma-separated URLs of streaming read replicas for searches, similar photos and photo "
+                             "details; empty = every read goes to the primary")
+    max_replica_lag_s: float = _env("WITHSENSE_MAX_REPLICA_LAG_S", 5.0,
+                                    "a replica further behind the primary than this is skipped until it catches up",
+                                    ge=0.0)
     orphan_grace_seconds: float = _env("WITHSENSE_ORPHAN_GRACE_SECONDS", 3600.0,
                                        "store files no photo row points at are deleted by the next ingest once older than this",
                                        ge=0.0)
@@ -68,6 +74,10 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return Path(value).resolve()
+
+    @property
+    def replica_url_list(self) -> list[str]:
+        return [url.strip() for url in self.replica_urls.split(",") if url.strip()]
 
     @property
     def pgdata_dir(self) -> Path:
