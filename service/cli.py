@@ -25,9 +25,60 @@ def alembic_config(url: str | None = None):
     return config
 
 
+def cmd_db_replica(args, settings: Settings) -> int:
+    """The embedded primary's streaming replica on ``--port`` (service/store/embedded_replica.py)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from service.store import embedded_replica
+    from service.store.db import make_engine
+    from service.store.replicas import check_health
+
+    if settings.database_url:
+        print("DATABASE_URL is set: replicas of that server are made by its own tooling (docs/deploy.md)",
+              file=sys.stderr)
+        return 1
+    folder = embedded_replica.replica_dir(settings.data_dir, args.port)
+    url = embedded_replica.url_for(folder, args.port)
+    try:
+        if args.replica_action == "start":
+            print(embedded_replica.start(settings.pgdata_dir, folder, args.port))
+            print(f"reads go to it when WITHSENSE_REPLICA_URLS={url}", file=sys.stderr)
+        elif args.replica_action == "stop":
+            print("stopped" if embedded_replica.stop(folder) else "not running")
+        elif args.replica_action == "remove":
+            embedded_replica.remove(settings.pgdata_dir, folder, args.port)
+            print(f"removed {folder}")
+        elif args.replica_action == "url":
+            print(url)
+        elif args.replica_action == "status":
+            if not embedded_replica.running(folder):
+                print(f"not running ({folder})")
+                return 3
+            engine = make_engine(url)
+            try:
+                with engine.connect() as conn:
+                    healthy, lag, reason = check_health(conn, settings.max_replica_lag_s)
+            except DBAPIError as exc:
+                print(f"running but not answering: {exc.orig}")
+                return 3
+            finally:
+                engine.dispose()
+            print(f"{'healthy' if healthy else 'unhealthy'}: {reason}; lag {lag} s; {url}")
+            return 0 if healthy else 3
+    except embedded_replica.ReplicaError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_db(args, settings: Settings) -> int:
     from service.store import embedded
 
+    if args.action == "replica":
+        if args.replica_action is None:
+            print("withsense db replica start|stop|status|url|remove [--port N]", file=sys.stderr)
+            return 2
+        return cmd_db_replica(args, settings)
     if settings.database_url and args.action in ("start", "stop"):
         print(f"DATABASE_URL is set: the database at {settings.database_url} is managed elsewhere", file=sys.stderr)
         return 1
@@ -229,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL")
-    db.add_argument("action", choices=["start", "stop", "status", "url", "analyst-url"])
+    db.add_argument("action", choices=["start", "stop", "status", "url", "analyst-url", "replica"])
+    db.add_argument("replica_action", nargs="?", choices=["start", "stop", "status", "url", "remove"],
+                    help="for `db replica`: a streaming read replica of the embedded server")
+    db.add_argument("--port", type=int, default=5433, help="the replica's port (default 5433)")
     db.set_defaults(func=cmd_db)
 
     migrate = sub.add_parser("migrate", help="apply Alembic migrations (to head by default)")

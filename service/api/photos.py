@@ -15,7 +15,7 @@ from service.photos.images import (
 )
 from service.runtime import get_encoders
 from service.store import photo_files
-from service.store.db import get_session
+from service.store.db import get_session, note_write, run_read
 
 bp = Blueprint("photos", __name__)
 
@@ -45,6 +45,7 @@ def upload():
     added = uploads.add_photo(upload.read(), session=session, settings=_settings(), encoders=get_encoders(),
                               file_name=secure_filename(upload.filename or "") or None, **fields)
     session.commit()
+    note_write()
     body = {"photo_id": added.photo_id, "duplicate_of": added.duplicate_of, "near_duplicates": added.near_duplicates,
             "image_url": url_for("photos.image", photo_id=added.photo_id)}
     status = 200 if added.duplicate_of is not None else 201
@@ -53,7 +54,9 @@ def upload():
 
 @bp.get("/api/photos/<int:photo_id>")
 def photo(photo_id: int):
-    details = uploads.details(session=get_session(), photo=uploads.require(session=get_session(), photo_id=photo_id))
+    # From a replica; not found there may only mean not replicated yet, so the primary is asked then.
+    details = run_read(lambda session: uploads.details(session=session, photo=uploads.require(session=session, photo_id=photo_id)),
+                       retry_on_primary=(uploads.PhotoNotFound,))
     details["image_url"] = url_for("photos.image", photo_id=photo_id)
     details["thumbnail_url"] = url_for("photos.thumbnail", photo_id=photo_id)
     return jsonify(details)
@@ -70,6 +73,7 @@ def add_description(photo_id: int):
     description_id = uploads.add_description(session=session, settings=_settings(), text_encoder=get_encoders().text,
                                             photo_id=photo_id, text_=text_, source="user", author=author)
     session.commit()
+    note_write()
     return jsonify({"description_id": description_id, "photo_id": photo_id, "text": text_, "author": author}), 201
 
 

@@ -8,7 +8,7 @@ from service.http.errors import ApiError
 from service.http.validation import MAX_QUERY_CHARS, int_field, json_body, text_field
 from service.photos import uploads
 from service.ratings import votes
-from service.store.db import get_session
+from service.store.db import get_session, note_write
 
 bp = Blueprint("ratings", __name__, url_prefix="/api")
 
@@ -38,5 +38,6 @@ def rate():
     vote_id = votes.add_vote(session=session, photo_id=photo_id, match=match, description_id=description_id,
                                query=query, client=client)
     session.commit()
+    note_write()
     return jsonify({"vote_id": vote_id, "photo_id": photo_id, "description_id": description_id,
                     "query": query, "match": match}), 201

@@ -21,8 +21,8 @@ from service.http.validation import (
 from service.photos import uploads
 from service.runtime import get_encoders, get_searcher
 from service.search.searcher import Filters
-from service.search.similar import similar_to_image, similar_to_photo
-from service.store.db import get_session
+from service.search.similar import NoVector, similar_to_image, similar_to_photo
+from service.store.db import run_read
 
 bp = Blueprint("search", __name__, url_prefix="/api")
 
@@ -82,25 +82,33 @@ def _result(result, explain: bool) -> dict:
 
 @bp.post("/search/similar")
 def similar():
-    """JSON {"photo_id", "limit"} for a stored photo, or multipart with `file` (and `limit`) for an image."""
+    """JSON {"photo_id", "limit"} for a stored photo, or multipart with `file` (and `limit`) for an image.
+
+    Reads from a healthy replica; a photo or vector not found there (uploaded a moment ago, not
+    replicated yet) is looked up again on the primary.
+    """
     settings = current_app.config["WITHSENSE"]
-    session = get_session()
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
             raise ApiError("send the image as the multipart field 'file'", field="file")
         limit = form_int(request.form, "limit", default=5, low=1, high=MAX_LIMIT)
-        payload = similar_to_image(session=session, settings=settings, image_encoder=get_encoders().image,
-                                   data=upload.read(), limit=limit)
+        data = upload.read()
+        image_encoder = get_encoders().image
+        payload = run_read(lambda session: similar_to_image(session=session, settings=settings,
+                                                            image_encoder=image_encoder, data=data, limit=limit))
     else:
         body = json_body()
         photo_id = int_field(body, "photo_id", default=None, low=1, high=2**63 - 1) if "photo_id" in body else None
         if photo_id is None:
             raise ApiError("'photo_id' is required (or send a multipart 'file')", field="photo_id")
         limit = int_field(body, "limit", default=5, low=1, high=MAX_LIMIT)
-        photo = uploads.require(session=session, photo_id=photo_id, field="photo_id")
-        payload = similar_to_photo(session=session, settings=settings, photo=photo, limit=limit)
+
+        def nearest(session):
+            photo = uploads.require(session=session, photo_id=photo_id, field="photo_id")
+            return similar_to_photo(session=session, settings=settings, photo=photo, limit=limit)
+
+        payload = run_read(nearest, retry_on_primary=(uploads.PhotoNotFound, NoVector))
     for item in payload["results"]:
         item["image_url"] = url_for("photos.image", photo_id=item["photo_id"])
     return jsonify(payload)
-
