@@ -126,6 +126,10 @@ def cmd_ingest(args, settings: Settings) -> int:
     from service.training.publish import project_missing_photos
 
     path = args.path or settings.dataset_dir
+    if not args.path and settings.uses_fixture_dataset:
+        from service.config import FIXTURE_DATASET_NOTICE
+
+        print(FIXTURE_DATASET_NOTICE, file=sys.stderr)
     if not path:
         print("no dataset folder: pass PATH or set WITHSENSE_DATASET", file=sys.stderr)
         return 2
