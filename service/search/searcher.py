@@ -21,6 +21,7 @@ from service.store.db import as_array, driver_connection
 from service.store.model_rows import (
     ModelMismatch,
     active_ranker,
+    check_package_versions,
     encoder_model_ids,
     load_ranker,
 )
@@ -202,7 +203,9 @@ class Searcher:
         self._text_model_id: Optional[int] = None
 
     def ranker_for(self, model: dict) -> Ranker:
-        """The loaded ranker for a models row, refused if it works in another space than the text encoder."""
+        """The loaded ranker for a models row, refused if it works in another space than the text encoder
+        or was made by other package versions than the installed ones."""
+        check_package_versions(f"active ranker {model['name']} {model['version']}", model.get("package_versions"))
         ranker = load_ranker(model["artifact_path"])
         if ranker.dims != self.text_encoder.dim:
             raise ModelMismatch(
