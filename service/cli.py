@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from service.config import REPO_ROOT, Settings, SettingsError, load_settings
@@ -31,6 +32,7 @@ def cmd_db_replica(args, settings: Settings) -> int:
 
     from service.store import embedded_replica
     from service.store.db import make_engine
+    from service.store.replicas import RECHECK_S as REPLICA_RECHECK_S
     from service.store.replicas import check_health
 
     if settings.database_url:
@@ -56,15 +58,19 @@ def cmd_db_replica(args, settings: Settings) -> int:
                 return 3
             engine = make_engine(url)
             try:
+                # Two looks a moment apart: one alone cannot tell a lag from a primary that was idle.
                 with engine.connect() as conn:
-                    healthy, lag, reason = check_health(conn, settings.max_replica_lag_s)
+                    first = check_health(conn, settings.max_replica_lag_s)
+                time.sleep(REPLICA_RECHECK_S)
+                with engine.connect() as conn:
+                    health = check_health(conn, settings.max_replica_lag_s, first, REPLICA_RECHECK_S)
             except DBAPIError as exc:
                 print(f"running but not answering: {exc.orig}")
                 return 3
             finally:
                 engine.dispose()
-            print(f"{'healthy' if healthy else 'unhealthy'}: {reason}; lag {lag} s; {url}")
-            return 0 if healthy else 3
+            print(f"{'healthy' if health.healthy else 'unhealthy'}: {health.reason}; lag {health.lag_s} s; {url}")
+            return 0 if health.healthy else 3
     except embedded_replica.ReplicaError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from service.store import embedded_replica
 from service.store.db import make_engine
-from service.store.replicas import ReadReplicas, check_health, read_with_fallback
+from service.store.replicas import Health, ReadReplicas, check_health, read_with_fallback, replay_lag_s
 from tests.conftest import app_for, serve
 
 AUTH = {"Authorization": "Bearer test-token"}
@@ -86,11 +86,27 @@ def _search(base: str, query: str = DESCRIPTION, **extra) -> requests.Response:
     return requests.post(f"{base}/api/search", json={"query": query, "limit": 50, **extra}, timeout=60)
 
 
+def _position(received, replayed, since_commit=30.0):
+    return {"received": received, "replayed": replayed, "since_last_replayed_commit": since_commit}
+
+
+def test_replay_lag_is_not_the_age_of_the_last_commit_when_the_primary_was_idle():
+    caught_up = _position(1000, 1000)
+    assert replay_lag_s(caught_up, None, None) == 0.0
+    # Replaying a burst after an idle minute: the last replayed commit is old, the standby is not.
+    previous = Health(True, 0.0, "ok", received=1000)
+    assert replay_lag_s(_position(5000, 1200), previous, 1.0) == 1.0
+    # Still short of what it had a check ago: really behind, by the age of its last replayed commit.
+    assert replay_lag_s(_position(9000, 800), previous, 1.0) == 30.0
+    assert replay_lag_s(_position(5000, 1200), None, None) == 30.0  # one look alone cannot tell
+    assert replay_lag_s(_position(None, 1200), previous, 1.0) is None  # not streaming yet
+
+
 def test_the_replica_streams_and_is_read_only(routed):
     with routed["replica_engine"].connect() as conn:
-        healthy, lag, reason = check_health(conn, MAX_LAG_S)
-        assert (healthy, reason) == (True, "ok")
-        assert 0.0 <= lag <= MAX_LAG_S
+        health = check_health(conn, MAX_LAG_S)
+        assert (health.healthy, health.reason) == (True, "ok")
+        assert 0.0 <= health.lag_s <= MAX_LAG_S
         with pytest.raises(DBAPIError, match="read-only transaction"):
             conn.execute(text("INSERT INTO search_log (query, blocked, n_results, took_ms) VALUES ('x', false, 0, 1)"))
 

@@ -31,18 +31,42 @@ RECHECK_S = 1.0
 # otherwise hang a request for the OS default of minutes).
 CONNECT_TIMEOUT_S = 2
 
-# How far the standby is behind, measured on the standby. Caught up (everything received is
-# replayed) counts as 0 even when the primary has been idle; otherwise the age of the last replayed
-# transaction, PostgreSQL's documented measure of replay delay.
+# The standby's own view of its position: WAL received and replayed (as byte offsets) and the commit
+# time of the last transaction it replayed.
 REPLICA_HEALTH_SQL = text(
     """
     SELECT pg_is_in_recovery() AS in_recovery,
            (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
-           CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0
-                ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())
-           END AS lag_s
+           pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0') AS received,
+           pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0') AS replayed,
+           extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) AS since_last_replayed_commit
     """
 )
+
+
+@dataclass(frozen=True)
+class Health:
+    healthy: bool
+    lag_s: Optional[float]
+    reason: str
+    received: Optional[int] = None  # for the next check's comparison
+
+
+def replay_lag_s(row, previous: Optional["Health"], seconds_since_previous: Optional[float]) -> Optional[float]:
+    """How many seconds of the primary's work the standby has yet to replay.
+
+    Caught up (everything received is replayed): 0. Otherwise PostgreSQL's usual measure is the age
+    of the last replayed commit, which overstates the lag after the primary was idle (the last
+    commit is old, yet the new WAL is being replayed right now). So when the standby has replayed
+    everything it had received at the previous check, it is at most one check interval behind.
+    """
+    if row["received"] is None or row["replayed"] is None:
+        return None  # not streaming yet: nothing is known
+    if row["replayed"] >= row["received"]:
+        return 0.0
+    if previous is not None and previous.received is not None and row["replayed"] >= previous.received:
+        return float(seconds_since_previous or 0.0)
+    return None if row["since_last_replayed_commit"] is None else float(row["since_last_replayed_commit"])
 
 
 @dataclass
@@ -53,6 +77,7 @@ class Replica:
     lag_s: Optional[float] = None
     reason: str = "not checked yet"
     checked_at: float = field(default=-1e9)
+    last: Optional[Health] = None
 
     def describe(self) -> dict:
         url = make_url(self.url)
@@ -62,17 +87,21 @@ class Replica:
                 "lag_s": None if self.lag_s is None else round(self.lag_s, 3), "reason": self.reason}
 
 
-def check_health(conn, max_lag_s: float) -> tuple[bool, Optional[float], str]:
-    """(healthy, lag in seconds, reason) for the server at the other end of ``conn``."""
+def check_health(conn, max_lag_s: float, previous: Optional[Health] = None,
+                 seconds_since_previous: Optional[float] = None) -> Health:
+    """Health of the server at the other end of ``conn``; ``previous`` is its last check, if any."""
     row = conn.execute(REPLICA_HEALTH_SQL).mappings().one()
-    lag = None if row["lag_s"] is None else float(row["lag_s"])
+    received = None if row["received"] is None else int(row["received"])
+    lag = replay_lag_s(row, previous, seconds_since_previous)
     if not row["in_recovery"]:
-        return False, lag, "not a standby (promoted, or a primary)"
+        return Health(False, lag, "not a standby (promoted, or a primary)", received)
     if row["receiver_status"] != "streaming":
-        return False, lag, f"not streaming from the primary (wal receiver: {row['receiver_status'] or 'none'})"
+        return Health(False, lag, f"not streaming from the primary (wal receiver: {row['receiver_status'] or 'none'})",
+                      received)
     if lag is None or lag > max_lag_s:
-        return False, lag, f"lagging {lag if lag is not None else '?'} s behind the primary (limit {max_lag_s} s)"
-    return True, lag, "ok"
+        shown = "?" if lag is None else f"{lag:.1f}"
+        return Health(False, lag, f"lagging {shown} s behind the primary (limit {max_lag_s} s)", received)
+    return Health(True, lag, "ok", received)
 
 
 class ReadReplicas:
@@ -95,11 +124,13 @@ class ReadReplicas:
         if now - replica.checked_at < RECHECK_S or not self._lock.acquire(blocking=False):
             return
         try:
+            since = now - replica.checked_at
             replica.checked_at = now
             with replica.engine.connect() as conn:
-                replica.healthy, replica.lag_s, replica.reason = check_health(conn, self.max_lag_s)
+                replica.last = check_health(conn, self.max_lag_s, replica.last, since)
+            replica.healthy, replica.lag_s, replica.reason = replica.last.healthy, replica.last.lag_s, replica.last.reason
         except DBAPIError as exc:
-            replica.healthy, replica.lag_s = False, None
+            replica.healthy, replica.lag_s, replica.last = False, None, None
             replica.reason = f"unreachable: {type(exc.orig).__name__}"
             replica.engine.dispose()  # drop pooled connections to a server that went away
         finally:
@@ -113,7 +144,7 @@ class ReadReplicas:
         return healthy[next(self._turn) % len(healthy)] if healthy else None
 
     def mark_down(self, replica: Replica, exc: Exception) -> None:
-        replica.healthy = False
+        replica.healthy, replica.last = False, None
         replica.reason = f"failed a read: {type(getattr(exc, 'orig', exc)).__name__}"
         replica.checked_at = time.monotonic()
         replica.engine.dispose()
