@@ -111,7 +111,7 @@ def _wrote_recently() -> bool:
 
 def _remember_write(response):
     """After a successful write, this client reads from the primary until replicas have caught up."""
-    if request.method in ("POST", "PUT", "PATCH", "DELETE") and response.status_code < 300 and g.get("wrote"):
+    if g.get("wrote") and response.status_code < 300 and replicas_of():
         lag = current_app.config["WITHSENSE"].max_replica_lag_s
         response.set_cookie(WROTE_AT_COOKIE, f"{time.time():.3f}", max_age=math.ceil(lag) + 1,
                             httponly=True, samesite="Lax")
