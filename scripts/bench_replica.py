@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.config import FIXTURE_DATASET, REPO_ROOT, load_settings  # noqa: E402
 
-QUERIES = ["a dog runs on the grass", "two people walk on a beach", "a man rides a bike", "children play football",
+QUERIES = ["a dog runs on the grass", "two people walk on a beach", "a man rides a bike", "a football match on a field",
            "a black dog in the snow", "a woman in a red coat", "a boat on a lake", "a crowd at a concert"]
 
 

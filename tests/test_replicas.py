@@ -7,6 +7,7 @@ restarted here to show that reads leave it and come back.
 from __future__ import annotations
 
 import io
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -240,3 +241,35 @@ def test_the_analyst_role_works_on_the_replica(routed, replica):
                 conn.execute(text("DELETE FROM search_log"))
     finally:
         analyst.dispose()
+
+
+def test_the_replica_commands(tmp_path_factory, monkeypatch, capsys, server_url):
+    """`withsense db replica start|status|url|stop|remove` on a primary of their own (a fresh data dir)."""
+    if not make_url(server_url).query.get("host"):
+        pytest.skip("replicas are made of the embedded server; DATABASE_URL points elsewhere")
+    from service.cli import main
+    from service.store import embedded
+
+    data_dir = Path("/tmp") / f"ws-cli-{uuid.uuid4().hex[:8]}"  # short: Unix socket paths
+    monkeypatch.setenv("WITHSENSE_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    port = str(5433 + int(uuid.uuid4().int % 500))
+    try:
+        assert main(["db", "replica", "status", "--port", port]) == 3  # nothing yet
+        assert main(["db", "replica", "start", "--port", port]) == 0
+        url = capsys.readouterr().out.strip().splitlines()[-1]
+        assert url == embedded_replica.url_for(data_dir / "replicas" / port, int(port))
+        assert main(["db", "replica", "status", "--port", port]) == 0
+        assert capsys.readouterr().out.startswith("healthy: ok; lag 0.0 s")
+        assert main(["db", "replica", "stop", "--port", port]) == 0
+        assert capsys.readouterr().out.strip() == "stopped"
+        assert main(["db", "replica", "start", "--port", port]) == 0  # the copy is kept: starts again
+        assert main(["db", "replica", "remove", "--port", port]) == 0
+        assert not (data_dir / "replicas" / port).exists()
+        with create_engine(embedded.running_url(data_dir / "pgdata")).connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM pg_replication_slots")).scalar() == 0
+        assert main(["db", "replica"]) == 2  # which action? says so
+    finally:
+        embedded_replica.stop(data_dir / "replicas" / port, mode="immediate")
+        embedded.stop(data_dir / "pgdata")
+        shutil.rmtree(data_dir, ignore_errors=True)
