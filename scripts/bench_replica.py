@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -58,6 +59,7 @@ def main() -> None:
     from service.store.replicas import ReadReplicas
     from service.training.publish import train_and_publish
 
+    load_average = [round(x, 1) for x in os.getloadavg()]  # the machine is shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="ws-rb-", dir="/tmp") as tmp:
         settings = load_settings(data_dir=tmp, database_url="", extra_dataset_dir="", max_replica_lag_s=5.0)
         url = resolve_url(settings)
@@ -133,7 +135,7 @@ def main() -> None:
         embedded.stop(settings.pgdata_dir)
 
     result = {
-        "photos": 16, "replica_create_s": round(create_s, 2), "replication_lag_ms": _ms(lags),
+        "photos": 16, "load_average": load_average, "replica_create_s": round(create_s, 2), "replication_lag_ms": _ms(lags),
         "search_ms": {"via_replica": _ms(via_replica), "primary_only": _ms(via_primary),
                       "floor_text_encoding": _ms(encode)},
         "searches_served_by_replica": f"{served_by_replica} of {args.searches}",
@@ -158,8 +160,9 @@ streaming replica of the embedded PostgreSQL 18 on the same machine (`withsense 
 | replica restarted: until it serves searches again | {failover['back_on_replica_s']} s |
 
 Both servers share the same two cores here, so a replica adds no capacity on this machine: what
-this measures is that routing costs nothing noticeable, how fresh the replica is, and how reads
-leave a dead replica and come back. Capacity from replicas needs replicas on other machines.
+this measures is what routing adds to a search (compare the rows above, each beside the encoder's
+floor; the load average was {result['load_average']} when the run started), how fresh the replica is,
+and how reads leave a dead replica and come back. Capacity from replicas needs replicas on other machines.
 """)
     print(json.dumps(result, indent=2))
 
