@@ -268,7 +268,8 @@ class Searcher:
                     }).fetchall()
             return model, rows
 
-        model, rows = read_with_fallback(self.engine, self.replicas, shortlist)
+        # No active model on a replica may only mean the first one is not replicated yet.
+        model, rows = read_with_fallback(self.engine, self.replicas, shortlist, retry_on_primary=(NoActiveModel,))
         ranker = self.ranker_for(model)
         clock.lap("shortlist")
 
