@@ -4,18 +4,28 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     WITHSENSE_DATA_DIR=/data \
-    WITHSENSE_ONNX_DIR=/app/onnx
+    WITHSENSE_ONNX_DIR=/app/onnx \
+    WITHSENSE_BIND=0.0.0.0:8000
 
 WORKDIR /app
 
-# torch first, in its own layer, so it stays cached while the app code changes. Point
-# PIP_EXTRA_INDEX_URL at a CPU-only wheel index to keep CUDA libraries out of the image.
-ARG PIP_EXTRA_INDEX_URL=""
-RUN pip install torch==2.13.0
+# The lock pins torch 2.13.0+cpu, the CPU-only build: PyPI's plain Linux torch wheel is the CUDA
+# build and drags several GB of nvidia-* libraries into the image. The +cpu wheel lives on
+# PyTorch's CPU index; point TORCH_INDEX at a mirror of it if that host is not reachable.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
-COPY . .
+# Dependencies in their own layer, from the lock file alone: a code change reuses this layer.
+COPY requirements.lock ./
+RUN pip install --extra-index-url "$TORCH_INDEX" -r requirements.lock
+
+COPY pyproject.toml README.md alembic.ini ./
+COPY migrations ./migrations
+COPY ml ./ml
+COPY service ./service
+# --no-deps: everything came from the lock above. Editable, so alembic.ini and migrations/ stay
+# where service.config.REPO_ROOT looks for them.
 # The networks are exported to ONNX once, here: the server runs them without torch.
-RUN pip install -e . \
+RUN pip install --no-deps -e . \
     && withsense models export \
     && useradd --create-home --uid 10001 withsense \
     && mkdir -p /data \
@@ -23,4 +33,6 @@ RUN pip install -e . \
 
 USER withsense
 EXPOSE 8000
-CMD ["sh", "-c", "withsense migrate && exec gunicorn -w 2 -b 0.0.0.0:8000 'service:create_app()'"]
+# gunicorn_conf.py: warm-up of each worker before it takes requests, thread cap, timeouts.
+# Migrations, dataset and training are the compose stack's one-shot `init` service, not this.
+CMD ["gunicorn", "-c", "service/gunicorn_conf.py"]

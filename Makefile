@@ -1,20 +1,41 @@
 # Two commands matter: `make demo` (run the product) and `make test` (run the tests).
-# Both create .venv and install everything on first use.
+# Both create .venv and install everything on first use, from the lock files:
+#   requirements.lock      what the service runs with (the Dockerfile installs this one)
+#   requirements-dev.lock  the same pins plus the test and lint tools (make installs this one)
+# `make lock` regenerates both from pyproject.toml after a dependency change.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint stop clean
+# torch is locked as 2.13.0+cpu, the CPU-only build, on purpose: PyPI's plain torch wheel for Linux
+# is the CUDA build, which pulls several GB of nvidia-* libraries that a CPU-only service never uses.
+# The +cpu wheel is not on PyPI but on PyTorch's own CPU index. TORCH_INDEX names that index:
+#   make TORCH_INDEX=https://download.pytorch.org/whl/cpu test
+# It is empty by default because on this project's own machines (and in CI) pip already finds the
+# +cpu wheel on local disk through its configured find-links, and CI must reach no host but the
+# package registries.
+TORCH_INDEX ?=
+PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links $(PIP_TORCH)
 
-$(STAMP): pyproject.toml
+.PHONY: install lock demo test lint stop clean
+
+$(STAMP): requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	# torch first and pinned: 2.13.0 is the CPU build; anything looser pulls a CUDA build.
-	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[test,lint]'
+	$(VENV)/bin/pip install --quiet $(PIP_TORCH) -r requirements-dev.lock || { \
+	    echo "install from requirements-dev.lock failed. If pip found no torch==2.13.0+cpu, point it at" >&2; \
+	    echo "PyTorch's CPU wheel index: make TORCH_INDEX=https://download.pytorch.org/whl/cpu" >&2; exit 1; }
+	# --no-deps: every dependency came from the lock above; this only links the project itself.
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock: $(STAMP)
+	$(PIP_COMPILE) --output-file requirements.lock pyproject.toml
+	$(PIP_COMPILE) --extra test --extra lint --constraint requirements.lock \
+	    --output-file requirements-dev.lock pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/withsense demo

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from service.config import REPO_ROOT, Settings, SettingsError, load_settings
@@ -25,9 +26,65 @@ def alembic_config(url: str | None = None):
     return config
 
 
+def cmd_db_replica(args, settings: Settings) -> int:
+    """The embedded primary's streaming replica on ``--port`` (service/store/embedded_replica.py)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from service.store import embedded_replica
+    from service.store.db import make_engine
+    from service.store.replicas import RECHECK_S as REPLICA_RECHECK_S
+    from service.store.replicas import check_health
+
+    if settings.database_url:
+        print("DATABASE_URL is set: replicas of that server are made by its own tooling (docs/deploy.md)",
+              file=sys.stderr)
+        return 1
+    folder = embedded_replica.replica_dir(settings.data_dir, args.port)
+    url = embedded_replica.url_for(folder, args.port)
+    try:
+        if args.replica_action == "start":
+            print(embedded_replica.start(settings.pgdata_dir, folder, args.port))
+            print(f"reads go to it when WITHSENSE_REPLICA_URLS={url}", file=sys.stderr)
+        elif args.replica_action == "stop":
+            print("stopped" if embedded_replica.stop(folder) else "not running")
+        elif args.replica_action == "remove":
+            embedded_replica.remove(settings.pgdata_dir, folder, args.port)
+            print(f"removed {folder}")
+        elif args.replica_action == "url":
+            print(url)
+        elif args.replica_action == "status":
+            if not embedded_replica.running(folder):
+                print(f"not running ({folder})")
+                return 3
+            engine = make_engine(url)
+            try:
+                # Two looks a moment apart: one alone cannot tell a lag from a primary that was idle.
+                with engine.connect() as conn:
+                    first = check_health(conn, settings.max_replica_lag_s)
+                time.sleep(REPLICA_RECHECK_S)
+                with engine.connect() as conn:
+                    health = check_health(conn, settings.max_replica_lag_s, first, REPLICA_RECHECK_S)
+            except DBAPIError as exc:
+                print(f"running but not answering: {exc.orig}")
+                return 3
+            finally:
+                engine.dispose()
+            print(f"{'healthy' if health.healthy else 'unhealthy'}: {health.reason}; lag {health.lag_s} s; {url}")
+            return 0 if health.healthy else 3
+    except embedded_replica.ReplicaError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_db(args, settings: Settings) -> int:
     from service.store import embedded
 
+    if args.action == "replica":
+        if args.replica_action is None:
+            print("withsense db replica start|stop|status|url|remove [--port N]", file=sys.stderr)
+            return 2
+        return cmd_db_replica(args, settings)
     if settings.database_url and args.action in ("start", "stop"):
         print(f"DATABASE_URL is set: the database at {settings.database_url} is managed elsewhere", file=sys.stderr)
         return 1
@@ -93,6 +150,10 @@ def cmd_ingest(args, settings: Settings) -> int:
     from service.training.publish import project_missing_photos
 
     path = args.path or settings.dataset_dir
+    if not args.path and settings.uses_fixture_dataset:
+        from service.config import FIXTURE_DATASET_NOTICE
+
+        print(FIXTURE_DATASET_NOTICE, file=sys.stderr)
     if not path:
         print("no dataset folder: pass PATH or set WITHSENSE_DATASET", file=sys.stderr)
         return 2
@@ -187,10 +248,23 @@ def cmd_worker(args, settings: Settings) -> int:
     return 0
 
 
+def _active_model_version(settings: Settings) -> str | None:
+    from service.store.model_rows import active_ranker
+
+    with _engine(settings).connect() as conn:
+        model = active_ranker(conn, settings.encoder_key)
+    return model["version"] if model else None
+
+
 def cmd_train(args, settings: Settings) -> int:
     from service.runtime import encoders_for
     from service.training.publish import train_and_publish
 
+    if args.if_no_active:
+        active = _active_model_version(settings)
+        if active:
+            print(f"using the active model {active}")
+            return 0
     model = train_and_publish(_engine(settings), settings, encoders_for(settings), run_cv=not args.no_cv,
                               force=args.force, progress=not args.quiet)
     print(json.dumps(model, indent=2))
@@ -251,21 +325,12 @@ def cmd_serve(args, settings: Settings) -> int:
 
 def cmd_demo(args, settings: Settings) -> int:
     """Everything `make demo` needs, each step a no-op when already done."""
-    from sqlalchemy import text
-
-    engine = _engine(settings)
     cmd_migrate(argparse.Namespace(revision=None, downgrade=False), settings)
     if cmd_models_export(argparse.Namespace(all=False), settings) != 0:
         return 1
     if cmd_ingest(argparse.Namespace(path=None, quiet=False), settings) != 0:
         return 1
-    with engine.connect() as conn:
-        active = conn.execute(text("SELECT version FROM models WHERE kind = 'ranker' AND active AND encoder_key = :k"),
-                              {"k": settings.encoder_key}).scalar()
-    if active:
-        print(f"using the active model {active}")
-    else:
-        cmd_train(argparse.Namespace(quiet=False, no_cv=False, force=False), settings)
+    cmd_train(argparse.Namespace(quiet=False, no_cv=False, force=False, if_no_active=True), settings)
     return cmd_serve(args, settings)
 
 
@@ -274,7 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL")
-    db.add_argument("action", choices=["start", "stop", "status", "url", "analyst-url"])
+    db.add_argument("action", choices=["start", "stop", "status", "url", "analyst-url", "replica"])
+    db.add_argument("replica_action", nargs="?", choices=["start", "stop", "status", "url", "remove"],
+                    help="for `db replica`: a streaming read replica of the embedded server")
+    db.add_argument("--port", type=int, default=5433, help="the replica's port (default 5433)")
     db.set_defaults(func=cmd_db)
 
     migrate = sub.add_parser("migrate", help="apply Alembic migrations (to head by default)")
@@ -321,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true")
     train.add_argument("--no-cv", action="store_true", help="skip the model comparison (one linear scorer)")
     train.add_argument("--force", action="store_true", help="activate even if not better")
+    train.add_argument("--if-no-active", action="store_true",
+                       help="do nothing when a model is already active for these encoders (docker-compose's init)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="test queries over test photos; writes reports/evaluation.*")

@@ -15,9 +15,28 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# The committed 16-photo cut of the dataset: what a checkout without ../shared loads.
+FIXTURE_DATASET = REPO_ROOT / "tests" / "fixtures" / "dataset"
+
+
 def _default_shared(name: str) -> str:
     path = REPO_ROOT.parent / "shared" / "data" / name
     return str(path) if path.is_dir() else ""
+
+
+def _default_dataset() -> str:
+    """../shared/data/photos beside the checkout, else the fixture dataset, so `make demo` runs anywhere."""
+    return _default_shared("photos") or (str(FIXTURE_DATASET) if FIXTURE_DATASET.is_dir() else "")
+
+
+# Printed when the fixture dataset stands in for the full one: how to point at the full data and
+# where the public data comes from. Text only: nothing here downloads anything.
+FIXTURE_DATASET_NOTICE = (
+    "no dataset at ../shared/data/photos: using the 16-photo fixture (tests/fixtures/dataset). For the full "
+    "1,100 photos set WITHSENSE_DATASET to the Practicum dataset folder (Yandex Practicum's "
+    "dsplus_integrated_project_4, a Flickr8k subset, public in the GitHub repository vzwork/deep_image_search, "
+    "datasets/; Flickr8k itself is given out by the University of Illinois for research use)"
+)
 
 
 def _env(name: str, default, description: str, **bounds):
@@ -36,8 +55,9 @@ class Settings(BaseSettings):
 
     database_url: str = _env("DATABASE_URL", "", "any PostgreSQL with pgvector; empty = the embedded server")
     data_dir: Path = _env("WITHSENSE_DATA_DIR", Path("var"), "embedded database, photo store, model artifacts")
-    dataset_dir: str = _env("WITHSENSE_DATASET", lambda: _default_shared("photos"),
-                            "the Practicum dataset folder for `ingest dataset`")
+    dataset_dir: str = _env("WITHSENSE_DATASET", _default_dataset,
+                            "the Practicum dataset folder for `ingest dataset`; default ../shared/data/photos, "
+                            "else the fixture dataset")
     extra_dataset_dir: str = _env("WITHSENSE_EXTRA_DATASET", lambda: _default_shared("flickr8k_extra"),
                                   "extra captioned Flickr8k photos, training only")
     encoder: Literal["minilm", "clip"] = _env("WITHSENSE_ENCODER", "minilm",
@@ -71,6 +91,12 @@ class Settings(BaseSettings):
     content_rule: bool = _env("WITHSENSE_CONTENT_RULE", True,
                               "withhold photos of children and texts about them (the notice instead); "
                               "false only where the law does not apply")
+    replica_urls: str = _env("WITHSENSE_REPLICA_URLS", "",
+                             "comma-separated URLs of streaming read replicas for searches, similar photos and photo "
+                             "details; empty = every read goes to the primary")
+    max_replica_lag_s: float = _env("WITHSENSE_MAX_REPLICA_LAG_S", 5.0,
+                                    "a replica further behind the primary than this is skipped until it catches up",
+                                    ge=0.0)
     orphan_grace_seconds: float = _env("WITHSENSE_ORPHAN_GRACE_SECONDS", 3600.0,
                                        "store files no photo row points at are deleted by the next ingest once older than this",
                                        ge=0.0)
@@ -79,6 +105,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return Path(value).resolve()
+
+    @property
+    def uses_fixture_dataset(self) -> bool:
+        return bool(self.dataset_dir) and Path(self.dataset_dir).resolve() == FIXTURE_DATASET.resolve()
+
+    @property
+    def replica_url_list(self) -> list[str]:
+        return [url.strip() for url in self.replica_urls.split(",") if url.strip()]
 
     @property
     def pgdata_dir(self) -> Path:

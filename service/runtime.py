@@ -34,7 +34,8 @@ def get_searcher(app: Flask | None = None) -> Searcher:
     if searcher is None:
         settings = app.config["WITHSENSE"]
         encoders = get_encoders(app)
-        searcher = Searcher(app.extensions["withsense.engine"], settings, encoders.text)
+        searcher = Searcher(app.extensions["withsense.engine"], settings, encoders.text,
+                            replicas=app.extensions.get("withsense.replicas"))
         app.extensions["withsense.searcher"] = searcher
     return searcher
 

@@ -47,6 +47,13 @@ def _environment(service):
     return env
 
 
+def _mount(volume: str) -> tuple[str, str]:
+    """(container path, source) of a short-syntax volume; the source may hold `${VAR:-default}`."""
+    volume = volume.removesuffix(":ro").removesuffix(":rw")
+    source, target = volume.rsplit(":", 1)
+    return target, source
+
+
 def _command(service):
     command = service["command"]
     return command if isinstance(command, str) else " ".join(command)
@@ -85,18 +92,77 @@ def test_app_database_url_points_at_the_db_service(services):
     assert url.port == 5432
 
 
-def test_app_migrates_before_gunicorn_and_stops_if_migration_fails(services):
-    command = _command(services["app"])
-    migrate, gunicorn = command.find("withsense migrate"), command.find("gunicorn")
-    assert 0 <= migrate < gunicorn
-    assert "&&" in command[migrate:gunicorn]
-    assert "service:create_app()" in command
-    assert "0.0.0.0:8000" in command
+def test_init_migrates_then_ingests_the_mounted_dataset_then_trains_only_without_an_active_model(services):
+    init = services["init"]
+    command = _command(init)
+    steps = [command.find("withsense migrate"), command.find("withsense ingest dataset /dataset"),
+             command.find("withsense train")]
+    assert all(i >= 0 for i in steps) and steps == sorted(steps)
+    assert "--if-no-active" in command[steps[2]:]
+    assert "set -e" in command  # a failed step fails the service, so the app never starts
+    assert init["restart"] == "no"
+    assert init["depends_on"]["db"]["condition"] == "service_healthy"
+    mounts = dict(_mount(v) for v in init["volumes"])
+    # The fixture dataset by default; WITHSENSE_DATASET_DIR points it at the full one (docs/deploy.md).
+    assert mounts["/dataset"] == "${WITHSENSE_DATASET_DIR:-./tests/fixtures/dataset}"
+    assert (ROOT / "tests/fixtures/dataset/train_dataset.csv").is_file()
+    assert _environment(init)["WITHSENSE_DATASET"] == "/dataset"
+    # init writes the photo store and the model artifacts that the app serves from.
+    assert mounts["/data"] == "app-data" and any(v.startswith("app-data:/data") for v in services["app"]["volumes"])
 
 
-def test_app_has_data_volume_port_and_healthz_check(services):
+def test_app_starts_after_init_succeeded_and_serves_with_gunicorn_conf(services):
     app = services["app"]
-    assert _environment(app)["WITHSENSE_DATA_DIR"] == "/data"
-    assert any(v.split(":")[1] == "/data" for v in app["volumes"])
-    assert any(str(p).endswith("8000") for p in app["ports"])
-    assert "/healthz" in " ".join(app["healthcheck"]["test"])
+    assert app["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert app["command"] == ["gunicorn", "-c", "service/gunicorn_conf.py"]
+    assert _environment(app)["WITHSENSE_BIND"] == "0.0.0.0:8000"
+    assert "withsense migrate" not in _command(app)  # init's job
+
+
+def test_dockerfile_installs_the_lock_before_copying_code_and_runs_gunicorn_conf():
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    copy_lock = lines.index("COPY requirements.lock ./")
+    install = next(i for i, line in enumerate(lines) if line.startswith("RUN pip install") and "-r requirements.lock" in line)
+    first_code_copy = next(i for i, line in enumerate(lines) if line.startswith("COPY service"))
+    assert copy_lock < install < first_code_copy
+    assert "--no-deps" in next(line for line in lines[first_code_copy:] if "pip install" in line)
+    assert 'CMD ["gunicorn", "-c", "service/gunicorn_conf.py"]' in lines
+
+
+def test_app_health_check_is_readiness_and_readyz_is_red_without_an_active_model(services, make_database, settings_for):
+    assert "/readyz" in " ".join(services["app"]["healthcheck"]["test"])
+    from service import create_app
+
+    app = create_app({"database_url": make_database(), "data_dir": settings_for("x").data_dir})
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    reply = client.get("/readyz")
+    assert reply.status_code == 503
+    assert reply.get_json()["model"] is None
+    app.extensions["withsense.engine"].dispose()
+
+
+def test_proxy_buffers_requests_in_front_of_the_app_and_owns_the_public_port(services):
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("nginx:")
+    assert proxy["depends_on"]["app"]["condition"] == "service_healthy"
+    assert any(str(p).startswith("8000:") for p in proxy["ports"])
+    assert "ports" not in services["app"]  # only reachable through the proxy
+    conf_mount = next(v for v in proxy["volumes"] if v.endswith("/etc/nginx/conf.d/default.conf:ro"))
+    conf = (ROOT / conf_mount.split(":")[0]).read_text()
+    assert "proxy_pass http://withsense_app;" in conf and "server app:8000;" in conf
+    assert "proxy_request_buffering on;" in conf
+    for directive in ("client_body_timeout", "client_header_timeout", "send_timeout", "proxy_read_timeout",
+                      "client_max_body_size"):
+        assert f"{directive} " in conf
+
+
+def test_replica_streams_from_the_primary_and_the_app_reads_from_it(services):
+    replica = services["replica"]
+    command = _command(replica)
+    assert "pg_basebackup -h db" in command and " -R " in command
+    assert replica["depends_on"]["db"]["condition"] == "service_healthy"
+    urls = _environment(services["app"])["WITHSENSE_REPLICA_URLS"]
+    assert urlparse(urls).hostname == "replica"
+    hba_script = next(v for v in services["db"]["volumes"] if "docker-entrypoint-initdb.d" in v).split(":")[0]
+    assert "host replication" in (ROOT / hba_script).read_text()

@@ -7,14 +7,14 @@ back, so the row is claimed again; one whose job raises records the error and co
 and the job is ``failed`` after too many.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-28
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

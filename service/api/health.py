@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from service.http import metrics, schemas
 from service.http.contract import endpoint, responses
-from service.store.db import get_session
+from service.store.db import get_session, replicas_of
 from service.store.model_rows import active_ranker
 
 bp = Blueprint("health", __name__)
@@ -34,7 +34,13 @@ def readyz():
     if model is None:
         return jsonify({"status": "unavailable", "database": "ok", "model": None,
                         "error": f"no active model for encoders {settings.encoder_key}: run `withsense train`"}), 503
-    return jsonify({"status": "ready", "database": "ok", "model": model["version"]})
+    body = {"status": "ready", "database": "ok", "model": model["version"]}
+    replicas = replicas_of()
+    if replicas:
+        # Informational: reads fall back to the primary, so a replica that is down or lagging
+        # makes the service slower, never unready.
+        body["replicas"] = replicas.status()
+    return jsonify(body)
 
 
 @bp.get("/metrics")

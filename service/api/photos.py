@@ -11,7 +11,7 @@ from service.photos.images import ACCEPTED_FORMATS, EXTENSIONS, thumbnail_jpeg
 from service.runtime import embedding_worker, get_encoders
 from service.store import photo_files
 from service.policy import NOTICE
-from service.store.db import get_session
+from service.store.db import get_session, note_write, run_read
 
 bp = Blueprint("photos", __name__)
 
@@ -35,6 +35,7 @@ def upload():
     session.commit()
     if added.queued:
         embedding_worker().wake()
+    note_write()
     stored = uploads.require(session=session, photo_id=added.photo_id)
     hidden = child_marks.withheld(stored.shows_child, rule_on=_settings().content_rule)
     body = {"photo_id": added.photo_id, "duplicate_of": added.duplicate_of, "near_duplicates": added.near_duplicates,
@@ -51,15 +52,20 @@ def upload():
 @endpoint(resp=responses({200: schemas.PhotoDetails}, (404, *DATABASE_ERRORS)))
 def photo(photo_id: int):
     """A photo's metadata, descriptions and ratings summary, and whether search finds it yet."""
-    rule_on = _settings().content_rule
-    photo = uploads.require(session=get_session(), photo_id=photo_id)
-    details = uploads.details(session=get_session(), photo=photo, rule_on=rule_on)
-    hidden = child_marks.withheld(photo.shows_child, rule_on=rule_on)
+    rule_on, encoder_key = _settings().content_rule, _settings().encoder_key
+
+    def read(session):
+        photo = uploads.require(session=session, photo_id=photo_id)
+        details = uploads.details(session=session, photo=photo, rule_on=rule_on)
+        details["search"] = embedding_queue.search_state(session=session, photo_id=photo_id, encoder_key=encoder_key)
+        return photo.shows_child, details
+
+    # From a replica; not found there may only mean not replicated yet, so the primary is asked then.
+    shows_child, details = run_read(read, retry_on_primary=(uploads.PhotoNotFound,))
+    hidden = child_marks.withheld(shows_child, rule_on=rule_on)
     details["image_url"] = None if hidden else url_for("photos.image", photo_id=photo_id)
     details["thumbnail_url"] = None if hidden else url_for("photos.thumbnail", photo_id=photo_id)
     details["notice"] = NOTICE if hidden else None
-    details["search"] = embedding_queue.search_state(session=get_session(), photo_id=photo_id,
-                                                     encoder_key=_settings().encoder_key)
     return jsonify(details)
 
 
@@ -75,6 +81,7 @@ def add_description(photo_id: int):
     description_id = uploads.add_description(session=session, settings=_settings(), text_encoder=get_encoders().text,
                                             photo_id=photo_id, text_=text_, source="user", author=author)
     session.commit()
+    note_write()
     shown = child_marks.shown_text(text_, rule_on=_settings().content_rule)
     return jsonify({"description_id": description_id, "photo_id": photo_id, "text": shown, "author": author}), 201
 

@@ -8,7 +8,7 @@ from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, endpoint, respon
 from service.http.errors import ApiError
 from service.photos import uploads
 from service.ratings import votes
-from service.store.db import get_session
+from service.store.db import get_session, note_write
 
 bp = Blueprint("ratings", __name__, url_prefix="/api")
 
@@ -28,5 +28,6 @@ def rate():
     vote_id = votes.add_vote(session=session, photo_id=body.photo_id, match=body.match,
                              description_id=body.description_id, query=body.query, client=body.client)
     session.commit()
+    note_write()
     return jsonify({"vote_id": vote_id, "photo_id": body.photo_id, "description_id": body.description_id,
                     "query": body.query, "match": body.match}), 201

@@ -13,8 +13,8 @@ from service.photos import child_marks, uploads
 from service.policy import NOTICE
 from service.runtime import get_encoders, get_searcher
 from service.search.searcher import Filters
-from service.search.similar import similar_to_image, similar_to_photo
-from service.store.db import get_session
+from service.search.similar import NoVector, similar_to_image, similar_to_photo
+from service.store.db import run_read
 
 bp = Blueprint("search", __name__, url_prefix="/api")
 
@@ -72,18 +72,25 @@ def _result(result, explain: bool) -> dict:
 @endpoint(json=schemas.SimilarRequest, form=schemas.SimilarUpload,
           resp=responses({200: schemas.SimilarResponse}, (404, 409, 413, 415, 422, *RATE_LIMITED, *DATABASE_ERRORS)))
 def similar():
-    """JSON {"photo_id", "limit"} for a stored photo, or multipart with `file` (and `limit`) for an image."""
+    """JSON {"photo_id", "limit"} for a stored photo, or multipart with `file` (and `limit`) for an image.
+
+    Reads from a healthy replica; a photo or vector not found there (uploaded a moment ago, not
+    replicated yet) is looked up again on the primary.
+    """
     settings = current_app.config["WITHSENSE"]
-    session = get_session()
     if request.context.form is not None:
         form: schemas.SimilarUpload = request.context.form
-        payload = similar_to_image(session=session, settings=settings, image_encoder=get_encoders().image,
-                                   data=form.file.read(), limit=form.limit)
+        data, limit, image_encoder = form.file.read(), form.limit, get_encoders().image
+        payload = run_read(lambda session: similar_to_image(session=session, settings=settings,
+                                                            image_encoder=image_encoder, data=data, limit=limit))
     else:
         body: schemas.SimilarRequest = request.context.json
-        photo = uploads.require(session=session, photo_id=body.photo_id, field="photo_id")
-        payload = similar_to_photo(session=session, settings=settings, photo=photo, limit=body.limit)
+
+        def nearest(session):
+            photo = uploads.require(session=session, photo_id=body.photo_id, field="photo_id")
+            return similar_to_photo(session=session, settings=settings, photo=photo, limit=body.limit)
+
+        payload = run_read(nearest, retry_on_primary=(uploads.PhotoNotFound, NoVector))
     for item in payload["results"]:
         item.update(_picture(item["photo_id"], item.pop("shows_child")))
     return jsonify(payload)
-

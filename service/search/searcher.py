@@ -21,9 +21,11 @@ from service.store.db import as_array, driver_connection
 from service.store.model_rows import (
     ModelMismatch,
     active_ranker,
+    check_package_versions,
     encoder_model_ids,
     load_ranker,
 )
+from service.store.replicas import ReadReplicas, read_with_fallback
 
 # Filters on the photo, shared by both shortlists; each is off when its parameter is NULL.
 # taken_after/taken_before form a half-open interval [after, before).
@@ -194,14 +196,17 @@ def shortfall_message(*, n_candidates: int, n_passing: int, best: Optional[float
 
 
 class Searcher:
-    def __init__(self, engine: Engine, settings: Settings, text_encoder) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, settings: Settings, text_encoder, replicas: ReadReplicas | None = None) -> None:
+        self.engine = engine  # the primary: encoder registration and the search log write there
         self.settings = settings
         self.text_encoder = text_encoder
+        self.replicas = replicas  # the shortlist reads from a healthy one when there is one
         self._text_model_id: Optional[int] = None
 
     def ranker_for(self, model: dict) -> Ranker:
-        """The loaded ranker for a models row, refused if it works in another space than the text encoder."""
+        """The loaded ranker for a models row, refused if it works in another space than the text encoder
+        or was made by other package versions than the installed ones."""
+        check_package_versions(f"active ranker {model['name']} {model['version']}", model.get("package_versions"))
         ranker = load_ranker(model["artifact_path"])
         if ranker.dims != self.text_encoder.dim:
             raise ModelMismatch(
@@ -216,9 +221,11 @@ class Searcher:
             self._text_model_id = encoder_model_ids(self.engine, self.settings, text_encoder=self.text_encoder)["text"]
         return self._text_model_id
 
-    def active_model(self) -> dict:
-        with self.engine.connect() as conn:
-            model = active_ranker(conn, self.settings.encoder_key)
+    def active_model(self, conn=None) -> dict:
+        if conn is None:
+            with self.engine.connect() as conn:
+                return self.active_model(conn)
+        model = active_ranker(conn, self.settings.encoder_key)
         if model is None:
             raise NoActiveModel(
                 f"no trained model for encoders {self.settings.encoder_key}: run `withsense train`"
@@ -241,20 +248,30 @@ class Searcher:
             return response
         clock.lap("policy")
 
-        model = self.active_model()
-        ranker = self.ranker_for(model)
         query_vector = self.text_encoder.encode([query])[0]
+        text_model_id = self.text_model_id() if hybrid else None
         clock.lap("text_encoding")
 
-        with self.engine.connect() as conn, driver_connection(conn).cursor(binary=True, row_factory=namedtuple_row) as cur:
-            rows = cur.execute(HYBRID_SHORTLIST_SQL, {
-                "query_vector": query_vector,
-                "model_id": model["id"],
-                "text_model_id": self.text_model_id() if hybrid else None,
-                "splits": list(splits) if splits else None,
-                "shortlist_size": max(self.settings.shortlist_size, offset + limit),
-                **asdict(filters),
-            }).fetchall()
+        def shortlist(engine: Engine):
+            # The model row and its vectors from one server, so a replica never pairs a model it
+            # has not seen yet with vectors it lacks.
+            with engine.connect() as conn:
+                model = self.active_model(conn)
+                self.ranker_for(model)  # refuses a model whose space or packages differ, before any work
+                with driver_connection(conn).cursor(binary=True, row_factory=namedtuple_row) as cur:
+                    rows = cur.execute(HYBRID_SHORTLIST_SQL, {
+                        "query_vector": query_vector,
+                        "model_id": model["id"],
+                        "text_model_id": text_model_id,
+                        "splits": list(splits) if splits else None,
+                        "shortlist_size": max(self.settings.shortlist_size, offset + limit),
+                        **asdict(filters),
+                    }).fetchall()
+            return model, rows
+
+        # No active model on a replica may only mean the first one is not replicated yet.
+        model, rows = read_with_fallback(self.engine, self.replicas, shortlist, retry_on_primary=(NoActiveModel,))
+        ranker = self.ranker_for(model)
         clock.lap("shortlist")
 
         ranked = self._rerank(ranker, query_vector, rows) if rerank else self._shortlist_order(rows)

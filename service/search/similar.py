@@ -16,7 +16,7 @@ from service.photos.uploads import check_size
 from service.search.searcher import NoActiveModel
 from service.store import photo_files
 from service.store.db import as_array
-from service.store.model_rows import active_ranker, load_ranker
+from service.store.model_rows import active_ranker, check_package_versions, load_ranker
 
 # Nearest photos by cosine ``<=>`` in the active ranker's joint space; the photo itself and exact
 # copies (same sha256) are left out.
@@ -44,6 +44,7 @@ def _model(session: Session, settings: Settings) -> dict:
     model = active_ranker(session.connection(), settings.encoder_key)
     if model is None:
         raise NoActiveModel(f"no trained model for encoders {settings.encoder_key}: run `withsense train`")
+    check_package_versions(f"active ranker {model['name']} {model['version']}", model["package_versions"])
     return model
 
 

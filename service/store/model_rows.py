@@ -4,9 +4,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Optional
 
+import json
+
 from sqlalchemy import Connection, Engine, text
 
 from ml.ranker import Ranker
+from ml.versions import package_versions, version_mismatches
 from service.config import Settings
 
 
@@ -14,17 +17,30 @@ class ModelMismatch(RuntimeError):
     """Vectors of one model would be compared with vectors of another."""
 
 
+def check_package_versions(what: str, recorded: dict) -> None:
+    """Refuse a model whose vectors were made by other package versions than the installed ones."""
+    differences = version_mismatches(recorded or {}, package_versions())
+    if differences:
+        listed = ", ".join(f"{name} {was} (installed: {now or 'none'})" for name, (was, now) in sorted(differences.items()))
+        raise ModelMismatch(
+            f"{what} was made with {listed}: its vectors cannot be compared with the installed packages'. "
+            "Install the locked versions (requirements.lock), or ingest and train anew in a fresh database"
+        )
+
+
 def _ensure_encoder(conn: Connection, name: str, dims: int, encoder_key: str) -> int:
     conn.execute(text(
-        """INSERT INTO models (kind, name, version, encoder_key, dims)
-           VALUES ('encoder', :name, '1', :key, :dims)
+        """INSERT INTO models (kind, name, version, encoder_key, dims, package_versions)
+           VALUES ('encoder', :name, '1', :key, :dims, CAST(:packages AS jsonb))
            ON CONFLICT (kind, name, version) DO NOTHING"""
-    ), {"name": name, "key": encoder_key, "dims": dims})
-    model_id, stored_dims = conn.execute(
-        text("SELECT id, dims FROM models WHERE kind = 'encoder' AND name = :name AND version = '1'"), {"name": name}
+    ), {"name": name, "key": encoder_key, "dims": dims, "packages": json.dumps(package_versions())})
+    model_id, stored_dims, recorded = conn.execute(
+        text("SELECT id, dims, package_versions FROM models WHERE kind = 'encoder' AND name = :name AND version = '1'"),
+        {"name": name},
     ).one()
     if stored_dims != dims:
         raise ModelMismatch(f"encoder {name} is stored with {stored_dims} dimensions but now gives {dims}")
+    check_package_versions(f"encoder {name}", recorded)
     return model_id
 
 
@@ -41,7 +57,7 @@ def encoder_model_ids(engine: Engine, settings: Settings, *, text_encoder=None, 
 
 def active_ranker(conn: Connection, encoder_key: str) -> Optional[dict]:
     row = conn.execute(text(
-        """SELECT id, name, version, dims, artifact_path, metrics FROM models
+        """SELECT id, name, version, dims, artifact_path, metrics, package_versions FROM models
            WHERE kind = 'ranker' AND active AND encoder_key = :key"""
     ), {"key": encoder_key}).mappings().first()
     return dict(row) if row else None

@@ -22,6 +22,7 @@ from ml.data import TrainingData, assert_no_test_leak, cached_text_vectors
 from ml.encoders import imagenet_label_texts
 from ml.features import cached_image_features
 from ml.ranker import Ranker
+from ml.versions import package_versions
 from service.config import Settings
 from service.policy import is_about_children
 from service.store.db import as_array
@@ -244,11 +245,14 @@ def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.nd
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     with engine.begin() as conn:
         model_id = conn.execute(text(
-            """INSERT INTO models (kind, name, version, encoder_key, dims, params, metrics, artifact_path)
-               VALUES ('ranker', :name, :version, :key, :dims, CAST(:params AS jsonb), CAST(:metrics AS jsonb), :path)
+            """INSERT INTO models (kind, name, version, encoder_key, dims, params, metrics, artifact_path,
+                                  package_versions)
+               VALUES ('ranker', :name, :version, :key, :dims, CAST(:params AS jsonb), CAST(:metrics AS jsonb), :path,
+                       CAST(:packages AS jsonb))
                RETURNING id"""
         ), {"name": ranker.name, "version": version, "key": settings.encoder_key, "dims": ranker.dims,
-            "params": json.dumps(params), "metrics": json.dumps(metrics, default=str), "path": str(directory)}).scalar_one()
+            "params": json.dumps(params), "metrics": json.dumps(metrics, default=str), "path": str(directory),
+            "packages": json.dumps(package_versions())}).scalar_one()
         for start in tqdm(range(0, len(photo_ids), 500), desc="photo vectors", disable=not progress):
             joint, bridge = ranker.photo_side(features[start:start + 500])
             write_vectors(conn, "photo_embeddings", "photo_id", model_id, photo_ids[start:start + 500], joint, bridge)
