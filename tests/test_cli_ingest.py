@@ -32,7 +32,7 @@ def _picture(seed: int) -> Image.Image:
 
 
 def test_ingest_one_photo_with_metadata(run, writable, tmp_path, capsys):
-    path = tmp_path / "harbour.jpg"
+    path = tmp_path / "cli-harbour.jpg"
     _picture(1).save(path, "JPEG")
     before = _count(writable["engine"])
     assert run("ingest", "photo", str(path), "--description", "boats in a small harbour", "--place", "Bergen",
@@ -43,7 +43,7 @@ def test_ingest_one_photo_with_metadata(run, writable, tmp_path, capsys):
     with writable["engine"].connect() as conn:
         row = conn.execute(text(
             """SELECT p.split, p.place, p.camera, d.text, d.source FROM photos p JOIN descriptions d ON d.photo_id = p.id
-               WHERE p.file_name = 'harbour.jpg'""")).one()
+               WHERE p.file_name = 'cli-harbour.jpg'""")).one()
     assert tuple(row) == ("upload", "Bergen", "Fuji X100", "boats in a small harbour", "owner")
     assert run("ingest", "photo", str(path), "--quiet") == 0  # already there: processed, not added
     assert "added: 0, duplicates: 1, rejected: 0" in capsys.readouterr().out

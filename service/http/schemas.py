@@ -301,9 +301,18 @@ class Liveness(Reply):
     status: str
 
 
+class ReplicaHealth(Reply):
+    replica: str = Field(description="host:port/database")
+    healthy: bool
+    lag_s: float | None
+    reason: str | None
+
+
 class Readiness(Reply):
     status: str
     database: str
     model: str | None
     error: str | None = None
+    replicas: list[ReplicaHealth] | None = Field(
+        None, description="each read replica's health, when WITHSENSE_REPLICA_URLS names any (informational)")
 
