@@ -54,8 +54,7 @@ def search():
     explain = bool_field(body, "explain", default=False)
     filters = _filters(body)
     response = get_searcher().search(query, limit=limit, offset=offset, min_score=min_score, filters=filters)
-    if response.blocked:
-        metrics.SEARCHES_BLOCKED.inc()
+    metrics.observe_search(response.stages_ms, response.took_ms, blocked=response.blocked)
     payload = {
         "query": response.query, "blocked": response.blocked, "notice": response.notice,
         "results": [_result(r, explain) for r in response.results],
