@@ -1,0 +1,42 @@
+"""HNSW index for the rankers already active when this revision runs.
+
+From now on `withsense train` builds a partial halfvec HNSW index per published ranker
+(service/store/hnsw.py: ``photo_embeddings_hnsw_m<id>``) before activating it, and the shortlist
+uses it once the library is large enough. A database trained before this change gets the index
+for its active rankers here, so it does not have to be retrained. The DDL is written out here
+(not imported from service/) so this revision stays as it was when it ran.
+
+Revision ID: 0007
+Revises: 0004
+Create Date: 2026-11-28
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+INDEX_PREFIX = "photo_embeddings_hnsw_m"
+
+
+def upgrade() -> None:
+    conn = op.get_bind()
+    rankers = conn.execute(sa.text("SELECT id, dims FROM models WHERE kind = 'ranker' AND active")).all()
+    for model_id, dims in rankers:
+        op.execute(
+            f"CREATE INDEX IF NOT EXISTS {INDEX_PREFIX}{int(model_id)} ON photo_embeddings "
+            f"USING hnsw ((embedding::halfvec({int(dims)})) halfvec_cosine_ops) "
+            f"WITH (m = 16, ef_construction = 64) WHERE model_id = {int(model_id)}"
+        )
+
+
+def downgrade() -> None:
+    # Every ranker's index, including those `withsense train` built after the upgrade.
+    conn = op.get_bind()
+    names = conn.execute(sa.text(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'photo_embeddings' AND indexname LIKE :prefix"
+    ), {"prefix": INDEX_PREFIX + "%"}).scalars().all()
+    for name in names:
+        op.execute(f'DROP INDEX IF EXISTS "{name}"')
