@@ -107,7 +107,7 @@ def test_the_shortlist_chooses_the_index_by_library_size(loaded, encoders):
 
 def test_the_indexed_statement_is_served_by_the_rankers_hnsw_index(loaded, encoders):
     """The ORDER BY matches the index expression and the partial predicate is provable: with the
-    sequential scan priced out (16 rows would never need the index), the planner picks it."""
+    sequential scan and sorting priced out (16 rows would never need the index), the planner picks it."""
     model = loaded["model"]
     query_vector = encoders.text.encode([QUERIES[0]])[0]
     params = {"query_vector": query_vector, "text_vector": query_vector, "model_id": model["id"],
@@ -115,11 +115,13 @@ def test_the_indexed_statement_is_served_by_the_rankers_hnsw_index(loaded, encod
     with loaded["engine"].connect() as conn:
         with driver_connection(conn).cursor() as cur:
             cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute("SET LOCAL enable_indexscan = on")
+            cur.execute("SET LOCAL enable_sort = off")  # else a btree scan on model_id + sort beats any index
             cur.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             indexed_plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + indexed_shortlist_sql(384), params))
             exact_plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + EXACT_SHORTLIST_SQL, params))
         conn.rollback()
-    assert index_name(model["id"]) in indexed_plan
+    assert index_name(model["id"]) in indexed_plan, indexed_plan
     assert index_name(model["id"]) not in exact_plan
 
 
