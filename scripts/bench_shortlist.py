@@ -164,8 +164,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--no-real", action="store_true", help="skip the real library")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
+    parser.add_argument("--add-to", type=Path, help="a shortlist.json of an earlier run whose sizes are kept")
     args = parser.parse_args()
-    results = []
+    results = json.loads(args.add_to.read_text())["results"] if args.add_to else []
     if not args.no_real:
         results.append(real_library(args.queries))
         print(json.dumps(results[-1]), flush=True)
@@ -173,6 +174,7 @@ def main() -> None:
     for n in args.sizes:
         results.append(synthetic_library(n, args.queries, rng))
         print(json.dumps(results[-1]), flush=True)
+    results.sort(key=lambda r: r["n"])
     payload = {"k": K, "results": results, "chosen_min_photos": load_settings().hnsw_min_photos}
     write_report(payload, args.out)
     print(f"written: {args.out / 'shortlist.json'}, {args.out / 'shortlist.md'}")

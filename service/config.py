@@ -49,7 +49,7 @@ class Settings(BaseSettings):
                                ge=1, le=10_000)
     hnsw_ef_search: int = _env("WITHSENSE_HNSW_EF_SEARCH", 100, "pgvector `hnsw.ef_search` for the shortlist",
                                ge=1, le=1000)
-    hnsw_min_photos: int = _env("WITHSENSE_HNSW_MIN_PHOTOS", 20_000,
+    hnsw_min_photos: int = _env("WITHSENSE_HNSW_MIN_PHOTOS", 2_000,
                                 "photos under the active ranker from which the shortlist uses its HNSW index "
                                 "(below it an exact scan is as fast and exact)", ge=0)
     model_refresh_seconds: float = _env("WITHSENSE_MODEL_REFRESH_SECONDS", 2.0,
