@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -86,11 +87,12 @@ class SearchLogWriter:
         self._thread.join(timeout)
 
     def _ensure_thread(self) -> None:
-        # Started lazily and per process: a thread does not survive gunicorn's fork.
-        if self._thread is not None and self._pid == os.getpid():
+        # Started lazily and per process: a thread does not survive gunicorn's fork (and a closed
+        # writer that is handed more lines starts again rather than dropping them).
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
             return
         with self._lock:
-            if self._thread is not None and self._pid == os.getpid():
+            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
                 return
             self._pid = os.getpid()
             self._closed = False
@@ -149,7 +151,7 @@ class SearchLogWriter:
             except Exception:  # noqa: BLE001 - the log must never take the worker down
                 log.warning("search log: batch of %d not written (attempt %d of %d)", len(batch), attempt, RETRIES,
                             exc_info=attempt == RETRIES)
-                threading.Event().wait(0.5 * attempt)
+                time.sleep(0.5 * attempt)
         self.dropped += len(batch)
 
 
