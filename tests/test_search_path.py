@@ -135,3 +135,11 @@ def test_migration_0007_indexes_active_rankers_and_downgrade_drops_them(own_libr
     assert left == 0
     migrate_to(url, "head")  # a database trained before 0007 gets its active ranker's index
     assert _index_is_valid(engine, active)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT attstorage FROM pg_attribute WHERE attrelid = 'photo_embeddings'::regclass "
+                                 "AND attname = 'embedding'")).scalar() == "m"
+    from alembic import command
+
+    from service.cli import alembic_config
+
+    command.check(alembic_config(url))  # the per-ranker indexes are not schema drift (migrations/env.py)
