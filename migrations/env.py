@@ -21,11 +21,18 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Leave out the per-ranker HNSW indexes: `withsense train` creates one per published ranker
+    (service/store/hnsw.py), so they are data-dependent and not part of the declared schema."""
+    return not (type_ == "index" and reflected and name and name.startswith("photo_embeddings_hnsw_m"))
+
+
 def run_migrations(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_item=render_item,
+        include_object=include_object,
         transaction_per_migration=True,
         compare_type=True,
     )

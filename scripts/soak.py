@@ -11,7 +11,8 @@ then runs C client threads on loopback for the given time, each looping over a m
 
 Pass/fail: zero errors (any non-2xx answer, timeout or connection failure), no worker restarted,
 and each worker's RSS at the end within --max-growth (10 %) of its RSS after the warm-up. Latency
-percentiles per kind go to reports/soak.json. The run is bounded in time (--minutes / --seconds)
+percentiles per kind, p50/p99 and errors per time window, and each worker's RSS sampled every
+window go to reports/soak.json, with a readable summary in reports/soak.md. The run is bounded in time (--minutes / --seconds)
 and in count (--max-requests), and stops by itself. Afterwards the rows it wrote (uploads tagged
 with uploader "soak-<run id>", their files, its votes and its search-log lines) are deleted again
 unless --keep is given, so a demo database is left as it was found.
@@ -111,6 +112,8 @@ class Load:
         self.status = Counter()
         self.uploaded: list[int] = []
         self.seed = random.randrange(1 << 30)
+        self.started = time.monotonic()
+        self.timeline: list[tuple[float, float, bool]] = []  # (seconds since start at completion, latency, ok)
 
     def _take(self) -> int | None:
         with self.lock:
@@ -146,10 +149,13 @@ class Load:
             except requests.RequestException as exc:
                 with self.lock:
                     self.errors.append({"kind": kind, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                    self.timeline.append((time.monotonic() - self.started, time.monotonic() - start, False))
                 continue
             with self.lock:
                 self.status[f"{kind} {r.status_code}"] += 1
-                if r.status_code >= 300 or (kind == "upload" and r.status_code != 201):
+                ok = not (r.status_code >= 300 or (kind == "upload" and r.status_code != 201))
+                self.timeline.append((time.monotonic() - self.started, took, ok))
+                if not ok:
                     self.errors.append({"kind": kind, "status": r.status_code, "body": r.text[:300]})
                 else:
                     self.latency[kind].append(took)
@@ -157,12 +163,57 @@ class Load:
                         self.uploaded.append(r.json()["photo_id"])
 
 
+def windows(timeline: list[tuple[float, float, bool]], rss_samples: list[dict], width: float) -> list[dict]:
+    """p50/p99 latency, request and error counts per time window, with each worker's RSS at its end."""
+    out = []
+    end = max((t for t, _, _ in timeline), default=0.0)
+    start = 0.0
+    while start < end:
+        inside = [(lat, ok) for t, lat, ok in timeline if start <= t < start + width]
+        lat = percentiles([x for x, ok in inside if ok])
+        rss = next((r["rss_mb"] for r in rss_samples if r["t"] >= start + width), rss_samples[-1]["rss_mb"] if rss_samples else {})
+        out.append({"from_s": round(start), "to_s": round(start + width), "requests": len(inside),
+                    "errors": sum(1 for _, ok in inside if not ok), "p50_ms": lat.get("p50_ms"), "p99_ms": lat.get("p99_ms"),
+                    "rss_mb": rss})
+        start += width
+    return out
+
+
+def sample_rss(workers: list[int], started: float, interval: float, stop: threading.Event, into: list[dict]) -> None:
+    while not stop.wait(interval):
+        into.append({"t": round(time.monotonic() - started, 1),
+                     "rss_mb": {str(pid): round(rss_kb(pid) / 1024, 1) for pid in workers if Path(f"/proc/{pid}").exists()}})
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    c = result.get("config", {})
+    lat = result.get("latency", {}).get("all", {})
+    lines = [f"# Soak (scripts/soak.py): {c.get('seconds', 0):.0f} s, {c.get('clients')} clients, "
+             f"{c.get('workers')} workers x {c.get('threads')} threads", "",
+             f"Result: **{'PASS' if result.get('ok') else 'FAIL'}** {'; '.join(result.get('problems', []))}", "",
+             f"{result.get('requests')} requests in {result.get('elapsed_s')} s ({result.get('throughput_rps')} req/s), "
+             f"errors {result.get('errors')}; all requests p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms. "
+             f"Mix: {c.get('mix')}. Load generator on the same 2 cores as the server.", "",
+             "| kind | n | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|---|"]
+    for kind, v in result.get("latency", {}).items():
+        lines.append(f"| {kind} | {v.get('n')} | {v.get('p50_ms')} | {v.get('p95_ms')} | {v.get('p99_ms')} | {v.get('max_ms')} |")
+    lines += ["", "Over time (RSS of each worker at the window's end, MB):", "",
+              "| window s | requests | errors | p50 ms | p99 ms | RSS per worker MB |", "|---|---|---|---|---|---|"]
+    for w in result.get("windows", []):
+        rss = ", ".join(f"{v}" for v in w["rss_mb"].values())
+        lines.append(f"| {w['from_s']}-{w['to_s']} | {w['requests']} | {w['errors']} | {w['p50_ms']} | {w['p99_ms']} | {rss} |")
+    lines += ["", "RSS per worker, after warm-up -> end (growth): " + ", ".join(
+        f"{pid}: {v['after_warmup']} -> {v['end']} MB ({v['growth']:+.1%})" for pid, v in result.get("rss_mb", {}).items()), ""]
+    path.write_text("\n".join(lines))
+
+
 def start_server(args, port: int, token: str, log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "WITHSENSE_RATE_LIMIT": "0", "WITHSENSE_API_TOKEN": token,
            "WITHSENSE_DATA_DIR": str(args.data_dir)}
     log = open(log_path, "w")
+    threads = ["--threads", str(args.threads)] if args.threads else []
     return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
-                             "--workers", str(args.workers)], cwd=REPO_ROOT, env=env, stdout=log,
+                             "--workers", str(args.workers), *threads], cwd=REPO_ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -220,6 +271,12 @@ def clean_up(data_dir: Path, tag: str, search_log_from: int) -> dict:
     return {"photos": photos, "votes": votes, "search_log": searches, "files": len(keys)}
 
 
+def load_threads() -> int:
+    from service.config import load_settings
+
+    return load_settings().threads
+
+
 def search_log_high_water(data_dir: Path) -> int:
     from sqlalchemy import text
 
@@ -236,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="overrides --minutes")
     parser.add_argument("--clients", type=int, help="default 32 (8 with --short)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="threads per worker (default: WITHSENSE_THREADS)")
+    parser.add_argument("--window", type=float, help="seconds per over-time window (default: 30, 5 with --short)")
     parser.add_argument("--short", action="store_true", help="CI: 20 s, 8 clients (explicit --seconds/--clients win)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("WITHSENSE_DATA_DIR", "var")))
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
@@ -249,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.short:
         args.seconds = args.seconds or 20.0
     args.clients = args.clients or (8 if args.short else 32)
+    args.window = args.window or (5.0 if args.short else 30.0)
     duration = args.seconds if args.seconds is not None else args.minutes * 60
     warmup = args.warmup if args.warmup is not None else min(60.0, max(5.0, 0.15 * duration))
     args.data_dir = args.data_dir.resolve()
@@ -276,12 +336,22 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         load = Load(base, token, tag, photo_ids, started + duration, args.max_requests, args.timeout)
         threads = [threading.Thread(target=load.client, args=(i,), daemon=True) for i in range(args.clients)]
+        rss_samples: list[dict] = []
+        sampling = threading.Event()
+        sampler = threading.Thread(target=sample_rss, args=(workers, load.started, args.window, sampling, rss_samples),
+                                   daemon=True)
+        sampler.start()
         for t in threads:
             t.start()
         time.sleep(min(warmup, duration))
         rss_warm = {pid: rss_kb(pid) for pid in workers}
         for t in threads:
             t.join(timeout=duration + args.timeout + 60)
+        sampling.set()
+        sampler.join()
+        rss_samples.append({"t": round(time.monotonic() - load.started, 1),
+                            "rss_mb": {str(pid): round(rss_kb(pid) / 1024, 1) for pid in workers
+                                       if Path(f"/proc/{pid}").exists()}})
         elapsed = time.monotonic() - started
         workers_after = children(server.pid)
         rss_end = {pid: rss_kb(pid) for pid in workers_after if pid in rss_warm}
@@ -297,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"RSS grew more than {args.max_growth:.0%} after warm-up: {growth}")
         result = {
             "ok": not problems, "problems": problems,
-            "config": {"seconds": duration, "clients": args.clients, "workers": args.workers, "warmup_s": warmup,
+            "config": {"seconds": duration, "clients": args.clients, "workers": args.workers,
+                       "threads": args.threads or load_threads(), "warmup_s": warmup, "window_s": args.window,
                        "mix": dict(MIX), "data_dir": str(args.data_dir), "model": ready.get("model"),
                        "cpus": os.cpu_count(), "max_requests": args.max_requests},
             "requests": sum(load.status.values()) + len([e for e in load.errors if "status" not in e]),
@@ -309,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             "rss_mb": {str(pid): {"after_warmup": round(rss_warm[pid] / 1024, 1),
                                   "end": round(rss_end.get(pid, 0) / 1024, 1), "growth": growth[str(pid)]}
                        for pid in rss_warm},
+            "windows": windows(load.timeline, rss_samples, args.window),
+            "rss_samples": rss_samples,
             "uploaded_photos": len(load.uploaded),
             "server_log": str(log_path),
         }
@@ -317,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             result["cleaned_up"] = clean_up(args.data_dir, tag, search_log_from)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_markdown(result, args.out.with_suffix(".md"))
 
     lat = result.get("latency", {}).get("all", {})
     print(f"soak: {result.get('requests', 0)} requests in {result.get('elapsed_s')} s "

@@ -297,6 +297,7 @@ def cmd_search(args, settings: Settings) -> int:
 
     searcher = Searcher(_engine(settings), settings, encoders_for(settings).text)
     response = searcher.search(args.query, limit=args.limit)
+    searcher.close()  # writes its search-log line
     if args.json:
         print(json.dumps(response.to_dict(), indent=2))
     elif response.blocked:
@@ -319,6 +320,8 @@ def cmd_serve(args, settings: Settings) -> int:
     # would start Python and import the settings again, which the cold start pays for.
     from gunicorn.app.wsgiapp import run
 
+    if args.threads:
+        os.environ["WITHSENSE_THREADS"] = str(args.threads)
     sys.argv = ["gunicorn", "--config", "python:service.gunicorn_conf"]
     return run()
 
@@ -409,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
         p.add_argument("--workers", type=int, default=2)
+        p.add_argument("--threads", type=int, help="threads per worker (default: WITHSENSE_THREADS)")
         p.set_defaults(func=func)
     return parser
 

@@ -77,6 +77,21 @@ class Settings(BaseSettings):
                                ge=1, le=10_000)
     hnsw_ef_search: int = _env("WITHSENSE_HNSW_EF_SEARCH", 100, "pgvector `hnsw.ef_search` for the shortlist",
                                ge=1, le=1000)
+    hnsw_min_photos: int = _env("WITHSENSE_HNSW_MIN_PHOTOS", 2_000,
+                                "photos under the active ranker from which the shortlist uses its HNSW index "
+                                "(below it an exact scan is as fast and exact)", ge=0)
+    model_refresh_seconds: float = _env("WITHSENSE_MODEL_REFRESH_SECONDS", 2.0,
+                                        "how often a serving process checks which ranker is active", ge=0.0, le=3600.0)
+    query_cache_size: int = _env("WITHSENSE_QUERY_CACHE_SIZE", 4096,
+                                 "query vectors kept per process (LRU); 0 = off", ge=0, le=1_000_000)
+    bind: str = _env("WITHSENSE_BIND", "127.0.0.1:8000", "address gunicorn listens on (`withsense serve` sets it)")
+    workers: int = _env("WITHSENSE_WORKERS", 2, "gunicorn worker processes", ge=1, le=64)
+    threads: int = _env("WITHSENSE_THREADS", 4, "gunicorn threads per worker (gthread)", ge=1, le=256)
+    read_timeout_seconds: float = _env("WITHSENSE_READ_TIMEOUT", 10.0,
+                                       "longest a client may take to send a request body (and the longest "
+                                       "silence while sending it) before the connection is dropped", gt=0.0, le=600.0)
+    metrics_dir: str = _env("WITHSENSE_METRICS_DIR", "",
+                            "shared folder for gunicorn workers' Prometheus metrics; empty = a fresh temporary one")
     api_token: str = _env("WITHSENSE_API_TOKEN", "", "bearer token that write endpoints require; empty = writes refused")
     rate_limit_per_minute: int = _env("WITHSENSE_RATE_LIMIT", 120,
                                       "searches per minute per client address, per worker process; 0 = off", ge=0)

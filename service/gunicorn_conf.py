@@ -1,11 +1,63 @@
-"""gunicorn settings for `withsense serve`: print the URL once the server is up, warm each worker."""
-import os
+"""gunicorn settings for `withsense serve`: threads that do not wait on slow clients, shared
+Prometheus metrics, the URL printed once up, each worker warmed before its first request.
 
-bind = os.environ.get("WITHSENSE_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WITHSENSE_WORKERS", "2"))
-timeout = 120
+Settings come from service/config.py (WITHSENSE_BIND, WITHSENSE_WORKERS, WITHSENSE_THREADS,
+WITHSENSE_READ_TIMEOUT, WITHSENSE_METRICS_DIR); docs/scaling.md has the measurements behind the
+defaults.
+"""
+import os
+import shutil
+import socket
+import struct
+import tempfile
+from pathlib import Path
+
+from gunicorn.workers.gthread import ThreadWorker
+
+from service.config import load_settings
+
+_settings = load_settings()
+
+bind = _settings.bind
+workers = _settings.workers
+# gthread: the main thread of a worker waits for requests in a poller, so an idle or kept-alive
+# connection costs no thread; a thread is taken only once request bytes arrive (and gunicorn
+# hands a connection that sends nothing for 5 s back to the poller). BoundedReadWorker below
+# bounds the silence while a client is sending the rest.
+worker_class = "service.gunicorn_conf.BoundedReadWorker"
+threads = _settings.threads
+keepalive = 5
+timeout = 30  # heartbeat of the worker's main loop: only a truly stuck worker is restarted
 accesslog = "-"
 wsgi_app = "service:create_app()"
+
+# prometheus_client's multiprocess mode: every worker writes its metrics under this folder and
+# /metrics sums them (service/http/metrics.py). Set before any worker imports prometheus_client,
+# and emptied first: files of an earlier run would otherwise be added to this one's counts.
+_own_metrics_dir = not _settings.metrics_dir
+_metrics_dir = Path(_settings.metrics_dir or tempfile.mkdtemp(prefix="withsense-metrics-"))
+_metrics_dir.mkdir(parents=True, exist_ok=True)
+for _stale in _metrics_dir.glob("*.db"):
+    _stale.unlink()
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+
+
+class BoundedReadWorker(ThreadWorker):
+    """gthread with a receive timeout on every client socket (SO_RCVTIMEO, WITHSENSE_READ_TIMEOUT).
+
+    A client that stops sending in the middle of its headers or body frees its thread after that
+    many seconds of silence instead of holding it until it disconnects: the same rule as nginx's
+    client_body_timeout (a limit on the gap between two reads). The app sees the cut body as a
+    client disconnect (werkzeug's ClientDisconnected, a 400).
+    """
+
+    def enqueue_req(self, conn):
+        if not getattr(conn, "read_bounded", False):
+            seconds = _settings.read_timeout_seconds
+            timeval = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            conn.read_bounded = True
+        super().enqueue_req(conn)
 
 
 def on_starting(server):
@@ -33,3 +85,22 @@ def post_worker_init(worker):
     from service.runtime import warm_up
 
     warm_up(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    # Write the search-log lines still queued in this worker before it goes.
+    from service.runtime import shut_down
+
+    shut_down(worker.wsgi)
+
+
+def child_exit(server, worker):
+    # The dead worker's live gauges go; its counters and histograms stay in the totals.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

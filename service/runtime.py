@@ -73,8 +73,15 @@ def warm_up(app: Flask) -> None:
         searcher = get_searcher(app)
         searcher.text_encoder.encode(["warm up"])
         try:
-            searcher.ranker_for(searcher.active_model())
-        except Exception:  # noqa: BLE001 - no model yet: the first search will say so
-            pass
+            searcher.active_state()  # reads the active ranker's row and loads it into the cache
+        except Exception:  # noqa: BLE001 - no model (or no database) yet: the first search will say so
+            searcher.models.invalidate()
     # Jobs queued while no server ran (or left by a crash) are taken up without waiting for an upload.
     embedding_worker(app)
+
+
+def shut_down(app: Flask) -> None:
+    """Before a worker exits: write what the searcher still holds (queued search-log lines)."""
+    searcher = app.extensions.get("withsense.searcher") if app is not None else None
+    if searcher is not None:
+        searcher.close()

@@ -51,8 +51,11 @@ def test_queries_about_children_are_blocked(live_server, query):
     assert body["notice"] == NOTICE == "This image is unavailable in your country in compliance with local laws"
 
 
-def test_blocked_searches_are_logged(live_server, loaded):
+def test_blocked_searches_are_logged(live_server, app, loaded):
+    from service.runtime import get_searcher
+
     _search(live_server, {"query": "a baby sleeps"})
+    get_searcher(app).log_writer.flush()  # written in the background, off the request path
     with loaded["engine"].connect() as conn:
         row = conn.execute(text("SELECT blocked, n_results FROM search_log WHERE query = 'a baby sleeps'")).first()
     assert tuple(row) == (True, 0)

@@ -35,8 +35,7 @@ def search():
     explain = body.explain
     response = get_searcher().search(body.query, limit=body.limit, offset=body.offset, min_score=body.min_score,
                                      filters=_filters(body))
-    if response.blocked:
-        metrics.SEARCHES_BLOCKED.inc()
+    metrics.observe_search(response.stages_ms, response.took_ms, blocked=response.blocked)
     payload = {
         "query": response.query, "blocked": response.blocked, "notice": response.notice,
         "results": [_result(r, explain) for r in response.results],

@@ -1,93 +1,34 @@
 """Search: policy check, text vector, hybrid SQL shortlist (photo content + descriptions), rerank, page.
 
-One ``Searcher`` per process holds the loaded encoders and ranker; the API, the CLI and the
-evaluation all call ``Searcher.search``, so they measure and serve the same path.
+One ``Searcher`` per process holds the text encoder, the cached active ranker
+(search/active_model.py), the query-vector LRU (search/query_vectors.py) and the background
+search-log writer (search/search_log.py), so a search is one SQL round trip
+(search/shortlist.py) plus numpy. The API, the CLI and the evaluation all call
+``Searcher.search``, so they measure and serve the same path.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Optional, Sequence
 
 import numpy as np
-from psycopg.rows import namedtuple_row
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from ml.ranker import Ranker
 from service import policy
 from service.config import Settings
-from service.store.db import as_array, driver_connection
-from service.store.model_rows import (
-    ModelMismatch,
-    active_ranker,
-    check_package_versions,
-    encoder_model_ids,
-    load_ranker,
-)
+from service.search.active_model import ActiveModelCache, ActiveState
+from service.search.query_vectors import QueryVectorCache
+from service.search.search_log import SearchLogEntry, SearchLogWriter
+from service.search.shortlist import fetch_shortlist
+from service.store.db import as_array
+from service.store.model_rows import ModelMismatch, check_package_versions, load_ranker
 from service.store.replicas import ReadReplicas, read_with_fallback
 
-# Filters on the photo, shared by both shortlists; each is off when its parameter is NULL.
-# taken_after/taken_before form a half-open interval [after, before).
-_PHOTO_FILTERS = """
-      (CAST(%(splits)s AS text[]) IS NULL OR p.split = ANY(CAST(%(splits)s AS text[])))
-      AND (CAST(%(camera)s AS text) IS NULL OR lower(p.camera) = lower(CAST(%(camera)s AS text)))
-      AND (CAST(%(place)s AS text) IS NULL OR lower(p.place) = lower(CAST(%(place)s AS text)))
-      AND (CAST(%(uploader)s AS text) IS NULL OR lower(p.uploader) = lower(CAST(%(uploader)s AS text)))
-      AND (CAST(%(taken_after)s AS timestamptz) IS NULL OR p.taken_at >= CAST(%(taken_after)s AS timestamptz))
-      AND (CAST(%(taken_before)s AS timestamptz) IS NULL OR p.taken_at < CAST(%(taken_before)s AS timestamptz))
-"""
-
-# Hybrid shortlist, in the shape of pgvector-python's hybrid example: two named candidate
-# searches, then their union with both signals per photo. Run through psycopg directly, with
-# binary transfer: parsing ~150 vectors from text would cost more than the query itself.
-#   semantic_search     - nearest photos to the query in the joint space of the active ranker
-#                         (cosine ``<=>``, what a vector_cosine_ops HNSW index serves);
-#   description_search  - photos whose descriptions (written for that photo, never the held-out
-#                         test queries) are nearest to the query's text vector;
-#   description_match   - for every candidate, its best-matching description (NULL when it has none).
-# With text_model_id NULL the description side is empty and this is the image-only shortlist.
-HYBRID_SHORTLIST_SQL = f"""
-    WITH semantic_search AS (
-        SELECT e.photo_id
-        FROM photo_embeddings e
-        JOIN photos p ON p.id = e.photo_id
-        WHERE e.model_id = %(model_id)s AND {_PHOTO_FILTERS}
-        ORDER BY e.embedding <=> %(query_vector)s
-        LIMIT %(shortlist_size)s
-    ), description_search AS (
-        SELECT d.photo_id
-        FROM description_embeddings de
-        JOIN descriptions d ON d.id = de.description_id
-        JOIN photos p ON p.id = d.photo_id
-        WHERE de.model_id = %(text_model_id)s AND d.source <> 'test' AND {_PHOTO_FILTERS}
-        ORDER BY de.embedding <=> %(query_vector)s
-        LIMIT %(shortlist_size)s
-    ), candidates AS (
-        SELECT photo_id FROM semantic_search
-        UNION
-        SELECT photo_id FROM description_search
-    ), description_match AS (
-        SELECT d.photo_id, max(1 - (de.embedding <=> %(query_vector)s)) AS best
-        FROM candidates c
-        JOIN descriptions d ON d.photo_id = c.photo_id AND d.source <> 'test'
-        JOIN description_embeddings de ON de.description_id = d.id AND de.model_id = %(text_model_id)s
-        GROUP BY d.photo_id
-    )
-    SELECT p.id AS photo_id, p.file_name, p.shows_child, e.embedding AS photo_vector, e.bridge AS photo_bridge,
-           1 - (e.embedding <=> %(query_vector)s) AS similarity,
-           dm.best AS description_match
-    FROM candidates c
-    JOIN photos p ON p.id = c.photo_id
-    JOIN photo_embeddings e ON e.photo_id = p.id AND e.model_id = %(model_id)s
-    LEFT JOIN description_match dm ON dm.photo_id = p.id
-    ORDER BY similarity DESC, p.id
-"""
-
-LOG_SQL = text(
-    """INSERT INTO search_log (query, blocked, n_results, photo_ids, model_id, took_ms)
-       VALUES (:query, :blocked, :n_results, CAST(:photo_ids AS jsonb), :model_id, :took_ms)"""
-)
+class _NotOnReplica(LookupError):
+    """The replica answered nothing: the primary is asked, since it may only lag behind."""
 
 
 class NoActiveModel(RuntimeError):
@@ -197,11 +138,14 @@ def shortfall_message(*, n_candidates: int, n_passing: int, best: Optional[float
 
 class Searcher:
     def __init__(self, engine: Engine, settings: Settings, text_encoder, replicas: ReadReplicas | None = None) -> None:
-        self.engine = engine  # the primary: encoder registration and the search log write there
+        self.engine = engine  # the primary: the active model row is read and the search log written there
         self.settings = settings
         self.text_encoder = text_encoder
         self.replicas = replicas  # the shortlist reads from a healthy one when there is one
-        self._text_model_id: Optional[int] = None
+        self.models = ActiveModelCache(engine, encoder_key=settings.encoder_key, text_encoder_name=text_encoder.name,
+                                       load=self.ranker_for, refresh_seconds=settings.model_refresh_seconds)
+        self.query_vectors = QueryVectorCache(text_encoder, settings.query_cache_size)
+        self.log_writer = SearchLogWriter(engine)
 
     def ranker_for(self, model: dict) -> Ranker:
         """The loaded ranker for a models row, refused if it works in another space than the text encoder
@@ -215,22 +159,26 @@ class Searcher:
             )
         return ranker
 
-    def text_model_id(self) -> int:
-        """The models row of the text encoder: description vectors are stored under it."""
-        if self._text_model_id is None:
-            self._text_model_id = encoder_model_ids(self.engine, self.settings, text_encoder=self.text_encoder)["text"]
-        return self._text_model_id
-
-    def active_model(self, conn=None) -> dict:
-        if conn is None:
-            with self.engine.connect() as conn:
-                return self.active_model(conn)
-        model = active_ranker(conn, self.settings.encoder_key)
-        if model is None:
+    def active_state(self) -> ActiveState:
+        state = self.models.get()
+        if state.model is None:
             raise NoActiveModel(
                 f"no trained model for encoders {self.settings.encoder_key}: run `withsense train`"
             )
-        return model
+        return state
+
+    def active_model(self) -> dict:
+        return self.active_state().model
+
+    def text_model_id(self) -> Optional[int]:
+        """The models row of the text encoder (description vectors are stored under it); None before
+        any description has been embedded. Read, never created, on the search path."""
+        return self.models.get().text_model_id
+
+    def uses_index(self, state: ActiveState) -> bool:
+        """HNSW once the library is large enough to need it (WITHSENSE_HNSW_MIN_PHOTOS); an exact
+        scan below that is as fast on this machine and exact (reports/bench/scale.md)."""
+        return state.has_index and state.n_photos >= self.settings.hnsw_min_photos
 
     def search(self, query: str, *, limit: int = 5, offset: int = 0, min_score: Optional[float] = None,
                filters: Filters | None = None, splits: Sequence[str] | None = None, hybrid: bool = True,
@@ -248,30 +196,30 @@ class Searcher:
             return response
         clock.lap("policy")
 
-        query_vector = self.text_encoder.encode([query])[0]
-        text_model_id = self.text_model_id() if hybrid else None
+        state = self.active_state()
+        model, ranker = state.model, state.ranker
+        text_vector = self.query_vectors.get(query)
+        query_vector = self._ranker_query(ranker, text_vector)
         clock.lap("text_encoding")
 
         def shortlist(engine: Engine):
-            # The model row and its vectors from one server, so a replica never pairs a model it
-            # has not seen yet with vectors it lacks.
             with engine.connect() as conn:
-                model = self.active_model(conn)
-                self.ranker_for(model)  # refuses a model whose space or packages differ, before any work
-                with driver_connection(conn).cursor(binary=True, row_factory=namedtuple_row) as cur:
-                    rows = cur.execute(HYBRID_SHORTLIST_SQL, {
-                        "query_vector": query_vector,
-                        "model_id": model["id"],
-                        "text_model_id": text_model_id,
-                        "splits": list(splits) if splits else None,
-                        "shortlist_size": max(self.settings.shortlist_size, offset + limit),
-                        **asdict(filters),
-                    }).fetchall()
-            return model, rows
+                rows = fetch_shortlist(conn, {
+                    "query_vector": query_vector,
+                    "text_vector": text_vector,
+                    "model_id": model["id"],
+                    "text_model_id": state.text_model_id if hybrid else None,
+                    "splits": list(splits) if splits else None,
+                    "shortlist_size": max(self.settings.shortlist_size, offset + limit),
+                    **asdict(filters),
+                }, use_index=self.uses_index(state), dims=model["dims"],
+                   ef_search=max(self.settings.hnsw_ef_search, self.settings.shortlist_size, offset + limit),
+                   filtered=bool(filters.active() or splits))
+            if not rows and engine is not self.engine:
+                raise _NotOnReplica  # a model activated a moment ago may not have reached the replica
+            return rows
 
-        # No active model on a replica may only mean the first one is not replicated yet.
-        model, rows = read_with_fallback(self.engine, self.replicas, shortlist, retry_on_primary=(NoActiveModel,))
-        ranker = self.ranker_for(model)
+        rows = read_with_fallback(self.engine, self.replicas, shortlist, retry_on_primary=(_NotOnReplica,))
         clock.lap("shortlist")
 
         ranked = self._rerank(ranker, query_vector, rows) if rerank else self._shortlist_order(rows)
@@ -287,6 +235,13 @@ class Searcher:
         if log:
             self._log(response, model["id"])
         return response
+
+    @staticmethod
+    def _ranker_query(ranker: Ranker, text_vector: np.ndarray) -> np.ndarray:
+        """The query in the ranker's own space, for the photo shortlist and the scorer: a ranker that
+        has one (e.g. a whitened text space) exposes ``transform_query``; today's maps nothing."""
+        transform = getattr(ranker, "transform_query", None)
+        return text_vector if transform is None else np.asarray(transform(text_vector), dtype=np.float32)
 
     def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> list[Result]:
         """Every candidate scored and sorted, best first (paging and min_score cut the list after)."""
@@ -312,14 +267,13 @@ class Searcher:
                        shows_child=r.shows_child) for r in rows]
 
     def _log(self, response: SearchResponse, model_id: Optional[int]) -> None:
-        import json
+        """Queued, not written: the background writer inserts it within FLUSH_INTERVAL_S."""
+        self.log_writer.add(SearchLogEntry(
+            query=response.query[:2000], blocked=response.blocked, n_results=len(response.results),
+            photo_ids=[r.photo_id for r in response.results], model_id=model_id, took_ms=response.took_ms,
+            created_at=datetime.now(timezone.utc).isoformat(),
+        ))
 
-        with self.engine.begin() as conn:
-            conn.execute(LOG_SQL, {
-                "query": response.query[:2000],
-                "blocked": response.blocked,
-                "n_results": len(response.results),
-                "photo_ids": json.dumps([r.photo_id for r in response.results]),
-                "model_id": model_id,
-                "took_ms": response.took_ms,
-            })
+    def close(self) -> None:
+        """Write the queued search-log lines (gunicorn's worker_exit, the CLI's end)."""
+        self.log_writer.close()

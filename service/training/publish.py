@@ -3,8 +3,9 @@
 Training data = the train photos' features, the captions written for them (every source but the
 held-out test queries), every rated pair (expert, crowd and live votes from the API), and, when the
 flickr8k_extra folder is present, its extra captions and photos (training only, never stored as
-photos). Publishing = artifact folder + models row + the joint and bridge vectors of every photo;
-the new ranker is activated in the same transaction only when it beats the active one.
+photos). Publishing = artifact folder + models row + the joint and bridge vectors of every photo (one
+transaction), then the ranker's HNSW index (service/store/hnsw.py), then, only when it beats the
+active one, the switch (one transaction: the old ranker off, the new one on).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ml.versions import package_versions
 from service.config import Settings
 from service.policy import is_about_children
 from service.store.db import as_array
+from service.store.hnsw import build_index
 from service.store.model_rows import active_ranker, encoder_model_ids, load_ranker
 from service.store.vectors import write_vectors
 
@@ -256,9 +258,13 @@ def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.nd
         for start in tqdm(range(0, len(photo_ids), 500), desc="photo vectors", disable=not progress):
             joint, bridge = ranker.photo_side(features[start:start + 500])
             write_vectors(conn, "photo_embeddings", "photo_id", model_id, photo_ids[start:start + 500], joint, bridge)
-        if activate:
+    # The HNSW index exists before the ranker can be searched, so no search ever scans a large
+    # library exactly while it is built; built CONCURRENTLY, so uploads are not blocked meanwhile.
+    index = build_index(engine, model_id, ranker.dims)
+    if activate:
+        with engine.begin() as conn:
             activate_model(conn, model_id, settings.encoder_key)
-    return {"id": model_id, "version": version, "artifact_path": str(directory)}
+    return {"id": model_id, "version": version, "artifact_path": str(directory), "hnsw_index": index}
 
 
 def activate_model(conn, model_id: int, encoder_key: str) -> None:

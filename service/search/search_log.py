@@ -1,0 +1,160 @@
+"""The search log, written off the request path: searches are queued in memory and a background
+thread inserts them in batches (one multi-row INSERT per batch, in one transaction).
+
+Nothing is lost on a clean stop: ``close()`` drains the queue and is called by gunicorn's
+``worker_exit`` hook and, as a backstop for the CLI and tests, by ``atexit``. A batch that fails
+(database down) is retried a few times, then dropped with a logged error, so a broken database
+never grows a worker's memory without bound.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from sqlalchemy import Engine, text
+
+log = logging.getLogger(__name__)
+
+# One statement for a whole batch: unnest() turns the parallel arrays into rows.
+INSERT_SEARCH_LOG_SQL = text(
+    """INSERT INTO search_log (query, blocked, n_results, photo_ids, model_id, took_ms, created_at)
+       SELECT q, b, n, CAST(p AS jsonb), m, t, c
+       FROM unnest(CAST(:queries AS text[]), CAST(:blocked AS boolean[]), CAST(:n_results AS int[]),
+                   CAST(:photo_ids AS text[]), CAST(:model_ids AS bigint[]), CAST(:took_ms AS float8[]),
+                   CAST(:created_at AS timestamptz[])) AS t(q, b, n, p, m, t, c)"""
+)
+
+BATCH_SIZE = 500
+FLUSH_INTERVAL_S = 0.5  # the longest a search waits in memory before its row is written
+MAX_QUEUED = 100_000  # beyond this (database unreachable for long) new entries are dropped, not kept
+RETRIES = 3
+
+
+@dataclass(frozen=True)
+class SearchLogEntry:
+    query: str
+    blocked: bool
+    n_results: int
+    photo_ids: list[int]
+    model_id: Optional[int]
+    took_ms: float
+    created_at: str  # ISO 8601 with time zone: when the search ran, not when its row was written
+
+
+class SearchLogWriter:
+    """A queue and the thread that empties it into ``search_log``; one per process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._queue: queue.Queue[Optional[SearchLogEntry]] = queue.Queue(maxsize=MAX_QUEUED)
+        self._lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._pid: Optional[int] = None
+        self._closed = False
+        self.written = 0
+        self.dropped = 0
+
+    def add(self, entry: SearchLogEntry) -> None:
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until every entry queued so far is written (tests, and before shutdown)."""
+        if self._thread is None:
+            return
+        done = threading.Event()
+        self._queue.put(_FlushMarker(done))
+        done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write everything queued, then stop the thread. Safe to call twice."""
+        with self._lock:
+            if self._closed or self._thread is None or self._pid != os.getpid():
+                self._closed = True
+                return
+            self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _ensure_thread(self) -> None:
+        # Started lazily and per process: a thread does not survive gunicorn's fork (and a closed
+        # writer that is handed more lines starts again rather than dropping them).
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+                return
+            self._pid = os.getpid()
+            self._closed = False
+            self._thread = threading.Thread(target=self._run, name="search-log-writer", daemon=True)
+            self._thread.start()
+            atexit.register(self.close)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            batch: list[SearchLogEntry] = []
+            markers: list[_FlushMarker] = []
+            item = first
+            while True:
+                if item is None:
+                    stop = True
+                elif isinstance(item, _FlushMarker):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                if stop or markers or len(batch) >= BATCH_SIZE:
+                    break
+                try:
+                    item = self._queue.get(timeout=FLUSH_INTERVAL_S)
+                except queue.Empty:
+                    break
+            if stop:  # drain what is left behind the stop sentinel
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(item, SearchLogEntry):
+                        batch.append(item)
+                    elif isinstance(item, _FlushMarker):
+                        markers.append(item)
+            for start in range(0, len(batch), BATCH_SIZE):
+                self._write(batch[start:start + BATCH_SIZE])
+            for marker in markers:
+                marker.done.set()
+
+    def _write(self, batch: list[SearchLogEntry]) -> None:
+        params = {
+            "queries": [e.query for e in batch], "blocked": [e.blocked for e in batch],
+            "n_results": [e.n_results for e in batch], "photo_ids": [json.dumps(e.photo_ids) for e in batch],
+            "model_ids": [e.model_id for e in batch], "took_ms": [e.took_ms for e in batch],
+            "created_at": [e.created_at for e in batch],
+        }
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(INSERT_SEARCH_LOG_SQL, params)
+                self.written += len(batch)
+                return
+            except Exception:  # noqa: BLE001 - the log must never take the worker down
+                log.warning("search log: batch of %d not written (attempt %d of %d)", len(batch), attempt, RETRIES,
+                            exc_info=attempt == RETRIES)
+                time.sleep(0.5 * attempt)
+        self.dropped += len(batch)
+
+
+@dataclass(frozen=True)
+class _FlushMarker:
+    done: threading.Event

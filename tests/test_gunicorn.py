@@ -1,0 +1,198 @@
+"""The product under a real multi-worker gunicorn (gthread): metrics summed over workers, slow
+clients that do not stall searches, a body read that is cut after WITHSENSE_READ_TIMEOUT of
+silence, and search-log lines written before the workers exit."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from service.config import REPO_ROOT
+
+WORKERS, THREADS, READ_TIMEOUT = 2, 4, 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(library: dict, tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
+    settings = library["settings"]
+    port = _free_port()
+    metrics_dir = tmp_path / "metrics"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DATABASE_URL": settings.database_url,
+           "WITHSENSE_DATA_DIR": str(settings.data_dir), "WITHSENSE_EXTRA_DATASET": "",
+           "WITHSENSE_RATE_LIMIT": "0", "WITHSENSE_API_TOKEN": settings.api_token,
+           "WITHSENSE_READ_TIMEOUT": str(READ_TIMEOUT), "WITHSENSE_METRICS_DIR": str(metrics_dir)}
+    log = open(tmp_path / "gunicorn.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
+                             "--workers", str(WORKERS), "--threads", str(THREADS)],
+                            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()[-3000:]
+        try:
+            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    else:
+        stop_gunicorn(proc)
+        pytest.fail("gunicorn did not become ready within 180 s")
+    # Every worker warm: both answer readiness once their post_worker_init is done.
+    for _ in range(2 * WORKERS):
+        requests.post(f"{base}/api/search", json={"query": "warm up"}, timeout=60)
+    return proc, base, metrics_dir
+
+
+def stop_gunicorn(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # graceful: workers finish, run worker_exit, then exit
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+@pytest.fixture(scope="module")
+def gunicorn_server(writable, tmp_path_factory):
+    proc, base, metrics_dir = start_gunicorn(writable, tmp_path_factory.mktemp("gunicorn"))
+    yield base, proc, metrics_dir
+    stop_gunicorn(proc)
+
+
+def _metric(body: str, name: str, **labels) -> float:
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _worker_pids(proc: subprocess.Popen) -> set[int]:
+    pids = set()
+    for task in Path(f"/proc/{proc.pid}/task").iterdir():
+        pids |= {int(p) for p in (task / "children").read_text().split()}
+    return pids
+
+
+def test_metrics_answer_for_every_worker(gunicorn_server):
+    base, proc, metrics_dir = gunicorn_server
+    ok = dict(endpoint="/api/search", method="POST", status="200")
+    before = requests.get(f"{base}/metrics", timeout=10).text
+
+    def search_many(n):
+        for i in range(n):
+            # A new connection per request, from 4 threads at once, so both workers take some.
+            assert requests.post(f"{base}/api/search", json={"query": f"a dog runs {i}"}, timeout=60).status_code == 200
+
+    threads = [threading.Thread(target=search_many, args=(10,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Each worker keeps its own files in the shared folder: both took part.
+    writers = {int(p.stem.rsplit("_", 1)[1]) for p in metrics_dir.glob("counter_*.db")}
+    assert writers >= _worker_pids(proc) and len(_worker_pids(proc)) == WORKERS
+    # Whichever worker answers the scrape, it counts all 40 (and every scrape agrees).
+    scrapes = [requests.get(f"{base}/metrics", timeout=10) for _ in range(6)]
+    for r in scrapes:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        after = r.text
+        assert _metric(after, "withsense_http_requests_total", **ok) - _metric(before, "withsense_http_requests_total", **ok) == 40
+        for stage in ("encode", "shortlist", "rerank", "total"):
+            delta = (_metric(after, "withsense_search_stage_seconds_count", stage=stage)
+                     - _metric(before, "withsense_search_stage_seconds_count", stage=stage))
+            assert delta == 40, stage
+    assert "# TYPE withsense_search_stage_seconds histogram" in scrapes[0].text
+
+
+class SlowClient:
+    """A connection that sends its headers, then its body one byte every ``gap`` seconds."""
+
+    def __init__(self, base: str, gap: float, body_length: int = 2000) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.sock.sendall((f"POST /api/search HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                           f"Content-Length: {body_length}\r\n\r\n{{").encode())
+        self.gap, self.stop = gap, threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self) -> None:
+        while not self.stop.wait(self.gap):
+            try:
+                self.sock.sendall(b" ")
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def test_slow_clients_do_not_stall_searches(gunicorn_server):
+    """More slow uploads than a sync server has workers (3 stalled every search for 120 s before):
+    each holds a thread, the other threads keep answering."""
+    base, _, _ = gunicorn_server
+    slow = [SlowClient(base, gap=0.5) for _ in range(WORKERS * THREADS - 2)]
+    try:
+        time.sleep(1.0)  # they are now mid-body, each holding a thread
+        for query in ("a dog runs through the snow", "two people on a beach", "a red car"):
+            r = requests.post(f"{base}/api/search", json={"query": query}, timeout=30)
+            assert r.status_code == 200 and len(r.json()["results"]) == 5
+        assert all(c.thread.is_alive() for c in slow)  # still connected and sending
+    finally:
+        for c in slow:
+            c.close()
+
+
+def test_a_client_that_goes_silent_mid_body_is_cut_off(gunicorn_server):
+    base, _, _ = gunicorn_server
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=READ_TIMEOUT * 10) as sock:
+        sock.sendall(b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"query\": ")
+        answer = b""
+        while True:  # the server answers (400: the body never came) and closes, or just closes
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert requests.post(f"{base}/api/search", json={"query": "a dog"}, timeout=30).status_code == 200
+
+
+def test_search_log_lines_are_written_before_workers_exit(writable, tmp_path):
+    """Searches are logged in the background; a graceful stop (SIGTERM) writes every queued line."""
+    proc, base, _ = start_gunicorn(writable, tmp_path)
+    marker = uuid.uuid4().hex[:8]
+    queries = [f"a dog runs {marker} {i}" for i in range(30)]
+    try:
+        for q in queries:
+            assert requests.post(f"{base}/api/search", json={"query": q}, timeout=60).status_code == 200
+    finally:
+        assert stop_gunicorn(proc) == 0
+    with writable["engine"].connect() as conn:
+        rows = conn.execute(text("SELECT query, blocked, n_results, model_id FROM search_log WHERE query LIKE :m"),
+                            {"m": f"%{marker}%"}).all()
+    assert sorted(r.query for r in rows) == sorted(queries)
+    assert {(r.blocked, r.n_results) for r in rows} == {(False, 5)}
+    assert {r.model_id for r in rows} == {writable["model"]["id"]}

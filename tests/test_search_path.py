@@ -1,0 +1,145 @@
+"""The search path: cached active ranker picked up without a restart, query-vector LRU, the search
+log written in the background, the HNSW index built by training and used by the shortlist."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+import uuid
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from service.search.searcher import Filters, Searcher
+from service.search.shortlist import EXACT_SHORTLIST_SQL, indexed_shortlist_sql
+from service.store.db import driver_connection
+from service.store.hnsw import index_name
+from tests.conftest import load_library, migrate_to
+
+QUERIES = ["a dog runs through the snow", "two people on a beach", "a man riding a bike", "children at a party"]
+
+
+def _index_is_valid(engine, model_id: int) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT coalesce(bool_or(indisvalid), false) FROM pg_index WHERE indexrelid = to_regclass(:name)"
+        ), {"name": index_name(model_id)}).scalar())
+
+
+@pytest.fixture(scope="module")
+def own_library(make_database, settings_for, encoders):
+    """A library of its own: this module activates new rankers and migrates up and down."""
+    library = load_library(make_database(), settings_for, encoders)
+    yield library
+    library["engine"].dispose()
+
+
+def test_query_vectors_are_cached(loaded, encoders):
+    searcher = Searcher(loaded["engine"], loaded["settings"], encoders.text)
+    first = searcher.search(QUERIES[0], log=False)
+    second = searcher.search(QUERIES[0], log=False)
+    assert searcher.query_vectors.info() == {"size": 4096, "hits": 1, "misses": 1, "entries": 1}
+    assert [(r.photo_id, r.score) for r in first.results] == [(r.photo_id, r.score) for r in second.results]
+    cached = searcher.query_vectors.get(QUERIES[0])
+    np.testing.assert_allclose(cached, encoders.text.encode([QUERIES[0]])[0], atol=1e-6)
+    assert not cached.flags.writeable  # shared between searches: nobody may change it
+
+
+def test_query_cache_can_be_turned_off(loaded, encoders):
+    searcher = Searcher(loaded["engine"], loaded["settings"].with_overrides({"query_cache_size": 0}), encoders.text)
+    searcher.search(QUERIES[0], log=False)
+    searcher.search(QUERIES[0], log=False)
+    assert searcher.query_vectors.info()["hits"] == 0
+
+
+def test_search_log_is_written_in_batches_off_the_request_path(writable, encoders):
+    searcher = Searcher(writable["engine"], writable["settings"], encoders.text)
+    marker = uuid.uuid4().hex[:8]
+    queries = [f"a dog runs {marker} {i}" for i in range(25)] + [f"a baby sleeps {marker}"]
+    for q in queries:
+        searcher.search(q)
+    searcher.close()  # what gunicorn's worker_exit and atexit do: write everything queued, stop
+    with writable["engine"].connect() as conn:
+        rows = conn.execute(text(
+            "SELECT query, blocked, n_results, photo_ids, model_id FROM search_log WHERE query LIKE :m ORDER BY id"
+        ), {"m": f"%{marker}%"}).all()
+    assert [r.query for r in rows] == queries  # all of them, in the order they were searched
+    assert {(r.blocked, r.n_results, r.model_id) for r in rows[:-1]} == {(False, 5, writable["model"]["id"])}
+    assert all(len(r.photo_ids) == 5 for r in rows[:-1])
+    assert (rows[-1].blocked, rows[-1].n_results, rows[-1].photo_ids, rows[-1].model_id) == (True, 0, [], None)
+    assert searcher.log_writer.written == 26 and searcher.log_writer.dropped == 0
+    searcher.close()  # a second close is harmless
+
+
+def test_a_new_activation_is_picked_up_without_a_restart(own_library, encoders):
+    from service.training.publish import train_and_publish
+
+    engine = own_library["engine"]
+    settings = own_library["settings"].with_overrides({"model_refresh_seconds": 0.5})
+    searcher = Searcher(engine, settings, encoders.text)
+    assert searcher.search(QUERIES[0], log=False).model_version == own_library["model"]["version"]
+
+    new = train_and_publish(engine, own_library["settings"], encoders, run_cv=False, force=True, progress=False)
+    assert new["activated"] and new["version"] != own_library["model"]["version"]
+    assert new["hnsw_index"] == index_name(new["id"]) and _index_is_valid(engine, new["id"])  # built before activation
+
+    deadline = time.monotonic() + 30
+    while (version := searcher.search(QUERIES[0], log=False).model_version) != new["version"]:
+        assert version == own_library["model"]["version"]
+        assert time.monotonic() < deadline, "the new ranker was not picked up"
+        time.sleep(0.1)
+
+
+def test_the_shortlist_chooses_the_index_by_library_size(loaded, encoders):
+    engine, settings = loaded["engine"], loaded["settings"]
+    exact = Searcher(engine, settings, encoders.text)
+    indexed = Searcher(engine, settings.with_overrides({"hnsw_min_photos": 0}), encoders.text)
+    state = indexed.active_state()
+    assert state.has_index and state.n_photos == 16
+    assert indexed.uses_index(state) and not exact.uses_index(exact.active_state())
+    # On 16 photos the graph finds every neighbour: both paths give the same page, filtered or not.
+    for q in QUERIES:
+        for kwargs in ({}, {"splits": ["train"]}, {"filters": Filters(camera="no such camera")}):
+            a, b = exact.search(q, limit=10, log=False, **kwargs), indexed.search(q, limit=10, log=False, **kwargs)
+            assert [r.photo_id for r in a.results] == [r.photo_id for r in b.results], (q, kwargs)
+            assert [r.score for r in a.results] == pytest.approx([r.score for r in b.results], abs=1e-6)
+
+
+def test_the_indexed_statement_is_served_by_the_rankers_hnsw_index(loaded, encoders):
+    """The ORDER BY matches the index expression and the partial predicate is provable: with the
+    sequential scan and sorting priced out (16 rows would never need the index), the planner picks it."""
+    model = loaded["model"]
+    query_vector = encoders.text.encode([QUERIES[0]])[0]
+    params = {"query_vector": query_vector, "text_vector": query_vector, "model_id": model["id"],
+              "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, **asdict(Filters())}
+    with loaded["engine"].connect() as conn:
+        with driver_connection(conn).cursor() as cur:
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute("SET LOCAL enable_indexscan = on")
+            cur.execute("SET LOCAL enable_sort = off")  # else a btree scan on model_id + sort beats any index
+            cur.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            indexed_plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + indexed_shortlist_sql(384), params))
+            exact_plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + EXACT_SHORTLIST_SQL, params))
+        conn.rollback()
+    assert index_name(model["id"]) in indexed_plan, indexed_plan
+    assert index_name(model["id"]) not in exact_plan
+
+
+def test_migration_0007_indexes_active_rankers_and_downgrade_drops_them(own_library):
+    url, engine = own_library["settings"].database_url, own_library["engine"]
+    with engine.connect() as conn:
+        active = conn.execute(text("SELECT id FROM models WHERE kind = 'ranker' AND active")).scalar_one()
+    migrate_to(url, "0004", down=True)
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'photo_embeddings_hnsw_m%'")).scalar()
+    assert left == 0
+    migrate_to(url, "head")  # a database trained before 0007 gets its active ranker's index
+    assert _index_is_valid(engine, active)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT attstorage FROM pg_attribute WHERE attrelid = 'photo_embeddings'::regclass "
+                                 "AND attname = 'embedding'")).scalar() == "m"
+    from alembic import command
+
+    from service.cli import alembic_config
+
+    command.check(alembic_config(url))  # the per-ranker indexes are not schema drift (migrations/env.py)
