@@ -95,7 +95,7 @@ def _worker_pids(proc: subprocess.Popen) -> set[int]:
 
 def test_metrics_answer_for_every_worker(gunicorn_server):
     base, proc, metrics_dir = gunicorn_server
-    ok = dict(endpoint="/api/search", method="POST", status="200")
+    ok = dict(endpoint="search.search", method="POST", status="200")
     before = requests.get(f"{base}/metrics", timeout=10).text
 
     def search_many(n):
