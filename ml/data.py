@@ -95,6 +95,20 @@ class TrainingData:
             bridge_kind=self.bridge_kind,
         )
 
+    def all_text_vectors(self) -> np.ndarray:
+        """Every text vector there is (captions, rated texts, text-only captions): what the text
+        transform (``ml.whitening``) is fitted on."""
+        parts = [self.caption_vectors, self.pair_vectors, self.extra_vectors]
+        return np.concatenate([p for p in parts if len(p)])
+
+    def with_text_transform(self, transform) -> "TrainingData":
+        """The data with every text vector (and the label phrases) put through ``transform``."""
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("caption_vectors", "pair_vectors", "extra_vectors", "label_vectors"):
+            if len(kw[name]):
+                kw[name] = transform.transform(kw[name])
+        return TrainingData(**kw)
+
     def with_features(self, photo_features: np.ndarray) -> "TrainingData":
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
         kw["photo_features"] = np.asarray(photo_features, np.float32)
@@ -115,17 +129,19 @@ def assert_no_test_leak(
     *,
     train_sha256: Sequence[str] = (),
     test_sha256: Sequence[str] = (),
+    train_flickr_ids: Sequence[str] = (),
 ) -> None:
     """Raise :class:`LeakError` when a training photo is a test photo.
 
     Compared by file name, by Flickr photo id (the number before ``_``, which survives renaming and
-    re-encoding) and by sha256 of the original file when given.
+    re-encoding) and by sha256 of the original file when given. Photos from other collections
+    (MS-COCO) are named otherwise; their Flickr photo ids come in ``train_flickr_ids``.
     """
     names = {Path(n).name.split("#")[0] for n in train_names}
     test = {Path(n).name for n in test_names}
     if names & test:
         raise LeakError(f"test photos in training data: {sorted(names & test)[:5]}")
-    ids = {flickr_id(n) for n in names} & {flickr_id(n) for n in test}
+    ids = ({flickr_id(n) for n in names} | set(map(str, train_flickr_ids))) & {flickr_id(n) for n in test}
     if ids:
         raise LeakError(f"test Flickr photo ids in training data: {sorted(ids)[:5]}")
     shas = set(train_sha256) & set(test_sha256)

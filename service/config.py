@@ -40,6 +40,8 @@ class Settings(BaseSettings):
                             "the Practicum dataset folder for `ingest dataset`")
     extra_dataset_dir: str = _env("WITHSENSE_EXTRA_DATASET", lambda: _default_shared("flickr8k_extra"),
                                   "extra captioned Flickr8k photos, training only")
+    captioned_extra_dir: str = _env("WITHSENSE_CAPTIONED_EXTRA", lambda: _default_shared("captioned_extra"),
+                                    "more captioned photos (MS-COCO), training only; `evaluate --ood` holds 100 out")
     encoder: Literal["minilm", "clip"] = _env("WITHSENSE_ENCODER", "minilm",
                                               "`minilm` (MiniLM text + EfficientNet-Lite images) or `clip`")
     image_model: str = _env("WITHSENSE_IMAGE_MODEL", "efficientnet-lite0+efficientnet-lite2",

@@ -34,8 +34,8 @@ INSERT_PHOTO_SQL = text(
 )
 
 INSERT_PHOTO_VECTOR_SQL = text(
-    """INSERT INTO photo_embeddings (photo_id, model_id, embedding, bridge)
-       VALUES (:photo_id, :model_id, :embedding, :bridge)"""
+    """INSERT INTO photo_embeddings (photo_id, model_id, embedding, bridge, label_ids, label_probs, mapper_norm)
+       VALUES (:photo_id, :model_id, :embedding, :bridge, :label_ids, :label_probs, :mapper_norm)"""
 )
 
 INSERT_DESCRIPTION_SQL = text(
@@ -157,10 +157,14 @@ def add_photo(
     features = encoders.image.encode([decoded.image])[0]
     fingerprint = FINGERPRINT.encode([decoded.image])[0]
     ranker_row = active_ranker(session.connection(), settings.encoder_key)
-    vectors = {ids["image"]: (features, None), fingerprint_model_id: (fingerprint, None)}
+    rows = {ids["image"]: {"embedding": features}, fingerprint_model_id: {"embedding": fingerprint}}
     if ranker_row is not None:
-        joint, bridge = load_ranker(ranker_row["artifact_path"]).photo_side(features[None, :])
-        vectors[ranker_row["id"]] = (joint[0], bridge[0])
+        # Everything the reranker reads about the photo, computed once here, never per search.
+        ev = load_ranker(ranker_row["artifact_path"]).photo_evidence(features[None, :])
+        rows[ranker_row["id"]] = {"embedding": ev.joint[0], "bridge": ev.bridge[0],
+                                  "label_ids": [int(v) for v in ev.label_ids[0]],
+                                  "label_probs": [float(v) for v in ev.label_probs[0]],
+                                  "mapper_norm": float(ev.mapper_norm[0])}
 
     key = photo_files.storage_key(sha, decoded.extension)
     photo_files.put(settings.photo_store_dir, key, data)  # before the row: a row never points at nothing
@@ -172,10 +176,11 @@ def add_photo(
     if photo_id is None:  # a concurrent request stored the same bytes first
         existing = id_for_sha256(session=session, sha256=sha)
         return AddedPhoto(existing, duplicate_of=existing)
-    for model_id, (vector, bridge) in vectors.items():
+    for model_id, row in rows.items():
         session.execute(INSERT_PHOTO_VECTOR_SQL, {
-            "photo_id": photo_id, "model_id": model_id, "embedding": np.asarray(vector, dtype=np.float32),
-            "bridge": None if bridge is None else np.asarray(bridge, dtype=np.float32)})
+            "photo_id": photo_id, "model_id": model_id, "bridge": None, "label_ids": None, "label_probs": None,
+            "mapper_norm": None, **row, "embedding": np.asarray(row["embedding"], dtype=np.float32),
+            **({"bridge": np.asarray(row["bridge"], dtype=np.float32)} if "bridge" in row else {})})
     if description:
         add_description(session=session, settings=settings, text_encoder=encoders.text, photo_id=photo_id,
                         text_=description, source="owner", author=uploader)

@@ -14,6 +14,7 @@ import numpy as np
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine, text
 
+from ml.listwise import PhotoEvidence
 from ml.ranker import Ranker
 from service import policy
 from service.config import Settings
@@ -40,7 +41,8 @@ _PHOTO_FILTERS = """
 # searches, then their union with both signals per photo. Run through psycopg directly, with
 # binary transfer: parsing ~150 vectors from text would cost more than the query itself.
 #   semantic_search     - nearest photos to the query in the joint space of the active ranker
-#                         (cosine ``<=>``, what a vector_cosine_ops HNSW index serves);
+#                         (cosine ``<=>``, what a vector_cosine_ops HNSW index serves), compared
+#                         with the query in the ranker's own text space (``ranker.transform_query``);
 #   description_search  - photos whose descriptions (written for that photo, never the held-out
 #                         test queries) are nearest to the query's text vector;
 #   description_match   - for every candidate, its best-matching description (NULL when it has none).
@@ -51,7 +53,7 @@ HYBRID_SHORTLIST_SQL = f"""
         FROM photo_embeddings e
         JOIN photos p ON p.id = e.photo_id
         WHERE e.model_id = %(model_id)s AND {_PHOTO_FILTERS}
-        ORDER BY e.embedding <=> %(query_vector)s
+        ORDER BY e.embedding <=> %(ranker_query)s
         LIMIT %(shortlist_size)s
     ), description_search AS (
         SELECT d.photo_id
@@ -73,7 +75,8 @@ HYBRID_SHORTLIST_SQL = f"""
         GROUP BY d.photo_id
     )
     SELECT p.id AS photo_id, p.file_name, e.embedding AS photo_vector, e.bridge AS photo_bridge,
-           1 - (e.embedding <=> %(query_vector)s) AS similarity,
+           e.label_ids, e.label_probs, e.mapper_norm,
+           1 - (e.embedding <=> %(ranker_query)s) AS similarity,
            dm.best AS description_match
     FROM candidates c
     JOIN photos p ON p.id = c.photo_id
@@ -192,6 +195,17 @@ def shortfall_message(*, n_candidates: int, n_passing: int, best: Optional[float
     return reason
 
 
+def evidence_of(rows) -> PhotoEvidence:
+    """The reranker's per-photo inputs, as stored with the active ranker's rows (migration 0008)."""
+    return PhotoEvidence(
+        joint=np.stack([as_array(r.photo_vector) for r in rows]),
+        bridge=np.stack([as_array(r.photo_bridge) for r in rows]),
+        label_ids=np.array([r.label_ids for r in rows], dtype=np.int64),
+        label_probs=np.array([r.label_probs for r in rows], dtype=np.float32),
+        mapper_norm=np.array([r.mapper_norm for r in rows], dtype=np.float32),
+    )
+
+
 class Searcher:
     def __init__(self, engine: Engine, settings: Settings, text_encoder) -> None:
         self.engine = engine
@@ -199,9 +213,9 @@ class Searcher:
         self.text_encoder = text_encoder
         self._text_model_id: Optional[int] = None
 
-    def ranker_for(self, model: dict) -> Ranker:
+    def ranker_for(self, model: dict, scorer: str | None = None) -> Ranker:
         """The loaded ranker for a models row, refused if it works in another space than the text encoder."""
-        ranker = load_ranker(model["artifact_path"])
+        ranker = load_ranker(model["artifact_path"], scorer)
         if ranker.dims != self.text_encoder.dim:
             raise ModelMismatch(
                 f"active ranker {model['name']} {model['version']} works in {ranker.dims} dimensions "
@@ -226,9 +240,10 @@ class Searcher:
 
     def search(self, query: str, *, limit: int = 5, offset: int = 0, min_score: Optional[float] = None,
                filters: Filters | None = None, splits: Sequence[str] | None = None, hybrid: bool = True,
-               rerank: bool = True, log: bool = True) -> SearchResponse:
-        """Top ``limit`` photos after ``offset``. ``hybrid=False`` ranks by the photo content alone
-        and ``rerank=False`` by the shortlist's cosine alone (both for evaluations)."""
+               rerank: bool = True, log: bool = True, scorer: str | None = None) -> SearchResponse:
+        """Top ``limit`` photos after ``offset``. ``hybrid=False`` ranks by the photo content alone,
+        ``rerank=False`` by the shortlist's cosine alone and ``scorer`` names another reranker
+        family saved with the active ranker (all three for evaluations)."""
         filters = filters or Filters()
         clock = _Stopwatch()
         if policy.is_about_children(query):
@@ -241,13 +256,16 @@ class Searcher:
         clock.lap("policy")
 
         model = self.active_model()
-        ranker = self.ranker_for(model)
+        ranker = self.ranker_for(model, scorer)
         query_vector = self.text_encoder.encode([query])[0]
+        # Photos are compared in the ranker's text space; descriptions stay in the raw one.
+        ranker_query = ranker.transform_query(query_vector)
         clock.lap("text_encoding")
 
         with self.engine.connect() as conn, driver_connection(conn).cursor(binary=True, row_factory=namedtuple_row) as cur:
             rows = cur.execute(HYBRID_SHORTLIST_SQL, {
                 "query_vector": query_vector,
+                "ranker_query": ranker_query,
                 "model_id": model["id"],
                 "text_model_id": self.text_model_id() if hybrid else None,
                 "splits": list(splits) if splits else None,
@@ -256,7 +274,7 @@ class Searcher:
             }).fetchall()
         clock.lap("shortlist")
 
-        ranked = self._rerank(ranker, query_vector, rows) if rerank else self._shortlist_order(rows)
+        ranked = self._rerank(ranker, ranker_query, rows) if rerank else self._shortlist_order(rows)
         passing = [r for r in ranked if min_score is None or r.score >= min_score]
         results = passing[offset : offset + limit]
         clock.lap("scoring")
@@ -274,9 +292,7 @@ class Searcher:
         """Every candidate scored and sorted, best first (paging and min_score cut the list after)."""
         if not rows:
             return []
-        photo_vectors = np.stack([as_array(r.photo_vector) for r in rows])
-        photo_bridges = np.stack([as_array(r.photo_bridge) for r in rows])
-        scorer_scores = np.asarray(ranker.score(query_vector, photo_vectors, photo_bridges), dtype=np.float64)
+        scorer_scores = np.asarray(ranker.score(query_vector, evidence_of(rows)), dtype=np.float64)
         matches = np.array([np.nan if r.description_match is None else r.description_match for r in rows], dtype=np.float64)
         final = blend(scorer_scores, matches, self.settings.description_weight)
         order = np.argsort(-final, kind="stable")
