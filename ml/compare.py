@@ -178,8 +178,9 @@ def grouped_cv(
         tdata = data.subset_photos(train_idx)
         m = fit_mapper(mapper, tdata)
         evidence = photo_evidence(m, data.photo_features, data.label_vectors, data.bridge_kind)
+        trained = any(not isinstance(est, CosineScorer) for est in scorers.values())
         X, y = training_lists(tdata, oof_evidence(mapper, tdata, inner_splits, random_state + fold),
-                              list_size=list_size, random_state=random_state + fold)
+                              list_size=list_size, random_state=random_state + fold) if trained else (None, None)
         reference = reference_captions(tdata)
         for name, est in scorers.items():
             fitted = clone(est).fit(X, y)

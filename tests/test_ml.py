@@ -247,6 +247,10 @@ def test_leak_check_raises():
     with pytest.raises(LeakError):
         assert_no_test_leak(["a.jpg"], ["b.jpg"], train_sha256=["ab"], test_sha256=["ab"])
     assert flickr_id("1177994172_10d143cb8d.jpg") == "1177994172"
+    # photos of other collections (MS-COCO) are Flickr photos too: checked by the id in their URL
+    assert_no_test_leak(["coco_000000000139.jpg"], test, train_flickr_ids=["8024364858"])
+    with pytest.raises(LeakError):
+        assert_no_test_leak(["coco_000000000139.jpg"], test, train_flickr_ids=["2887171449"])
 
 
 @pytest.mark.full_data
@@ -265,6 +269,23 @@ def test_dataset_has_no_test_leak():
         with open(extra_dir / "captions.tsv", newline="") as f:
             caption_images = [line.split("\t")[0] for line in f.read().splitlines()[1:]]
     assert_no_test_leak(train + extra + queries + caption_images, test)
+
+
+@pytest.mark.full_data
+@pytest.mark.skipif(not (PHOTOS.parent / "captioned_extra" / "manifest.tsv").is_file(), reason="captioned_extra absent")
+def test_coco_training_photos_have_no_test_leak():
+    """The product's own reader (service.training.publish) over captioned_extra: Flickr ids from
+    the COCO URLs and original sha256, against the held-out test photos."""
+    from ml.features import file_sha256
+    from service.training.publish import _read_extra
+
+    coco = _read_extra(str(PHOTOS.parent / "captioned_extra"), "manifest.tsv")
+    assert len(coco.photo_paths) == 376 and len(coco.flickr_ids) == 376 and len(coco.original_sha256) == 376
+    assert all(i.isdigit() for i in coco.flickr_ids)
+    test_paths = sorted((PHOTOS / "test_images").glob("*.jpg"))
+    assert_no_test_leak([p.name for p in coco.photo_paths], [p.name for p in test_paths],
+                        train_sha256=coco.original_sha256, test_sha256=[file_sha256(p) for p in test_paths],
+                        train_flickr_ids=coco.flickr_ids)
 
 
 @pytest.mark.full_data
@@ -306,3 +327,40 @@ def test_bridge_mix_falls_back_to_the_bridge_far_from_training_photos(tmp_path):
     mapper.save(tmp_path / "m.npz")
     again = load_mapper(tmp_path / "m.npz")
     assert np.allclose(again.transform(near), mixed, atol=1e-6)
+
+
+# ---------------------------------------------------------------- image views
+class _MeanColour:
+    """A deterministic image encoder: mean RGB then 1000 zero 'logits' (the views' contract)."""
+
+    name, dim = "mean-colour", 3 + 1000
+
+    def encode(self, images):
+        return np.stack([np.concatenate([np.asarray(im, np.float32).reshape(-1, 3).mean(0), np.zeros(1000)])
+                         for im in images]).astype(np.float32)
+
+
+def test_five_crop_view_sees_the_corners_and_keeps_pooled_features_only():
+    from PIL import Image
+
+    from ml.encoders import ConcatImageEncoder, image_part
+    from ml.views import FiveCropView, PooledView, five_crops
+
+    im = Image.new("RGB", (100, 50), (0, 0, 0))
+    im.paste((255, 0, 0), (0, 0, 10, 10))  # a small red subject in the top-left corner
+    crops = five_crops(im)
+    assert [c.size for c in crops] == [(60, 30)] * 5
+    assert crops[0].getpixel((0, 0)) == (255, 0, 0) and crops[3].getpixel((59, 29)) == (0, 0, 0)
+    view = FiveCropView(_MeanColour())
+    v = view.encode([im])
+    assert v.shape == (1, 3) and view.dim == 3 and view.name == "mean-colour-crop5-pooled"
+    # only the top-left crop holds red: mean over crops = (100 red pixels / 1800) / 5 * 255
+    assert v[0, 0] == pytest.approx(255 * 100 / 1800 / 5, rel=1e-4)
+    both = ConcatImageEncoder([_MeanColour(), view, PooledView(_MeanColour())])
+    assert both.part_flips() == [True, False, False] and both.dim == 1003 + 3 + 3
+    assert both.encode([im]).shape == (1, 1009)
+    assert isinstance(image_part("efficientnet-lite0/crop5"), FiveCropView)
+    big = image_part("efficientnet-lite0@320")
+    assert isinstance(big, PooledView) and big.name == "efficientnet-lite0@320-pooled" and big.dim == 1280
+    with pytest.raises(ValueError):
+        image_part("efficientnet-lite0/zoom")

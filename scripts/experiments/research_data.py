@@ -58,7 +58,7 @@ def _captions(path: Path) -> dict[str, list[str]]:
     return out
 
 
-def load(work: str | Path, spec: str, *, coco: bool = True) -> tuple[TrainingData, TestSet, np.ndarray]:
+def load(work: str | Path, spec: str, *, coco: bool = True, extra_text: bool = True) -> tuple[TrainingData, TestSet, np.ndarray]:
     """(training data, test set, photo source per training photo: 'flickr', 'flickr_extra' or 'coco')."""
     work = Path(work)
     enc = MiniLMTextEncoder()
@@ -85,7 +85,7 @@ def load(work: str | Path, spec: str, *, coco: bool = True) -> tuple[TrainingDat
             if (n, t) not in seen:
                 caps.append((index[n], t))
                 seen.add((n, t))
-    extra_texts = [t for n, ts in f8.items() if n not in index and n not in set(test_names) for t in ts]
+    extra_texts = [t for n, ts in f8.items() if n not in index and n not in set(test_names) for t in ts] if extra_text else []
     pairs: dict[tuple[str, str], list] = {}
     for r in ds.experts:
         pairs.setdefault((r.photo_file, r.key), [list(r.scores), None])[0] = list(r.scores)
@@ -117,7 +117,7 @@ def load(work: str | Path, spec: str, *, coco: bool = True) -> tuple[TrainingDat
         pair_blocked=np.array([is_about_children(p[1]) for p in pair_list]),
         label_vectors=cached_text_vectors(imagenet_label_texts(), enc, cache),
         extra_texts=np.array(extra_texts, dtype=object),
-        extra_vectors=cached_text_vectors(extra_texts, enc, cache),
+        extra_vectors=cached_text_vectors(extra_texts, enc, cache) if extra_texts else np.zeros((0, 384), np.float32),
     )
     tq = [c for c in ds.captions.values() if c.source == "test"]
     tindex = {n: i for i, n in enumerate(test_names)}
