@@ -56,7 +56,9 @@ class Settings(BaseSettings):
                                       "searches per minute per client address, per worker process; 0 = off", ge=0)
     max_upload_mb: int = _env("WITHSENSE_MAX_UPLOAD_MB", 20, "largest accepted upload", ge=1, le=1024)
     max_pixels: int = _env("WITHSENSE_MAX_PIXELS", 50_000_000, "largest accepted image, in pixels", ge=1)
-    description_weight: float = _env("WITHSENSE_DESCRIPTION_WEIGHT", 0.5,
+    # 0.9: the ranker's score is a calibrated probability (issue 12), so a matching description,
+    # direct evidence of what the photo shows, must be able to lift a photo above any content score.
+    description_weight: float = _env("WITHSENSE_DESCRIPTION_WEIGHT", 0.9,
                                      "how far a better-matching description pulls a photo's score up (0 = image only)",
                                      ge=0.0, le=1.0)
     near_duplicate_distance: float = _env("WITHSENSE_NEAR_DUPLICATE_DISTANCE", 0.02,
