@@ -101,18 +101,28 @@ def list_features(queries: np.ndarray, candidates: np.ndarray, photos: PhotoEvid
     return np.stack(cols, axis=-1).astype(np.float32)
 
 
+def clip_to(X: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None) -> np.ndarray:
+    """Features clipped to the range seen in training. A photo unlike every training photo (its
+    ``mapper_norm`` near 0, label evidence of classes never seen) must not be scored by a model's
+    extrapolation beyond the data: that sank an uploaded photo of a cup of coffee to the bottom."""
+    X = np.asarray(X, np.float64)
+    return X if lo is None else np.clip(X, lo, hi)
+
+
 class NumpyListMLP:
     """The listwise network in numpy: ``relu`` hidden layers plus a linear skip from the input."""
 
-    def __init__(self, weights, biases, skip, mean, scale):
+    def __init__(self, weights, biases, skip, mean, scale, lo=None, hi=None):
         self.weights = [np.asarray(w, np.float64) for w in weights]
         self.biases = [np.asarray(b, np.float64) for b in biases]
         self.skip = np.asarray(skip, np.float64)
         self.mean = np.asarray(mean, np.float64)
         self.scale = np.asarray(scale, np.float64)
+        self.lo = None if lo is None else np.asarray(lo, np.float64)
+        self.hi = None if hi is None else np.asarray(hi, np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        z = (np.asarray(X, np.float64) - self.mean) / self.scale
+        z = (clip_to(X, self.lo, self.hi) - self.mean) / self.scale
         h = z
         for w, b in zip(self.weights[:-1], self.biases[:-1]):
             h = np.maximum(h @ w + b, 0.0)
@@ -120,6 +130,8 @@ class NumpyListMLP:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {"mean": self.mean, "scale": self.scale, "skip": self.skip, "n_layers": np.array(len(self.weights))}
+        if self.lo is not None:
+            out["lo"], out["hi"] = self.lo, self.hi
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             out[f"W{i}"], out[f"b{i}"] = w, b
         return out
@@ -127,7 +139,9 @@ class NumpyListMLP:
     @classmethod
     def from_arrays(cls, a) -> "NumpyListMLP":
         n = int(a["n_layers"])
-        return cls([a[f"W{i}"] for i in range(n)], [a[f"b{i}"] for i in range(n)], a["skip"], a["mean"], a["scale"])
+        bounds = (a["lo"], a["hi"]) if "lo" in a else (None, None)
+        return cls([a[f"W{i}"] for i in range(n)], [a[f"b{i}"] for i in range(n)], a["skip"], a["mean"], a["scale"],
+                   *bounds)
 
 
 class KerasListwiseMLP(BaseEstimator):
@@ -158,6 +172,7 @@ class KerasListwiseMLP(BaseEstimator):
         y = np.asarray(y, np.int64).ravel()
         keras.utils.set_random_seed(0 if self.random_state is None else int(self.random_state))
         flat = X.reshape(-1, X.shape[-1])
+        self.lo_, self.hi_ = flat.min(0), flat.max(0)
         self.mean_, self.scale_ = flat.mean(0), np.maximum(flat.std(0), 1e-6)
         Z = (X - self.mean_) / self.scale_
         reg = keras.regularizers.L2(self.l2) if self.l2 else None
@@ -176,14 +191,14 @@ class KerasListwiseMLP(BaseEstimator):
         self.model_ = model
         dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense" and layer.name != "skip"]
         self.numpy_ = NumpyListMLP([d.get_weights()[0] for d in dense], [d.get_weights()[1] for d in dense],
-                                   model.get_layer("skip").get_weights()[0], self.mean_, self.scale_)
+                                   model.get_layer("skip").get_weights()[0], self.mean_, self.scale_, self.lo_, self.hi_)
         return self
 
     def predict(self, X) -> np.ndarray:
         return self.numpy_.predict(X)
 
     def predict_keras(self, X) -> np.ndarray:
-        Z = (np.asarray(X, np.float32) - self.mean_) / self.scale_
+        Z = (clip_to(X, self.lo_, self.hi_).astype(np.float32) - self.mean_) / self.scale_
         return np.asarray(self.model_.predict(Z, verbose=0))
 
     def serving(self):
@@ -208,6 +223,7 @@ class PointwiseRegressor(BaseEstimator):
         from sklearn.preprocessing import StandardScaler
 
         X = np.asarray(X, np.float32)
+        self.lo_, self.hi_ = X.reshape(-1, X.shape[-1]).min(0), X.reshape(-1, X.shape[-1]).max(0)
         target = np.zeros(X.shape[:2], np.float32)
         target[np.arange(len(X)), np.asarray(y).ravel()] = 1.0
         self.model_ = make_pipeline(StandardScaler(), clone(self.estimator if self.estimator is not None
@@ -216,7 +232,7 @@ class PointwiseRegressor(BaseEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
-        X = np.asarray(X, np.float32)
+        X = clip_to(X, getattr(self, "lo_", None), getattr(self, "hi_", None))
         return self.model_.predict(X.reshape(-1, X.shape[-1])).reshape(X.shape[:-1])
 
     def serving(self):

@@ -171,6 +171,12 @@ def test_listwise_network_in_numpy_equals_keras_and_learns_the_order():
     again = NumpyListMLP.from_arrays(est.numpy_.to_arrays())
     assert np.allclose(again.predict(X), numpy_scores)
     assert (numpy_scores.argmax(1) == y).mean() > 0.8  # far above chance (0.1)
+    # beyond the training range a feature counts as its extreme: no extrapolation
+    far = X[:1].copy()
+    far[0, 0, 0] = X[..., 0].max() + 100.0
+    edge = X[:1].copy()
+    edge[0, 0, 0] = X[..., 0].max()
+    assert np.allclose(est.predict(far), est.predict(edge)) and np.allclose(again.predict(far), est.predict(edge))
     linear = PointwiseRegressor().fit(X, y)
     assert (linear.predict(X).argmax(1) == y).mean() < (numpy_scores.argmax(1) == y).mean()
 

@@ -230,6 +230,7 @@ def train_and_publish(engine: Engine, settings: Settings, encoders, *, run_cv: b
     activate = force or current is None or (new is not None and (old is None or new > old))
     photo_ids, features = load_photo_features(engine, encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"])
     model = publish(engine, settings, result.ranker, photo_ids, features, params={"scorer": result.scorer_name},
+                    alternatives=result.alternatives,
                     metrics=result.metrics, activate=activate, progress=progress)
     model.update(activated=activate, cv_headline=new, previous_headline=old,
                  previous_version=current["version"] if current else None)
@@ -260,9 +261,12 @@ def load_photo_features(engine: Engine, image_model_id: int) -> tuple[np.ndarray
 
 
 def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.ndarray, features: np.ndarray,
-            *, params: dict, metrics: dict, activate: bool = True, progress: bool = True) -> dict:
+            *, params: dict, metrics: dict, activate: bool = True, progress: bool = True,
+            alternatives: dict | None = None) -> dict:
     version = f"{ranker.name}-{datetime.now(timezone.utc):%Y%m%d%H%M%S%f}"
     directory = ranker.save(settings.artifacts_dir / version)
+    for name, (scorer, calibrator) in (alternatives or {}).items():  # the other families, for `evaluate`
+        Ranker.save_scorer(directory / "alternatives" / name, scorer, calibrator)
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     with engine.begin() as conn:
         model_id = conn.execute(text(
