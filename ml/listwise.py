@@ -214,15 +214,19 @@ class PointwiseRegressor(BaseEstimator):
     """A scikit-learn regressor fitted to "is this the true photo" (1/0) on every candidate of
     every list, features standardised. Same ``fit(X, y)`` / ``predict(X)`` shapes as the network."""
 
-    def __init__(self, estimator=None):
+    def __init__(self, estimator=None, columns: tuple | None = None):
         self.estimator = estimator
+        self.columns = columns  # feature names (FEATURES) to use; None = all
+
+    def _cols(self, X: np.ndarray) -> np.ndarray:
+        return X if self.columns is None else X[..., [FEATURES.index(c) for c in self.columns]]
 
     def fit(self, X, y) -> "PointwiseRegressor":
         from sklearn.linear_model import LinearRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        X = np.asarray(X, np.float32)
+        X = self._cols(np.asarray(X, np.float32))
         self.lo_, self.hi_ = X.reshape(-1, X.shape[-1]).min(0), X.reshape(-1, X.shape[-1]).max(0)
         target = np.zeros(X.shape[:2], np.float32)
         target[np.arange(len(X)), np.asarray(y).ravel()] = 1.0
@@ -232,7 +236,7 @@ class PointwiseRegressor(BaseEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
-        X = clip_to(X, getattr(self, "lo_", None), getattr(self, "hi_", None))
+        X = clip_to(self._cols(np.asarray(X)), getattr(self, "lo_", None), getattr(self, "hi_", None))
         return self.model_.predict(X.reshape(-1, X.shape[-1])).reshape(X.shape[:-1])
 
     def serving(self):
