@@ -44,8 +44,9 @@ class Settings(BaseSettings):
                                     "more captioned photos (MS-COCO), training only; `evaluate --ood` holds 100 out")
     encoder: Literal["minilm", "clip"] = _env("WITHSENSE_ENCODER", "minilm",
                                               "`minilm` (MiniLM text + EfficientNet-Lite images) or `clip`")
-    image_model: str = _env("WITHSENSE_IMAGE_MODEL", "efficientnet-lite0+efficientnet-lite2",
-                            "image network(s) for the minilm backend, `+`-joined")
+    image_model: str = _env("WITHSENSE_IMAGE_MODEL",
+                            "efficientnet-lite0+efficientnet-lite0/crop5+efficientnet-lite0@320+efficientnet-lite2",
+                            "image network(s) and views (`/crop5`, `@320`) for the minilm backend, `+`-joined")
     clip_path: str = _env("WITHSENSE_CLIP_PATH", "", "local directory with CLIPModel weights, for the clip backend")
     shortlist_size: int = _env("WITHSENSE_SHORTLIST", 100, "candidates the SQL nearest-neighbour query hands to the scorer",
                                ge=1, le=10_000)
