@@ -1,32 +1,34 @@
-"""Grouped cross-validation of scorers (grouped by photo: no photo is in both train and validation).
+"""Grouped cross-validation of rerankers (grouped by photo: no photo is in both train and validation).
 
-For each fold the joint mapper is fitted on the training photos' captions; the scorers are
-trained on features built with *out-of-fold* joint vectors (an inner cross-fit, so the scorer
-sees joint vectors as noisy as those of photos the mapper never saw, as at serving time), then
-evaluated on the validation photos:
+For each fold the joint mapper is fitted on the training photos' captions. The rerankers are
+trained on shortlists built with *out-of-fold* evidence (an inner cross-fit, so they see joint
+vectors as noisy as those of photos the mapper never saw, as at serving time), then evaluated on
+the validation photos:
 
-* rated pairs: RMSE and MAE against the target (``ml.targets``), Kendall tau-c against the expert
-  mean (pairs with expert scores), ROC-AUC for "expert mean >= 3";
 * retrieval: each validation photo's captions (not about children) are queries over galleries of
-  ``gallery_size`` validation photos (the size of the test gallery): R@1, R@5, R@10, MRR.
+  ``gallery_size`` validation photos (the size of the test gallery): R@1, R@5, R@10, MRR;
+* rated pairs: each rated (text, validation photo) pair is scored inside the same galleries;
+  Kendall tau-c against the expert mean, ROC-AUC for "expert mean >= 3". Their raw scores are
+  returned too (``oof``): the calibration is fitted on them (``ml.calibration``).
 
-Selection rule (:func:`pick_best`): the highest ``R@1 + R@5`` (mean over folds), ties within
-0.005 broken by the higher tau-c.
+Selection rule (:func:`pick_best`): the highest ``R@1 + R@5`` (mean over folds); candidates within
+0.005 of the best are tied and the higher tau-c wins.
 """
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 import numpy as np
 from sklearn.base import clone
 
 from ml import metrics as M
 from ml.data import TrainingData
-from ml.scorer import pair_features
-from ml.targets import expert_mean, match_target, training_mask
+from ml.features import photo_bridges, softmax, split_features
+from ml.listwise import CosineScorer, PhotoEvidence, list_features, specificity, top_labels
+from ml.targets import expert_mean
 
-COSINE = "joint_cosine"  # the reference "scorer": cosine in the joint space, no reranking
+COSINE = "joint_cosine"  # the reference: cosine in the joint space, no reranking
+SELECTION_RULE = "highest CV R@1 + R@5; within 0.005 of the best, the highest tau-c"
 
 
 def fit_mapper(mapper, data: TrainingData, photo_mask: np.ndarray | None = None):
@@ -34,65 +36,68 @@ def fit_mapper(mapper, data: TrainingData, photo_mask: np.ndarray | None = None)
     cm = ~data.caption_blocked
     if photo_mask is not None:
         cm &= photo_mask[data.caption_photo]
-    m = clone(mapper)
-    X = data.photo_features[data.caption_photo[cm]]
-    Y = data.caption_vectors[cm]
-    try:
-        m.fit(X, Y, groups=data.caption_photo[cm])
-    except TypeError:
-        m.fit(X, Y)
-    return m
+    return clone(mapper).fit(data.photo_features[data.caption_photo[cm]], data.caption_vectors[cm])
 
 
-def oof_joint(mapper, data: TrainingData, n_splits: int = 3, random_state: int = 0) -> np.ndarray:
-    """Joint vectors of every photo from mappers fitted without that photo (cross-fitting)."""
+def photo_evidence(mapper, features: np.ndarray, label_vectors: np.ndarray, bridge_kind: str = "imagenet_labels") -> PhotoEvidence:
+    """Everything the reranker reads about photos, from their raw features and a fitted mapper."""
+    features = np.asarray(features, np.float32)
+    n = len(features)
+    bridge = photo_bridges(features, label_vectors, bridge_kind)
+    if bridge_kind == "imagenet_labels":
+        ids, probs = top_labels(softmax(split_features(features)[1]))
+    else:  # CLIP: no ImageNet labels; the evidence columns are zero
+        ids, probs = np.zeros((n, 5), np.int32), np.zeros((n, 5), np.float32)
+    inner = getattr(mapper, "mapper_", mapper)
+    norm = (np.linalg.norm(inner.predict_raw(features), axis=1) if hasattr(inner, "predict_raw")
+            else np.ones(n)).astype(np.float32)
+    return PhotoEvidence(mapper.transform(features), bridge, ids, probs, norm)
+
+
+def oof_evidence(mapper, data: TrainingData, n_splits: int = 3, random_state: int = 0) -> PhotoEvidence:
+    """Evidence of every photo from mappers fitted without that photo (cross-fitting)."""
     rng = np.random.default_rng(random_state)
     folds = np.array_split(rng.permutation(len(data.photo_keys)), n_splits)
-    out = np.zeros((len(data.photo_keys), data.caption_vectors.shape[1]), np.float32)
+    parts = {}
     for f in folds:
         train = np.ones(len(data.photo_keys), bool)
         train[f] = False
-        out[f] = fit_mapper(mapper, data, train).transform(data.photo_features[f])
-    return out
+        m = fit_mapper(mapper, data, train)
+        parts[tuple(f)] = photo_evidence(m, data.photo_features[f], data.label_vectors, data.bridge_kind)
+    order = np.concatenate([np.array(k) for k in parts])
+    inv = np.argsort(order)
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts.values()])[inv]  # noqa: E731
+    return PhotoEvidence(cat("joint"), cat("bridge"), cat("label_ids"), cat("label_probs"), cat("mapper_norm"))
 
 
-def scorer_training_set(
-    data: TrainingData, joint: np.ndarray, *, n_hard: int = 2, n_random: int = 2, random_state: int = 0,
-    caption_target: float = 1.0, product: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(X, y) for the scorer: rated pairs with their target, each caption with its own photo
-    (target ``caption_target``) and with ``n_hard`` nearest + ``n_random`` random other photos
-    (target 0). Nothing about children."""
-    rng = np.random.default_rng(random_state)
-    bridge = data.photo_bridges()
-    target = match_target(data.pair_expert, data.pair_crowd)
-    keep = training_mask(target, data.pair_blocked)
-    Xs = [pair_features(data.pair_vectors[keep], joint[data.pair_photo[keep]], bridge[data.pair_photo[keep]], product=product)]
-    ys = [target[keep]]
+def reference_captions(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
+    """The captions a query's specificity is measured against (not about children), with their photo."""
     cm = ~data.caption_blocked
-    q, own = data.caption_vectors[cm], data.caption_photo[cm]
-    Xs.append(pair_features(q, joint[own], bridge[own], product=product))
-    ys.append(np.full(len(own), caption_target))
+    return data.caption_vectors[cm], data.caption_photo[cm]
+
+
+def training_lists(data: TrainingData, evidence: PhotoEvidence, *, list_size: int = 100, random_state: int = 0,
+                   max_queries: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Shortlists for the listwise loss: each caption (not about children) with its own photo and
+    ``list_size - 1`` other training photos, at a random position. Returns ``(X, true_index)``."""
+    rng = np.random.default_rng(random_state)
+    qs = np.flatnonzero(~data.caption_blocked)
+    if max_queries is not None and len(qs) > max_queries:
+        qs = np.sort(rng.choice(qs, max_queries, replace=False))
     n = len(data.photo_keys)
-    if n > 1 and (n_hard or n_random):
-        rated = set(zip(data.pair_photo.tolist(), map(str, data.pair_texts)))
-        texts = data.caption_texts[cm]
-        neg_q, neg_p = [], []
-        for start in range(0, len(own), 2048):
-            S = q[start : start + 2048] @ joint.T
-            S[np.arange(len(S)), own[start : start + 2048]] = -np.inf
-            hard = np.argsort(-S, axis=1)[:, :n_hard]
-            rand = rng.integers(0, n, size=(len(S), n_random))
-            for i, row in enumerate(np.concatenate([hard, rand], axis=1)):
-                gi = start + i
-                for p in row:
-                    if p != own[gi] and (int(p), str(texts[gi])) not in rated:
-                        neg_q.append(gi)
-                        neg_p.append(p)
-        neg_q, neg_p = np.array(neg_q, int), np.array(neg_p, int)
-        Xs.append(pair_features(q[neg_q], joint[neg_p], bridge[neg_p], product=product))
-        ys.append(np.zeros(len(neg_q)))
-    return np.concatenate(Xs).astype(np.float32), np.concatenate(ys)
+    size = min(list_size, n)
+    own = data.caption_photo[qs]
+    cand = np.empty((len(qs), size), np.int64)
+    for i, p in enumerate(own):
+        others = rng.choice(n - 1, size - 1, replace=False)
+        others[others >= p] += 1
+        cand[i] = np.concatenate([[p], others])
+    pos = rng.integers(0, size, len(qs))
+    cand[np.arange(len(qs)), 0], cand[np.arange(len(qs)), pos] = cand[np.arange(len(qs)), pos], own
+    ref, ref_photo = reference_captions(data)
+    spec = specificity(data.caption_vectors[qs], ref, exclude=own, caption_group=ref_photo)
+    X = list_features(data.caption_vectors[qs], cand, evidence, data.label_vectors, spec)
+    return X, pos
 
 
 def _galleries(photo_index: np.ndarray, size: int, rng) -> list[np.ndarray]:
@@ -102,50 +107,40 @@ def _galleries(photo_index: np.ndarray, size: int, rng) -> list[np.ndarray]:
     return [p[i : i + size] for i in range(0, len(p) - size + 1, size)]
 
 
-def evaluate_scorer(
-    predict: Callable[[np.ndarray], np.ndarray] | None,
-    data: TrainingData,
-    joint: np.ndarray,
-    photo_index: np.ndarray,
-    *,
-    gallery_size: int = 100,
-    random_state: int = 0,
-    product: bool = False,
-) -> dict[str, float]:
-    """Pair and retrieval metrics of a fitted scorer (``predict``; None = joint cosine) on the
-    photos ``photo_index`` (their joint vectors in ``joint``, indexed like ``data``)."""
-    bridge = data.photo_bridges()
-    score = (lambda X: X[:, 0]) if predict is None else predict
-    out: dict[str, float] = {}
-    pm = np.isin(data.pair_photo, photo_index) & ~data.pair_blocked
-    target = match_target(data.pair_expert, data.pair_crowd)
-    pm &= ~np.isnan(target)
-    if pm.any():
-        pred = score(pair_features(data.pair_vectors[pm], joint[data.pair_photo[pm]], bridge[data.pair_photo[pm]], product=product))
-        out["RMSE"] = M.rmse(np.clip(pred, 0, 1), target[pm])
-        out["MAE"] = M.mae(np.clip(pred, 0, 1), target[pm])
-        em = expert_mean(data.pair_expert[pm])
-        has = ~np.isnan(em)
-        out["tau_c"] = M.kendall_tau_c(pred[has], em[has]) if has.sum() > 1 else float("nan")
-        out["ROC_AUC"] = M.roc_auc_relevant(pred[has], em[has]) if has.any() else float("nan")
+def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo_index: np.ndarray,
+                      reference: tuple[np.ndarray, np.ndarray], *, gallery_size: int = 100,
+                      random_state: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Retrieval and rated-pair metrics of a fitted scorer on the photos ``photo_index`` (their
+    evidence indexed like ``data``); also the rated pairs' raw scores (``oof``) for calibration."""
     rng = np.random.default_rng(random_state)
-    ranks = []
+    ranks, pair_rows, pair_scores = [], [], []
+    pair_ok = ~data.pair_blocked
     for gal in _galleries(np.asarray(photo_index), gallery_size, rng):
         pos = np.full(len(data.photo_keys), -1)
         pos[gal] = np.arange(len(gal))
-        qm = (pos[data.caption_photo] >= 0) & ~data.caption_blocked
-        qs = np.flatnonzero(qm)
-        if not len(qs):
-            continue
-        Q = np.repeat(data.caption_vectors[qs], len(gal), axis=0)
-        P = np.tile(gal, len(qs))
-        s = np.asarray(score(pair_features(Q, joint[P], bridge[P], product=product))).reshape(len(qs), len(gal))
-        ranks.extend(M.ranks_of_correct(s, pos[data.caption_photo[qs]]).tolist())
+        qs = np.flatnonzero((pos[data.caption_photo] >= 0) & ~data.caption_blocked)
+        if len(qs):
+            spec = specificity(data.caption_vectors[qs], reference[0])
+            X = list_features(data.caption_vectors[qs], np.tile(gal, (len(qs), 1)), evidence, data.label_vectors, spec)
+            ranks.extend(M.ranks_of_correct(scorer.predict(X), pos[data.caption_photo[qs]]).tolist())
+        ps = np.flatnonzero((pos[data.pair_photo] >= 0) & pair_ok)
+        if len(ps):
+            spec = specificity(data.pair_vectors[ps], reference[0])
+            X = list_features(data.pair_vectors[ps], np.tile(gal, (len(ps), 1)), evidence, data.label_vectors, spec)
+            pair_scores.append(scorer.predict(X)[np.arange(len(ps)), pos[data.pair_photo[ps]]])
+            pair_rows.append(ps)
+    out: dict[str, float] = {}
     ranks = np.array(ranks)
     for k in (1, 5, 10):
         out[f"R@{k}"] = M.recall_at_k(ranks, k)
     out["MRR"] = M.mrr(ranks)
-    return out
+    rows = np.concatenate(pair_rows) if pair_rows else np.zeros(0, int)
+    scores = np.concatenate(pair_scores) if pair_scores else np.zeros(0)
+    em = expert_mean(data.pair_expert[rows]) if len(rows) else np.zeros(0)
+    has = ~np.isnan(em)
+    out["tau_c"] = M.kendall_tau_c(scores[has], em[has]) if has.sum() > 1 else float("nan")
+    out["ROC_AUC"] = M.roc_auc_relevant(scores[has], em[has]) if has.any() else float("nan")
+    return out, {"pair_index": rows, "score": scores}
 
 
 def grouped_cv(
@@ -156,11 +151,12 @@ def grouped_cv(
     n_splits: int = 5,
     inner_splits: int = 3,
     gallery_size: int = 100,
+    list_size: int = 100,
     random_state: int = 0,
     progress: bool = True,
-    scorer_set_kw: dict | None = None,
-) -> dict[str, dict[str, float]]:
-    """Mean (over folds) validation metrics per scorer, plus :data:`COSINE` for the joint space alone.
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
+    """Mean (over folds) validation metrics per scorer, plus :data:`COSINE` for the joint space
+    alone; and per scorer the out-of-fold raw scores of the rated pairs.
 
     Folds: GroupKFold by photo over the photos that have rated pairs (the other photos, caption-only,
     always train)."""
@@ -169,9 +165,10 @@ def grouped_cv(
     rated = np.unique(data.pair_photo)
     if len(rated) < n_splits:
         rated = np.arange(len(data.photo_keys))
-    rng = np.random.default_rng(random_state)
-    shuffled = rng.permutation(rated)
-    results: dict[str, list[dict]] = {COSINE: [], **{name: [] for name in scorers}}
+    shuffled = np.random.default_rng(random_state).permutation(rated)
+    scorers = {COSINE: CosineScorer(), **scorers}
+    results: dict[str, list[dict]] = {name: [] for name in scorers}
+    oof: dict[str, list[dict]] = {name: [] for name in scorers}
     for fold, (_, val_pos) in enumerate(GroupKFold(n_splits=n_splits).split(shuffled, groups=shuffled)):
         t0 = time.time()
         val = shuffled[val_pos]
@@ -179,21 +176,26 @@ def grouped_cv(
         train_mask[val] = False
         train_idx = np.flatnonzero(train_mask)
         tdata = data.subset_photos(train_idx)
-        joint = np.zeros((len(data.photo_keys), data.caption_vectors.shape[1]), np.float32)
-        joint[val] = fit_mapper(mapper, tdata).transform(data.photo_features[val])
-        tjoint = oof_joint(mapper, tdata, inner_splits, random_state + fold)
-        X, y = scorer_training_set(tdata, tjoint, random_state=random_state + fold, **(scorer_set_kw or {}))
-        product = bool((scorer_set_kw or {}).get("product", False))
-        results[COSINE].append(evaluate_scorer(None, data, joint, val, gallery_size=gallery_size, random_state=fold))
+        m = fit_mapper(mapper, tdata)
+        evidence = photo_evidence(m, data.photo_features, data.label_vectors, data.bridge_kind)
+        trained = any(not isinstance(est, CosineScorer) for est in scorers.values())
+        X, y = training_lists(tdata, oof_evidence(mapper, tdata, inner_splits, random_state + fold),
+                              list_size=list_size, random_state=random_state + fold) if trained else (None, None)
+        reference = reference_captions(tdata)
         for name, est in scorers.items():
             fitted = clone(est).fit(X, y)
-            results[name].append(evaluate_scorer(fitted.predict, data, joint, val, gallery_size=gallery_size,
-                                                 random_state=fold, product=product))
+            r, o = evaluate_reranker(fitted, data, evidence, val, reference, gallery_size=gallery_size, random_state=fold)
+            results[name].append(r)
+            oof[name].append(o)
         if progress:
             print(f"fold {fold + 1}/{n_splits} ({time.time() - t0:.0f}s): "
-                  + "; ".join(f"{n} R@1 {r[-1]['R@1']:.3f} R@5 {r[-1]['R@5']:.3f} tau {r[-1].get('tau_c', float('nan')):.3f}"
+                  + "; ".join(f"{n} R@1 {r[-1]['R@1']:.3f} R@5 {r[-1]['R@5']:.3f} tau {r[-1]['tau_c']:.3f}"
                               for n, r in results.items()), flush=True)
-    return {name: {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]} for name, rs in results.items()}
+    means = {name: {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]} for name, rs in results.items()}
+    for name, rs in results.items():
+        means[name]["R@1_per_fold"] = [round(r["R@1"], 4) for r in rs]
+    pooled = {name: {k: np.concatenate([o[k] for o in os]) for k in ("pair_index", "score")} for name, os in oof.items()}
+    return means, pooled
 
 
 def pick_best(cv: dict[str, dict[str, float]], exclude=(COSINE,)) -> str:

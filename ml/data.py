@@ -95,6 +95,20 @@ class TrainingData:
             bridge_kind=self.bridge_kind,
         )
 
+    def all_text_vectors(self) -> np.ndarray:
+        """Every text vector there is (captions, rated texts, text-only captions): what the text
+        transform (``ml.whitening``) is fitted on."""
+        parts = [self.caption_vectors, self.pair_vectors, self.extra_vectors]
+        return np.concatenate([p for p in parts if len(p)])
+
+    def with_text_transform(self, transform) -> "TrainingData":
+        """The data with every text vector (and the label phrases) put through ``transform``."""
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("caption_vectors", "pair_vectors", "extra_vectors", "label_vectors"):
+            if len(kw[name]):
+                kw[name] = transform.transform(kw[name])
+        return TrainingData(**kw)
+
     def with_features(self, photo_features: np.ndarray) -> "TrainingData":
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
         kw["photo_features"] = np.asarray(photo_features, np.float32)
@@ -115,17 +129,19 @@ def assert_no_test_leak(
     *,
     train_sha256: Sequence[str] = (),
     test_sha256: Sequence[str] = (),
+    train_flickr_ids: Sequence[str] = (),
 ) -> None:
     """Raise :class:`LeakError` when a training photo is a test photo.
 
     Compared by file name, by Flickr photo id (the number before ``_``, which survives renaming and
-    re-encoding) and by sha256 of the original file when given.
+    re-encoding) and by sha256 of the original file when given. Photos from other collections
+    (MS-COCO) are named otherwise; their Flickr photo ids come in ``train_flickr_ids``.
     """
     names = {Path(n).name.split("#")[0] for n in train_names}
     test = {Path(n).name for n in test_names}
     if names & test:
         raise LeakError(f"test photos in training data: {sorted(names & test)[:5]}")
-    ids = {flickr_id(n) for n in names} & {flickr_id(n) for n in test}
+    ids = ({flickr_id(n) for n in names} | set(map(str, train_flickr_ids))) & {flickr_id(n) for n in test}
     if ids:
         raise LeakError(f"test Flickr photo ids in training data: {sorted(ids)[:5]}")
     shas = set(train_sha256) & set(test_sha256)
@@ -133,8 +149,9 @@ def assert_no_test_leak(
         raise LeakError(f"test photo sha256 in training data: {sorted(shas)[:3]}")
 
 
-def cached_text_vectors(texts: Sequence[str], encoder, cache_dir) -> np.ndarray:
-    """``encoder.encode(texts)`` with a per-text disk cache (``cache_dir/<encoder>-text.npz``)."""
+def cached_text_vectors(texts: Sequence[str], encoder, cache_dir, *, save_every: int = 2048) -> np.ndarray:
+    """``encoder.encode(texts)`` with a per-text disk cache (``cache_dir/<encoder>-text.npz``),
+    saved every ``save_every`` new texts so an interrupted run keeps what it encoded."""
     cache_file = Path(cache_dir) / f"{encoder.name}-text.npz"
     cache: dict[str, np.ndarray] = {}
     if cache_file.exists():
@@ -142,9 +159,9 @@ def cached_text_vectors(texts: Sequence[str], encoder, cache_dir) -> np.ndarray:
             cache = dict(zip(data["keys"].tolist(), data["vectors"]))
     key = lambda t: hashlib.sha1(t.encode("utf-8")).hexdigest()  # noqa: E731
     todo = sorted({t for t in texts if key(t) not in cache})
-    if todo:
-        vectors = encoder.encode(todo)
-        for t, v in zip(todo, vectors):
+    for start in range(0, len(todo), save_every):
+        chunk = todo[start : start + save_every]
+        for t, v in zip(chunk, encoder.encode(chunk)):
             cache[key(t)] = v
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp.npz")

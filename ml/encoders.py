@@ -226,11 +226,12 @@ def encode_images_tta(encoder, images: Sequence[Image.Image], flip: bool = True)
 
 
 class ConcatImageEncoder:
-    """Several image encoders side by side, each averaged over the photo and its mirror (``flip``).
+    """Several image encoders side by side, each averaged over the photo and its mirror (``flip``),
+    except parts that say otherwise with their own ``flip`` attribute (the views of ``ml.views``).
 
-    The served image features: ``ConcatImageEncoder.default()`` is EfficientNet-Lite0 then -Lite2
-    (2280 + 2280 = 4560 columns; the last 1000 are Lite2's ImageNet logits, which the label
-    bridge reads).
+    The served image features (``WITHSENSE_IMAGE_MODEL``, docs/model.md): EfficientNet-Lite0 with
+    its mirror, Lite0's pooled features over five 60 % crops and at 320 px, then Lite2 with its
+    mirror. The last 1000 columns are Lite2's ImageNet logits, which the label bridge reads.
     """
 
     def __init__(self, parts: Sequence, flip: bool = True):
@@ -243,8 +244,11 @@ class ConcatImageEncoder:
     def default(cls) -> "ConcatImageEncoder":
         return cls([EfficientNetLiteImageEncoder("efficientnet-lite0"), EfficientNetLiteImageEncoder("efficientnet-lite2")])
 
+    def part_flips(self) -> list[bool]:
+        return [bool(getattr(p, "flip", self.flip)) and self.flip for p in self.parts]
+
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return np.concatenate([encode_images_tta(p, images, flip=self.flip) for p in self.parts], axis=1)
+        return np.concatenate([encode_images_tta(p, images, flip=f) for p, f in zip(self.parts, self.part_flips())], axis=1)
 
 
 @dataclass
@@ -264,7 +268,9 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
 
     ``image_model`` names one EfficientNet-Lite or several joined by ``+``
     ("efficientnet-lite0+efficientnet-lite2"): several are concatenated, each averaged over the
-    photo and its mirror image (``ConcatImageEncoder``).
+    photo and its mirror image (``ConcatImageEncoder``). A part may be a view (``ml.views``, pooled
+    features only, no mirror): ``efficientnet-lite0/crop5`` (mean of five 60 % crops) or
+    ``efficientnet-lite0@320`` (the photo at 320 px).
 
     ``runtime="onnx"`` runs the minilm backend's networks on ONNX Runtime from files exported into
     ``onnx_dir`` (``ml.onnx_encoders``): same names, same vectors within 1e-4, and no torch in the
@@ -279,14 +285,14 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
             from ml import onnx_encoders
 
             text_encoder, make_image = onnx_encoders.OnnxMiniLMTextEncoder(onnx_dir), (
-                lambda n: onnx_encoders.OnnxEfficientNetImageEncoder(n, onnx_dir))
+                lambda n, size=None: onnx_encoders.OnnxEfficientNetImageEncoder(n, onnx_dir, size=size))
         else:
             text_encoder, make_image = MiniLMTextEncoder(), EfficientNetLiteImageEncoder
         names = image_model.split("+")
         if len(names) == 1:
-            image = make_image(names[0])
+            image = image_part(names[0], make_image)
         else:
-            image = ConcatImageEncoder([make_image(n) for n in names], flip=True)
+            image = ConcatImageEncoder([image_part(n, make_image) for n in names], flip=True)
         return EncoderPair(text=text_encoder, image=image)
     if backend == "clip":
         if not clip_path:
@@ -296,6 +302,23 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
         clip = CLIPEncoder(clip_path)
         return EncoderPair(text=_CLIPSide(clip, "text"), image=_CLIPSide(clip, "image"), shared_space=True)
     raise ValueError(f"unknown encoder backend {backend!r}; choose 'minilm' or 'clip'")
+
+
+def image_part(spec: str, make_image=None):
+    """One part of ``WITHSENSE_IMAGE_MODEL``: ``<network>``, ``<network>/crop5`` or ``<network>@<size>``;
+    ``make_image(network, size=None)`` builds the network on the chosen runtime (torch by default)."""
+    from ml.views import FiveCropView, PooledView
+
+    make_image = make_image or EfficientNetLiteImageEncoder
+    network, _, view = spec.partition("/")
+    network, _, size = network.partition("@")
+    if view == "crop5":
+        return FiveCropView(make_image(network))
+    if view:
+        raise ValueError(f"unknown image view {view!r} in {spec!r}; the one view is 'crop5'")
+    if size:
+        return PooledView(make_image(network, size=int(size)))
+    return make_image(network)
 
 
 def imagenet_label_texts() -> list[str]:

@@ -80,9 +80,9 @@ def cached_image_features(
     keyed by the file's sha256, so a renamed file reuses its vector and a changed file is encoded
     again. Returns float32 ``(len(paths), encoder.dim)`` in the order of ``paths``.
     """
-    if hasattr(encoder, "parts"):  # a ConcatImageEncoder: its own flip setting, each part cached
-        return np.concatenate([cached_image_features(paths, p, cache_dir, flip=encoder.flip, batch=batch,
-                                                     progress=progress) for p in encoder.parts], axis=1)
+    if hasattr(encoder, "parts"):  # a ConcatImageEncoder: its own flip setting per part, each part cached
+        return np.concatenate([cached_image_features(paths, p, cache_dir, flip=f, batch=batch, progress=progress)
+                               for p, f in zip(encoder.parts, encoder.part_flips())], axis=1)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     keys = [file_sha256(p) for p in paths]

@@ -1,15 +1,15 @@
-"""The ranker the service loads: joint mapper + scorer + how to make a photo's bridge vector.
+"""The ranker the service loads: text transform + joint mapper + listwise reranker + calibration.
 
-Serving needs numpy (and scikit-learn for unpickling a linear scorer), never TensorFlow or torch.
+Serving needs numpy (and scikit-learn for unpickling a linear reranker), never TensorFlow or torch.
 
 >>> ranker = Ranker.load(directory)
->>> joint, bridge = ranker.photo_side(features)       # (n, d) each; stored per photo at publish time
->>> scores = ranker.score(query_vector, joint[:k], bridge[:k])   # (k,) in [0, 1]
+>>> evidence = ranker.photo_evidence(features)   # per photo, stored at publish / upload time
+>>> q = ranker.transform_query(text_vector)      # before the SQL shortlist (whitened text space)
+>>> scores = ranker.score(q, evidence.take(shortlist))   # (k,) in [0, 1]
 
-Two views of a photo live in the text space: ``joint`` (the learned mapping, what the SQL
-shortlist compares with ``<=>``) and ``bridge`` (made without training: ImageNet class
-probabilities times label-phrase vectors for EfficientNet features, or CLIP's own image vector).
-The scorer reads the query's cosine with both.
+``score`` is the calibrated probability that experts say the description fits the photo
+(``ml.calibration``), computed from the reranker's raw score for each candidate *within the
+shortlist* (its features are relative to the other candidates, ``ml.listwise``).
 """
 from __future__ import annotations
 
@@ -19,65 +19,109 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.features import photo_bridges
-from ml.scorer import NumpyMLP, pair_features
+from ml.calibration import PlattCalibrator
+from ml.listwise import NumpyListMLP, PhotoEvidence, list_features, specificity
+from ml.whitening import IdentityText, PartialWhitening
 
 MANIFEST = "ranker.json"
+FORMAT = 2
 
 
 class Ranker:
-    def __init__(self, mapper, scorer, label_vectors: np.ndarray, *, dims: int, bridge_kind: str = "imagenet_labels",
-                 product: bool = False, name: str = "ranker"):
+    def __init__(self, text_transform, mapper, scorer, calibrator: PlattCalibrator, label_vectors: np.ndarray,
+                 reference_captions: np.ndarray, *, dims: int, bridge_kind: str = "imagenet_labels",
+                 name: str = "ranker"):
         self.dims = dims  # the text space's dimension (= the text encoder's)
+        self.text_transform = text_transform
         self.mapper = mapper
         self.scorer = scorer
-        self.label_vectors = np.asarray(label_vectors, np.float32)
+        self.calibrator = calibrator
+        self.label_vectors = np.asarray(label_vectors, np.float32)  # in the transformed space
+        self.reference_captions = np.asarray(reference_captions, np.float32)  # transformed, for specificity
         self.bridge_kind = bridge_kind
-        self.product = product
         self.name = name
 
+    def transform_query(self, query_vector: np.ndarray) -> np.ndarray:
+        """A text encoder vector (or rows of them) into the ranker's space, where SQL compares."""
+        q = np.asarray(query_vector, np.float32)
+        return self.text_transform.transform(q.reshape(1, -1))[0] if q.ndim == 1 else self.text_transform.transform(q)
+
     def photo_vectors(self, photo_features: np.ndarray) -> np.ndarray:
+        """Photos' joint-space vectors (what the shortlist and similar-photo search compare)."""
         return self.mapper.transform(photo_features)
 
-    def photo_side(self, photo_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(joint, bridge) unit vectors of photos, from their raw image features."""
-        return self.photo_vectors(photo_features), photo_bridges(photo_features, self.label_vectors, self.bridge_kind)
+    def photo_evidence(self, photo_features: np.ndarray) -> PhotoEvidence:
+        from ml.compare import photo_evidence
 
-    def score(self, query_vector: np.ndarray, photo_joint: np.ndarray, photo_bridge: np.ndarray) -> np.ndarray:
-        """Match scores in [0, 1] for one query against k photos."""
-        if len(photo_joint) == 0:
+        return photo_evidence(self.mapper, photo_features, self.label_vectors, self.bridge_kind)
+
+    def raw_scores(self, query_vector: np.ndarray, candidates: PhotoEvidence) -> np.ndarray:
+        """The reranker's uncalibrated scores of one (transformed) query against its shortlist."""
+        q = np.asarray(query_vector, np.float32).reshape(1, -1)
+        spec = specificity(q, self.reference_captions)
+        X = list_features(q, np.arange(len(candidates.joint))[None, :], candidates, self.label_vectors, spec)
+        return np.asarray(self.scorer.predict(X), np.float64)[0]
+
+    def score(self, query_vector: np.ndarray, candidates: PhotoEvidence) -> np.ndarray:
+        """Probabilities in [0, 1] that the description fits, for one transformed query and k photos."""
+        if len(candidates.joint) == 0:
             return np.zeros(0)
-        X = pair_features(query_vector, photo_joint, photo_bridge, product=self.product)
-        return np.clip(np.asarray(self.scorer.predict(X), dtype=np.float64).ravel(), 0.0, 1.0)
+        return np.clip(self.calibrator.predict(self.raw_scores(query_vector, candidates)), 0.0, 1.0)
+
+    @staticmethod
+    def save_scorer(directory: Path, scorer, calibrator: PlattCalibrator) -> str:
+        """A reranker and its calibration into ``directory``; returns the scorer's file name."""
+        directory.mkdir(parents=True, exist_ok=True)
+        if isinstance(scorer, NumpyListMLP):
+            scorer_file = "scorer_mlp.npz"
+            np.savez(directory / scorer_file, **scorer.to_arrays())
+        else:
+            scorer_file = "scorer.pkl"
+            with open(directory / scorer_file, "wb") as f:
+                pickle.dump(scorer, f)
+        (directory / "calibration.json").write_text(json.dumps(calibrator.to_dict()))
+        return scorer_file
+
+    @staticmethod
+    def _load_scorer(directory: Path, scorer_file: str):
+        path = directory / scorer_file
+        if path.suffix == ".npz":
+            return NumpyListMLP.from_arrays(np.load(path))
+        with open(path, "rb") as f:
+            return pickle.load(f)  # our own artifact, written by save_scorer()
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.mapper.save(directory / "mapper.npz")
-        if isinstance(self.scorer, NumpyMLP):
-            scorer_file = "scorer_mlp.npz"
-            np.savez(directory / scorer_file, **self.scorer.to_arrays())
-        else:
-            scorer_file = "scorer.pkl"
-            with open(directory / scorer_file, "wb") as f:
-                pickle.dump(self.scorer, f)
+        scorer_file = self.save_scorer(directory, self.scorer, self.calibrator)
+        np.savez(directory / "text_transform.npz", **self.text_transform.to_arrays())
         np.save(directory / "label_vectors.npy", self.label_vectors)
+        # float16 halves the file; a specificity off by 1e-3 changes nothing.
+        np.save(directory / "reference_captions.npy", self.reference_captions.astype(np.float16))
         (directory / MANIFEST).write_text(json.dumps({
-            "name": self.name, "dims": self.dims, "bridge_kind": self.bridge_kind, "product": self.product,
+            "format": FORMAT, "name": self.name, "dims": self.dims, "bridge_kind": self.bridge_kind,
             "scorer_file": scorer_file}))
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Ranker":
+    def load(cls, directory: str | Path, scorer: str | None = None) -> "Ranker":
+        """The ranker saved in ``directory``; ``scorer`` names another family saved beside the
+        chosen one (``alternatives/<name>/``, for side-by-side evaluations)."""
         from ml.joint import load_mapper
 
         directory = Path(directory)
         meta = json.loads((directory / MANIFEST).read_text())
-        scorer_path = directory / meta["scorer_file"]
-        if scorer_path.suffix == ".npz":
-            scorer = NumpyMLP.from_arrays(np.load(scorer_path))
-        else:
-            with open(scorer_path, "rb") as f:
-                scorer = pickle.load(f)  # our own artifact, written by save() above
-        return cls(load_mapper(directory / "mapper.npz"), scorer, np.load(directory / "label_vectors.npy"),
-                   dims=meta["dims"], bridge_kind=meta["bridge_kind"], product=meta["product"], name=meta["name"])
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{directory}: a ranker of format {meta.get('format', 1)}, this code reads {FORMAT}: "
+                             "run `withsense train`")
+        scorer_dir = directory if scorer is None else directory / "alternatives" / scorer
+        scorer_file = meta["scorer_file"] if scorer is None else next(
+            f.name for f in scorer_dir.iterdir() if f.name.startswith("scorer"))
+        calibrator = PlattCalibrator.from_dict(json.loads((scorer_dir / "calibration.json").read_text()))
+        t = np.load(directory / "text_transform.npz")
+        text_transform = IdentityText() if np.isnan(float(t["power"])) else PartialWhitening.from_arrays(t)
+        return cls(text_transform, load_mapper(directory / "mapper.npz"), cls._load_scorer(scorer_dir, scorer_file),
+                   calibrator, np.load(directory / "label_vectors.npy"),
+                   np.load(directory / "reference_captions.npy").astype(np.float32), dims=meta["dims"],
+                   bridge_kind=meta["bridge_kind"], name=meta["name"] if scorer is None else f"{meta['name']}[{scorer}]")

@@ -1,8 +1,13 @@
-"""Training: the joint mapper on captions, the scorer on ratings + captions, the comparison.
+"""Training: text transform, joint mapper, listwise reranker families compared by grouped CV,
+calibration of the winner's score.
 
->>> result = train(data)                       # data: ml.data.TrainingData
+>>> result = train(data)                       # data: ml.data.TrainingData (raw text vectors)
 >>> save_artifacts(result, "var/models/v1")
 >>> ranker = load_artifacts("var/models/v1")   # ml.ranker.Ranker, numpy only
+
+Selection rule (stated here and applied by :func:`ml.compare.pick_best`): among LinearRegression,
+LinearSVR and the listwise network, the highest grouped-CV R@1 + R@5; candidates within 0.005 of
+the best count as tied and the higher Kendall tau-c against the experts wins.
 """
 from __future__ import annotations
 
@@ -11,19 +16,26 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from sklearn.base import clone
 
-from ml.compare import fit_mapper, grouped_cv, oof_joint, pick_best, scorer_training_set
+from ml.calibration import FITS, PlattCalibrator, held_out_calibration
+from ml.compare import (SELECTION_RULE, evaluate_reranker, fit_mapper, grouped_cv, oof_evidence, pick_best,
+                        reference_captions, training_lists)
 from ml.data import TrainingData
 from ml.joint import BridgeMixMapper, KernelRidgeMapper
+from ml.listwise import candidate_scorers
 from ml.ranker import Ranker
-from ml.scorer import KerasMLP, candidate_scorers
+from ml.targets import expert_mean
+from ml.whitening import PartialWhitening
+
+# Chosen by grouped CV on the training photos (docs/model.md, "Text space").
+WHITENING_POWER = 0.2
 
 
 def default_mapper(data: TrainingData):
-    """The mapper chosen in docs/model.md by grouped CV: RBF kernel ridge on the Lite0 + Lite2
-    flip-averaged features (``ml.features.ConcatImageEncoder.default()``), leaning on the label
-    bridge where a photo is unlike every training photo (``BridgeMixMapper``, beta 0.2)."""
+    """The mapper chosen in docs/model.md by grouped CV: RBF kernel ridge on the image features,
+    leaning on the label bridge where a photo is unlike every training photo (``BridgeMixMapper``)."""
     return BridgeMixMapper(KernelRidgeMapper(alpha=1.0, gamma=1.0), beta=0.2,
                            label_vectors=data.label_vectors, bridge_kind=data.bridge_kind)
 
@@ -31,10 +43,24 @@ def default_mapper(data: TrainingData):
 @dataclass
 class TrainResult:
     ranker: Ranker
-    mapper: object
-    scorer: object
     scorer_name: str
-    metrics: dict = field(default_factory=dict)  # {"cv": {name: {...}}, "chosen": name, ...}
+    alternatives: dict = field(default_factory=dict)  # other families: name -> (serving scorer, calibrator)
+    metrics: dict = field(default_factory=dict)
+
+
+def _fits(data: TrainingData, pair_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of pairs with expert scores, expert mean >= 3) for the given rated pairs."""
+    em = expert_mean(data.pair_expert[pair_index]) if len(pair_index) else np.zeros(0)
+    has = ~np.isnan(em)
+    return has, em[has] >= FITS
+
+
+def _calibrator(scores: np.ndarray, fits: np.ndarray) -> PlattCalibrator:
+    if len(fits) < 2 or fits.all() or not fits.any():  # nothing to learn from: the logistic of the raw score
+        c = PlattCalibrator()
+        c.a_, c.b_ = 1.0, 0.0
+        return c
+    return PlattCalibrator().fit(scores, fits)
 
 
 def train(
@@ -46,45 +72,88 @@ def train(
     scorers: dict | None = None,
     n_splits: int = 5,
     run_cv: bool = True,
+    whitening_power: float | None = WHITENING_POWER,
+    list_size: int = 100,
 ) -> TrainResult:
-    """Fit mapper and scorers, compare the scorers by grouped CV, refit the best on all data.
+    """Fit the text transform and mapper, compare the reranker families by grouped CV, refit each
+    on all data, calibrate them on their out-of-fold scores of rated pairs.
 
-    ``mapper`` defaults to :func:`default_mapper`; ``scorers`` to ``candidate_scorers()``.
-    With ``run_cv=False`` the first scorer is fitted without comparison (quick runs, tests).
+    With ``run_cv=False`` the first scorer is fitted without comparison and calibrated in-sample
+    (quick runs, CI).
     """
     t0 = time.time()
+    texts = data.all_text_vectors()
+    # PCA needs more texts than dimensions: with fewer (a small fixture) most eigenvalues are noise
+    # or missing, and the raw space is kept.
+    if whitening_power is not None and len(texts) >= 2 * texts.shape[1]:
+        text = PartialWhitening(whitening_power).fit(texts)
+    else:
+        from ml.whitening import IdentityText
+
+        text = IdentityText()
+    data = data.with_text_transform(text)
     mapper = default_mapper(data) if mapper is None else mapper
     scorers = candidate_scorers(random_state) if scorers is None else scorers
     metrics: dict = {"n_photos": int(len(data.photo_keys)), "n_captions": int(len(data.caption_photo)),
-                     "n_pairs": int(len(data.pair_photo)), "mapper": repr(mapper)}
+                     "n_pairs": int(len(data.pair_photo)), "mapper": repr(mapper),
+                     "whitening_power": getattr(text, "power", None), "list_size": list_size}
+    oof = None
     if run_cv and len(scorers) > 1:
-        cv = grouped_cv(data, mapper, scorers, n_splits=n_splits, random_state=random_state, progress=progress)
+        cv, oof = grouped_cv(data, mapper, scorers, n_splits=n_splits, random_state=random_state,
+                             list_size=list_size, progress=progress)
         name = pick_best(cv)
         metrics["cv"] = cv
-        metrics["selection_rule"] = "highest CV R@1 + R@5; ties within 0.005 -> highest tau-c"
+        metrics["selection_rule"] = SELECTION_RULE
     else:
         name = next(iter(scorers))
     metrics["chosen"] = name
     if progress:
         print(f"chosen scorer: {name}; fitting on all data", flush=True)
-    joint_oof = oof_joint(mapper, data, 3, random_state)
-    X, y = scorer_training_set(data, joint_oof, random_state=random_state)
-    scorer = clone(scorers[name]).fit(X, y)
+    X, y = training_lists(data, oof_evidence(mapper, data, 3, random_state), list_size=list_size,
+                          random_state=random_state)
     final_mapper = fit_mapper(mapper, data)
-    serving_scorer = scorer.numpy_ if isinstance(scorer, KerasMLP) else scorer
-    ranker = Ranker(final_mapper, serving_scorer, data.label_vectors, dims=data.caption_vectors.shape[1],
-                    bridge_kind=data.bridge_kind, name=f"{type(final_mapper).__name__}+{name}")
+    reference = reference_captions(data)
+    fitted = {}
+    for n, est in scorers.items():
+        if n == name or oof is not None:
+            fitted[n] = clone(est).fit(X, y)
+    calibrators = {}
+    for n, est in fitted.items():
+        if oof is not None:
+            has, fits = _fits(data, oof[n]["pair_index"])
+            scores = oof[n]["score"][has]
+            calibrators[n] = _calibrator(scores, fits)
+            if n == name:
+                report = held_out_calibration(scores, fits, data.pair_photo[oof[n]["pair_index"][has]])
+                report.pop("prob")
+                metrics["calibration"] = report
+        else:  # in-sample: the quick path has no held-out pairs
+            from ml.compare import photo_evidence
+
+            ev = photo_evidence(final_mapper, data.photo_features, data.label_vectors, data.bridge_kind)
+            _, o = evaluate_reranker(est, data, ev, np.unique(data.pair_photo), reference, random_state=random_state)
+            has, fits = _fits(data, o["pair_index"])
+            calibrators[n] = _calibrator(o["score"][has], fits)
+            metrics["calibration"] = {"note": "in-sample (train --no-cv)"}
+    serving = {n: est.serving() for n, est in fitted.items()}
+    ranker = Ranker(text, final_mapper, serving[name], calibrators[name], data.label_vectors, reference[0],
+                    dims=data.caption_vectors.shape[1], bridge_kind=data.bridge_kind,
+                    name=f"{type(final_mapper).__name__}+{name}")
     metrics["train_seconds"] = round(time.time() - t0, 1)
-    return TrainResult(ranker=ranker, mapper=final_mapper, scorer=scorer, scorer_name=name, metrics=metrics)
+    alternatives = {n: (serving[n], calibrators[n]) for n in fitted if n != name}
+    return TrainResult(ranker=ranker, scorer_name=name, alternatives=alternatives, metrics=metrics)
 
 
 def save_artifacts(result: TrainResult, directory: str | Path) -> Path:
-    """Write the ranker (mapper .npz, scorer, label vectors, ranker.json) and metrics.json."""
+    """Write the ranker, the other families' scorers (``alternatives/<name>/``) and metrics.json."""
     directory = result.ranker.save(directory)
+    for name, (scorer, calibrator) in result.alternatives.items():
+        Ranker.save_scorer(directory / "alternatives" / name, scorer, calibrator)
     (directory / "metrics.json").write_text(json.dumps({"scorer": result.scorer_name, **result.metrics}, indent=2, default=str))
     return directory
 
 
-def load_artifacts(directory: str | Path) -> Ranker:
-    """The serving :class:`~ml.ranker.Ranker` (numpy only, no TensorFlow)."""
-    return Ranker.load(directory)
+def load_artifacts(directory: str | Path, scorer: str | None = None) -> Ranker:
+    """The serving :class:`~ml.ranker.Ranker` (numpy only, no TensorFlow); ``scorer`` picks one of
+    the other families saved beside the chosen one."""
+    return Ranker.load(directory, scorer=scorer)

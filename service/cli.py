@@ -282,6 +282,11 @@ def cmd_evaluate(args, settings: Settings) -> int:
     engine = _engine(settings)
     searcher = Searcher(engine, settings, encoders_for(settings).text)
     report = evaluate(engine, settings, searcher, progress=not args.quiet)
+    if args.ood:
+        from service.training.ood import ood_check
+
+        family = report.get("cv_chosen") or "listwise_mlp"
+        report["ood"] = ood_check(engine, settings, encoders_for(settings), family=family, progress=not args.quiet)
     write_reports(report, engine, searcher, args.out)
     for mode, r in report["results"].items():
         print(f"{mode:10s} R@1 {r['R@1']:.3f}  R@5 {r['R@5']:.3f}  R@10 {r['R@10']:.3f}  MRR {r['MRR']:.3f}  "
@@ -399,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="test queries over test photos; writes reports/evaluation.*")
     evaluate.add_argument("--out", type=Path, default=REPO_ROOT / "reports")
     evaluate.add_argument("--quiet", action="store_true")
+    evaluate.add_argument("--ood", action="store_true",
+                          help="also the out-of-domain check: ~100 COCO photos held out of training, searched by caption")
     evaluate.set_defaults(func=cmd_evaluate)
 
     search = sub.add_parser("search", help="search from the command line")

@@ -60,10 +60,13 @@ class Settings(BaseSettings):
                             "else the fixture dataset")
     extra_dataset_dir: str = _env("WITHSENSE_EXTRA_DATASET", lambda: _default_shared("flickr8k_extra"),
                                   "extra captioned Flickr8k photos, training only")
+    captioned_extra_dir: str = _env("WITHSENSE_CAPTIONED_EXTRA", lambda: _default_shared("captioned_extra"),
+                                    "more captioned photos (MS-COCO), training only; `evaluate --ood` holds 100 out")
     encoder: Literal["minilm", "clip"] = _env("WITHSENSE_ENCODER", "minilm",
                                               "`minilm` (MiniLM text + EfficientNet-Lite images) or `clip`")
-    image_model: str = _env("WITHSENSE_IMAGE_MODEL", "efficientnet-lite0+efficientnet-lite2",
-                            "image network(s) for the minilm backend, `+`-joined")
+    image_model: str = _env("WITHSENSE_IMAGE_MODEL",
+                            "efficientnet-lite0+efficientnet-lite0/crop5+efficientnet-lite0@320+efficientnet-lite2",
+                            "image network(s) and views (`/crop5`, `@320`) for the minilm backend, `+`-joined")
     encoder_runtime: Literal["onnx", "torch"] = _env(
         "WITHSENSE_ENCODER_RUNTIME", "onnx",
         "`onnx` (ONNX Runtime, no torch in the server) or `torch` for the minilm backend's networks")
@@ -97,7 +100,9 @@ class Settings(BaseSettings):
                                       "searches per minute per client address, per worker process; 0 = off", ge=0)
     max_upload_mb: int = _env("WITHSENSE_MAX_UPLOAD_MB", 20, "largest accepted upload", ge=1, le=1024)
     max_pixels: int = _env("WITHSENSE_MAX_PIXELS", 50_000_000, "largest accepted image, in pixels", ge=1)
-    description_weight: float = _env("WITHSENSE_DESCRIPTION_WEIGHT", 0.5,
+    # 0.9: the ranker's score is a calibrated probability (issue 12), so a matching description,
+    # direct evidence of what the photo shows, must be able to lift a photo above any content score.
+    description_weight: float = _env("WITHSENSE_DESCRIPTION_WEIGHT", 0.9,
                                      "how far a better-matching description pulls a photo's score up (0 = image only)",
                                      ge=0.0, le=1.0)
     near_duplicate_distance: float = _env("WITHSENSE_NEAR_DUPLICATE_DISTANCE", 0.02,

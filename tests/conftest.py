@@ -83,7 +83,8 @@ def settings_for(tmp_path_factory, onnx_dir):
     def make(url: str, **overrides):
         data_dir = tmp_path_factory.mktemp("data")
         overrides.setdefault("onnx_dir_setting", str(onnx_dir))
-        return load_settings(database_url=url, data_dir=data_dir, extra_dataset_dir="", **overrides)
+        return load_settings(database_url=url, data_dir=data_dir, extra_dataset_dir="", captioned_extra_dir="",
+                             **overrides)
 
     return make
 
@@ -121,7 +122,7 @@ def app_for(library: dict, encoders, **overrides):
 
     settings = library["settings"]
     app = create_app({"database_url": settings.database_url, "data_dir": settings.data_dir,
-                      "api_token": settings.api_token, "extra_dataset_dir": "",
+                      "api_token": settings.api_token, "extra_dataset_dir": "", "captioned_extra_dir": "",
                       "onnx_dir_setting": settings.onnx_dir_setting, **overrides})
     app.config["TESTING"] = True
     app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app

@@ -14,8 +14,17 @@ from ml.joint import (
     KernelRidgeMapper,
     load_mapper,
 )
-from ml.ranker import Ranker
-from ml.scorer import ClippedRegressor, KerasMLP, NumpyMLP, pair_features
+from ml.calibration import PlattCalibrator, precision_recall_at, reliability
+from ml.whitening import PartialWhitening
+from ml.listwise import (
+    FEATURES,
+    KerasListwiseMLP,
+    NumpyListMLP,
+    PhotoEvidence,
+    PointwiseRegressor,
+    list_features,
+    specificity,
+)
 from ml.targets import expert_mean, match_target, training_mask
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
@@ -55,8 +64,10 @@ def _tiny_training_data(seed=0, n=40, d=1010, t=16):
 # ---------------------------------------------------------------- estimator contract
 @pytest.mark.parametrize("est", [
     KernelRidgeMapper(alpha=0.5, gamma=2.0),
-    ClippedRegressor(),
-    KerasMLP(hidden=(8, 4), epochs=1, random_state=1),
+    PointwiseRegressor(),
+    KerasListwiseMLP(hidden=(8, 4), epochs=1, random_state=1),
+    PartialWhitening(power=0.2),
+    PlattCalibrator(),
 ])
 def test_estimator_contract(est):
     params = est.get_params()
@@ -64,15 +75,6 @@ def test_estimator_contract(est):
     assert twin.get_params() == params
     assert not [k for k in vars(twin) if k.endswith("_")], "unfitted estimator has learned state"
     twin.set_params(**params)
-
-
-def test_clipped_regressor_passes_check_estimator():
-    from sklearn.utils.estimator_checks import check_estimator
-
-    check_estimator(ClippedRegressor(), expected_failed_checks={
-        "check_regressors_train": "predictions are clipped to [0, 1]",
-        "check_regressor_data_not_an_array": "predictions are clipped to [0, 1]",
-    })
 
 
 def test_kernel_ridge_mapper_fits_nonlinear_map_and_roundtrips(tmp_path):
@@ -111,64 +113,111 @@ def test_targets_hand_made():
     assert mask.tolist() == [True, False, True, True, True, False]
 
 
-# ---------------------------------------------------------------- scorer
-def test_numpy_mlp_equals_keras():
+# ---------------------------------------------------------------- text space, reranker, calibration
+def test_partial_whitening_flattens_the_spectrum_and_roundtrips():
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(200, 12)).astype(np.float32)
-    y = 1 / (1 + np.exp(-X[:, 0] + X[:, 1]))
-    est = KerasMLP(hidden=(16, 8), epochs=3, batch_size=32, random_state=0)
+    X = l2_normalize(rng.normal(size=(500, 8)) * np.array([10, 5, 1, 1, 1, 1, 1, 1]) + 3)
+    raw_var = np.linalg.eigvalsh(np.cov((X - X.mean(0)).T))
+    w = PartialWhitening(power=0.5).fit(X)
+    Z = w.transform(X)
+    assert np.allclose(np.linalg.norm(Z, axis=1), 1, atol=1e-5)
+    white_var = np.linalg.eigvalsh(np.cov(Z.T))
+    # full whitening: the spread of the spectrum shrinks by orders of magnitude
+    assert white_var.max() / white_var[white_var > 1e-9].min() < 0.1 * raw_var.max() / raw_var.min()
+    again = PartialWhitening.from_arrays(w.to_arrays())
+    assert np.allclose(again.transform(X), Z, atol=1e-6)
+    # power 0 only centres and rotates: cosines are those of the centred raw vectors
+    Z0, C = PartialWhitening(power=0.0).fit(X).transform(X), l2_normalize(X - X.mean(0))
+    assert np.allclose(Z0 @ Z0.T, C @ C.T, atol=1e-5)
+
+
+def _evidence(rng, n, t):
+    return PhotoEvidence(l2_normalize(rng.normal(size=(n, t))), l2_normalize(rng.normal(size=(n, t))),
+                         rng.integers(0, 1000, (n, 5)).astype(np.int32), rng.dirichlet(np.ones(5), n).astype(np.float32),
+                         rng.uniform(0, 1, n).astype(np.float32))
+
+
+def test_list_features_by_hand():
+    rng = np.random.default_rng(1)
+    ev, labels = _evidence(rng, 6, 16), l2_normalize(rng.normal(size=(1000, 16)))
+    q = l2_normalize(rng.normal(size=(2, 16)))
+    cand = np.array([[0, 1, 2], [3, 4, 5]])
+    X = list_features(q, cand, ev, labels, np.array([0.3, 0.9]))
+    assert X.shape == (2, 3, len(FEATURES))
+    col = {name: X[..., i] for i, name in enumerate(FEATURES)}
+    assert np.allclose(col["cos_joint"][1], ev.joint[3:6] @ q[1], atol=1e-6)
+    assert np.allclose(col["cos_bridge"][0], ev.bridge[:3] @ q[0], atol=1e-6)
+    by_hand = sum(ev.label_probs[4, k] * labels[ev.label_ids[4, k]] @ q[1] for k in range(5))
+    assert col["label_evidence"][1, 1] == pytest.approx(by_hand, abs=1e-5)
+    assert np.allclose(col["mapper_norm"], ev.mapper_norm[cand])
+    assert col["joint_minus_best"].max(axis=1) == pytest.approx([0, 0])
+    assert np.allclose(col["joint_z"].mean(axis=1), 0, atol=1e-5)
+    assert np.allclose(col["specificity"], [[0.3] * 3, [0.9] * 3])
+    # specificity skips the query's own photo's captions
+    caps = l2_normalize(rng.normal(size=(4, 16)))
+    assert specificity(caps[:1], caps)[0] == pytest.approx(1.0, abs=1e-6)
+    assert specificity(caps[:1], caps, exclude=np.array([7]), caption_group=np.array([7, 1, 1, 1]))[0] < 0.999
+
+
+def test_listwise_network_in_numpy_equals_keras_and_learns_the_order():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 10, 4)).astype(np.float32)
+    y = np.argmax(X[..., 0] - 0.5 * X[..., 1] ** 2, axis=1)  # non-linear in the features
+    est = KerasListwiseMLP(hidden=(16, 8), epochs=30, batch_size=32, learning_rate=5e-3, random_state=0)
     assert est.fit(X, y) is est
-    keras_pred = est.predict_keras(X)
-    np_pred = NumpyMLP.from_keras(est.model_, est.mean_, est.scale_).predict(X)
-    assert np.max(np.abs(keras_pred - np_pred)) < 1e-5
-    assert np.allclose(est.predict(X), np_pred)
-    assert ((np_pred >= 0) & (np_pred <= 1)).all()
+    keras_scores, numpy_scores = est.predict_keras(X), est.predict(X)
+    assert numpy_scores.shape == (300, 10)
+    assert np.max(np.abs(keras_scores - numpy_scores)) < 1e-4
+    again = NumpyListMLP.from_arrays(est.numpy_.to_arrays())
+    assert np.allclose(again.predict(X), numpy_scores)
+    assert (numpy_scores.argmax(1) == y).mean() > 0.8  # far above chance (0.1)
+    # beyond the training range a feature counts as its extreme: no extrapolation
+    far = X[:1].copy()
+    far[0, 0, 0] = X[..., 0].max() + 100.0
+    edge = X[:1].copy()
+    edge[0, 0, 0] = X[..., 0].max()
+    assert np.allclose(est.predict(far), est.predict(edge)) and np.allclose(again.predict(far), est.predict(edge))
+    linear = PointwiseRegressor().fit(X, y)
+    assert (linear.predict(X).argmax(1) == y).mean() < (numpy_scores.argmax(1) == y).mean()
 
 
-def test_pair_features_and_ranker_roundtrip(tmp_path):
-    data = _tiny_training_data()
-    mapper = KernelRidgeMapper(alpha=1.0, gamma=1.0).fit(data.photo_features[data.caption_photo], data.caption_vectors)
-    joint = mapper.transform(data.photo_features)
-    q = data.caption_vectors[0]
-    F = pair_features(q, joint[:5], joint[:5])
-    assert F.shape == (5, 2)
-    assert np.allclose(F[:, 0], joint[:5] @ q, atol=1e-6)
-    Fp = pair_features(q, joint[:5], None, product=True)
-    assert Fp.shape == (5, 1 + 16) and np.allclose(Fp[:, 1:], q * joint[:5])
-    from sklearn.linear_model import LinearRegression
-
-    scorer = ClippedRegressor(LinearRegression()).fit(np.random.default_rng(0).normal(size=(50, 2)), np.linspace(0, 1, 50))
-    ranker = Ranker(mapper, scorer, data.label_vectors, dims=data.caption_vectors.shape[1])
-    joint7, bridge7 = ranker.photo_side(data.photo_features[:7])
-    assert np.allclose(joint7, joint[:7], atol=1e-6)
-    assert np.allclose(bridge7, data.photo_bridges()[:7], atol=1e-6)
-    s = ranker.score(q, joint7, bridge7)
-    assert s.shape == (7,) and ((s >= 0) & (s <= 1)).all()
-    ranker.save(tmp_path / "m")
-    again = Ranker.load(tmp_path / "m")
-    assert again.dims == ranker.dims and again.bridge_kind == "imagenet_labels"
-    assert np.allclose(again.score(q, joint7, bridge7), s)
+def test_platt_calibration_is_monotone_and_reliable():
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=4000)
+    fits = rng.uniform(size=4000) < 1 / (1 + np.exp(-(2 * s - 1)))
+    c = PlattCalibrator().fit(s, fits)
+    assert c.a_ == pytest.approx(2, abs=0.25) and c.b_ == pytest.approx(-1, abs=0.2)
+    p = c.predict(np.sort(s))
+    assert np.all(np.diff(p) > 0)  # strictly increasing: keeps the reranker's order, no ties
+    rel = reliability(c.predict(s), fits)
+    assert rel["ECE"] < 0.03 and sum(b["n"] for b in rel["bins"]) == 4000
+    pr = precision_recall_at(np.array([0.9, 0.6, 0.4, 0.2]), np.array([True, False, True, False]))
+    assert (pr["precision"], pr["recall"]) == (0.5, 0.5)
 
 
-def test_train_end_to_end_small(tmp_path):
-    from sklearn.linear_model import LinearRegression
-
-    from ml.compare import grouped_cv, pick_best
+def test_ranker_roundtrip_and_alternatives(tmp_path):
     from ml.train import load_artifacts, save_artifacts, train
 
     data = _tiny_training_data()
-    scorers = {"lr": ClippedRegressor(LinearRegression()), "mlp": KerasMLP(hidden=(8, 4), epochs=2)}
-    cv = grouped_cv(data, KernelRidgeMapper(alpha=1.0, gamma=1.0), scorers, n_splits=2, gallery_size=10, progress=False)
-    assert set(cv) == {"joint_cosine", "lr", "mlp"}
-    assert {"RMSE", "MAE", "tau_c", "ROC_AUC", "R@1", "R@5", "R@10"} <= set(cv["lr"])
-    assert pick_best(cv) in scorers
-    result = train(data, mapper=KernelRidgeMapper(alpha=1.0, gamma=1.0), scorers=scorers, n_splits=2, progress=False)
+    scorers = {"lr": PointwiseRegressor(), "mlp": KerasListwiseMLP(hidden=(8, 4), epochs=2)}
+    result = train(data, mapper=KernelRidgeMapper(alpha=1.0, gamma=1.0), scorers=scorers, n_splits=2,
+                   list_size=10, progress=False)
+    assert set(result.metrics["cv"]) == {"joint_cosine", "lr", "mlp"}
+    assert {"tau_c", "ROC_AUC", "R@1", "R@5", "R@10"} <= set(result.metrics["cv"]["lr"])
+    assert result.scorer_name in scorers and "ECE" in result.metrics["calibration"]
     directory = save_artifacts(result, tmp_path / "art")
-    assert {p.name for p in directory.iterdir()} >= {"mapper.npz", "ranker.json", "label_vectors.npy", "metrics.json"}
-    ranker = load_artifacts(tmp_path / "art")
-    joint, bridge = ranker.photo_side(data.photo_features)
-    s = ranker.score(data.caption_vectors[0], joint, bridge)
-    assert s.shape == (len(joint),) and ((s >= 0) & (s <= 1)).all()
+    assert {p.name for p in directory.iterdir()} >= {"mapper.npz", "ranker.json", "text_transform.npz", "metrics.json"}
+    ranker = load_artifacts(directory)
+    ev = ranker.photo_evidence(data.photo_features)
+    q = ranker.transform_query(data.caption_vectors[0])
+    assert np.allclose(q, result.ranker.transform_query(data.caption_vectors[0]))
+    s = ranker.score(q, ev)
+    assert s.shape == (len(ev.joint),) and ((s >= 0) & (s <= 1)).all()
+    # equal up to the float16 storage of the reference captions (query specificity)
+    assert np.allclose(s, result.ranker.score(q, result.ranker.photo_evidence(data.photo_features)), atol=1e-3)
+    other = next(n for n in scorers if n != result.scorer_name)
+    alt = load_artifacts(directory, scorer=other)
+    assert alt.score(q, ev).shape == s.shape and other in alt.name
 
 
 # ---------------------------------------------------------------- metrics
@@ -204,6 +253,10 @@ def test_leak_check_raises():
     with pytest.raises(LeakError):
         assert_no_test_leak(["a.jpg"], ["b.jpg"], train_sha256=["ab"], test_sha256=["ab"])
     assert flickr_id("1177994172_10d143cb8d.jpg") == "1177994172"
+    # photos of other collections (MS-COCO) are Flickr photos too: checked by the id in their URL
+    assert_no_test_leak(["coco_000000000139.jpg"], test, train_flickr_ids=["8024364858"])
+    with pytest.raises(LeakError):
+        assert_no_test_leak(["coco_000000000139.jpg"], test, train_flickr_ids=["2887171449"])
 
 
 @pytest.mark.full_data
@@ -222,6 +275,23 @@ def test_dataset_has_no_test_leak():
         with open(extra_dir / "captions.tsv", newline="") as f:
             caption_images = [line.split("\t")[0] for line in f.read().splitlines()[1:]]
     assert_no_test_leak(train + extra + queries + caption_images, test)
+
+
+@pytest.mark.full_data
+@pytest.mark.skipif(not (PHOTOS.parent / "captioned_extra" / "manifest.tsv").is_file(), reason="captioned_extra absent")
+def test_coco_training_photos_have_no_test_leak():
+    """The product's own reader (service.training.publish) over captioned_extra: Flickr ids from
+    the COCO URLs and original sha256, against the held-out test photos."""
+    from ml.features import file_sha256
+    from service.training.publish import _read_extra
+
+    coco = _read_extra(str(PHOTOS.parent / "captioned_extra"), "manifest.tsv")
+    assert len(coco.photo_paths) == 376 and len(coco.flickr_ids) == 376 and len(coco.original_sha256) == 376
+    assert all(i.isdigit() for i in coco.flickr_ids)
+    test_paths = sorted((PHOTOS / "test_images").glob("*.jpg"))
+    assert_no_test_leak([p.name for p in coco.photo_paths], [p.name for p in test_paths],
+                        train_sha256=coco.original_sha256, test_sha256=[file_sha256(p) for p in test_paths],
+                        train_flickr_ids=coco.flickr_ids)
 
 
 @pytest.mark.full_data
@@ -263,3 +333,40 @@ def test_bridge_mix_falls_back_to_the_bridge_far_from_training_photos(tmp_path):
     mapper.save(tmp_path / "m.npz")
     again = load_mapper(tmp_path / "m.npz")
     assert np.allclose(again.transform(near), mixed, atol=1e-6)
+
+
+# ---------------------------------------------------------------- image views
+class _MeanColour:
+    """A deterministic image encoder: mean RGB then 1000 zero 'logits' (the views' contract)."""
+
+    name, dim = "mean-colour", 3 + 1000
+
+    def encode(self, images):
+        return np.stack([np.concatenate([np.asarray(im, np.float32).reshape(-1, 3).mean(0), np.zeros(1000)])
+                         for im in images]).astype(np.float32)
+
+
+def test_five_crop_view_sees_the_corners_and_keeps_pooled_features_only():
+    from PIL import Image
+
+    from ml.encoders import ConcatImageEncoder, image_part
+    from ml.views import FiveCropView, PooledView, five_crops
+
+    im = Image.new("RGB", (100, 50), (0, 0, 0))
+    im.paste((255, 0, 0), (0, 0, 10, 10))  # a small red subject in the top-left corner
+    crops = five_crops(im)
+    assert [c.size for c in crops] == [(60, 30)] * 5
+    assert crops[0].getpixel((0, 0)) == (255, 0, 0) and crops[3].getpixel((59, 29)) == (0, 0, 0)
+    view = FiveCropView(_MeanColour())
+    v = view.encode([im])
+    assert v.shape == (1, 3) and view.dim == 3 and view.name == "mean-colour-crop5-pooled"
+    # only the top-left crop holds red: mean over crops = (100 red pixels / 1800) / 5 * 255
+    assert v[0, 0] == pytest.approx(255 * 100 / 1800 / 5, rel=1e-4)
+    both = ConcatImageEncoder([_MeanColour(), view, PooledView(_MeanColour())])
+    assert both.part_flips() == [True, False, False] and both.dim == 1003 + 3 + 3
+    assert both.encode([im]).shape == (1, 1009)
+    assert isinstance(image_part("efficientnet-lite0/crop5"), FiveCropView)
+    big = image_part("efficientnet-lite0@320")
+    assert isinstance(big, PooledView) and big.name == "efficientnet-lite0@320-pooled" and big.dim == 1280
+    with pytest.raises(ValueError):
+        image_part("efficientnet-lite0/zoom")

@@ -6,14 +6,14 @@ descriptions with the legal notice. The backfill runs the rule over the descript
 stored (the rule lives in Python, so it cannot be a SQL expression).
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-28
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -19,7 +19,7 @@ from service.config import Settings
 from service.ingest.loader import open_photo
 from service.photos import embedding_queue
 from service.store.model_rows import active_ranker, encoder_model_ids, load_ranker
-from service.store.vectors import write_vectors
+from service.store.vectors import write_ranker_rows, write_vectors
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,9 @@ def process_batch(engine: Engine, settings: Settings, image_encoder, *, limit: i
                 write_vectors(conn, "photo_embeddings", "photo_id", image_model_id, ids, features)
                 ranker_row = active_ranker(conn, settings.encoder_key)
                 if ranker_row is not None:
-                    joint, bridge = load_ranker(ranker_row["artifact_path"]).photo_side(features)
-                    write_vectors(conn, "photo_embeddings", "photo_id", ranker_row["id"], ids, joint, bridge)
+                    # Everything the reranker reads about the photo, computed once here, never per search.
+                    evidence = load_ranker(ranker_row["artifact_path"]).photo_evidence(features)
+                    write_ranker_rows(conn, ranker_row["id"], ids, evidence)
                 embedding_queue.finish(conn, ids)
             for photo_id, error in unreadable:
                 embedding_queue.record_failure(conn, photo_id=photo_id, error=error)

@@ -36,9 +36,9 @@ INSERT_PHOTO_SQL = text(
     """
 )
 
+# The upload's fingerprint row; image features and the ranker's rows come from the embedding queue.
 INSERT_PHOTO_VECTOR_SQL = text(
-    """INSERT INTO photo_embeddings (photo_id, model_id, embedding, bridge)
-       VALUES (:photo_id, :model_id, :embedding, :bridge)"""
+    "INSERT INTO photo_embeddings (photo_id, model_id, embedding) VALUES (:photo_id, :model_id, :embedding)"
 )
 
 INSERT_DESCRIPTION_SQL = text(
@@ -173,8 +173,7 @@ def add_photo(
         existing = id_for_sha256(session=session, sha256=sha)
         return AddedPhoto(existing, duplicate_of=existing)
     session.execute(INSERT_PHOTO_VECTOR_SQL, {
-        "photo_id": photo_id, "model_id": fingerprint_model_id, "embedding": np.asarray(fingerprint, dtype=np.float32),
-        "bridge": None})
+        "photo_id": photo_id, "model_id": fingerprint_model_id, "embedding": np.asarray(fingerprint, dtype=np.float32)})
     embedding_queue.enqueue(session=session, photo_id=photo_id)
     if shows_child:
         child_marks.mark(session, [photo_id], source="uploader")

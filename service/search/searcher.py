@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 from sqlalchemy import Engine
 
+from ml.listwise import PhotoEvidence
 from ml.ranker import Ranker
 from service import policy
 from service.config import Settings
@@ -136,6 +137,17 @@ def shortfall_message(*, n_candidates: int, n_passing: int, best: Optional[float
     return reason
 
 
+def evidence_of(rows) -> PhotoEvidence:
+    """The reranker's per-photo inputs, as stored with the active ranker's rows (migration 0008)."""
+    return PhotoEvidence(
+        joint=np.stack([as_array(r.photo_vector) for r in rows]),
+        bridge=np.stack([as_array(r.photo_bridge) for r in rows]),
+        label_ids=np.array([r.label_ids for r in rows], dtype=np.int64),
+        label_probs=np.array([r.label_probs for r in rows], dtype=np.float32),
+        mapper_norm=np.array([r.mapper_norm for r in rows], dtype=np.float32),
+    )
+
+
 class Searcher:
     def __init__(self, engine: Engine, settings: Settings, text_encoder, replicas: ReadReplicas | None = None) -> None:
         self.engine = engine  # the primary: the active model row is read and the search log written there
@@ -147,11 +159,12 @@ class Searcher:
         self.query_vectors = QueryVectorCache(text_encoder, settings.query_cache_size)
         self.log_writer = SearchLogWriter(engine)
 
-    def ranker_for(self, model: dict) -> Ranker:
-        """The loaded ranker for a models row, refused if it works in another space than the text encoder
-        or was made by other package versions than the installed ones."""
+    def ranker_for(self, model: dict, scorer: str | None = None) -> Ranker:
+        """The loaded ranker for a models row (``scorer``: one of the other families saved with it, for
+        evaluations), refused if it works in another space than the text encoder or was made by other
+        package versions than the installed ones."""
         check_package_versions(f"active ranker {model['name']} {model['version']}", model.get("package_versions"))
-        ranker = load_ranker(model["artifact_path"])
+        ranker = load_ranker(model["artifact_path"], scorer)
         if ranker.dims != self.text_encoder.dim:
             raise ModelMismatch(
                 f"active ranker {model['name']} {model['version']} works in {ranker.dims} dimensions "
@@ -182,9 +195,10 @@ class Searcher:
 
     def search(self, query: str, *, limit: int = 5, offset: int = 0, min_score: Optional[float] = None,
                filters: Filters | None = None, splits: Sequence[str] | None = None, hybrid: bool = True,
-               rerank: bool = True, log: bool = True) -> SearchResponse:
-        """Top ``limit`` photos after ``offset``. ``hybrid=False`` ranks by the photo content alone
-        and ``rerank=False`` by the shortlist's cosine alone (both for evaluations)."""
+               rerank: bool = True, log: bool = True, scorer: str | None = None) -> SearchResponse:
+        """Top ``limit`` photos after ``offset``. ``hybrid=False`` ranks by the photo content alone,
+        ``rerank=False`` by the shortlist's cosine alone and ``scorer`` names another reranker
+        family saved with the active ranker (all three for evaluations)."""
         filters = filters or Filters()
         clock = _Stopwatch()
         if self.settings.content_rule and policy.is_about_children(query):
@@ -197,7 +211,8 @@ class Searcher:
         clock.lap("policy")
 
         state = self.active_state()
-        model, ranker = state.model, state.ranker
+        model = state.model
+        ranker = state.ranker if scorer is None else self.ranker_for(model, scorer)
         text_vector = self.query_vectors.get(query)
         query_vector = self._ranker_query(ranker, text_vector)
         clock.lap("text_encoding")
@@ -247,9 +262,7 @@ class Searcher:
         """Every candidate scored and sorted, best first (paging and min_score cut the list after)."""
         if not rows:
             return []
-        photo_vectors = np.stack([as_array(r.photo_vector) for r in rows])
-        photo_bridges = np.stack([as_array(r.photo_bridge) for r in rows])
-        scorer_scores = np.asarray(ranker.score(query_vector, photo_vectors, photo_bridges), dtype=np.float64)
+        scorer_scores = np.asarray(ranker.score(query_vector, evidence_of(rows)), dtype=np.float64)
         matches = np.array([np.nan if r.description_match is None else r.description_match for r in rows], dtype=np.float64)
         final = blend(scorer_scores, matches, self.settings.description_weight)
         order = np.argsort(-final, kind="stable")

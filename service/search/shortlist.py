@@ -62,6 +62,7 @@ def _hybrid_shortlist_sql(photo_distance: str) -> str:
         GROUP BY d.photo_id
     )
     SELECT p.id AS photo_id, p.file_name, p.shows_child, e.embedding AS photo_vector, e.bridge AS photo_bridge,
+           e.label_ids, e.label_probs, e.mapper_norm,
            1 - (e.embedding <=> %(query_vector)s) AS similarity,
            dm.best AS description_match
     FROM candidates c

@@ -64,7 +64,8 @@ def active_ranker(conn: Connection, encoder_key: str) -> Optional[dict]:
 
 
 @lru_cache(maxsize=4)
-def load_ranker(artifact_path: str) -> Ranker:
+def load_ranker(artifact_path: str, scorer: str | None = None) -> Ranker:
     """A published ranker, loaded once per process: artifact folders never change after publishing
-    (the version is in the path), so searches, uploads and similar-photo requests share one copy."""
-    return Ranker.load(artifact_path)
+    (the version is in the path), so searches, uploads and similar-photo requests share one copy.
+    ``scorer`` names another reranker family saved beside the chosen one (evaluations only)."""
+    return Ranker.load(artifact_path, scorer=scorer)

@@ -28,7 +28,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -198,6 +198,10 @@ class PhotoEmbedding(Base):
     embedding: Mapped[Any] = mapped_column(Vector())
     # Ranker rows only: the photo's zero-shot text-space vector that the scorer reads (migration 0004).
     bridge: Mapped[Optional[Any]] = mapped_column(Vector())
+    # Ranker rows only: the reranker's label evidence and the mapper's output length (migration 0008).
+    label_ids: Mapped[Optional[list[int]]] = mapped_column(ARRAY(Integer))
+    label_probs: Mapped[Optional[list[float]]] = mapped_column(ARRAY(REAL))
+    mapper_norm: Mapped[Optional[float]] = mapped_column(REAL)
 
 
 JOB_STATES = ("queued", "failed")

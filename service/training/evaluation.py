@@ -2,12 +2,17 @@
 
 Every query goes through ``Searcher.search`` (the same code the API calls) restricted to the test
 photos, with descriptions left out (``hybrid=False``: the test photos' only captions are the test
-queries themselves). Three rankings are measured:
+queries themselves). Rankings measured:
 
   (a) shortlist only   - the SQL nearest-neighbour order in the joint space (``rerank=False``);
-  (b) shortlist+scorer - the full pipeline, as served;
+  (b) shortlist+scorer - the full pipeline, as served (the reranker family the selection rule chose);
   (c) labels only      - no training at all: the query against each photo's bridge vector (ImageNet
-                          class probabilities times label-phrase vectors; CLIP's own image vector).
+                          class probabilities times label-phrase vectors; CLIP's own image vector);
+  and each other reranker family trained with the active model (``alternatives/``), through the
+  same search path (``Searcher.search(scorer=...)``), so the three families stand side by side.
+
+The calibration of the score (held-out rated pairs; ``ml.calibration``) comes from the active
+model's metrics; ``--ood`` adds the out-of-domain check (``service.training.ood``).
 
 Queries the content rule blocks are counted apart, not as failures. Agreement with the experts
 (Kendall tau-c on held-out photos) comes from the active model's grouped cross-validation.
@@ -45,16 +50,6 @@ TEST_PHOTO_BRIDGES_SQL = text(
     """
 )
 
-# Rated pairs of training photos with the active model's vectors, for the score-vs-experts plot.
-RATED_PAIRS_FOR_PLOT_SQL = text(
-    """
-    SELECT r.expert_mean, de.embedding AS text_vector, pe.embedding AS joint, pe.bridge
-    FROM analyst_rated_pairs r
-    JOIN description_embeddings de ON de.description_id = r.description_id AND de.model_id = :text_model_id
-    JOIN photo_embeddings pe ON pe.photo_id = r.photo_id AND pe.model_id = :model_id
-    WHERE r.expert_mean IS NOT NULL
-    """
-)
 
 MODES = {"shortlist": "(a) shortlist only", "full": "(b) shortlist + scorer", "labels": "(c) labels only, no training"}
 
@@ -78,7 +73,9 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
     n_photos = len(bridges)
     bridge_ids = [b.photo_id for b in bridges]
     bridge_matrix = np.stack([as_array(b.bridge) for b in bridges])
-    ranks = {mode: [] for mode in MODES}
+    ranker = searcher.ranker_for(model)
+    alternatives = sorted(p.name for p in (Path(model["artifact_path"]) / "alternatives").glob("*") if p.is_dir())
+    ranks = {mode: [] for mode in [*MODES, *alternatives]}
     blocked = []
     for q in tqdm(queries, desc="test queries", unit="query", disable=not progress):
         full = searcher.search(q.text, limit=n_photos, splits=["test"], hybrid=False, log=False)
@@ -88,7 +85,11 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
         shortlist = searcher.search(q.text, limit=n_photos, splits=["test"], hybrid=False, rerank=False, log=False)
         ranks["full"].append(_rank_of([r.photo_id for r in full.results], q.photo_id))
         ranks["shortlist"].append(_rank_of([r.photo_id for r in shortlist.results], q.photo_id))
-        label_order = np.argsort(-(bridge_matrix @ searcher.text_encoder.encode([q.text])[0]), kind="stable")
+        for name in alternatives:
+            other = searcher.search(q.text, limit=n_photos, splits=["test"], hybrid=False, log=False, scorer=name)
+            ranks[name].append(_rank_of([r.photo_id for r in other.results], q.photo_id))
+        query = ranker.transform_query(searcher.text_encoder.encode([q.text])[0])
+        label_order = np.argsort(-(bridge_matrix @ query), kind="stable")
         ranks["labels"].append(_rank_of([bridge_ids[i] for i in label_order], q.photo_id))
     cv = (model["metrics"] or {}).get("cv", {})
     chosen = (model["metrics"] or {}).get("chosen")
@@ -102,6 +103,9 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
         "cv_held_out": cv,
         "cv_chosen": chosen,
         "kendall_tau_c_held_out": (cv.get(chosen) or {}).get("tau_c"),
+        "selection_rule": (model["metrics"] or {}).get("selection_rule"),
+        "alternatives": alternatives,
+        "calibration": (model["metrics"] or {}).get("calibration"),
     }
 
 
@@ -126,27 +130,22 @@ def _plots(report: dict, engine: Engine, searcher: Searcher, out_dir: Path) -> l
     plt.close(fig)
     files.append("evaluation_ranks.png")
 
-    model = searcher.active_model()
-    ranker = searcher.ranker_for(model)
-    with engine.connect() as conn:
-        rows = conn.execute(RATED_PAIRS_FOR_PLOT_SQL, {"model_id": model["id"],
-                                                       "text_model_id": searcher.text_model_id()}).all()
-    if rows:
-        experts = np.array([r.expert_mean for r in rows])
-        scores = np.concatenate([
-            ranker.score(as_array(r.text_vector), as_array(r.joint)[None, :], as_array(r.bridge)[None, :]) for r in rows])
-        fig, ax = plt.subplots(figsize=(6, 4))
-        jitter = np.random.default_rng(0).uniform(-0.08, 0.08, len(experts))
-        ax.scatter(experts + jitter, scores, s=3, alpha=0.25)
-        for level in np.unique(experts):
-            ax.plot([level - 0.12, level + 0.12], [np.median(scores[experts == level])] * 2, color="black")
-        ax.set_xlabel("expert mean (1 = no match .. 4 = exact match)")
-        ax.set_ylabel("predicted match score")
-        ax.set_title("Score against experts (training photos; black: median)")
+    bins = ((report.get("calibration") or {}).get("bins")) or []
+    if bins:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+        ax.plot([b["mean_prob"] for b in bins], [b["observed"] for b in bins], marker="o",
+                label=f"held-out rated pairs (ECE {report['calibration']['ECE']:.3f})")
+        for b in bins:
+            ax.annotate(str(b["n"]), (b["mean_prob"], b["observed"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
+        ax.set_xlabel("predicted probability that the description fits")
+        ax.set_ylabel("share the experts say fits (mean >= 3)")
+        ax.set_title("Reliability of the score (numbers: pairs per bin)")
+        ax.legend(loc="upper left")
         fig.tight_layout()
-        fig.savefig(out_dir / "evaluation_scores.png", dpi=110)
+        fig.savefig(out_dir / "evaluation_reliability.png", dpi=110)
         plt.close(fig)
-        files.append("evaluation_scores.png")
+        files.append("evaluation_reliability.png")
     return files
 
 
@@ -160,17 +159,39 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
              "apart (not failures), so each figure is over the other "
              f"{report['results']['full']['n_queries']}.", "",
              "| ranking | R@1 | R@5 | R@10 | MRR | median rank |", "|---|---|---|---|---|---|"]
-    for mode, label in MODES.items():
+    labels = {**MODES, **{name: f"(b) with the `{name}` reranker instead" for name in report.get("alternatives", [])}}
+    for mode, label in labels.items():
         r = report["results"][mode]
         lines.append(f"| {label} | {r['R@1']} | {r['R@5']} | {r['R@10']} | {r['MRR']} | {r['median_rank']} |")
     cv = report["cv_held_out"]
     if cv:
         lines += ["", "## Model comparison (grouped 5-fold CV by photo, training photos only)", "",
-                  f"Chosen: `{report['cv_chosen']}` (rule: highest R@1 + R@5; ties within 0.005 by tau-c). "
+                  f"Chosen: `{report['cv_chosen']}` (rule: {report.get('selection_rule')}). "
                   f"Kendall tau-c against the expert mean on held-out photos: {report['kendall_tau_c_held_out']:.3f}.", "",
-                  "| scorer | RMSE | MAE | tau-c | ROC-AUC | R@1 | R@5 | R@10 |", "|---|---|---|---|---|---|---|---|"]
+                  "| reranker | tau-c | ROC-AUC | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---|---|---|---|"]
         for name, m in cv.items():
-            cells = [m.get(k) for k in ("RMSE", "MAE", "tau_c", "ROC_AUC", "R@1", "R@5", "R@10")]
+            cells = [m.get(k) for k in ("tau_c", "ROC_AUC", "R@1", "R@5", "R@10", "MRR")]
             lines.append(f"| {name} | " + " | ".join("-" if c is None or c != c else f"{c:.3f}" for c in cells) + " |")
+    cal = report.get("calibration") or {}
+    if "ECE" in cal:
+        t = cal["at_threshold"]
+        lines += ["", "## Calibration: the score is P(experts say the description fits)", "",
+                  f"Platt scaling of the reranker's score, fitted on out-of-fold rated pairs and reported on other "
+                  f"photos' pairs (2-fold by photo): {cal['n']} held-out pairs with expert scores. "
+                  f"Expected calibration error **{cal['ECE']:.3f}** (10 equal-width bins).", "",
+                  f"`min_score` {t['threshold']} on these pairs: precision **{t['precision']:.3f}**, recall "
+                  f"**{t['recall']:.3f}** ({t['n_passing']} pairs pass; {t['n_fits']} of {t['n_pairs']} fit).", "",
+                  "| predicted | mean predicted | observed | pairs |", "|---|---|---|---|"]
+        lines += [f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['mean_prob']:.3f} | {b['observed']:.3f} | {b['n']} |" for b in cal["bins"]]
+    ood = report.get("ood")
+    if ood and "today" in ood:
+        lines += ["", "## Out-of-domain check (`withsense evaluate --ood`)", "",
+                  f"{ood['held_out_photos']} MS-COCO photos held out of training, added to the library of "
+                  f"{ood['library_photos']} photos without descriptions, searched with their {ood['queries']} captions "
+                  f"(not about children); shortlist of {ood['shortlist']} by cosine, then the model's score.", "",
+                  "| model | R@1 | R@5 | R@10 | median rank |", "|---|---|---|---|---|"]
+        for name in ("today", "new"):
+            r = ood[name]
+            lines.append(f"| {name}: `{r['model']}` | {r['R@1']} | {r['R@5']} | {r['R@10']} | {r['median_rank']} |")
     lines += [""] + [f"![{p}]({p})" for p in plots] + [""]
     (out_dir / "evaluation.md").write_text("\n".join(lines))

@@ -29,7 +29,7 @@ from service.policy import is_about_children
 from service.store.db import as_array
 from service.store.hnsw import build_index
 from service.store.model_rows import active_ranker, encoder_model_ids, load_ranker
-from service.store.vectors import write_vectors
+from service.store.vectors import write_ranker_rows
 
 TRAIN_PHOTOS_SQL = text(
     """
@@ -88,14 +88,17 @@ TEST_PHOTOS_SQL = text("SELECT file_name, sha256 FROM photos WHERE split = 'test
 
 @dataclass
 class _Extra:
-    """What the flickr8k_extra folder adds: captions by file name, and photos with their captions."""
+    """What an extra folder adds: captions by file name, and photos with their captions."""
 
     captions: dict[str, list[str]]
     photo_paths: list[Path]
     original_sha256: list[str]
+    flickr_ids: list[str]  # Flickr photo ids of photos named otherwise (MS-COCO), for the leak check
 
 
-def _read_extra(extra_dir: str) -> _Extra | None:
+def _read_extra(extra_dir: str, manifest_name: str = "images_manifest.tsv", exclude: frozenset = frozenset()) -> _Extra | None:
+    """flickr8k_extra (manifest ``images_manifest.tsv``) or captioned_extra (``manifest.tsv``, with
+    each COCO photo's Flickr URL). Photos named in ``exclude`` are left out (held out for a check)."""
     folder = Path(extra_dir) if extra_dir else None
     if folder is None or not (folder / "captions.tsv").is_file():
         return None
@@ -104,19 +107,34 @@ def _read_extra(extra_dir: str) -> _Extra | None:
         for row in list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]:
             if len(row) == 3:
                 captions.setdefault(row[0], []).append(row[2])
-    paths = sorted((folder / "images").glob("*.jpg")) if (folder / "images").is_dir() else []
-    shas = []
-    manifest = folder / "images_manifest.tsv"
+    paths = sorted(p for p in (folder / "images").glob("*.jpg") if p.name not in exclude) if (folder / "images").is_dir() else []
+    shas, flickr_ids = [], []
+    manifest = folder / manifest_name
     if manifest.is_file():
         with manifest.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        by_name = {r["image"]: r["orig_sha256"] for r in rows}
-        shas = [by_name[p.name] for p in paths if p.name in by_name]
-    return _Extra(captions=captions, photo_paths=paths, original_sha256=shas)
+            by_name = {r["image"]: r for r in csv.DictReader(f, delimiter="\t")}
+        shas = [by_name[p.name]["orig_sha256"] for p in paths if p.name in by_name]
+        # e.g. http://farm9.staticflickr.com/8035/8024364858_9c41dc1666_z.jpg -> 8024364858
+        flickr_ids = [by_name[p.name]["flickr_url"].rsplit("/", 1)[-1].split("_")[0]
+                      for p in paths if by_name.get(p.name, {}).get("flickr_url")]
+    return _Extra(captions=captions, photo_paths=paths, original_sha256=shas, flickr_ids=flickr_ids)
 
 
-def training_data(engine: Engine, settings: Settings, encoders, *, progress: bool = True) -> TrainingData:
-    """Everything the ranker learns from, as arrays (ml.data.TrainingData)."""
+def held_out_coco(settings: Settings, n: int = 100) -> list[Path]:
+    """The captioned_extra photos kept out of training for the out-of-domain check: ``n`` of them,
+    the same every time (seeded), so the check can be repeated."""
+    folder = Path(settings.captioned_extra_dir) if settings.captioned_extra_dir else None
+    if folder is None or not (folder / "images").is_dir():
+        return []
+    paths = sorted((folder / "images").glob("*.jpg"))
+    pick = np.random.default_rng(12).permutation(len(paths))[:n]
+    return [paths[i] for i in sorted(pick)]
+
+
+def training_data(engine: Engine, settings: Settings, encoders, *, progress: bool = True,
+                  exclude: frozenset = frozenset()) -> TrainingData:
+    """Everything the ranker learns from, as arrays (ml.data.TrainingData). Extra photos named in
+    ``exclude`` stay out (the out-of-domain check holds some COCO photos out)."""
     ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
     with engine.connect() as conn:
         photos = conn.execute(TRAIN_PHOTOS_SQL, {"image_model_id": ids["image"]}).all()
@@ -131,10 +149,15 @@ def training_data(engine: Engine, settings: Settings, encoders, *, progress: boo
     features = [np.stack([as_array(p.features) for p in photos])]
     index = {p.id: i for i, p in enumerate(photos)}
     captions = [(index[r.photo_id], r.text, as_array(r.text_vector)) for r in caption_rows]
-    extra_texts: list[str] = []
     cache_dir = settings.data_dir / "cache"
     extra = _read_extra(settings.extra_dataset_dir)
+    coco = _read_extra(settings.captioned_extra_dir, "manifest.tsv", exclude)
     extra_sha: list[str] = []
+    extra_flickr_ids: list[str] = []
+    if extra is not None and coco is not None:  # one set of extra photos: COCO's join Flickr8k's
+        extra = _Extra({**extra.captions, **coco.captions}, extra.photo_paths + coco.photo_paths,
+                       extra.original_sha256 + coco.original_sha256, extra.flickr_ids + coco.flickr_ids)
+    extra = extra or coco
     if extra is not None and settings.encoder != "clip":
         # Extra captions of stored training photos, then the extra photos with theirs.
         by_name = {name: i for i, name in enumerate(names)}
@@ -144,19 +167,18 @@ def training_data(engine: Engine, settings: Settings, encoders, *, progress: boo
         offset = len(names)
         extra_names = [p.name for p in extra.photo_paths]
         more += [(offset + j, t) for j, n in enumerate(extra_names) for t in extra.captions.get(n, [])]
-        photo_names = set(names) | set(extra_names)
-        extra_texts = [t for n, texts in extra.captions.items() if n not in photo_names for t in texts]
         if extra.photo_paths:
             features.append(cached_image_features(extra.photo_paths, encoders.image, cache_dir))
             names += extra_names
         vectors = cached_text_vectors([t for _, t in more], encoders.text, cache_dir)
         captions += [(i, t, v) for (i, t), v in zip(more, vectors)]
         extra_sha = extra.original_sha256
+        extra_flickr_ids = extra.flickr_ids
 
     # The held-out test photos never enter training: by name, Flickr id and original sha256.
     assert_no_test_leak(names, [t.file_name for t in test_photos],
                         train_sha256=[p.sha256 for p in photos] + extra_sha,
-                        test_sha256=[t.sha256 for t in test_photos])
+                        test_sha256=[t.sha256 for t in test_photos], train_flickr_ids=extra_flickr_ids)
 
     pairs = [(index[r.photo_id], r.text, as_array(r.text_vector), [r.expert_1, r.expert_2, r.expert_3], r.crowd_share)
              for r in pair_rows]
@@ -184,8 +206,9 @@ def training_data(engine: Engine, settings: Settings, encoders, *, progress: boo
         pair_crowd=np.array([np.nan if p[4] is None else p[4] for p in pairs], dtype=np.float32),
         pair_blocked=np.array([is_about_children(p[1]) for p in pairs], dtype=bool),
         label_vectors=label_vectors,
-        extra_texts=np.array(extra_texts, dtype=object),
-        extra_vectors=cached_text_vectors(extra_texts, encoders.text, cache_dir) if extra_texts else np.zeros((0, dim), np.float32),
+        # The ~33,000 captions of Flickr8k photos absent here (text only) are not read: encoding them
+        # costs minutes on 2 cores and the whitening's PCA is well determined by the ~12,000 texts
+        # above (docs/model.md, "Text space").
         bridge_kind="identity" if settings.encoder == "clip" else "imagenet_labels",
     )
 
@@ -210,6 +233,7 @@ def train_and_publish(engine: Engine, settings: Settings, encoders, *, run_cv: b
     activate = force or current is None or (new is not None and (old is None or new > old))
     photo_ids, features = load_photo_features(engine, encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"])
     model = publish(engine, settings, result.ranker, photo_ids, features, params={"scorer": result.scorer_name},
+                    alternatives=result.alternatives,
                     metrics=result.metrics, activate=activate, progress=progress)
     model.update(activated=activate, cv_headline=new, previous_headline=old,
                  previous_version=current["version"] if current else None)
@@ -217,14 +241,12 @@ def train_and_publish(engine: Engine, settings: Settings, encoders, *, run_cv: b
 
 
 def _quick_scorers() -> dict:
-    """The scorer for `train --no-cv` (and the test fixtures): ridge, not plain least squares, since
-    on a handful of photos the two cosine features can be nearly collinear and unregularised
-    coefficients then explode."""
-    from sklearn.linear_model import Ridge
+    """The reranker for `train --no-cv` (and the test fixtures): the joint cosine itself, calibrated.
+    On a handful of photos (the 16-photo fixture) no reranker can be learned: fitted there, even a
+    ridge on the three cosines ranked an uploaded cup of coffee below unrelated photos."""
+    from ml.listwise import CosineScorer
 
-    from ml.scorer import ClippedRegressor
-
-    return {"ridge_regression": ClippedRegressor(Ridge(alpha=1.0))}
+    return {"joint_cosine": CosineScorer()}
 
 
 PHOTO_FEATURES_SQL = text(
@@ -241,9 +263,12 @@ def load_photo_features(engine: Engine, image_model_id: int) -> tuple[np.ndarray
 
 
 def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.ndarray, features: np.ndarray,
-            *, params: dict, metrics: dict, activate: bool = True, progress: bool = True) -> dict:
+            *, params: dict, metrics: dict, activate: bool = True, progress: bool = True,
+            alternatives: dict | None = None) -> dict:
     version = f"{ranker.name}-{datetime.now(timezone.utc):%Y%m%d%H%M%S%f}"
     directory = ranker.save(settings.artifacts_dir / version)
+    for name, (scorer, calibrator) in (alternatives or {}).items():  # the other families, for `evaluate`
+        Ranker.save_scorer(directory / "alternatives" / name, scorer, calibrator)
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     with engine.begin() as conn:
         model_id = conn.execute(text(
@@ -256,8 +281,8 @@ def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.nd
             "params": json.dumps(params), "metrics": json.dumps(metrics, default=str), "path": str(directory),
             "packages": json.dumps(package_versions())}).scalar_one()
         for start in tqdm(range(0, len(photo_ids), 500), desc="photo vectors", disable=not progress):
-            joint, bridge = ranker.photo_side(features[start:start + 500])
-            write_vectors(conn, "photo_embeddings", "photo_id", model_id, photo_ids[start:start + 500], joint, bridge)
+            evidence = ranker.photo_evidence(features[start:start + 500])
+            write_ranker_rows(conn, model_id, photo_ids[start:start + 500], evidence)
     # The HNSW index exists before the ranker can be searched, so no search ever scans a large
     # library exactly while it is built; built CONCURRENTLY, so uploads are not blocked meanwhile.
     index = build_index(engine, model_id, ranker.dims)
@@ -287,7 +312,7 @@ def project_missing_photos(engine: Engine, settings: Settings, image_model_id: i
         ), {"image_model_id": image_model_id, "ranker_id": model["id"]}).all()
     if not rows:
         return 0
-    joint, bridge = load_ranker(model["artifact_path"]).photo_side(np.stack([as_array(r.embedding) for r in rows]))
+    evidence = load_ranker(model["artifact_path"]).photo_evidence(np.stack([as_array(r.embedding) for r in rows]))
     with engine.begin() as conn:
-        write_vectors(conn, "photo_embeddings", "photo_id", model["id"], [r.photo_id for r in rows], joint, bridge)
+        write_ranker_rows(conn, model["id"], [r.photo_id for r in rows], evidence)
     return len(rows)

@@ -1,0 +1,269 @@
+"""The listwise reranker: features of (query, candidate) pairs *within a shortlist*, and the scorers.
+
+The joint cosine already ranks the shortlist; a reranker helps only with information the cosine
+lacks. Per candidate photo (computed once per photo at publish or upload time, :class:`PhotoEvidence`):
+
+* ``joint`` - its vector in the (whitened) joint space, what the SQL shortlist compares;
+* ``bridge`` - ImageNet class probabilities times the label phrases' text vectors (no training);
+* ``label_ids`` / ``label_probs`` - its top ImageNet labels and their probabilities;
+* ``mapper_norm`` - the length of the kernel ridge output before normalising: it fades as the
+  photo gets farther from every training photo, telling the scorer how far to trust ``joint``.
+
+Per query: its ``specificity``, the best cosine to any training caption (a query unlike every
+caption is one the joint space knows little about). :func:`list_features` then gives each
+candidate the columns of :data:`FEATURES`: the three cosines, the distance signal, each cosine
+relative to the rest of the shortlist (minus the best, z-score) and the specificity.
+
+Scorers take ``X`` of shape ``(n_lists, list_size, n_features)`` and give raw scores of the same
+leading shape: :class:`KerasListwiseMLP` minimises softmax cross-entropy over each list (the true
+photo must outrank its neighbours); :class:`PointwiseRegressor` fits any scikit-learn regressor to
+"is this the photo" (1/0) on the same features. :class:`NumpyListMLP` serves the network without
+TensorFlow. :class:`PlattCalibrator` turns raw scores into the probability that experts say the
+description fits (``ml.calibration``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+
+FEATURES = (
+    "cos_joint", "cos_bridge", "label_evidence", "mapper_norm",
+    "joint_minus_best", "bridge_minus_best", "evidence_minus_best",
+    "joint_z", "bridge_z", "evidence_z",
+    "specificity",
+)
+TOP_LABELS = 5
+
+
+@dataclass
+class PhotoEvidence:
+    """What the reranker reads about each photo, stored per photo for the active ranker."""
+
+    joint: np.ndarray        # (n, d) unit vectors, the shortlist's space
+    bridge: np.ndarray       # (n, d) unit vectors
+    label_ids: np.ndarray    # (n, TOP_LABELS) int
+    label_probs: np.ndarray  # (n, TOP_LABELS) float32
+    mapper_norm: np.ndarray  # (n,) float32
+
+    def take(self, index) -> "PhotoEvidence":
+        return PhotoEvidence(self.joint[index], self.bridge[index], self.label_ids[index], self.label_probs[index],
+                             self.mapper_norm[index])
+
+
+def top_labels(probabilities: np.ndarray, k: int = TOP_LABELS) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most probable classes of each row and their probabilities, most probable first."""
+    p = np.asarray(probabilities, np.float32)
+    ids = np.argsort(-p, axis=1)[:, :k]
+    return ids.astype(np.int32), np.take_along_axis(p, ids, axis=1)
+
+
+def specificity(queries: np.ndarray, captions: np.ndarray, exclude: np.ndarray | None = None,
+                caption_group: np.ndarray | None = None) -> np.ndarray:
+    """Best cosine of each query to any of ``captions``; with ``exclude`` (a group per query) the
+    captions of the query's own group are skipped (a training caption must not find itself)."""
+    q = np.asarray(queries, np.float32)
+    c = np.asarray(captions, np.float32)
+    out = np.full(len(q), -1.0, np.float32)
+    if not len(c):
+        return out
+    for s in range(0, len(q), 2048):
+        S = q[s:s + 2048] @ c.T
+        if exclude is not None:
+            S[exclude[s:s + 2048, None] == caption_group[None, :]] = -1.0
+        out[s:s + 2048] = S.max(axis=1)
+    return out
+
+
+def _relative(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x minus the list's best, z-score within the list) along the last axis."""
+    sd = x.std(axis=-1, keepdims=True)
+    return x - x.max(axis=-1, keepdims=True), (x - x.mean(axis=-1, keepdims=True)) / np.maximum(sd, 1e-6)
+
+
+def list_features(queries: np.ndarray, candidates: np.ndarray, photos: PhotoEvidence, label_vectors: np.ndarray,
+                  query_specificity: np.ndarray) -> np.ndarray:
+    """``(n_lists, list_size, len(FEATURES))`` for queries ``(n, d)`` and candidate photo indices
+    ``(n, list_size)`` into ``photos``. All vectors live in the same (whitened) text space."""
+    q = np.asarray(queries, np.float32)
+    cand = np.asarray(candidates)
+    cj = np.einsum("nd,ngd->ng", q, photos.joint[cand])
+    cb = np.einsum("nd,ngd->ng", q, photos.bridge[cand])
+    label_cos = q @ np.asarray(label_vectors, np.float32).T  # (n, 1000)
+    ids = photos.label_ids[cand]  # (n, g, k)
+    ev = (np.take_along_axis(label_cos[:, None, :], ids.reshape(len(q), -1)[:, None, :], axis=2)
+          .reshape(ids.shape) * photos.label_probs[cand]).sum(-1)
+    cols = [cj, cb, ev, photos.mapper_norm[cand]]
+    rel = [_relative(x) for x in (cj, cb, ev)]
+    cols += [r[0] for r in rel] + [r[1] for r in rel]
+    cols.append(np.broadcast_to(np.asarray(query_specificity, np.float32)[:, None], cj.shape))
+    return np.stack(cols, axis=-1).astype(np.float32)
+
+
+def clip_to(X: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None) -> np.ndarray:
+    """Features clipped to the range seen in training. A photo unlike every training photo (its
+    ``mapper_norm`` near 0, label evidence of classes never seen) must not be scored by a model's
+    extrapolation beyond the data: that sank an uploaded photo of a cup of coffee to the bottom."""
+    X = np.asarray(X, np.float64)
+    return X if lo is None else np.clip(X, lo, hi)
+
+
+class NumpyListMLP:
+    """The listwise network in numpy: ``relu`` hidden layers plus a linear skip from the input."""
+
+    def __init__(self, weights, biases, skip, mean, scale, lo=None, hi=None):
+        self.weights = [np.asarray(w, np.float64) for w in weights]
+        self.biases = [np.asarray(b, np.float64) for b in biases]
+        self.skip = np.asarray(skip, np.float64)
+        self.mean = np.asarray(mean, np.float64)
+        self.scale = np.asarray(scale, np.float64)
+        self.lo = None if lo is None else np.asarray(lo, np.float64)
+        self.hi = None if hi is None else np.asarray(hi, np.float64)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        z = (clip_to(X, self.lo, self.hi) - self.mean) / self.scale
+        h = z
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            h = np.maximum(h @ w + b, 0.0)
+        return (h @ self.weights[-1] + self.biases[-1] + z @ self.skip)[..., 0]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = {"mean": self.mean, "scale": self.scale, "skip": self.skip, "n_layers": np.array(len(self.weights))}
+        if self.lo is not None:
+            out["lo"], out["hi"] = self.lo, self.hi
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            out[f"W{i}"], out[f"b{i}"] = w, b
+        return out
+
+    @classmethod
+    def from_arrays(cls, a) -> "NumpyListMLP":
+        n = int(a["n_layers"])
+        bounds = (a["lo"], a["hi"]) if "lo" in a else (None, None)
+        return cls([a[f"W{i}"] for i in range(n)], [a[f"b{i}"] for i in range(n)], a["skip"], a["mean"], a["scale"],
+                   *bounds)
+
+
+class KerasListwiseMLP(BaseEstimator):
+    """Two hidden ReLU layers plus a linear skip, trained with softmax cross-entropy over each list.
+
+    ``fit(X, y)``: ``X`` ``(n_lists, list_size, n_features)``, ``y`` the index of the true photo in
+    each list. TensorFlow is imported inside ``fit`` only; ``numpy_`` (:class:`NumpyListMLP`) is
+    what ``predict`` and the service use.
+    """
+
+    def __init__(self, hidden=(32, 16), epochs: int = 12, batch_size: int = 64, learning_rate: float = 2e-3,
+                 l2: float = 1e-4, random_state: int | None = 0, verbose: int = 0):
+        self.hidden = hidden
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.l2 = l2
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y) -> "KerasListwiseMLP":
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        X = np.asarray(X, np.float32)
+        y = np.asarray(y, np.int64).ravel()
+        keras.utils.set_random_seed(0 if self.random_state is None else int(self.random_state))
+        flat = X.reshape(-1, X.shape[-1])
+        self.lo_, self.hi_ = flat.min(0), flat.max(0)
+        self.mean_, self.scale_ = flat.mean(0), np.maximum(flat.std(0), 1e-6)
+        Z = (X - self.mean_) / self.scale_
+        reg = keras.regularizers.L2(self.l2) if self.l2 else None
+        inp = keras.Input(shape=(None, X.shape[-1]))
+        h = inp
+        for units in self.hidden:
+            h = keras.layers.Dense(units, activation="relu", kernel_regularizer=reg)(h)
+        deep = keras.layers.Dense(1, name="out")(h)
+        skip = keras.layers.Dense(1, use_bias=False, name="skip")(inp)
+        logits = keras.layers.Reshape((-1,))(keras.layers.Add()([deep, skip]))
+        model = keras.Model(inp, logits)
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = model.fit(Z, y, epochs=self.epochs, batch_size=self.batch_size, shuffle=True, verbose=self.verbose)
+        self.loss_curve_ = [float(v) for v in history.history["loss"]]
+        self.model_ = model
+        dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense" and layer.name != "skip"]
+        self.numpy_ = NumpyListMLP([d.get_weights()[0] for d in dense], [d.get_weights()[1] for d in dense],
+                                   model.get_layer("skip").get_weights()[0], self.mean_, self.scale_, self.lo_, self.hi_)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return self.numpy_.predict(X)
+
+    def predict_keras(self, X) -> np.ndarray:
+        Z = (clip_to(X, self.lo_, self.hi_).astype(np.float32) - self.mean_) / self.scale_
+        return np.asarray(self.model_.predict(Z, verbose=0))
+
+    def serving(self):
+        return self.numpy_
+
+    def __getstate__(self):  # pickles without the Keras model: serving needs numpy only
+        state = self.__dict__.copy()
+        state.pop("model_", None)
+        return state
+
+
+class PointwiseRegressor(BaseEstimator):
+    """A scikit-learn regressor fitted to "is this the true photo" (1/0) on every candidate of
+    every list, features standardised. Same ``fit(X, y)`` / ``predict(X)`` shapes as the network."""
+
+    def __init__(self, estimator=None, columns: tuple | None = None):
+        self.estimator = estimator
+        self.columns = columns  # feature names (FEATURES) to use; None = all
+
+    def _cols(self, X: np.ndarray) -> np.ndarray:
+        return X if self.columns is None else X[..., [FEATURES.index(c) for c in self.columns]]
+
+    def fit(self, X, y) -> "PointwiseRegressor":
+        from sklearn.linear_model import LinearRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        X = self._cols(np.asarray(X, np.float32))
+        self.lo_, self.hi_ = X.reshape(-1, X.shape[-1]).min(0), X.reshape(-1, X.shape[-1]).max(0)
+        target = np.zeros(X.shape[:2], np.float32)
+        target[np.arange(len(X)), np.asarray(y).ravel()] = 1.0
+        self.model_ = make_pipeline(StandardScaler(), clone(self.estimator if self.estimator is not None
+                                                             else LinearRegression()))
+        self.model_.fit(X.reshape(-1, X.shape[-1]), target.ravel())
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        X = clip_to(self._cols(np.asarray(X)), getattr(self, "lo_", None), getattr(self, "hi_", None))
+        return self.model_.predict(X.reshape(-1, X.shape[-1])).reshape(X.shape[:-1])
+
+    def serving(self):
+        return self
+
+
+class CosineScorer(BaseEstimator):
+    """The reference: the joint cosine itself (no reranking)."""
+
+    def fit(self, X, y) -> "CosineScorer":
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.asarray(X, np.float32)[..., FEATURES.index("cos_joint")].astype(np.float64)
+
+    def serving(self):
+        return self
+
+
+def candidate_scorers(random_state: int = 0) -> dict:
+    """The three model families compared by grouped CV (``ml.compare``), name -> unfitted estimator."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn.svm import LinearSVR
+
+    return {
+        "linear_regression": PointwiseRegressor(LinearRegression()),
+        "linear_svr": PointwiseRegressor(LinearSVR(C=0.1, epsilon=0.0, loss="squared_epsilon_insensitive",
+                                                   dual=False, max_iter=5000, random_state=random_state)),
+        "listwise_mlp": KerasListwiseMLP(random_state=random_state),
+    }
