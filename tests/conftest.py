@@ -210,3 +210,11 @@ def wait_searchable(base_url: str, photo_id: int, timeout: float = 120.0) -> dic
             assert state["state"] == "searchable", state
             return state
         time.sleep(0.05)
+
+
+def metric_value(body: str, name: str, **labels) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels``, read with prometheus_client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value for family in text_string_to_metric_families(body) for sample in family.samples
+               if sample.name == name and all(sample.labels.get(k) == str(v) for k, v in labels.items()))

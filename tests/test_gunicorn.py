@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import metric_value
 import requests
 from sqlalchemy import text
 
@@ -77,15 +79,6 @@ def gunicorn_server(writable, tmp_path_factory):
     stop_gunicorn(proc)
 
 
-def _metric(body: str, name: str, **labels) -> float:
-    total = 0.0
-    for line in body.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def _worker_pids(proc: subprocess.Popen) -> set[int]:
     pids = set()
     for task in Path(f"/proc/{proc.pid}/task").iterdir():
@@ -116,10 +109,10 @@ def test_metrics_answer_for_every_worker(gunicorn_server):
     for r in scrapes:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
         after = r.text
-        assert _metric(after, "withsense_http_requests_total", **ok) - _metric(before, "withsense_http_requests_total", **ok) == 40
+        assert metric_value(after, "withsense_http_requests_total", **ok) - metric_value(before, "withsense_http_requests_total", **ok) == 40
         for stage in ("encode", "shortlist", "rerank", "total"):
-            delta = (_metric(after, "withsense_search_stage_seconds_count", stage=stage)
-                     - _metric(before, "withsense_search_stage_seconds_count", stage=stage))
+            delta = (metric_value(after, "withsense_search_stage_seconds_count", stage=stage)
+                     - metric_value(before, "withsense_search_stage_seconds_count", stage=stage))
             assert delta == 40, stage
     assert "# TYPE withsense_search_stage_seconds histogram" in scrapes[0].text
 

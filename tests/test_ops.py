@@ -3,6 +3,8 @@ import re
 
 import requests
 
+from tests.conftest import metric_value
+
 
 def test_ready_names_the_active_model(live_server, loaded):
     r = requests.get(f"{live_server}/readyz", timeout=10)
@@ -30,15 +32,6 @@ def test_not_ready_without_a_database(settings_for, encoders):
     assert r.status_code == 503 and r.json["status"] == "unavailable" and r.json["database"] == "OperationalError"
 
 
-def _metric(body: str, name: str, **labels) -> float:
-    total = 0.0
-    for line in body.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_metrics_count_requests_and_blocked_searches(live_server):
     before = requests.get(f"{live_server}/metrics", timeout=10).text
     requests.post(f"{live_server}/api/search", json={"query": "a dog runs"}, timeout=60)
@@ -49,15 +42,15 @@ def test_metrics_count_requests_and_blocked_searches(live_server):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=")
     after = r.text
     ok = dict(endpoint="search.search", method="POST", status="200")
-    assert _metric(after, "withsense_http_requests_total", **ok) - _metric(before, "withsense_http_requests_total", **ok) == 2
+    assert metric_value(after, "withsense_http_requests_total", **ok) - metric_value(before, "withsense_http_requests_total", **ok) == 2
     bad = dict(endpoint="search.search", method="POST", status="400")
-    assert _metric(after, "withsense_http_requests_total", **bad) - _metric(before, "withsense_http_requests_total", **bad) == 1
+    assert metric_value(after, "withsense_http_requests_total", **bad) - metric_value(before, "withsense_http_requests_total", **bad) == 1
     missing = dict(endpoint="photos.image", status="404")
-    assert _metric(after, "withsense_http_requests_total", **missing) >= 1
-    assert _metric(after, "withsense_searches_blocked_total") - _metric(before, "withsense_searches_blocked_total") == 1
+    assert metric_value(after, "withsense_http_requests_total", **missing) >= 1
+    assert metric_value(after, "withsense_searches_blocked_total") - metric_value(before, "withsense_searches_blocked_total") == 1
     # The histogram is cumulative and its +Inf bucket equals the count.
-    inf = _metric(after, "withsense_http_request_duration_seconds_bucket", le="+Inf", **ok)
-    assert inf == _metric(after, "withsense_http_request_duration_seconds_count", **ok) > 0
+    inf = metric_value(after, "withsense_http_request_duration_seconds_bucket", le="+Inf", **ok)
+    assert inf == metric_value(after, "withsense_http_request_duration_seconds_count", **ok) > 0
     assert "# TYPE withsense_http_request_duration_seconds histogram" in after
 
 
