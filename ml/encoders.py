@@ -304,6 +304,11 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
     raise ValueError(f"unknown encoder backend {backend!r}; choose 'minilm' or 'clip'")
 
 
+def image_networks(image_model: str) -> list[str]:
+    """The networks ``WITHSENSE_IMAGE_MODEL`` runs, each once (its views share the network)."""
+    return list(dict.fromkeys(part.partition("/")[0].partition("@")[0] for part in image_model.split("+")))
+
+
 def image_part(spec: str, make_image=None):
     """One part of ``WITHSENSE_IMAGE_MODEL``: ``<network>``, ``<network>/crop5`` or ``<network>@<size>``;
     ``make_image(network, size=None)`` builds the network on the chosen runtime (torch by default)."""

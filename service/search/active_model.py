@@ -74,8 +74,10 @@ class ActiveModelCache:
             }).mappings().one()
         if row["id"] is None:
             return ActiveState(None, None, row["text_model_id"], 0, False)
-        model = {k: row[k] for k in ("id", "name", "version", "dims", "artifact_path", "metrics")}
+        model = {k: row[k] for k in ("id", "name", "version", "dims", "artifact_path", "metrics", "package_versions")}
         previous = self._state
-        same = previous is not None and previous.model is not None and previous.model["id"] == model["id"]
+        # Loaded again (and so checked again) when the active row changes, its package versions included.
+        same = previous is not None and previous.model is not None and all(
+            previous.model[k] == model[k] for k in ("id", "package_versions"))
         ranker = previous.ranker if same else self.load(model)
         return ActiveState(model, ranker, row["text_model_id"], int(row["n_photos"]), bool(row["has_index"]))
