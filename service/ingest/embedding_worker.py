@@ -94,6 +94,12 @@ def drain(engine: Engine, settings: Settings, image_encoder, *, batch_size: int 
     return done
 
 
+# Photos per batch in a server process's worker thread. Uploads arrive one by one, so a large batch
+# buys little there, and ONNX Runtime keeps the memory of its largest batch: 32 photos with the
+# five-crop view (160 network inputs) grew each server worker by about 1 GB in the soak.
+SERVER_BATCH = 4
+
+
 class EmbeddingWorker(threading.Thread):
     """Drains the queue in the background of a server process.
 
@@ -126,7 +132,8 @@ class EmbeddingWorker(threading.Thread):
                 if image_model_id is None:
                     image_model_id = encoder_model_ids(self.engine, self.settings, image_encoder=self.image_encoder)["image"]
                 taken = process_batch(self.engine, self.settings, self.image_encoder,
-                                      limit=self.settings.embed_batch_size, image_model_id=image_model_id)
+                                      limit=min(self.settings.embed_batch_size, SERVER_BATCH),
+                                      image_model_id=image_model_id)
                 last_error = None
             except Exception as exc:  # noqa: BLE001 - see the class docstring
                 error = f"{type(exc).__name__}: {exc}"
