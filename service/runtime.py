@@ -77,6 +77,11 @@ def warm_up(app: Flask) -> None:
             searcher.active_state()  # reads the active ranker's row and loads it into the cache
         except Exception:  # noqa: BLE001 - no model (or no database) yet: the first search will say so
             searcher.models.invalidate()
+        # The upload path's networks too: their sessions are made on first use, and a worker that made
+        # them mid-traffic would pause one upload and grow by their size then, not at start.
+        from PIL import Image
+
+        get_encoders(app).image.encode([Image.new("RGB", (64, 64))])
     # Jobs queued while no server ran (or left by a crash) are taken up without waiting for an upload.
     embedding_worker(app)
 
