@@ -43,13 +43,20 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 
 class BoundedReadWorker(ThreadWorker):
-    """gthread with a receive timeout on every client socket (SO_RCVTIMEO, WITHSENSE_READ_TIMEOUT).
+    """gthread, with two changes for clients that send slowly.
 
-    A client that stops sending in the middle of its headers or body frees its thread after that
-    many seconds of silence instead of holding it until it disconnects: the same rule as nginx's
-    client_body_timeout (a limit on the gap between two reads). The app sees the cut body as a
-    client disconnect (werkzeug's ClientDisconnected, a 400).
+    - A receive timeout on every client socket (SO_RCVTIMEO, WITHSENSE_READ_TIMEOUT): a client that
+      stops sending in the middle of its headers or body frees its thread after that many seconds
+      of silence instead of holding it until it disconnects: the rule of nginx's
+      client_body_timeout (a limit on the gap between two reads). The app sees the cut body as a
+      client disconnect (werkzeug's ClientDisconnected, a 400).
+    - A worker whose threads are all busy stops accepting new connections, so they wait in the
+      shared listen queue for whichever worker frees a thread first. Plain gthread accepts anyway
+      and queues the request behind its busy threads: with slow uploads holding all four threads of
+      one worker, a search accepted there waited for them although the other worker was idle.
     """
+
+    _busy = 0  # requests handed to the thread pool and not finished (main thread only)
 
     def enqueue_req(self, conn):
         if not getattr(conn, "read_bounded", False):
@@ -57,7 +64,21 @@ class BoundedReadWorker(ThreadWorker):
             timeval = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
             conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
             conn.read_bounded = True
+        self._busy += 1
         super().enqueue_req(conn)
+        self._update_accepting()
+
+    def finish_request(self, conn, fs):
+        self._busy -= 1
+        super().finish_request(conn, fs)
+        self._update_accepting()
+
+    def _update_accepting(self):
+        # What gunicorn's run loop decides each second, decided at once; never while stopping.
+        self.set_accept_enabled(self.alive and self.nr_conns < self.worker_connections)
+
+    def set_accept_enabled(self, enabled):
+        super().set_accept_enabled(enabled and self._busy < self.cfg.threads)
 
 
 def on_starting(server):
