@@ -6,11 +6,11 @@ from werkzeug.utils import secure_filename
 
 from service.http import schemas
 from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, PHOTO_ID, endpoint, responses
+from service.http.pictures import picture
 from service.photos import child_marks, embedding_queue, uploads
 from service.photos.images import ACCEPTED_FORMATS, EXTENSIONS, thumbnail_jpeg
 from service.runtime import embedding_worker, get_encoders
 from service.store import photo_files
-from service.policy import NOTICE
 from service.store.db import get_session, note_write, run_read
 
 bp = Blueprint("photos", __name__)
@@ -37,13 +37,10 @@ def upload():
         embedding_worker().wake()
     note_write()
     stored = uploads.require(session=session, photo_id=added.photo_id)
-    hidden = child_marks.withheld(stored.shows_child, rule_on=_settings().content_rule)
     body = {"photo_id": added.photo_id, "duplicate_of": added.duplicate_of, "near_duplicates": added.near_duplicates,
-            "image_url": None if hidden else url_for("photos.image", photo_id=added.photo_id),
+            **picture(added.photo_id, stored.shows_child),
             "search": embedding_queue.search_state(session=session, photo_id=added.photo_id,
                                                    encoder_key=_settings().encoder_key)}
-    if hidden:
-        body["notice"] = NOTICE
     status = 200 if added.duplicate_of is not None else 201
     return jsonify(body), status, {"Location": url_for("photos.photo", photo_id=added.photo_id)}
 
@@ -62,10 +59,7 @@ def photo(photo_id: int):
 
     # From a replica; not found there may only mean not replicated yet, so the primary is asked then.
     shows_child, details = run_read(read, retry_on_primary=(uploads.PhotoNotFound,))
-    hidden = child_marks.withheld(shows_child, rule_on=rule_on)
-    details["image_url"] = None if hidden else url_for("photos.image", photo_id=photo_id)
-    details["thumbnail_url"] = None if hidden else url_for("photos.thumbnail", photo_id=photo_id)
-    details["notice"] = NOTICE if hidden else None
+    details.update({"notice": None, **picture(photo_id, shows_child, thumbnail=True)})
     return jsonify(details)
 
 

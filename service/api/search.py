@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request
 
 from service.http import metrics, schemas
 from service.http.contract import DATABASE_ERRORS, RATE_LIMITED, endpoint, responses
 from service.http.errors import ApiError
-from service.photos import child_marks, uploads
-from service.policy import NOTICE
+from service.http.pictures import picture
+from service.photos import uploads
 from service.runtime import get_encoders, get_searcher
 from service.search.searcher import Filters
 from service.search.similar import NoVector, similar_to_image, similar_to_photo
@@ -50,16 +50,9 @@ def search():
     return reply
 
 
-def _picture(photo_id: int, shows_child: bool) -> dict:
-    """Where a result's picture is: its image URL, or the notice in its place (the content rule)."""
-    if child_marks.withheld(shows_child, rule_on=current_app.config["WITHSENSE"].content_rule):
-        return {"image_url": None, "notice": NOTICE}
-    return {"image_url": url_for("photos.image", photo_id=photo_id)}
-
-
 def _result(result, explain: bool) -> dict:
     item = {"photo_id": result.photo_id, "file_name": result.file_name, "score": result.score,
-            **_picture(result.photo_id, result.shows_child)}
+            **picture(result.photo_id, result.shows_child)}
     if explain:
         item["explain"] = {"shortlist_similarity": result.similarity,
                            "description_match": result.description_match,
@@ -91,5 +84,5 @@ def similar():
 
         payload = run_read(nearest, retry_on_primary=(uploads.PhotoNotFound, NoVector))
     for item in payload["results"]:
-        item.update(_picture(item["photo_id"], item.pop("shows_child")))
+        item.update(picture(item["photo_id"], item.pop("shows_child")))
     return jsonify(payload)

@@ -214,7 +214,8 @@ class Searcher:
         model = state.model
         ranker = state.ranker if scorer is None else self.ranker_for(model, scorer)
         text_vector = self.query_vectors.get(query)
-        query_vector = self._ranker_query(ranker, text_vector)
+        # Photos are compared in the ranker's (whitened) text space; descriptions in the raw one.
+        query_vector = ranker.transform_query(text_vector)
         clock.lap("text_encoding")
 
         def shortlist(engine: Engine):
@@ -250,13 +251,6 @@ class Searcher:
         if log:
             self._log(response, model["id"])
         return response
-
-    @staticmethod
-    def _ranker_query(ranker: Ranker, text_vector: np.ndarray) -> np.ndarray:
-        """The query in the ranker's own space, for the photo shortlist and the scorer: a ranker that
-        has one (e.g. a whitened text space) exposes ``transform_query``; today's maps nothing."""
-        transform = getattr(ranker, "transform_query", None)
-        return text_vector if transform is None else np.asarray(transform(text_vector), dtype=np.float32)
 
     def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> list[Result]:
         """Every candidate scored and sorted, best first (paging and min_score cut the list after)."""
