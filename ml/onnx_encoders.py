@@ -100,9 +100,6 @@ def _session(path: Path, threads: int | None):
     # Idle pool threads sleep instead of spinning: in a server the image encoder's pool shares the
     # cores with searches, and spinning threads would take CPU from them for nothing.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # No memory arena: with one, a server process keeps the memory of the largest batch it ever
-    # encoded (batches vary from one upload to a dataset's 32 photos x 8 views), so its RSS only grows.
-    options.enable_cpu_mem_arena = False
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -77,11 +77,14 @@ def warm_up(app: Flask) -> None:
             searcher.active_state()  # reads the active ranker's row and loads it into the cache
         except Exception:  # noqa: BLE001 - no model (or no database) yet: the first search will say so
             searcher.models.invalidate()
-        # The upload path's networks too: their sessions are made on first use, and a worker that made
-        # them mid-traffic would pause one upload and grow by their size then, not at start.
+        # The upload path's networks too, at the largest batch the worker thread runs: sessions are
+        # made on first use and ONNX Runtime's arena keeps the memory of the largest batch, so doing
+        # both here makes a worker's memory reach its plateau before it serves, not mid-traffic.
         from PIL import Image
 
-        get_encoders(app).image.encode([Image.new("RGB", (64, 64))])
+        from service.ingest.embedding_worker import SERVER_BATCH
+
+        get_encoders(app).image.encode([Image.new("RGB", (64, 64))] * SERVER_BATCH)
     # Jobs queued while no server ran (or left by a crash) are taken up without waiting for an upload.
     embedding_worker(app)
 
