@@ -29,6 +29,10 @@ threads = _settings.threads
 keepalive = 5
 timeout = 30  # heartbeat of the worker's main loop: only a truly stuck worker is restarted
 accesslog = "-"
+# gunicorn 27's control socket: one fixed path per user (~/.gunicorn/gunicorn.ctl) shared by every
+# instance on the host, served by an asyncio thread in the master that is stopped and restarted
+# around each fork. Nothing here uses it, and tests run several servers side by side.
+control_socket_disable = True
 wsgi_app = "service:create_app()"
 
 # prometheus_client's multiprocess mode: every worker writes its metrics under this folder and
@@ -97,8 +101,8 @@ def on_starting(server):
 
 
 def when_ready(server):
-    host, port = bind.rsplit(":", 1)
-    print(f"With Sense is up: http://{host}:{port}/", flush=True)
+    # The address actually bound (a --bind on gunicorn's command line overrides `bind` above).
+    print(f"With Sense is up: {server.LISTENERS[0]}/", flush=True)
 
 
 def post_worker_init(worker):
