@@ -339,7 +339,14 @@ def cmd_demo(args, settings: Settings) -> int:
     if cmd_ingest(argparse.Namespace(path=None, quiet=False), settings) != 0:
         return 1
     cmd_train(argparse.Namespace(quiet=False, no_cv=False, force=False, if_no_active=True), settings)
-    return cmd_serve(args, settings)
+    # Serve from a fresh interpreter in this process's place. The steps above loaded torch,
+    # TensorFlow and ONNX Runtime: workers forked from here would carry gigabytes they never use,
+    # and ONNX Runtime's inherited thread pools abort them at exit (SIGABRT/SIGSEGV on shutdown).
+    argv = [sys.executable, "-m", "service.cli", "serve", "--host", args.host, "--port", str(args.port),
+            "--workers", str(args.workers)] + (["--threads", str(args.threads)] if args.threads else [])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,8 +84,18 @@ def test_demo_without_shared_loads_the_fixture_says_where_the_data_is_and_answer
         assert all(0.0 <= r["score"] <= 1.0 for r in results)
         assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=30).status_code == 200
         assert "Traceback" not in text
-    finally:
+        # Stopped as Ctrl-C or `docker stop` would: every worker exits cleanly (none killed by a
+        # signal of its own, as when ONNX Runtime was inherited from the demo's setup steps).
         os.killpg(process.pid, 15)
+        assert process.wait(timeout=60) == 0
+        while (line := lines.get(timeout=10)) is not None:
+            output.append(line)
+        text = "".join(output)
+        assert "Shutting down: Master" in text, text[-3000:]
+        assert "was sent SIG" not in text and "terminate called" not in text, text[-3000:]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 15)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
