@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     encoder: Literal["minilm", "clip"] = _env("WITHSENSE_ENCODER", "minilm",
                                               "`minilm` (MiniLM text + EfficientNet-Lite images) or `clip`")
     image_model: str = _env("WITHSENSE_IMAGE_MODEL",
-                            "efficientnet-lite0+efficientnet-lite0/crop5+efficientnet-lite0@320+efficientnet-lite2",
+                            "efficientnet-lite0+efficientnet-lite0/crop5+efficientnet-lite0@320+efficientnet-lite1+efficientnet-lite2",
                             "image network(s) and views (`/crop5`, `@320`) for the minilm backend, `+`-joined")
     encoder_runtime: Literal["onnx", "torch"] = _env(
         "WITHSENSE_ENCODER_RUNTIME", "onnx",
