@@ -230,8 +230,9 @@ class ConcatImageEncoder:
     except parts that say otherwise with their own ``flip`` attribute (the views of ``ml.views``).
 
     The served image features (``WITHSENSE_IMAGE_MODEL``, docs/model.md): EfficientNet-Lite0 with
-    its mirror, Lite0's pooled features over five 60 % crops and at 320 px, then Lite2 with its
-    mirror. The last 1000 columns are Lite2's ImageNet logits, which the label bridge reads.
+    its mirror, Lite0's pooled features over five 60 % crops and at 320 px, Lite1 with its mirror,
+    then Lite2 with its mirror. The last 1000 columns are Lite2's ImageNet logits, which the label
+    bridge reads.
     """
 
     def __init__(self, parts: Sequence, flip: bool = True):

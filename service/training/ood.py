@@ -4,7 +4,7 @@ About 100 MS-COCO photos of captioned_extra (``publish.held_out_coco``, the same
 out of training. Two rankers are trained without them on the database's training data:
 
 * ``today`` - the model before issue 12: Lite0 + Lite2 flip features only (the other image views
-  sliced off), raw MiniLM space, kernel ridge + bridge mix, ranked by the joint cosine;
+  and Lite1 sliced off), raw MiniLM space, kernel ridge + bridge mix, ranked by the joint cosine;
 * ``new``   - the served recipe: all image views, whitened text space, listwise reranker of the
   active model's family, calibrated.
 
@@ -26,15 +26,21 @@ from service.policy import is_about_children
 from service.store.model_rows import encoder_model_ids
 
 
+ROUND2_NETWORKS = ("efficientnet-lite0", "efficientnet-lite2")  # today's image features, flip-averaged
+
+
 def _old_columns(image_encoder) -> np.ndarray | None:
-    """Column indices of the features today's model reads: the flip-averaged encoders (the parts
-    that are not extra views). None when the encoder has no extra views."""
+    """Column indices of the features today's model reads: Lite0 and Lite2, flip-averaged (the views
+    and networks added since are sliced off). None when the encoder has nothing else."""
     parts = getattr(image_encoder, "parts", None)
-    if not parts or all(getattr(p, "flip", True) for p in parts):
+    if not parts:
+        return None
+    keep = [getattr(p, "flip", True) and p.name in ROUND2_NETWORKS for p in parts]
+    if all(keep):
         return None
     cols, start = [], 0
-    for p in parts:
-        if getattr(p, "flip", True):
+    for p, kept in zip(parts, keep):
+        if kept:
             cols.append(np.arange(start, start + p.dim))
         start += p.dim
     return np.concatenate(cols)
