@@ -157,12 +157,15 @@ class SlowClient:
 def test_slow_clients_do_not_stall_searches(gunicorn_server):
     """More slow uploads than a sync server has workers (3 stalled every search for 120 s before):
     each holds a thread, the other threads keep answering."""
-    base, _, _ = gunicorn_server
+    base, _, metrics_dir = gunicorn_server
     slow = [SlowClient(base, gap=0.5) for _ in range(WORKERS * THREADS - 2)]
     try:
         time.sleep(1.0)  # they are now mid-body, each holding a thread
         for query in ("a dog runs through the snow", "two people on a beach", "a red car"):
-            r = requests.post(f"{base}/api/search", json={"query": query}, timeout=30)
+            try:
+                r = requests.post(f"{base}/api/search", json={"query": query}, timeout=30)
+            except requests.RequestException as exc:
+                pytest.fail(f"{exc}\n{(metrics_dir.parent / 'gunicorn.log').read_text()[-4000:]}")
             assert r.status_code == 200 and len(r.json()["results"]) == 5
         assert all(c.thread.is_alive() for c in slow)  # still connected and sending
     finally:
