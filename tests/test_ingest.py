@@ -43,8 +43,8 @@ def test_every_photo_and_description_has_vectors(loaded, encoders):
         ).scalars().all()
         n_photo = conn.execute(text("SELECT count(*) FROM photo_embeddings WHERE model_id = :m"), {"m": loaded["image"]}).scalar()
         n_text = conn.execute(text("SELECT count(*) FROM description_embeddings WHERE model_id = :m"), {"m": loaded["text"]}).scalar()
-    # Lite0 and Lite2 (each 1280 pooled + 1000 logits), Lite0's five crops and its 320 px view (pooled only)
-    assert dims == [encoders.image.dim] == [2 * 2280 + 2 * 1280]
+    # Lite0, Lite1 and Lite2 (each 1280 pooled + 1000 logits), Lite0's five crops and its 320 px view (pooled only)
+    assert dims == [encoders.image.dim] == [3 * 2280 + 2 * 1280]
     assert n_photo == 16 and n_text == 86
 
 
