@@ -69,9 +69,7 @@ def stop_embedding_worker(app: Flask) -> None:
 
 
 def warm_up(app: Flask) -> None:
-    """Load models and run one search-sized encoding, so the first real search is as fast as any.
-    The upload path's networks warm up in the background: searches need only the text encoder, and
-    a worker takes no request before this returns (the cold start)."""
+    """Load models and run one search-sized encoding, so the first real search is as fast as any."""
     with app.app_context():
         searcher = get_searcher(app)
         searcher.text_encoder.encode(["warm up"])
@@ -79,18 +77,13 @@ def warm_up(app: Flask) -> None:
             searcher.active_state()  # reads the active ranker's row and loads it into the cache
         except Exception:  # noqa: BLE001 - no model (or no database) yet: the first search will say so
             searcher.models.invalidate()
-    threading.Thread(target=_warm_up_uploads, args=(app,), name="warm-up uploads", daemon=True).start()
+        # The upload path's networks too, at the largest batch the worker thread runs: sessions are
+        # made on first use and ONNX Runtime's arena keeps the memory of the largest batch, so doing
+        # both here makes a worker's memory reach its plateau before it serves, not mid-traffic.
+        from PIL import Image
 
+        from service.ingest.embedding_worker import SERVER_BATCH
 
-def _warm_up_uploads(app: Flask) -> None:
-    # The image networks at the largest batch the embedding worker runs: sessions are made on first
-    # use and ONNX Runtime's arena keeps the memory of the largest batch, so doing both at start
-    # makes a worker's memory reach its plateau within a second of serving, not mid-traffic.
-    from PIL import Image
-
-    from service.ingest.embedding_worker import SERVER_BATCH
-
-    with app.app_context():
         get_encoders(app).image.encode([Image.new("RGB", (64, 64))] * SERVER_BATCH)
     # Jobs queued while no server ran (or left by a crash) are taken up without waiting for an upload.
     embedding_worker(app)
