@@ -30,6 +30,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_log(tmp_path: Path) -> str:
+    """The end of the server's log (access lines and errors), for failure messages."""
+    return (tmp_path / "gunicorn.log").read_text()[-4000:]
+
+
 def start_gunicorn(library: dict, tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
     settings = library["settings"]
     port = _free_port()
@@ -45,7 +50,7 @@ def start_gunicorn(library: dict, tmp_path: Path) -> tuple[subprocess.Popen, str
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()[-3000:]
+        assert proc.poll() is None, server_log(tmp_path)
         try:
             if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
                 break
@@ -89,7 +94,6 @@ def _worker_pids(proc: subprocess.Popen) -> set[int]:
 
 def test_metrics_answer_for_every_worker(gunicorn_server):
     base, proc, metrics_dir = gunicorn_server
-    log = metrics_dir.parent / "gunicorn.log"
     ok = dict(endpoint="search.search", method="POST", status="200")
     before = requests.get(f"{base}/metrics", timeout=10).text
 
@@ -114,15 +118,15 @@ def test_metrics_answer_for_every_worker(gunicorn_server):
         sent += 40
         if writers() >= _worker_pids(proc) or time.monotonic() > deadline:
             break
-    assert len(_worker_pids(proc)) == WORKERS, log.read_text()[-3000:]
-    assert writers() >= _worker_pids(proc), log.read_text()[-3000:]
+    assert len(_worker_pids(proc)) == WORKERS, server_log(metrics_dir.parent)
+    assert writers() >= _worker_pids(proc), server_log(metrics_dir.parent)
     # Whichever worker answers the scrape, it counts every search (and every scrape agrees).
     scrapes = [requests.get(f"{base}/metrics", timeout=10) for _ in range(6)]
     for r in scrapes:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
         after = r.text
         counted = metric_value(after, "withsense_http_requests_total", **ok) - metric_value(before, "withsense_http_requests_total", **ok)
-        assert counted == sent, log.read_text()[-3000:]
+        assert counted == sent, server_log(metrics_dir.parent)
         for stage in ("encode", "shortlist", "rerank", "total"):
             delta = (metric_value(after, "withsense_search_stage_seconds_count", stage=stage)
                      - metric_value(before, "withsense_search_stage_seconds_count", stage=stage))
@@ -165,7 +169,7 @@ def test_slow_clients_do_not_stall_searches(gunicorn_server):
             try:
                 r = requests.post(f"{base}/api/search", json={"query": query}, timeout=30)
             except requests.RequestException as exc:
-                pytest.fail(f"{exc}\n{(metrics_dir.parent / 'gunicorn.log').read_text()[-4000:]}")
+                pytest.fail(f"{exc}\n{server_log(metrics_dir.parent)}")
             assert r.status_code == 200 and len(r.json()["results"]) == 5
         assert all(c.thread.is_alive() for c in slow)  # still connected and sending
     finally:
