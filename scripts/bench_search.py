@@ -131,7 +131,7 @@ def floor(queries: list[str]) -> dict:
 
     settings = load_settings()
     encoder = encoders_for(settings).text
-    if "torch" in sys.modules:  # as in a gunicorn worker (service/gunicorn_conf.py): one intra-op thread
+    if "torch" in sys.modules:  # as in a gunicorn worker (service/server.py): one intra-op thread
         sys.modules["torch"].set_num_threads(1)
     encoder.encode(["warm up"])
     times = []
