@@ -463,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow (Keras, which `train` and `evaluate` fit the listwise ranker with) reads its C++ log
+    # level from the environment once, when its library loads: no argument can set it, so the entry
+    # point does, before anything imports it. 2: warnings and errors only, not the start-up notices.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()

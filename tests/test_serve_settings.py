@@ -1,12 +1,16 @@
 """`withsense serve`: the settings (WITHSENSE_BIND, WITHSENSE_WORKERS, WITHSENSE_THREADS) stand unless a
-flag is given, and gunicorn is configured from that one object. No server is started here
-(tests/test_gunicorn.py runs a real one)."""
+flag is given, and gunicorn is configured from that one object; importing the ml package sets no
+environment variable. No server is started here (tests/test_gunicorn.py runs a real one)."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 
 from service.cli import build_parser, main, serve_flags, serve_settings
-from service.config import load_settings
+from service.config import REPO_ROOT, load_settings
 
 
 @pytest.fixture
@@ -51,6 +55,7 @@ def test_gunicorn_is_configured_from_the_settings(serve_env):
 
 
 def test_a_bad_flag_names_its_variable_and_exits_2(serve_env, monkeypatch, capsys):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")  # main() sets it; restored after the test
     assert main(["serve", "--workers", "0"]) == 2
     assert "WITHSENSE_WORKERS=0" in capsys.readouterr().err
 
@@ -61,3 +66,12 @@ def test_demo_hands_serve_only_the_flags_given():
     assert serve_flags(parser.parse_args(["demo", "--port", "9100", "--threads", "2"])) == [
         "--port", "9100", "--threads", "2"]
 
+
+def test_importing_the_ml_modules_sets_none_of_the_variables_they_used_to():
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TF_CPP_MIN_LOG_LEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    # (scikit-learn sets KMP_* variables of its own when imported: not ours to judge here.)
+    code = "import os, ml.encoders, ml.listwise; print(sorted(set(os.environ) & set(%r)))" % (names,)
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(REPO_ROOT)},
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
