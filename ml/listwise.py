@@ -166,10 +166,7 @@ class KerasListwiseMLP(BaseEstimator):
         self.verbose = verbose
 
     def fit(self, X, y) -> "KerasListwiseMLP":
-        import os
-
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
+        import keras  # TensorFlow's C++ log level is set by the entry point (service/cli.py main)
 
         X = np.asarray(X, np.float32)
         y = np.asarray(y, np.int64).ravel()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.config import REPO_ROOT, load_settings  # noqa: E402
+from service.config import REPO_ROOT, Settings, load_settings  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -54,12 +54,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def encoder_floor(paths: list[Path]) -> dict:
+def encoder_floor(settings: Settings, paths: list[Path]) -> dict:
     from PIL import Image
 
     from service.runtime import encoders_for
 
-    encoder = encoders_for(load_settings()).image
+    encoder = encoders_for(settings).image
     images = [Image.open(p).convert("RGB") for p in paths]
     encoder.encode(images[:2])  # opens the networks: start-up, not throughput
     start, cpu = time.perf_counter(), time.process_time()
@@ -69,7 +69,7 @@ def encoder_floor(paths: list[Path]) -> dict:
             "cpu_s": round(cpu_s, 2), "photos_per_cpu_s": round(len(images) / cpu_s, 2), "encoder": encoder.name}
 
 
-def batched_throughput(n: int, dataset_dir: Path, data_dir: Path) -> dict:
+def batched_throughput(settings: Settings, n: int, dataset_dir: Path, data_dir: Path) -> dict:
     from alembic import command
 
     from service.cli import alembic_config
@@ -78,8 +78,8 @@ def batched_throughput(n: int, dataset_dir: Path, data_dir: Path) -> dict:
     from service.runtime import encoders_for
     from service.store.db import make_engine, resolve_url
 
-    settings = load_settings(data_dir=data_dir, database_url="", extra_dataset_dir="",
-                             onnx_dir_setting=str(load_settings().onnx_dir))  # exported once, not per run
+    settings = settings.with_overrides({"data_dir": data_dir, "database_url": "", "extra_dataset_dir": "",
+                                        "onnx_dir_setting": str(settings.onnx_dir)})  # exported once, not per run
     url = resolve_url(settings)
     command.upgrade(alembic_config(url), "head")
     engine = make_engine(url)
@@ -102,14 +102,14 @@ def batched_throughput(n: int, dataset_dir: Path, data_dir: Path) -> dict:
             "batch": settings.embed_batch_size}
 
 
-def folder_throughput(files: list[Path]) -> dict:
+def folder_throughput(settings: Settings, files: list[Path]) -> dict:
     with tempfile.TemporaryDirectory(prefix="ws-bench-", dir="/tmp") as tmp:
         folder = Path(tmp) / "in"
         folder.mkdir()
         for f in files:
             shutil.copy(f, folder / f.name)
         env = dict(os.environ, WITHSENSE_DATA_DIR=str(Path(tmp) / "data"), DATABASE_URL="",
-                   WITHSENSE_ONNX_DIR=str(load_settings().onnx_dir))
+                   WITHSENSE_ONNX_DIR=str(settings.onnx_dir))
         cli = [sys.executable, "-m", "service.cli"]
         subprocess.run(cli + ["migrate"], env=env, check=True, capture_output=True)
         start, cpu = time.perf_counter(), _children_cpu()
@@ -158,9 +158,9 @@ def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def upload_latency(files: list[Path], data_dir: Path) -> dict:
+def upload_latency(settings: Settings, files: list[Path], data_dir: Path) -> dict:
     port = _free_port()
-    proc = _serve(data_dir, port, WITHSENSE_API_TOKEN=TOKEN, WITHSENSE_ONNX_DIR=str(load_settings().onnx_dir))
+    proc = _serve(data_dir, port, WITHSENSE_API_TOKEN=TOKEN, WITHSENSE_ONNX_DIR=str(settings.onnx_dir))
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{base}/healthz")
@@ -248,15 +248,15 @@ def main() -> None:
     export_models(settings)
     with tempfile.TemporaryDirectory(prefix="ws-bench-", dir="/tmp") as tmp:
         result = {
-            "encoder_floor": encoder_floor(sorted((dataset / "train_images").glob("*.jpg"))[: args.photos]),
-            "batched_dataset_ingest": batched_throughput(args.photos, dataset, Path(tmp)),
+            "encoder_floor": encoder_floor(settings, sorted((dataset / "train_images").glob("*.jpg"))[: args.photos]),
+            "batched_dataset_ingest": batched_throughput(settings, args.photos, dataset, Path(tmp)),
         }
         # The batched run's database is still up under tmp: uploads go to a server over it.
-        result["uploads"] = upload_latency(others[args.photos : args.photos + args.uploads], Path(tmp))
+        result["uploads"] = upload_latency(settings, others[args.photos : args.photos + args.uploads], Path(tmp))
         from service.store import embedded
 
         embedded.stop(Path(tmp) / "pgdata")
-    result["folder_ingest"] = folder_throughput(others[: args.photos])
+    result["folder_ingest"] = folder_throughput(settings, others[: args.photos])
     result["cold_start"] = cold_start(None)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ingest.json").write_text(json.dumps(result, indent=2))

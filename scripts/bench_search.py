@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.config import REPO_ROOT, load_settings  # noqa: E402
+from service.config import REPO_ROOT, Settings, load_settings  # noqa: E402
 
 LEVELS = (1, 4, 16)
 
@@ -121,7 +121,7 @@ def run_level(port: int, queries: list[str], clients: int, total: int, name: str
     }
 
 
-def floor(queries: list[str]) -> dict:
+def floor(settings: Settings, queries: list[str]) -> dict:
     """What no search can beat: encoding the query alone, and exact top-k over the photo vectors."""
     from sqlalchemy import text
 
@@ -129,9 +129,8 @@ def floor(queries: list[str]) -> dict:
     from service.store.db import as_array, make_engine, resolve_url
     from service.store.model_rows import active_ranker
 
-    settings = load_settings()
     encoder = encoders_for(settings).text
-    if "torch" in sys.modules:  # as in a gunicorn worker (service/gunicorn_conf.py): one intra-op thread
+    if "torch" in sys.modules:  # as in a gunicorn worker (service/server.py): one intra-op thread
         sys.modules["torch"].set_num_threads(1)
     encoder.encode(["warm up"])
     times = []
@@ -156,14 +155,14 @@ def floor(queries: list[str]) -> dict:
             "numpy_exact_top100_p50_ms": round(float(np.median(topk)), 4), "photos": len(matrix)}
 
 
-def load_queries() -> list[str]:
+def load_queries(settings: Settings) -> list[str]:
     """Distinct non-blocked descriptions: the test queries first, then the other captions."""
     from sqlalchemy import text
 
     from service.policy import is_about_children
     from service.store.db import make_engine, resolve_url
 
-    engine = make_engine(resolve_url(load_settings()))
+    engine = make_engine(resolve_url(settings))
     with engine.connect() as conn:
         texts = conn.execute(text("SELECT text FROM descriptions ORDER BY source <> 'test', id")).scalars().all()
     engine.dispose()
@@ -194,21 +193,22 @@ def write_report(payload: dict, out_dir: Path, tag: str = "") -> None:
 
 
 def main() -> None:
+    settings = load_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300, help="requests per concurrency level")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=load_settings().threads)
+    parser.add_argument("--threads", type=int, default=settings.threads)
     parser.add_argument("--tag", default="", help="write search-<tag>.json/.md (e.g. w2t4)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
     args = parser.parse_args()
 
-    queries = load_queries()
+    queries = load_queries(settings)
     fresh = iter(queries)
     needed = args.requests * len(LEVELS) + 20
     if len(queries) < needed:
         raise SystemExit(f"need {needed} distinct queries for uncached levels, the library has {len(queries)}")
-    floor_before = floor(queries)  # the machine is shared: the floor before and after the server runs
+    floor_before = floor(settings, queries)  # the machine is shared: the floor before and after the server runs
     proc = start_server(args.port, args.workers, args.threads)
     try:
         for _ in range(20):  # let every worker see traffic before measuring
@@ -225,7 +225,7 @@ def main() -> None:
         print(json.dumps(levels[-1]), flush=True)
     finally:
         stop_server(proc)
-    floor_after = floor(queries)
+    floor_after = floor(settings, queries)
     f = min(floor_before, floor_after, key=lambda x: x["text_encoding_p50_ms"])
     payload = {"workers": args.workers, "threads": args.threads, "levels": levels, "floor": f,
                "floor_before": floor_before, "floor_after": floor_after,

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_scale import DIM, embedding_like_vectors  # noqa: E402
 
-from service.config import REPO_ROOT, load_settings  # noqa: E402
+from service.config import REPO_ROOT, Settings, load_settings  # noqa: E402
 from service.search.shortlist import fetch_shortlist  # noqa: E402
 from service.store.db import make_engine, resolve_url  # noqa: E402
 from service.store.hnsw import build_index  # noqa: E402
@@ -71,12 +71,11 @@ def compare(engine, queries, model_id, text_model_id, place=None) -> dict:
     return {"exact": exact, "index": indexed, "index_recall": round(float(recall), 4)}
 
 
-def real_library(n_queries: int) -> dict:
+def real_library(settings: Settings, n_queries: int) -> dict:
     from service.policy import is_about_children
     from service.runtime import encoders_for
     from service.search.active_model import ActiveModelCache
 
-    settings = load_settings()
     engine = make_engine(resolve_url(settings))
     encoder = encoders_for(settings).text
     state = ActiveModelCache(engine, encoder_key=settings.encoder_key, text_encoder_name=encoder.name,
@@ -93,12 +92,12 @@ def real_library(n_queries: int) -> dict:
     return result
 
 
-def synthetic_library(n: int, n_queries: int, rng: np.random.Generator) -> dict:
+def synthetic_library(settings: Settings, n: int, n_queries: int, rng: np.random.Generator) -> dict:
     from sqlalchemy.engine import make_url
 
     from service.cli import alembic_config
 
-    base_url = resolve_url(load_settings())
+    base_url = resolve_url(settings)
     name = f"withsense_bench_{uuid.uuid4().hex[:6]}"
     admin_url = base_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(admin_url, autocommit=True) as admin:
@@ -166,16 +165,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
     parser.add_argument("--add-to", type=Path, help="a shortlist.json of an earlier run whose sizes are kept")
     args = parser.parse_args()
+    settings = load_settings()
     results = json.loads(args.add_to.read_text())["results"] if args.add_to else []
     if not args.no_real:
-        results.append(real_library(args.queries))
+        results.append(real_library(settings, args.queries))
         print(json.dumps(results[-1]), flush=True)
     rng = np.random.default_rng(0)
     for n in args.sizes:
-        results.append(synthetic_library(n, args.queries, rng))
+        results.append(synthetic_library(settings, n, args.queries, rng))
         print(json.dumps(results[-1]), flush=True)
     results.sort(key=lambda r: r["n"])
-    payload = {"k": K, "results": results, "chosen_min_photos": load_settings().hnsw_min_photos}
+    payload = {"k": K, "results": results, "chosen_min_photos": settings.hnsw_min_photos}
     write_report(payload, args.out)
     print(f"written: {args.out / 'shortlist.json'}, {args.out / 'shortlist.md'}")
 

@@ -244,21 +244,19 @@ def stop_server(server: subprocess.Popen) -> None:
             server.wait()
 
 
-def database_engine(data_dir: Path):
-    from service.config import load_settings
+def database_engine(settings):
     from service.store.db import make_engine, resolve_url
 
-    settings = load_settings(data_dir=data_dir)
-    return make_engine(resolve_url(settings), pool_size=1), settings
+    return make_engine(resolve_url(settings), pool_size=1)
 
 
-def clean_up(data_dir: Path, tag: str, search_log_from: int) -> dict:
+def clean_up(settings, tag: str, search_log_from: int) -> dict:
     """Delete what the run wrote: its uploads (rows cascade; files removed), its votes, its search-log lines."""
     from sqlalchemy import text
 
     from service.store import photo_files
 
-    engine, settings = database_engine(data_dir)
+    engine = database_engine(settings)
     with engine.begin() as conn:
         keys = conn.execute(text("SELECT storage_key FROM photos WHERE uploader = :t"), {"t": tag}).scalars().all()
         photos = conn.execute(text("DELETE FROM photos WHERE uploader = :t"), {"t": tag}).rowcount
@@ -271,16 +269,10 @@ def clean_up(data_dir: Path, tag: str, search_log_from: int) -> dict:
     return {"photos": photos, "votes": votes, "search_log": searches, "files": len(keys)}
 
 
-def load_threads() -> int:
-    from service.config import load_settings
-
-    return load_settings().threads
-
-
-def search_log_high_water(data_dir: Path) -> int:
+def search_log_high_water(settings) -> int:
     from sqlalchemy import text
 
-    engine, _ = database_engine(data_dir)
+    engine = database_engine(settings)
     with engine.connect() as conn:
         value = conn.execute(text("SELECT coalesce(max(id), 0) FROM search_log")).scalar()
     engine.dispose()
@@ -296,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="threads per worker (default: WITHSENSE_THREADS)")
     parser.add_argument("--window", type=float, help="seconds per over-time window (default: 30, 5 with --short)")
     parser.add_argument("--short", action="store_true", help="CI: 20 s, 8 clients (explicit --seconds/--clients win)")
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("WITHSENSE_DATA_DIR", "var")))
+    parser.add_argument("--data-dir", type=Path, help="default: WITHSENSE_DATA_DIR")
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="stop after this many requests")
     parser.add_argument("--warmup", type=float, help="seconds of load before the baseline RSS (default 15 %% of the run, 5..60)")
@@ -311,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     args.window = args.window or (5.0 if args.short else 30.0)
     duration = args.seconds if args.seconds is not None else args.minutes * 60
     warmup = args.warmup if args.warmup is not None else min(60.0, max(5.0, 0.15 * duration))
-    args.data_dir = args.data_dir.resolve()
+    from service.config import load_settings
+
+    # The settings of the library the server runs on, read once; --data-dir replaces WITHSENSE_DATA_DIR.
+    settings = load_settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    args.data_dir = settings.data_dir
 
     port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
@@ -319,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"soak-{secrets.token_hex(4)}"
     log_path = Path(tempfile.gettempdir()) / f"{tag}.server.log"  # gunicorn's access log and errors
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    search_log_from = search_log_high_water(args.data_dir)
+    search_log_from = search_log_high_water(settings)
 
     print(f"soak: {duration:.0f} s, {args.clients} clients, {args.workers} workers, data {args.data_dir}, "
           f"server log {log_path}", flush=True)
@@ -368,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "ok": not problems, "problems": problems,
             "config": {"seconds": duration, "clients": args.clients, "workers": args.workers,
-                       "threads": args.threads or load_threads(), "warmup_s": warmup, "window_s": args.window,
+                       "threads": args.threads or settings.threads, "warmup_s": warmup, "window_s": args.window,
                        "mix": dict(MIX), "data_dir": str(args.data_dir), "model": ready.get("model"),
                        "cpus": os.cpu_count(), "max_requests": args.max_requests},
             "requests": sum(load.status.values()) + len([e for e in load.errors if "status" not in e]),
@@ -388,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_server(server)
         if not args.keep:
-            result["cleaned_up"] = clean_up(args.data_dir, tag, search_log_from)
+            result["cleaned_up"] = clean_up(settings, tag, search_log_from)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         write_markdown(result, args.out.with_suffix(".md"))
 

@@ -15,9 +15,13 @@ class BigintConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-def create_app(overrides: dict | None = None) -> Flask:
-    """Build an app: settings from the environment, then ``overrides`` (tests pass theirs here)."""
-    settings = load_settings(**(overrides or {}))
+def create_app(overrides: dict | None = None, *, settings: Settings | None = None) -> Flask:
+    """Build an app with ``settings`` when given (`withsense serve` hands over the ones it runs with),
+    else settings from the environment; then ``overrides`` (tests pass theirs here)."""
+    if settings is None:
+        settings = load_settings(**(overrides or {}))
+    elif overrides:
+        settings = settings.with_overrides(overrides)
     app = Flask(__name__)
     app.config["WITHSENSE"] = settings
     app.json.sort_keys = False

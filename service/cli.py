@@ -314,21 +314,52 @@ def cmd_search(args, settings: Settings) -> int:
     return 0
 
 
+def _host_and_port(bind: str) -> tuple[str, str]:
+    """``bind``'s host and port, for a --host or --port that replaces one of them; gunicorn's own
+    defaults (127.0.0.1, 8000) where WITHSENSE_BIND names none (a unix socket, a host alone)."""
+    if bind.startswith(("unix:", "fd://")):
+        return "127.0.0.1", "8000"
+    host, colon, port = bind.rpartition(":")
+    return (host, port) if colon and port.isdigit() else (bind, "8000")
+
+
+def serve_settings(args, settings: Settings) -> Settings:
+    """The settings `withsense serve` runs with: the environment's (WITHSENSE_BIND, WITHSENSE_WORKERS,
+    WITHSENSE_THREADS), then each flag that was given. A flag left out changes nothing."""
+    overrides = {}
+    if args.host is not None or args.port is not None:
+        host, port = _host_and_port(settings.bind)
+        overrides["bind"] = f"{host if args.host is None else args.host}:{port if args.port is None else args.port}"
+    if args.workers is not None:
+        overrides["workers"] = args.workers
+    if args.threads is not None:
+        overrides["threads"] = args.threads
+    return settings.with_overrides(overrides) if overrides else settings
+
+
+def serve_flags(args) -> list[str]:
+    """The serve flags that were given, for `demo` to hand on: one left out leaves its setting alone."""
+    return [part for name in ("host", "port", "workers", "threads") if getattr(args, name) is not None
+            for part in (f"--{name}", str(getattr(args, name)))]
+
+
 def cmd_serve(args, settings: Settings) -> int:
     from service.store.db import resolve_url
 
-    # Workers share one database: resolve (and start) the embedded server once, before forking.
-    os.environ["DATABASE_URL"] = resolve_url(settings)
-    os.environ["WITHSENSE_BIND"] = f"{args.host}:{args.port}"
-    os.environ["WITHSENSE_WORKERS"] = str(args.workers)
-    # gunicorn in this process, as `python -m gunicorn` would run it: a second interpreter (execv)
-    # would start Python and import the settings again, which the cold start pays for.
-    from gunicorn.app.wsgiapp import run
+    try:
+        settings = serve_settings(args, settings)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    # Workers share one database: resolve (and start) the embedded server once, before forking;
+    # the workers are forked with these settings, so the resolved URL is the one they use.
+    settings = settings.with_overrides({"database_url": resolve_url(settings)})
+    # gunicorn in this process, with these settings (service/server.py): a second interpreter
+    # (execv) would start Python and import the settings again, which the cold start pays for.
+    from service.server import Server
 
-    if args.threads:
-        os.environ["WITHSENSE_THREADS"] = str(args.threads)
-    sys.argv = ["gunicorn", "--config", "python:service.gunicorn_conf"]
-    return run()
+    Server(settings).run()
+    return 0
 
 
 def cmd_demo(args, settings: Settings) -> int:
@@ -342,8 +373,7 @@ def cmd_demo(args, settings: Settings) -> int:
     # Serve from a fresh interpreter in this process's place. The steps above loaded torch,
     # TensorFlow and ONNX Runtime: workers forked from here would carry gigabytes they never use,
     # and ONNX Runtime's inherited thread pools abort them at exit (SIGABRT/SIGSEGV on shutdown).
-    argv = [sys.executable, "-m", "service.cli", "serve", "--host", args.host, "--port", str(args.port),
-            "--workers", str(args.workers)] + (["--threads", str(args.threads)] if args.threads else [])
+    argv = [sys.executable, "-m", "service.cli", "serve", *serve_flags(args)]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
@@ -423,15 +453,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func in (("serve", cmd_serve), ("demo", cmd_demo)):
         p = sub.add_parser(name, help="serve the API with gunicorn" if name == "serve" else "set up everything, then serve")
-        p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=int, default=8000)
-        p.add_argument("--workers", type=int, default=2)
-        p.add_argument("--threads", type=int, help="threads per worker (default: WITHSENSE_THREADS)")
+        # No defaults here: a flag left out leaves the setting (WITHSENSE_BIND, ...) as it is.
+        p.add_argument("--host", help="address to listen on (default: WITHSENSE_BIND's host, 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port to listen on (default: WITHSENSE_BIND's port, 8000)")
+        p.add_argument("--workers", type=int, help="worker processes (default: WITHSENSE_WORKERS, 2)")
+        p.add_argument("--threads", type=int, help="threads per worker (default: WITHSENSE_THREADS, 4)")
         p.set_defaults(func=func)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow (Keras, which `train` and `evaluate` fit the listwise ranker with) reads its C++ log
+    # level from the environment once, when its library loads: no argument can set it, so the entry
+    # point does, before anything imports it. 2: warnings and errors only, not the start-up notices.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
                                         "how often a serving process checks which ranker is active", ge=0.0, le=3600.0)
     query_cache_size: int = _env("WITHSENSE_QUERY_CACHE_SIZE", 4096,
                                  "query vectors kept per process (LRU); 0 = off", ge=0, le=1_000_000)
-    bind: str = _env("WITHSENSE_BIND", "127.0.0.1:8000", "address gunicorn listens on (`withsense serve` sets it)")
+    bind: str = _env("WITHSENSE_BIND", "127.0.0.1:8000", "address gunicorn listens on (`withsense serve --host/--port` override it)")
     workers: int = _env("WITHSENSE_WORKERS", 2, "gunicorn worker processes", ge=1, le=64)
     threads: int = _env("WITHSENSE_THREADS", 4, "gunicorn threads per worker (gthread)", ge=1, le=256)
     read_timeout_seconds: float = _env("WITHSENSE_READ_TIMEOUT", 10.0,

@@ -1,0 +1,185 @@
+"""The gunicorn server: threads that do not wait on slow clients, shared Prometheus metrics, the URL
+printed once up, each worker warmed before its first request.
+
+Everything comes from one ``Settings`` object (WITHSENSE_BIND, WITHSENSE_WORKERS, WITHSENSE_THREADS,
+WITHSENSE_READ_TIMEOUT, WITHSENSE_METRICS_DIR), handed in by the entry point that read it:
+
+- `withsense serve` (service/cli.py) reads the environment once, applies its flags and runs
+  ``Server(settings)``; the forked workers build the app from that same object (``create_app``).
+- `gunicorn -c service/gunicorn_conf.py` (the Docker image) reads the environment once in that file
+  and hands ``gunicorn_options(settings)`` to gunicorn as its configuration.
+
+docs/scaling.md has the measurements behind the defaults.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import tempfile
+from pathlib import Path
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
+
+from service import settings_of
+from service.config import Settings
+
+
+class BoundedReadWorker(ThreadWorker):
+    """gthread, with two changes for clients that send slowly.
+
+    - A receive timeout on every client socket (SO_RCVTIMEO, WITHSENSE_READ_TIMEOUT, read from the
+      settings of the app this worker serves): a client that stops sending in the middle of its
+      headers or body frees its thread after that many seconds of silence instead of holding it
+      until it disconnects: the rule of nginx's client_body_timeout (a limit on the gap between two
+      reads). The app sees the cut body as a client disconnect (werkzeug's ClientDisconnected, a 400).
+    - A worker whose threads are all busy stops accepting new connections, so they wait in the
+      shared listen queue for whichever worker frees a thread first. Plain gthread accepts anyway
+      and queues the request behind its busy threads: with slow uploads holding all four threads of
+      one worker, a search accepted there waited for them although the other worker was idle.
+    """
+
+    _busy = 0  # requests handed to the thread pool and not finished (main thread only)
+    _receive_timeout = b""  # SO_RCVTIMEO's struct timeval, set once the app is loaded
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        seconds = settings_of(self.wsgi).read_timeout_seconds
+        self._receive_timeout = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+
+    def enqueue_req(self, conn):
+        if not getattr(conn, "read_bounded", False):
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._receive_timeout)
+            conn.read_bounded = True
+        self._busy += 1
+        super().enqueue_req(conn)
+        self._update_accepting()
+
+    def finish_request(self, conn, fs):
+        self._busy -= 1
+        super().finish_request(conn, fs)
+        self._update_accepting()
+
+    def _update_accepting(self):
+        # What gunicorn's run loop decides each second, decided at once; never while stopping.
+        self.set_accept_enabled(self.alive and self.nr_conns < self.worker_connections)
+
+    def set_accept_enabled(self, enabled):
+        super().set_accept_enabled(enabled and self._busy < self.cfg.threads)
+
+
+class _MetricsFolder:
+    """prometheus_client's multiprocess mode: every worker writes its metrics under one folder and
+    /metrics sums them (service/http/metrics.py)."""
+
+    def __init__(self, configured: str):
+        self.configured = configured
+        self.path: Path | None = None
+
+    def prepare(self) -> None:
+        # prometheus_client reads PROMETHEUS_MULTIPROC_DIR when it is imported, so this runs in the
+        # master before anything imports it (and before any worker is forked). The folder is emptied
+        # first: files of an earlier run would otherwise be added to this one's counts. The variable
+        # is prometheus_client's own interface: there is no argument to hand it the folder instead.
+        self.path = Path(self.configured or tempfile.mkdtemp(prefix="withsense-metrics-"))
+        self.path.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.glob("*.db"):
+            stale.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.path)
+
+    def remove_own(self) -> None:
+        if self.path is not None and not self.configured:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def gunicorn_options(settings: Settings) -> dict:
+    """gunicorn's settings, by gunicorn's names, for a server that runs with ``settings``."""
+    metrics = _MetricsFolder(settings.metrics_dir)
+
+    def on_starting(server):
+        metrics.prepare()
+        # Export the networks to ONNX if this data directory has none yet (a child process: the
+        # server never imports torch), then import the libraries the workers need once in the
+        # master: forked workers inherit them instead of each spending seconds on the same imports
+        # (cold start). Not onnxruntime: imported before a fork, it aborts the worker at exit
+        # (std::system_error). Nothing here opens a database connection.
+        from service.runtime import export_models
+
+        export_models(settings)
+        import tokenizers  # noqa: F401
+
+        import service.api.search  # noqa: F401 - the search path: numpy, scikit-learn, psycopg
+
+    def on_exit(server):
+        metrics.remove_own()
+
+    return {
+        "bind": settings.bind,
+        "workers": settings.workers,
+        # gthread: the main thread of a worker waits for requests in a poller, so an idle or
+        # kept-alive connection costs no thread; a thread is taken only once request bytes arrive
+        # (and gunicorn hands a connection that sends nothing for 5 s back to the poller).
+        # BoundedReadWorker bounds the silence while a client is sending the rest.
+        "worker_class": "service.server.BoundedReadWorker",
+        "threads": settings.threads,
+        "keepalive": 5,
+        "timeout": 30,  # heartbeat of the worker's main loop: only a truly stuck worker is restarted
+        "accesslog": "-",
+        # gunicorn 27's control socket: one fixed path per user (~/.gunicorn/gunicorn.ctl) shared by
+        # every instance on the host, served by an asyncio thread in the master that is stopped and
+        # restarted around each fork. Nothing here uses it, and tests run several servers side by side.
+        "control_socket_disable": True,
+        "on_starting": on_starting,
+        "when_ready": when_ready,
+        "post_worker_init": post_worker_init,
+        "worker_exit": worker_exit,
+        "child_exit": child_exit,
+        "on_exit": on_exit,
+    }
+
+
+def when_ready(server):
+    # The address actually bound (a --bind on gunicorn's command line overrides WITHSENSE_BIND).
+    print(f"With Sense is up: {server.LISTENERS[0]}/", flush=True)
+
+
+def post_worker_init(worker):
+    # Load the encoders and the active model now, so no user waits for the first search's imports.
+    from service.runtime import warm_up
+
+    warm_up(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    # Write the search-log lines still queued in this worker before it goes.
+    from service.runtime import shut_down
+
+    shut_down(worker.wsgi)
+
+
+def child_exit(server, worker):
+    # The dead worker's live gauges go; its counters and histograms stay in the totals.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+class Server(BaseApplication):
+    """gunicorn run in this process with ``settings``: no configuration file, no command line of
+    its own; the workers' app is built from the same object (forked, so DATABASE_URL as resolved
+    by the caller, e.g. the embedded server's, reaches every worker)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        super().__init__(prog="withsense serve")
+
+    def load_config(self):
+        for name, value in gunicorn_options(self.settings).items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        from service import create_app
+
+        return create_app(settings=self.settings)
