@@ -253,7 +253,7 @@ def _active_model_version(settings: Settings) -> str | None:
 
     with _engine(settings).connect() as conn:
         model = active_ranker(conn, settings.encoder_key)
-    return model["version"] if model else None
+    return model.version if model else None
 
 
 def cmd_train(args, settings: Settings) -> int:

@@ -48,8 +48,8 @@ def process_batch(engine: Engine, settings: Settings, image_encoder, *, limit: i
                 ranker_row = active_ranker(conn, settings.encoder_key)
                 if ranker_row is not None:
                     # Everything the reranker reads about the photo, computed once here, never per search.
-                    evidence = load_ranker(ranker_row["artifact_path"]).photo_evidence(features)
-                    write_ranker_rows(conn, ranker_row["id"], ids, evidence)
+                    evidence = load_ranker(ranker_row.artifact_path).photo_evidence(features)
+                    write_ranker_rows(conn, ranker_row.id, ids, evidence)
                 embedding_queue.finish(conn, ids)
             for photo_id, error in unreadable:
                 embedding_queue.record_failure(conn, photo_id=photo_id, error=error)

@@ -229,14 +229,14 @@ def train_and_publish(engine: Engine, settings: Settings, encoders, *, run_cv: b
     result = train(data, progress=progress, run_cv=run_cv, **kwargs)
     with engine.connect() as conn:
         current = active_ranker(conn, settings.encoder_key)
-    new, old = _headline(result.metrics), _headline(current["metrics"]) if current else None
+    new, old = _headline(result.metrics), _headline(current.metrics) if current else None
     activate = force or current is None or (new is not None and (old is None or new > old))
     photo_ids, features = load_photo_features(engine, encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"])
     model = publish(engine, settings, result.ranker, photo_ids, features, params={"scorer": result.scorer_name},
                     alternatives=result.alternatives,
                     metrics=result.metrics, activate=activate, progress=progress)
     model.update(activated=activate, cv_headline=new, previous_headline=old,
-                 previous_version=current["version"] if current else None)
+                 previous_version=current.version if current else None)
     return model
 
 
@@ -309,10 +309,10 @@ def project_missing_photos(engine: Engine, settings: Settings, image_model_id: i
                WHERE f.model_id = :image_model_id
                  AND NOT EXISTS (SELECT 1 FROM photo_embeddings j
                                  WHERE j.photo_id = f.photo_id AND j.model_id = :ranker_id)"""
-        ), {"image_model_id": image_model_id, "ranker_id": model["id"]}).all()
+        ), {"image_model_id": image_model_id, "ranker_id": model.id}).all()
     if not rows:
         return 0
-    evidence = load_ranker(model["artifact_path"]).photo_evidence(np.stack([as_array(r.embedding) for r in rows]))
+    evidence = load_ranker(model.artifact_path).photo_evidence(np.stack([as_array(r.embedding) for r in rows]))
     with engine.begin() as conn:
-        write_ranker_rows(conn, model["id"], [r.photo_id for r in rows], evidence)
+        write_ranker_rows(conn, model.id, [r.photo_id for r in rows], evidence)
     return len(rows)
