@@ -147,7 +147,7 @@ def cmd_ingest(args, settings: Settings) -> int:
     from service.ingest.dataset import DatasetInvalid, read_dataset
     from service.runtime import encoders_for
     from service.store.model_rows import encoder_model_ids
-    from service.training.publish import project_missing_photos
+    from service.store.ranker_rows import project_missing_photos
 
     path = args.path or settings.dataset_dir
     if not args.path and settings.uses_fixture_dataset:

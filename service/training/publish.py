@@ -3,8 +3,8 @@
 Training data = the train photos' features, the captions written for them (every source but the
 held-out test queries), every rated pair (expert, crowd and live votes from the API), and, when the
 flickr8k_extra folder is present, its extra captions and photos (training only, never stored as
-photos). Publishing = artifact folder + models row + the joint and bridge vectors of every photo (one
-transaction), then the ranker's HNSW index (service/store/hnsw.py), then, only when it beats the
+photos). Publishing = artifact folder + models row + every photo's rows under the ranker (one
+transaction, service.store.ranker_rows.project_photos), then the ranker's HNSW index, then, only when it beats the
 active one, the switch (one transaction: the old ranker off, the new one on).
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine, text
-from tqdm import tqdm
 
 from ml.data import TrainingData, assert_no_test_leak, cached_text_vectors
 from ml.encoders import imagenet_label_texts
@@ -28,8 +27,8 @@ from service.config import Settings
 from service.policy import is_about_children
 from service.store.db import as_array
 from service.store.hnsw import build_index
-from service.store.model_rows import active_ranker, encoder_model_ids, load_ranker
-from service.store.vectors import write_ranker_rows
+from service.store.model_rows import active_ranker, encoder_model_ids
+from service.store.ranker_rows import project_photos
 
 TRAIN_PHOTOS_SQL = text(
     """
@@ -280,9 +279,7 @@ def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.nd
         ), {"name": ranker.name, "version": version, "key": settings.encoder_key, "dims": ranker.dims,
             "params": json.dumps(params), "metrics": json.dumps(metrics, default=str), "path": str(directory),
             "packages": json.dumps(package_versions())}).scalar_one()
-        for start in tqdm(range(0, len(photo_ids), 500), desc="photo vectors", disable=not progress):
-            evidence = ranker.photo_evidence(features[start:start + 500])
-            write_ranker_rows(conn, model_id, photo_ids[start:start + 500], evidence)
+        project_photos(conn, model_id, ranker, photo_ids, features, progress=progress)
     # The HNSW index exists before the ranker can be searched, so no search ever scans a large
     # library exactly while it is built; built CONCURRENTLY, so uploads are not blocked meanwhile.
     index = build_index(engine, model_id, ranker.dims)
@@ -297,22 +294,3 @@ def activate_model(conn, model_id: int, encoder_key: str) -> None:
                  {"key": encoder_key})
     conn.execute(text("UPDATE models SET active = true WHERE id = :id"), {"id": model_id})
 
-
-def project_missing_photos(engine: Engine, settings: Settings, image_model_id: int) -> int:
-    """Give photos added after training (uploads, new ingests) their vectors under the active ranker."""
-    with engine.connect() as conn:
-        model = active_ranker(conn, settings.encoder_key)
-        if model is None:
-            return 0
-        rows = conn.execute(text(
-            """SELECT f.photo_id, f.embedding FROM photo_embeddings f
-               WHERE f.model_id = :image_model_id
-                 AND NOT EXISTS (SELECT 1 FROM photo_embeddings j
-                                 WHERE j.photo_id = f.photo_id AND j.model_id = :ranker_id)"""
-        ), {"image_model_id": image_model_id, "ranker_id": model.id}).all()
-    if not rows:
-        return 0
-    evidence = load_ranker(model.artifact_path).photo_evidence(np.stack([as_array(r.embedding) for r in rows]))
-    with engine.begin() as conn:
-        write_ranker_rows(conn, model.id, [r.photo_id for r in rows], evidence)
-    return len(rows)
