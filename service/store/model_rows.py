@@ -1,5 +1,5 @@
-"""Rows of the models table: encoders (get-or-create) and the one query for the active ranker per
-encoder pair, as a typed row (``ModelRow``)."""
+"""Rows of the models table: encoders (get-or-create), rankers (insert, activate) and the one query
+for the active ranker per encoder pair, as a typed row (``ModelRow``)."""
 from __future__ import annotations
 
 import json
@@ -84,6 +84,27 @@ def active_ranker(conn: Connection, encoder_key: str) -> Optional[ModelRow]:
     search path's cache, similar photos, readiness, training and the photo writers all call this."""
     row = conn.execute(ACTIVE_RANKER_SQL, {"key": encoder_key}).mappings().first()
     return ModelRow(**row) if row else None
+
+
+def insert_ranker(conn: Connection, *, name: str, version: str, encoder_key: str, dims: int, params: dict,
+                  metrics: dict, artifact_path: str) -> int:
+    """A new, inactive ranker row; returns its id."""
+    return conn.execute(text(
+        """INSERT INTO models (kind, name, version, encoder_key, dims, params, metrics, artifact_path,
+                              package_versions)
+           VALUES ('ranker', :name, :version, :key, :dims, CAST(:params AS jsonb), CAST(:metrics AS jsonb), :path,
+                   CAST(:packages AS jsonb))
+           RETURNING id"""
+    ), {"name": name, "version": version, "key": encoder_key, "dims": dims, "params": json.dumps(params),
+        "metrics": json.dumps(metrics, default=str), "path": artifact_path,
+        "packages": json.dumps(package_versions())}).scalar_one()
+
+
+def activate_ranker(conn: Connection, model_id: int, encoder_key: str) -> None:
+    """The ranker ``model_id`` becomes the active one of its encoder pair (the old one goes off)."""
+    conn.execute(text("UPDATE models SET active = false WHERE kind = 'ranker' AND encoder_key = :key AND active"),
+                 {"key": encoder_key})
+    conn.execute(text("UPDATE models SET active = true WHERE id = :id"), {"id": model_id})
 
 
 @lru_cache(maxsize=4)

@@ -1,6 +1,6 @@
 """`withsense evaluate --ood`: photos unlike the dataset, found by plain descriptions of what they show.
 
-About 100 MS-COCO photos of captioned_extra (``publish.held_out_coco``, the same every run) are held
+About 100 MS-COCO photos of captioned_extra (``extra_folders.held_out_coco``, the same every run) are held
 out of training. Two rankers are trained without them on the database's training data:
 
 * ``today`` - the model before issue 12: Lite0 + Lite2 flip features only (the other image views
@@ -63,19 +63,20 @@ def ood_check(engine: Engine, settings: Settings, encoders, *, family: str = "li
               progress: bool = True) -> dict:
     from ml.listwise import candidate_scorers
     from ml.train import train
-    from service.training.publish import held_out_coco, load_photo_features, training_data, _read_extra
+    from service.training.extra_folders import held_out_coco, read_extra_folder
+    from service.training.training_data import load_photo_features, training_data
 
     held = held_out_coco(settings, n)
     if not held:
         return {"skipped": "no captioned_extra folder"}
     names = frozenset(p.name for p in held)
-    data = training_data(engine, settings, encoders, progress=progress, exclude=names)
+    data = training_data(engine, settings, encoders, exclude=names)
     assert not names & set(data.photo_keys.tolist()), "held-out photos reached training"
     cache_dir = settings.data_dir / "cache"
     held_features = cached_image_features(held, encoders.image, cache_dir)
     _, library_features = load_photo_features(engine, encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"])
     features = np.concatenate([library_features, held_features])
-    captions = _read_extra(settings.captioned_extra_dir, "manifest.tsv").captions
+    captions = read_extra_folder(settings.captioned_extra_dir, "manifest.tsv").captions
     texts = [(i, t) for i, p in enumerate(held) for t in captions.get(p.name, []) if not is_about_children(t)]
     queries = encoders.text.encode([t for _, t in texts])
     answers = np.array([len(library_features) + i for i, _ in texts])
