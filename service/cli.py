@@ -9,21 +9,13 @@ import time
 from pathlib import Path
 
 from service.config import REPO_ROOT, Settings, SettingsError, load_settings
+from service.store.schema import alembic_config  # noqa: F401 - `migrate`, the tests and the benchmarks use it from here
 
 
 def _engine(settings: Settings):
     from service.store.db import make_engine, resolve_url
 
     return make_engine(resolve_url(settings))
-
-
-def alembic_config(url: str | None = None):
-    from alembic.config import Config
-
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    if url:
-        config.attributes["url"] = url
-    return config
 
 
 def cmd_db_replica(args, settings: Settings) -> int:
