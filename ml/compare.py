@@ -23,8 +23,7 @@ from sklearn.base import clone
 
 from ml import metrics as M
 from ml.data import TrainingData
-from ml.features import photo_bridges, softmax, split_features
-from ml.listwise import CosineScorer, PhotoEvidence, list_features, specificity, top_labels
+from ml.listwise import CosineScorer, PhotoEvidence, list_features, photo_evidence, specificity
 from ml.targets import expert_mean
 
 COSINE = "joint_cosine"  # the reference: cosine in the joint space, no reranking
@@ -37,21 +36,6 @@ def fit_mapper(mapper, data: TrainingData, photo_mask: np.ndarray | None = None)
     if photo_mask is not None:
         cm &= photo_mask[data.caption_photo]
     return clone(mapper).fit(data.photo_features[data.caption_photo[cm]], data.caption_vectors[cm])
-
-
-def photo_evidence(mapper, features: np.ndarray, label_vectors: np.ndarray, bridge_kind: str = "imagenet_labels") -> PhotoEvidence:
-    """Everything the reranker reads about photos, from their raw features and a fitted mapper."""
-    features = np.asarray(features, np.float32)
-    n = len(features)
-    bridge = photo_bridges(features, label_vectors, bridge_kind)
-    if bridge_kind == "imagenet_labels":
-        ids, probs = top_labels(softmax(split_features(features)[1]))
-    else:  # CLIP: no ImageNet labels; the evidence columns are zero
-        ids, probs = np.zeros((n, 5), np.int32), np.zeros((n, 5), np.float32)
-    inner = getattr(mapper, "mapper_", mapper)
-    norm = (np.linalg.norm(inner.predict_raw(features), axis=1) if hasattr(inner, "predict_raw")
-            else np.ones(n)).astype(np.float32)
-    return PhotoEvidence(mapper.transform(features), bridge, ids, probs, norm)
 
 
 def oof_evidence(mapper, data: TrainingData, n_splits: int = 3, random_state: int = 0) -> PhotoEvidence:

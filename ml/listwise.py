@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 
+from ml.features import photo_bridges, softmax, split_features
+
 FEATURES = (
     "cos_joint", "cos_bridge", "label_evidence", "mapper_norm",
     "joint_minus_best", "bridge_minus_best", "evidence_minus_best",
@@ -57,6 +59,21 @@ def top_labels(probabilities: np.ndarray, k: int = TOP_LABELS) -> tuple[np.ndarr
     p = np.asarray(probabilities, np.float32)
     ids = np.argsort(-p, axis=1)[:, :k]
     return ids.astype(np.int32), np.take_along_axis(p, ids, axis=1)
+
+
+def photo_evidence(mapper, features: np.ndarray, label_vectors: np.ndarray, bridge_kind: str = "imagenet_labels") -> PhotoEvidence:
+    """Everything the reranker reads about photos, from their raw features and a fitted mapper."""
+    features = np.asarray(features, np.float32)
+    n = len(features)
+    bridge = photo_bridges(features, label_vectors, bridge_kind)
+    if bridge_kind == "imagenet_labels":
+        ids, probs = top_labels(softmax(split_features(features)[1]))
+    else:  # CLIP: no ImageNet labels; the evidence columns are zero
+        ids, probs = np.zeros((n, 5), np.int32), np.zeros((n, 5), np.float32)
+    inner = getattr(mapper, "mapper_", mapper)
+    norm = (np.linalg.norm(inner.predict_raw(features), axis=1) if hasattr(inner, "predict_raw")
+            else np.ones(n)).astype(np.float32)
+    return PhotoEvidence(mapper.transform(features), bridge, ids, probs, norm)
 
 
 def specificity(queries: np.ndarray, captions: np.ndarray, exclude: np.ndarray | None = None,

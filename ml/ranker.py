@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.calibration import PlattCalibrator
-from ml.listwise import NumpyListMLP, PhotoEvidence, list_features, specificity
+from ml.listwise import NumpyListMLP, PhotoEvidence, list_features, photo_evidence, specificity
 from ml.whitening import IdentityText, PartialWhitening
 
 MANIFEST = "ranker.json"
@@ -51,8 +51,6 @@ class Ranker:
         return self.mapper.transform(photo_features)
 
     def photo_evidence(self, photo_features: np.ndarray) -> PhotoEvidence:
-        from ml.compare import photo_evidence
-
         return photo_evidence(self.mapper, photo_features, self.label_vectors, self.bridge_kind)
 
     def raw_scores(self, query_vector: np.ndarray, candidates: PhotoEvidence) -> np.ndarray:

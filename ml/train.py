@@ -24,7 +24,7 @@ from ml.compare import (SELECTION_RULE, evaluate_reranker, fit_mapper, grouped_c
                         reference_captions, training_lists)
 from ml.data import TrainingData
 from ml.joint import BridgeMixMapper, KernelRidgeMapper
-from ml.listwise import candidate_scorers
+from ml.listwise import candidate_scorers, photo_evidence
 from ml.ranker import Ranker
 from ml.targets import expert_mean
 from ml.whitening import PartialWhitening
@@ -128,8 +128,6 @@ def train(
                 report.pop("prob")
                 metrics["calibration"] = report
         else:  # in-sample: the quick path has no held-out pairs
-            from ml.compare import photo_evidence
-
             ev = photo_evidence(final_mapper, data.photo_features, data.label_vectors, data.bridge_kind)
             _, o = evaluate_reranker(est, data, ev, np.unique(data.pair_photo), reference, random_state=random_state)
             has, fits = _fits(data, o["pair_index"])

@@ -141,7 +141,7 @@ def floor(settings: Settings, queries: list[str]) -> dict:
     engine = make_engine(resolve_url(settings))
     with engine.connect() as conn:
         model = active_ranker(conn, settings.encoder_key)
-        rows = conn.execute(text("SELECT embedding FROM photo_embeddings WHERE model_id = :m"), {"m": model["id"]}).all()
+        rows = conn.execute(text("SELECT embedding FROM photo_embeddings WHERE model_id = :m"), {"m": model.id}).all()
     engine.dispose()
     matrix = np.stack([as_array(r.embedding) for r in rows])
     topk = []

@@ -86,8 +86,8 @@ def real_library(settings: Settings, n_queries: int) -> dict:
         texts = conn.execute(text("SELECT text FROM descriptions WHERE source = 'test' ORDER BY id")).scalars().all()
     texts = [t for t in texts if not is_about_children(t)][:n_queries]
     queries = encoder.encode(texts)
-    result = {"n": state.n_photos, "source": f"library {settings.data_dir} (ranker {state.model['version']})",
-              "queries": len(texts), "unfiltered": compare(engine, queries, state.model["id"], state.text_model_id)}
+    result = {"n": state.n_photos, "source": f"library {settings.data_dir} (ranker {state.model.version})",
+              "queries": len(texts), "unfiltered": compare(engine, queries, state.model.id, state.text_model_id)}
     engine.dispose()
     return result
 

@@ -9,21 +9,13 @@ import time
 from pathlib import Path
 
 from service.config import REPO_ROOT, Settings, SettingsError, load_settings
+from service.store.schema import alembic_config  # noqa: F401 - `migrate`, the tests and the benchmarks use it from here
 
 
 def _engine(settings: Settings):
     from service.store.db import make_engine, resolve_url
 
     return make_engine(resolve_url(settings))
-
-
-def alembic_config(url: str | None = None):
-    from alembic.config import Config
-
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    if url:
-        config.attributes["url"] = url
-    return config
 
 
 def cmd_db_replica(args, settings: Settings) -> int:
@@ -147,7 +139,7 @@ def cmd_ingest(args, settings: Settings) -> int:
     from service.ingest.dataset import DatasetInvalid, read_dataset
     from service.runtime import encoders_for
     from service.store.model_rows import encoder_model_ids
-    from service.training.publish import project_missing_photos
+    from service.store.ranker_rows import project_missing_photos
 
     path = args.path or settings.dataset_dir
     if not args.path and settings.uses_fixture_dataset:
@@ -253,7 +245,7 @@ def _active_model_version(settings: Settings) -> str | None:
 
     with _engine(settings).connect() as conn:
         model = active_ranker(conn, settings.encoder_key)
-    return model["version"] if model else None
+    return model.version if model else None
 
 
 def cmd_train(args, settings: Settings) -> int:

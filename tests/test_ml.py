@@ -280,12 +280,12 @@ def test_dataset_has_no_test_leak():
 @pytest.mark.full_data
 @pytest.mark.skipif(not (PHOTOS.parent / "captioned_extra" / "manifest.tsv").is_file(), reason="captioned_extra absent")
 def test_coco_training_photos_have_no_test_leak():
-    """The product's own reader (service.training.publish) over captioned_extra: Flickr ids from
+    """The product's own reader (service.training.extra_folders) over captioned_extra: Flickr ids from
     the COCO URLs and original sha256, against the held-out test photos."""
     from ml.features import file_sha256
-    from service.training.publish import _read_extra
+    from service.training.extra_folders import read_extra_folder
 
-    coco = _read_extra(str(PHOTOS.parent / "captioned_extra"), "manifest.tsv")
+    coco = read_extra_folder(str(PHOTOS.parent / "captioned_extra"), "manifest.tsv")
     assert len(coco.photo_paths) == 376 and len(coco.flickr_ids) == 376 and len(coco.original_sha256) == 376
     assert all(i.isdigit() for i in coco.flickr_ids)
     test_paths = sorted((PHOTOS / "test_images").glob("*.jpg"))

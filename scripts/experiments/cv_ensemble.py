@@ -25,7 +25,7 @@ from ml.whitening import PartialWhitening  # noqa: E402
 from service.config import load_settings  # noqa: E402
 from service.runtime import encoders_for  # noqa: E402
 from service.store.db import make_engine, resolve_url  # noqa: E402
-from service.training.publish import training_data  # noqa: E402
+from service.training.training_data import training_data  # noqa: E402
 
 
 def average_networks(nets: list[NumpyListMLP]) -> NumpyListMLP:
@@ -64,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     settings = load_settings()
     t0 = time.time()
-    data = training_data(make_engine(resolve_url(settings)), settings, encoders_for(settings), progress=False)
+    data = training_data(make_engine(resolve_url(settings)), settings, encoders_for(settings))
     data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
     scorers = {f"listwise_mlp_x{k}": SeedEnsemble(n_members=int(k)) for k in args.members.split(",")}
     cv, _ = grouped_cv(data, default_mapper(data), scorers)

@@ -1,7 +1,7 @@
 """Research only: ml.data.TrainingData built straight from the shared files (no database), with
 image features assembled from the view caches written by ``extract_views.py``.
 
-The product builds the same arrays from PostgreSQL (``service.training.publish.training_data``);
+The product builds the same arrays from PostgreSQL (``service.training.training_data.training_data``);
 this copy exists so that feature and model choices can be measured in minutes by grouped CV.
 
     from scripts.experiments.research_data import load

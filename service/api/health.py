@@ -34,7 +34,7 @@ def readyz():
     if model is None:
         return jsonify({"status": "unavailable", "database": "ok", "model": None,
                         "error": f"no active model for encoders {settings.encoder_key}: run `withsense train`"}), 503
-    body = {"status": "ready", "database": "ok", "model": model["version"]}
+    body = {"status": "ready", "database": "ok", "model": model.version}
     replicas = replicas_of()
     if replicas:
         # Informational: reads fall back to the primary, so a replica that is down or lagging

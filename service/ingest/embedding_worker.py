@@ -19,7 +19,8 @@ from service.config import Settings
 from service.ingest.loader import open_photo
 from service.photos import embedding_queue
 from service.store.model_rows import active_ranker, encoder_model_ids, load_ranker
-from service.store.vectors import write_ranker_rows, write_vectors
+from service.store.ranker_rows import project_photos
+from service.store.vectors import write_vectors
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,10 @@ def process_batch(engine: Engine, settings: Settings, image_encoder, *, limit: i
             if ids:
                 features = image_encoder.encode(images)
                 write_vectors(conn, "photo_embeddings", "photo_id", image_model_id, ids, features)
-                ranker_row = active_ranker(conn, settings.encoder_key)
-                if ranker_row is not None:
+                model = active_ranker(conn, settings.encoder_key)
+                if model is not None:
                     # Everything the reranker reads about the photo, computed once here, never per search.
-                    evidence = load_ranker(ranker_row["artifact_path"]).photo_evidence(features)
-                    write_ranker_rows(conn, ranker_row["id"], ids, evidence)
+                    project_photos(conn, model.id, load_ranker(model.artifact_path), ids, features)
                 embedding_queue.finish(conn, ids)
             for photo_id, error in unreadable:
                 embedding_queue.record_failure(conn, photo_id=photo_id, error=error)

@@ -1,7 +1,7 @@
 """What a serving process searches with, cached: the active ranker (row + loaded artifact), the
 text encoder's row, how many photos the ranker covers and whether its HNSW index is built.
 
-Searches read the cached state; it is refreshed by one read-only query at most every
+Searches read the cached state; it is refreshed (two read-only queries on one connection) at most every
 ``WITHSENSE_MODEL_REFRESH_SECONDS``, so a model activated by `withsense train` (in another process)
 is picked up within that many seconds, without a restart and without a query per search.
 """
@@ -16,26 +16,26 @@ from sqlalchemy import Engine, text
 
 from ml.ranker import Ranker
 from service.store.hnsw import INDEX_PREFIX
+from service.store.model_rows import ModelRow, active_ranker
 
-# One round trip for everything a search needs to know about the models; read-only (the text
-# encoder's row is registered by ingestion, never on the read path).
-ACTIVE_STATE_SQL = text(
+# What a search needs to know beyond the active ranker's row (``active_ranker``, the query every
+# reader of that row shares); read-only (the text encoder's row is registered by ingestion, never
+# on the read path). Both queries run on one connection, once per refresh.
+SERVING_STATE_SQL = text(
     """
-    SELECT r.id, r.name, r.version, r.dims, r.artifact_path, r.metrics, r.package_versions,
-           (SELECT e.id FROM models e
+    SELECT (SELECT e.id FROM models e
             WHERE e.kind = 'encoder' AND e.name = :text_encoder_name AND e.version = '1') AS text_model_id,
-           (SELECT count(*) FROM photo_embeddings pe WHERE pe.model_id = r.id) AS n_photos,
+           (SELECT count(*) FROM photo_embeddings pe WHERE pe.model_id = CAST(:model_id AS integer)) AS n_photos,
            EXISTS (SELECT 1 FROM pg_index i
-                   WHERE i.indexrelid = to_regclass(:index_prefix || r.id) AND i.indisvalid) AS has_index
-    FROM (SELECT 1) AS one
-    LEFT JOIN models r ON r.kind = 'ranker' AND r.active AND r.encoder_key = :encoder_key
+                   WHERE i.indexrelid = to_regclass(:index_prefix || CAST(:model_id AS integer))
+                     AND i.indisvalid) AS has_index
     """
 )
 
 
 @dataclass(frozen=True)
 class ActiveState:
-    model: Optional[dict]  # the models row of the active ranker (None: nothing trained yet)
+    model: Optional[ModelRow]  # the models row of the active ranker (None: nothing trained yet)
     ranker: Optional[Ranker]
     text_model_id: Optional[int]  # None until descriptions have been embedded
     n_photos: int
@@ -44,7 +44,7 @@ class ActiveState:
 
 class ActiveModelCache:
     def __init__(self, engine: Engine, *, encoder_key: str, text_encoder_name: str,
-                 load: Callable[[dict], Ranker], refresh_seconds: float) -> None:
+                 load: Callable[[ModelRow], Ranker], refresh_seconds: float) -> None:
         self.engine = engine
         self.encoder_key = encoder_key
         self.text_encoder_name = text_encoder_name
@@ -68,16 +68,16 @@ class ActiveModelCache:
 
     def _read(self) -> ActiveState:
         with self.engine.connect() as conn:
-            row = conn.execute(ACTIVE_STATE_SQL, {
-                "encoder_key": self.encoder_key, "text_encoder_name": f"text:{self.text_encoder_name}",
+            model = active_ranker(conn, self.encoder_key)
+            row = conn.execute(SERVING_STATE_SQL, {
+                "model_id": model.id if model else None, "text_encoder_name": f"text:{self.text_encoder_name}",
                 "index_prefix": INDEX_PREFIX,
-            }).mappings().one()
-        if row["id"] is None:
-            return ActiveState(None, None, row["text_model_id"], 0, False)
-        model = {k: row[k] for k in ("id", "name", "version", "dims", "artifact_path", "metrics", "package_versions")}
+            }).one()
+        if model is None:
+            return ActiveState(None, None, row.text_model_id, 0, False)
         previous = self._state
         # Loaded again (and so checked again) when the active row changes, its package versions included.
-        same = previous is not None and previous.model is not None and all(
-            previous.model[k] == model[k] for k in ("id", "package_versions"))
+        same = (previous is not None and previous.model is not None and previous.model.id == model.id
+                and previous.model.package_versions == model.package_versions)
         ranker = previous.ranker if same else self.load(model)
-        return ActiveState(model, ranker, row["text_model_id"], int(row["n_photos"]), bool(row["has_index"]))
+        return ActiveState(model, ranker, row.text_model_id, int(row.n_photos), bool(row.has_index))

@@ -25,7 +25,7 @@ from service.search.query_vectors import QueryVectorCache
 from service.search.search_log import SearchLogEntry, SearchLogWriter
 from service.search.shortlist import fetch_shortlist
 from service.store.db import as_array
-from service.store.model_rows import ModelMismatch, check_package_versions, load_ranker
+from service.store.model_rows import ModelMismatch, ModelRow, check_package_versions, load_ranker
 from service.store.replicas import ReadReplicas, read_with_fallback
 
 class _NotOnReplica(LookupError):
@@ -159,15 +159,15 @@ class Searcher:
         self.query_vectors = QueryVectorCache(text_encoder, settings.query_cache_size)
         self.log_writer = SearchLogWriter(engine)
 
-    def ranker_for(self, model: dict, scorer: str | None = None) -> Ranker:
+    def ranker_for(self, model: ModelRow, scorer: str | None = None) -> Ranker:
         """The loaded ranker for a models row (``scorer``: one of the other families saved with it, for
         evaluations), refused if it works in another space than the text encoder or was made by other
         package versions than the installed ones."""
-        check_package_versions(f"active ranker {model['name']} {model['version']}", model.get("package_versions"))
-        ranker = load_ranker(model["artifact_path"], scorer)
+        check_package_versions(model.describe(), model.package_versions)
+        ranker = load_ranker(model.artifact_path, scorer)
         if ranker.dims != self.text_encoder.dim:
             raise ModelMismatch(
-                f"active ranker {model['name']} {model['version']} works in {ranker.dims} dimensions "
+                f"{model.describe()} works in {ranker.dims} dimensions "
                 f"but the text encoder {self.text_encoder.name} gives {self.text_encoder.dim}"
             )
         return ranker
@@ -180,7 +180,7 @@ class Searcher:
             )
         return state
 
-    def active_model(self) -> dict:
+    def active_model(self) -> ModelRow:
         return self.active_state().model
 
     def text_model_id(self) -> Optional[int]:
@@ -223,12 +223,12 @@ class Searcher:
                 rows = fetch_shortlist(conn, {
                     "query_vector": query_vector,
                     "text_vector": text_vector,
-                    "model_id": model["id"],
+                    "model_id": model.id,
                     "text_model_id": state.text_model_id if hybrid else None,
                     "splits": list(splits) if splits else None,
                     "shortlist_size": max(self.settings.shortlist_size, offset + limit),
                     **asdict(filters),
-                }, use_index=self.uses_index(state), dims=model["dims"],
+                }, use_index=self.uses_index(state), dims=model.dims,
                    ef_search=max(self.settings.hnsw_ef_search, self.settings.shortlist_size, offset + limit),
                    filtered=bool(filters.active() or splits))
             if not rows and engine is not self.engine:
@@ -246,10 +246,10 @@ class Searcher:
             n_candidates=len(ranked), n_passing=len(passing), best=ranked[0].score if ranked else None,
             offset=offset, limit=limit, min_score=min_score, filters=filters,
         )
-        response = SearchResponse(query, False, None, results, model["version"], clock.total_ms, offset, limit,
+        response = SearchResponse(query, False, None, results, model.version, clock.total_ms, offset, limit,
                                   message, clock.stages)
         if log:
-            self._log(response, model["id"])
+            self._log(response, model.id)
         return response
 
     def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> list[Result]:

@@ -16,7 +16,7 @@ from service.photos.uploads import check_size
 from service.search.searcher import NoActiveModel
 from service.store import photo_files
 from service.store.db import as_array
-from service.store.model_rows import active_ranker, check_package_versions, load_ranker
+from service.store.model_rows import ModelRow, active_ranker, check_package_versions, load_ranker
 
 # Nearest photos by cosine ``<=>`` in the active ranker's joint space; the photo itself and exact
 # copies (same sha256) are left out.
@@ -40,32 +40,32 @@ class NoVector(LookupError):
     """The photo has no vector under the active model yet."""
 
 
-def _model(session: Session, settings: Settings) -> dict:
+def _model(session: Session, settings: Settings) -> ModelRow:
     model = active_ranker(session.connection(), settings.encoder_key)
     if model is None:
         raise NoActiveModel(f"no trained model for encoders {settings.encoder_key}: run `withsense train`")
-    check_package_versions(f"active ranker {model['name']} {model['version']}", model["package_versions"])
+    check_package_versions(model.describe(), model.package_versions)
     return model
 
 
-def _nearest(session: Session, model: dict, vector: np.ndarray, *, photo_id: Optional[int], sha256: str, limit: int) -> dict:
+def _nearest(session: Session, model: ModelRow, vector: np.ndarray, *, photo_id: Optional[int], sha256: str, limit: int) -> dict:
     rows = session.execute(SIMILAR_PHOTOS_SQL, {
-        "vector": np.asarray(vector, dtype=np.float32), "model_id": model["id"], "photo_id": photo_id,
+        "vector": np.asarray(vector, dtype=np.float32), "model_id": model.id, "photo_id": photo_id,
         "sha256": sha256, "limit": limit,
     }).all()
     return {
         "photo_id": photo_id,
         "results": [{"photo_id": r.photo_id, "file_name": r.file_name, "score": round(float(r.similarity), 6),
                      "shows_child": r.shows_child} for r in rows],
-        "model_version": model["version"],
+        "model_version": model.version,
     }
 
 
 def similar_to_photo(*, session: Session, settings: Settings, photo, limit: int) -> dict:
     model = _model(session, settings)
-    stored = session.execute(PHOTO_VECTOR_SQL, {"photo_id": photo.id, "model_id": model["id"]}).scalar()
+    stored = session.execute(PHOTO_VECTOR_SQL, {"photo_id": photo.id, "model_id": model.id}).scalar()
     if stored is None:
-        raise NoVector(f"photo {photo.id} has no vector under the active model {model['version']} yet")
+        raise NoVector(f"photo {photo.id} has no vector under the active model {model.version} yet")
     return _nearest(session, model, as_array(stored), photo_id=photo.id, sha256=photo.sha256, limit=limit)
 
 
@@ -75,5 +75,5 @@ def similar_to_image(*, session: Session, settings: Settings, image_encoder, dat
     decoded = decode_image(data, max_pixels=settings.max_pixels)
     model = _model(session, settings)
     features = image_encoder.encode([decoded.image])
-    vector = load_ranker(model["artifact_path"]).photo_vectors(features)[0]
+    vector = load_ranker(model.artifact_path).photo_vectors(features)[0]
     return _nearest(session, model, vector, photo_id=None, sha256=photo_files.sha256_hex(data), limit=limit)

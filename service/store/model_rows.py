@@ -1,10 +1,11 @@
-"""Rows of the models table: encoders (get-or-create) and the active ranker per encoder pair."""
+"""Rows of the models table: encoders (get-or-create), rankers (insert, activate) and the one query
+for the active ranker per encoder pair, as a typed row (``ModelRow``)."""
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Optional
-
 import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Optional
 
 from sqlalchemy import Connection, Engine, text
 
@@ -55,12 +56,55 @@ def encoder_model_ids(engine: Engine, settings: Settings, *, text_encoder=None, 
     return ids
 
 
-def active_ranker(conn: Connection, encoder_key: str) -> Optional[dict]:
-    row = conn.execute(text(
-        """SELECT id, name, version, dims, artifact_path, metrics, package_versions FROM models
-           WHERE kind = 'ranker' AND active AND encoder_key = :key"""
-    ), {"key": encoder_key}).mappings().first()
-    return dict(row) if row else None
+@dataclass(frozen=True)
+class ModelRow:
+    """A ranker's row of the models table: what searching with it, projecting photos under it and
+    the selection rule read."""
+
+    id: int
+    name: str
+    version: str
+    dims: int
+    artifact_path: str
+    metrics: Optional[dict[str, Any]]  # CV figures, the chosen scorer, the calibration (ml.train)
+    package_versions: Optional[dict[str, str]]  # the versions its vectors were made with (ml.versions)
+
+    def describe(self) -> str:
+        return f"active ranker {self.name} {self.version}"
+
+
+ACTIVE_RANKER_SQL = text(
+    """SELECT id, name, version, dims, artifact_path, metrics, package_versions FROM models
+       WHERE kind = 'ranker' AND active AND encoder_key = :key"""
+)
+
+
+def active_ranker(conn: Connection, encoder_key: str) -> Optional[ModelRow]:
+    """The active ranker for an encoder pair (None: nothing trained yet). The one query for it: the
+    search path's cache, similar photos, readiness, training and the photo writers all call this."""
+    row = conn.execute(ACTIVE_RANKER_SQL, {"key": encoder_key}).mappings().first()
+    return ModelRow(**row) if row else None
+
+
+def insert_ranker(conn: Connection, *, name: str, version: str, encoder_key: str, dims: int, params: dict,
+                  metrics: dict, artifact_path: str) -> int:
+    """A new, inactive ranker row; returns its id."""
+    return conn.execute(text(
+        """INSERT INTO models (kind, name, version, encoder_key, dims, params, metrics, artifact_path,
+                              package_versions)
+           VALUES ('ranker', :name, :version, :key, :dims, CAST(:params AS jsonb), CAST(:metrics AS jsonb), :path,
+                   CAST(:packages AS jsonb))
+           RETURNING id"""
+    ), {"name": name, "version": version, "key": encoder_key, "dims": dims, "params": json.dumps(params),
+        "metrics": json.dumps(metrics, default=str), "path": artifact_path,
+        "packages": json.dumps(package_versions())}).scalar_one()
+
+
+def activate_ranker(conn: Connection, model_id: int, encoder_key: str) -> None:
+    """The ranker ``model_id`` becomes the active one of its encoder pair (the old one goes off)."""
+    conn.execute(text("UPDATE models SET active = false WHERE kind = 'ranker' AND encoder_key = :key AND active"),
+                 {"key": encoder_key})
+    conn.execute(text("UPDATE models SET active = true WHERE id = :id"), {"id": model_id})
 
 
 @lru_cache(maxsize=4)

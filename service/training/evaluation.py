@@ -69,12 +69,12 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
     model = searcher.active_model()
     with engine.connect() as conn:
         queries = conn.execute(TEST_QUERIES_SQL).all()
-        bridges = conn.execute(TEST_PHOTO_BRIDGES_SQL, {"model_id": model["id"]}).all()
+        bridges = conn.execute(TEST_PHOTO_BRIDGES_SQL, {"model_id": model.id}).all()
     n_photos = len(bridges)
     bridge_ids = [b.photo_id for b in bridges]
     bridge_matrix = np.stack([as_array(b.bridge) for b in bridges])
     ranker = searcher.ranker_for(model)
-    alternatives = sorted(p.name for p in (Path(model["artifact_path"]) / "alternatives").glob("*") if p.is_dir())
+    alternatives = sorted(p.name for p in (Path(model.artifact_path) / "alternatives").glob("*") if p.is_dir())
     ranks = {mode: [] for mode in [*MODES, *alternatives]}
     blocked = []
     for q in tqdm(queries, desc="test queries", unit="query", disable=not progress):
@@ -91,10 +91,11 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
         query = ranker.transform_query(searcher.text_encoder.encode([q.text])[0])
         label_order = np.argsort(-(bridge_matrix @ query), kind="stable")
         ranks["labels"].append(_rank_of([bridge_ids[i] for i in label_order], q.photo_id))
-    cv = (model["metrics"] or {}).get("cv", {})
-    chosen = (model["metrics"] or {}).get("chosen")
+    metrics = model.metrics or {}
+    cv = metrics.get("cv", {})
+    chosen = metrics.get("chosen")
     return {
-        "model_version": model["version"],
+        "model_version": model.version,
         "gallery_photos": n_photos,
         "queries": len(queries),
         "blocked_by_content_rule": len(blocked),
@@ -103,9 +104,9 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
         "cv_held_out": cv,
         "cv_chosen": chosen,
         "kendall_tau_c_held_out": (cv.get(chosen) or {}).get("tau_c"),
-        "selection_rule": (model["metrics"] or {}).get("selection_rule"),
+        "selection_rule": metrics.get("selection_rule"),
         "alternatives": alternatives,
-        "calibration": (model["metrics"] or {}).get("calibration"),
+        "calibration": metrics.get("calibration"),
     }
 
 

@@ -1,29 +1,47 @@
 """`withsense evaluate --ood`: photos unlike the dataset, found by plain descriptions of what they show.
 
-About 100 MS-COCO photos of captioned_extra (``publish.held_out_coco``, the same every run) are held
-out of training. Two rankers are trained without them on the database's training data:
+About 100 MS-COCO photos of captioned_extra (``extra_folders.held_out_coco``, the same every run) are
+held out of training. Two rankers are trained without them on the database's training data:
 
 * ``today`` - the model before issue 12: Lite0 + Lite2 flip features only (the other image views
   and Lite1 sliced off), raw MiniLM space, kernel ridge + bridge mix, ranked by the joint cosine;
 * ``new``   - the served recipe: all image views, whitened text space, listwise reranker of the
   active model's family, calibrated.
 
-The held-out photos join the whole library (every photo in the database, 1,100 for the dataset)
-without descriptions; each of their captions (not about children) is a query, answered as the
-search path answers it: a shortlist of ``shortlist_size`` by cosine in the ranker's space, then
-the ranker's score. Reported: R@1 / R@5 / R@10 among the whole library.
+The library is every photo in the database (1,100 for the dataset) plus the held-out photos, without
+descriptions. It is built in a scratch database on the same server (``service.store.schema``,
+dropped at the end), so the served library and its active ranker are never touched: there each
+ranker is published and activated in turn (artifact, every photo's rows, HNSW index), and each
+caption of a held-out photo (not about children) is a query through ``Searcher.search``, as every
+evaluation searches: the SQL shortlist of ``shortlist_size`` in the ranker's space, then the
+ranker's score, on the photo content alone (``hybrid=False``). Reported: R@1 / R@5 / R@10 among the
+whole library; a photo not even shortlisted counts as a miss at every k (rank = library size + 1).
 """
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
-from sqlalchemy import Engine
+from PIL import Image
+from sqlalchemy import Engine, text
 
 from ml import metrics as M
-from ml.features import cached_image_features
-from ml.listwise import CosineScorer, PhotoEvidence
+from ml.features import cached_image_features, file_sha256
+from ml.listwise import CosineScorer
 from service.config import Settings
 from service.policy import is_about_children
+from service.search.searcher import Searcher
 from service.store.model_rows import encoder_model_ids
+from service.store.schema import scratch_database
+from service.training.extra_folders import held_out_coco, read_extra_folder
+from service.training.publish import publish
+from service.training.training_data import load_photo_features, training_data
+
+PHOTO_COLUMNS = ("id", "file_name", "sha256", "bytes", "width", "height", "storage_key", "split", "shows_child")
+LIBRARY_PHOTOS_SQL = text(f"SELECT {', '.join(PHOTO_COLUMNS)} FROM photos WHERE id = ANY(:ids) ORDER BY id")
+INSERT_PHOTO_SQL = text(f"INSERT INTO photos ({', '.join(PHOTO_COLUMNS)}) "
+                        f"VALUES ({', '.join(':' + c for c in PHOTO_COLUMNS)})")
 
 
 ROUND2_NETWORKS = ("efficientnet-lite0", "efficientnet-lite2")  # today's image features, flip-averaged
@@ -46,39 +64,48 @@ def _old_columns(image_encoder) -> np.ndarray | None:
     return np.concatenate(cols)
 
 
-def _ranks(ranker, queries: np.ndarray, answers: np.ndarray, library: PhotoEvidence, shortlist: int) -> np.ndarray:
-    ranks = []
-    for q, answer in zip(queries, answers):
-        tq = ranker.transform_query(q)
-        order = np.argsort(-(library.joint @ tq), kind="stable")[:shortlist]
-        if answer not in order:
-            ranks.append(len(library.joint) + 1)  # not even shortlisted: counted as a miss at every k
-            continue
-        scores = ranker.raw_scores(tq, library.take(order))
-        ranks.append(int(np.flatnonzero(order[np.argsort(-scores, kind="stable")] == answer)[0]) + 1)
-    return np.asarray(ranks)
+def _copy_library(engine: Engine, scratch: Engine, library_ids: np.ndarray, held: list[Path]) -> np.ndarray:
+    """The library's photos rows into the scratch database, then the held-out photos as uploads;
+    returns the held-out photos' ids there."""
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(LIBRARY_PHOTOS_SQL, {"ids": [int(i) for i in library_ids]}).mappings()]
+    first = int(library_ids.max(initial=0)) + 1
+    for i, path in enumerate(held):
+        with Image.open(path) as image:
+            width, height = image.size
+        rows.append({"id": first + i, "file_name": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
+                     "width": width, "height": height, "storage_key": f"ood/{path.name}", "split": "upload",
+                     "shows_child": False})
+    with scratch.begin() as conn:
+        conn.execute(INSERT_PHOTO_SQL, rows)
+    return np.arange(first, first + len(held), dtype=np.int64)
+
+
+def _rank(searcher: Searcher, query: str, answer: int, library_size: int, shortlist: int) -> int:
+    """The answer's rank in the served ranking of ``query`` (the whole reranked shortlist)."""
+    response = searcher.search(query, limit=shortlist, hybrid=False, log=False)
+    ids = [r.photo_id for r in response.results]
+    return ids.index(answer) + 1 if answer in ids else library_size + 1
 
 
 def ood_check(engine: Engine, settings: Settings, encoders, *, family: str = "listwise_mlp", n: int = 100,
               progress: bool = True) -> dict:
     from ml.listwise import candidate_scorers
     from ml.train import train
-    from service.training.publish import held_out_coco, load_photo_features, training_data, _read_extra
 
     held = held_out_coco(settings, n)
     if not held:
         return {"skipped": "no captioned_extra folder"}
     names = frozenset(p.name for p in held)
-    data = training_data(engine, settings, encoders, progress=progress, exclude=names)
+    data = training_data(engine, settings, encoders, exclude=names)
     assert not names & set(data.photo_keys.tolist()), "held-out photos reached training"
     cache_dir = settings.data_dir / "cache"
     held_features = cached_image_features(held, encoders.image, cache_dir)
-    _, library_features = load_photo_features(engine, encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"])
+    image_model_id = encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"]
+    library_ids, library_features = load_photo_features(engine, image_model_id)
     features = np.concatenate([library_features, held_features])
-    captions = _read_extra(settings.captioned_extra_dir, "manifest.tsv").captions
+    captions = read_extra_folder(settings.captioned_extra_dir, "manifest.tsv").captions
     texts = [(i, t) for i, p in enumerate(held) for t in captions.get(p.name, []) if not is_about_children(t)]
-    queries = encoders.text.encode([t for _, t in texts])
-    answers = np.array([len(library_features) + i for i, _ in texts])
 
     out = {"held_out_photos": len(held), "library_photos": int(len(features)), "queries": len(texts),
            "shortlist": settings.shortlist_size}
@@ -89,13 +116,26 @@ def ood_check(engine: Engine, settings: Settings, encoders, *, family: str = "li
         "today": (old_data, old_features, dict(whitening_power=None, scorers={"joint_cosine": CosineScorer()})),
         "new": (data, features, dict(scorers={family: candidate_scorers()[family]})),
     }
-    for name, (d, f, kw) in recipes.items():
-        ranker = train(d, run_cv=False, progress=False, **kw).ranker
-        ranks = _ranks(ranker, queries, answers, ranker.photo_evidence(f), settings.shortlist_size)
-        out[name] = {"R@1": round(M.recall_at_k(ranks, 1), 4), "R@5": round(M.recall_at_k(ranks, 5), 4),
-                     "R@10": round(M.recall_at_k(ranks, 10), 4), "median_rank": float(np.median(ranks)),
-                     "model": ranker.name}
-        if progress:
-            print(f"out-of-domain check, {name}: {out[name]}", flush=True)
+    with scratch_database(engine, "withsense_ood") as scratch, tempfile.TemporaryDirectory() as artifacts:
+        held_ids = _copy_library(engine, scratch, library_ids, held)
+        photo_ids = np.concatenate([library_ids, held_ids])
+        # The scratch rankers' artifacts go to a temporary folder, their rows to the scratch database.
+        scratch_settings = settings.with_overrides({
+            "data_dir": artifacts, "onnx_dir_setting": str(settings.onnx_dir),
+            "database_url": scratch.url.render_as_string(hide_password=False)})
+        for name, (d, f, kw) in recipes.items():
+            ranker = train(d, run_cv=False, progress=False, **kw).ranker
+            publish(scratch, scratch_settings, ranker, photo_ids, f, params={"ood_recipe": name}, metrics={},
+                    progress=False)
+            searcher = Searcher(scratch, scratch_settings, encoders.text)
+            try:
+                ranks = np.array([_rank(searcher, t, held_ids[i], len(photo_ids), settings.shortlist_size)
+                                  for i, t in texts])
+            finally:
+                searcher.close()
+            out[name] = {"R@1": round(M.recall_at_k(ranks, 1), 4), "R@5": round(M.recall_at_k(ranks, 5), 4),
+                         "R@10": round(M.recall_at_k(ranks, 10), 4), "median_rank": float(np.median(ranks)),
+                         "model": ranker.name}
+            if progress:
+                print(f"out-of-domain check, {name}: {out[name]}", flush=True)
     return out
-
