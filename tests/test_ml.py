@@ -196,7 +196,8 @@ def test_platt_calibration_is_monotone_and_reliable():
 
 
 def test_ranker_roundtrip_and_alternatives(tmp_path):
-    from ml.train import load_artifacts, save_artifacts, train
+    from ml.ranker import Ranker
+    from ml.train import train
 
     data = _tiny_training_data()
     scorers = {"lr": PointwiseRegressor(), "mlp": KerasListwiseMLP(hidden=(8, 4), epochs=2)}
@@ -205,9 +206,12 @@ def test_ranker_roundtrip_and_alternatives(tmp_path):
     assert set(result.metrics["cv"]) == {"joint_cosine", "lr", "mlp"}
     assert {"tau_c", "ROC_AUC", "R@1", "R@5", "R@10"} <= set(result.metrics["cv"]["lr"])
     assert result.scorer_name in scorers and "ECE" in result.metrics["calibration"]
-    directory = save_artifacts(result, tmp_path / "art")
-    assert {p.name for p in directory.iterdir()} >= {"mapper.npz", "ranker.json", "text_transform.npz", "metrics.json"}
-    ranker = load_artifacts(directory)
+    # Saved as `withsense train` publishes it: the ranker, then the other families beside it.
+    directory = result.ranker.save(tmp_path / "art")
+    for name, (scorer, calibrator) in result.alternatives.items():
+        Ranker.save_scorer(directory / "alternatives" / name, scorer, calibrator)
+    assert {p.name for p in directory.iterdir()} >= {"mapper.npz", "ranker.json", "text_transform.npz"}
+    ranker = Ranker.load(directory)
     ev = ranker.photo_evidence(data.photo_features)
     q = ranker.transform_query(data.caption_vectors[0])
     assert np.allclose(q, result.ranker.transform_query(data.caption_vectors[0]))
@@ -216,7 +220,7 @@ def test_ranker_roundtrip_and_alternatives(tmp_path):
     # equal up to the float16 storage of the reference captions (query specificity)
     assert np.allclose(s, result.ranker.score(q, result.ranker.photo_evidence(data.photo_features)), atol=1e-3)
     other = next(n for n in scorers if n != result.scorer_name)
-    alt = load_artifacts(directory, scorer=other)
+    alt = Ranker.load(directory, scorer=other)
     assert alt.score(q, ev).shape == s.shape and other in alt.name
 
 
