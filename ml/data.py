@@ -14,8 +14,6 @@ from typing import Sequence
 
 import numpy as np
 
-from ml.features import photo_bridges
-
 
 @dataclass
 class TrainingData:
@@ -53,10 +51,7 @@ class TrainingData:
     label_vectors: np.ndarray
     extra_texts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     extra_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
-    bridge_kind: str = "imagenet_labels"  # how photo_bridges() views a photo in the text space (ml.features)
-
-    def photo_bridges(self) -> np.ndarray:
-        return photo_bridges(self.photo_features, self.label_vectors, self.bridge_kind)
+    bridge_kind: str = "imagenet_labels"  # how ml.features.photo_bridges views a photo in the text space
 
     def __post_init__(self) -> None:
         n, m, r = len(self.photo_keys), len(self.caption_photo), len(self.pair_photo)

@@ -239,10 +239,6 @@ class ConcatImageEncoder:
         self.dim = sum(p.dim for p in self.parts)
         self.name = "+".join(p.name for p in self.parts) + ("-flip" if flip else "")
 
-    @classmethod
-    def default(cls) -> "ConcatImageEncoder":
-        return cls([EfficientNetLiteImageEncoder("efficientnet-lite0"), EfficientNetLiteImageEncoder("efficientnet-lite2")])
-
     def part_flips(self) -> list[bool]:
         return [bool(getattr(p, "flip", self.flip)) and self.flip for p in self.parts]
 
@@ -254,8 +250,6 @@ class ConcatImageEncoder:
 class EncoderPair:
     text: TextEncoder
     image: ImageEncoder
-    # True when text and image vectors already share a space (CLIP): no mapping has to be learned.
-    shared_space: bool = False
 
 
 RUNTIMES = ("onnx", "torch")
@@ -299,7 +293,7 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
         if not Path(clip_path, "config.json").is_file():
             raise ValueError(f"WITHSENSE_CLIP_PATH={clip_path!r} holds no CLIP model (config.json missing)")
         clip = CLIPEncoder(clip_path)
-        return EncoderPair(text=_CLIPSide(clip, "text"), image=_CLIPSide(clip, "image"), shared_space=True)
+        return EncoderPair(text=_CLIPSide(clip, "text"), image=_CLIPSide(clip, "image"))
     raise ValueError(f"unknown encoder backend {backend!r}; choose 'minilm' or 'clip'")
 
 

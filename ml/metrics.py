@@ -1,5 +1,5 @@
 """Evaluation measures: retrieval (recall@k, MRR, median rank) and agreement with ratings
-(Kendall tau-c, RMSE, MAE, ROC-AUC of "expert mean >= 3")."""
+(Kendall tau-c, ROC-AUC of "expert mean >= 3")."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,29 +33,10 @@ def median_rank(ranks: np.ndarray) -> float:
     return float(np.median(ranks)) if len(ranks) else float("nan")
 
 
-def retrieval_metrics(scores: np.ndarray, correct: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
-    """R@k, MRR and median rank for a (queries x gallery) score matrix."""
-    ranks = ranks_of_correct(scores, correct)
-    out = {f"R@{k}": recall_at_k(ranks, k) for k in ks}
-    out["MRR"] = mrr(ranks)
-    out["median_rank"] = median_rank(ranks)
-    out["n_queries"] = int(len(ranks))
-    return out
-
-
 def kendall_tau_c(pred: np.ndarray, truth: np.ndarray) -> float:
     from scipy.stats import kendalltau
 
     return float(kendalltau(np.asarray(truth), np.asarray(pred), variant="c").statistic)
-
-
-def rmse(pred: np.ndarray, target: np.ndarray) -> float:
-    d = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
-    return float(np.sqrt(np.mean(d * d)))
-
-
-def mae(pred: np.ndarray, target: np.ndarray) -> float:
-    return float(np.mean(np.abs(np.asarray(pred, np.float64) - np.asarray(target, np.float64))))
 
 
 def roc_auc_relevant(pred: np.ndarray, expert_mean: np.ndarray, threshold: float = 3.0) -> float:

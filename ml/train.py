@@ -1,9 +1,11 @@
 """Training: text transform, joint mapper, listwise reranker families compared by grouped CV,
 calibration of the winner's score.
 
->>> result = train(data)                       # data: ml.data.TrainingData (raw text vectors)
->>> save_artifacts(result, "var/models/v1")
->>> ranker = load_artifacts("var/models/v1")   # ml.ranker.Ranker, numpy only
+>>> result = train(data)                  # data: ml.data.TrainingData (raw text vectors)
+>>> result.ranker.save("var/models/v1")   # ml.ranker.Ranker; Ranker.load reads it back, numpy only
+
+(``withsense train`` publishes through ``service.training``, which also saves the other families'
+scorers beside the ranker with ``Ranker.save_scorer``.)
 
 Selection rule (stated here and applied by :func:`ml.compare.pick_best`): among LinearRegression,
 LinearSVR and the listwise network, the highest grouped-CV R@1 + R@5; candidates within 0.005 of
@@ -11,10 +13,8 @@ the best count as tied and the higher Kendall tau-c against the experts wins.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
@@ -140,18 +140,3 @@ def train(
     metrics["train_seconds"] = round(time.time() - t0, 1)
     alternatives = {n: (serving[n], calibrators[n]) for n in fitted if n != name}
     return TrainResult(ranker=ranker, scorer_name=name, alternatives=alternatives, metrics=metrics)
-
-
-def save_artifacts(result: TrainResult, directory: str | Path) -> Path:
-    """Write the ranker, the other families' scorers (``alternatives/<name>/``) and metrics.json."""
-    directory = result.ranker.save(directory)
-    for name, (scorer, calibrator) in result.alternatives.items():
-        Ranker.save_scorer(directory / "alternatives" / name, scorer, calibrator)
-    (directory / "metrics.json").write_text(json.dumps({"scorer": result.scorer_name, **result.metrics}, indent=2, default=str))
-    return directory
-
-
-def load_artifacts(directory: str | Path, scorer: str | None = None) -> Ranker:
-    """The serving :class:`~ml.ranker.Ranker` (numpy only, no TensorFlow); ``scorer`` picks one of
-    the other families saved beside the chosen one."""
-    return Ranker.load(directory, scorer=scorer)

@@ -1,7 +1,7 @@
-"""Research only: grouped CV of the listwise network against seed-averaged ensembles of it, on the
-training data of a built database (the product's own `training_data`, cached features).
+"""Research: grouped CV of the listwise network against seed-averaged ensembles of it, on the
+training data of a database built by ``make demo`` (``research.data``: the product's own).
 
-    WITHSENSE_DATA_DIR=/path/to/var python scripts/experiments/cv_ensemble.py --members 1,3,5
+    WITHSENSE_DATA_DIR=var nice -n 5 .venv/bin/python -m research.cv_ensemble --members 1,3,5
 
 Result on the full build of 2026-11-28 (docs/model.md, "Tried and not kept"): no retrieval gain
 (R@1 0.559 alone, 0.558 with 3, 0.557 with 5), tau-c up (0.559 -> 0.572), 5x the training time.
@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from ml.compare import grouped_cv  # noqa: E402
-from ml.listwise import KerasListwiseMLP, NumpyListMLP  # noqa: E402
-from ml.train import WHITENING_POWER, default_mapper  # noqa: E402
-from ml.whitening import PartialWhitening  # noqa: E402
-from service.config import load_settings  # noqa: E402
-from service.runtime import encoders_for  # noqa: E402
-from service.store.db import make_engine, resolve_url  # noqa: E402
-from service.training.training_data import training_data  # noqa: E402
+from ml.compare import grouped_cv
+from ml.listwise import KerasListwiseMLP, NumpyListMLP
+from ml.train import WHITENING_POWER, default_mapper
+from ml.whitening import PartialWhitening
+from research.data import load
+from service.config import load_settings
 
 
 def average_networks(nets: list[NumpyListMLP]) -> NumpyListMLP:
@@ -57,20 +52,23 @@ class SeedEnsemble(KerasListwiseMLP):
         return self
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--members", default="1,5")
-    ap.add_argument("--out", default="cv_ensemble.jsonl")
-    args = ap.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m research.cv_ensemble", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--members", default="1,5", help="ensemble sizes to compare, comma-separated")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON lines appended here (default: <WITHSENSE_DATA_DIR>/research/cv_ensemble.jsonl)")
+    args = ap.parse_args(argv)
     settings = load_settings()
     t0 = time.time()
-    data = training_data(make_engine(resolve_url(settings)), settings, encoders_for(settings))
+    data = load(settings)
     data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
     scorers = {f"listwise_mlp_x{k}": SeedEnsemble(n_members=int(k)) for k in args.members.split(",")}
     cv, _ = grouped_cv(data, default_mapper(data), scorers)
     line = {"seconds": round(time.time() - t0), "cv": cv}
     print(json.dumps(line))
-    with open(args.out, "a") as f:
+    out = args.out or settings.data_dir / "research" / "cv_ensemble.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as f:
         f.write(json.dumps(line) + "\n")
 
 
