@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("reports/bench"), help="folder for views.md and views.json")
     args = ap.parse_args(argv)
     settings = load_settings()
-    photos_dir = args.photos_dir or Path(settings.dataset_dir) / "train_images"
+    photos_dir = args.photos_dir or Path(settings.dataset) / "train_images"
     paths = sorted(photos_dir.glob("*.jpg"))[: args.photos]
     if not paths:
         raise SystemExit(f"no .jpg photos in {photos_dir}")
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     mirrored = [ImageOps.mirror(im) for im in ims]
 
     def encoder(network: str, size: int | None = None) -> OnnxEfficientNetImageEncoder:
-        return OnnxEfficientNetImageEncoder(network, settings.onnx_dir, batch_size=args.batch, size=size,
+        return OnnxEfficientNetImageEncoder(network, settings.onnx_path, batch_size=args.batch, size=size,
                                             threads=2).load()
 
     lite0, lite0_320 = encoder("efficientnet-lite0"), encoder("efficientnet-lite0", 320)

@@ -40,7 +40,7 @@ def load(settings: Settings | None = None, *, image_model: str | None = None, co
     encoders = encoders_for(settings)
     exclude = frozenset()
     if not coco:  # every COCO photo held out, as `evaluate --ood` holds out 100 of them
-        coco_folder = read_extra_folder(settings.captioned_extra_dir, "manifest.tsv")
+        coco_folder = read_extra_folder(settings.captioned_extra, "manifest.tsv")
         exclude = frozenset(p.name for p in coco_folder.photo_paths) if coco_folder else frozenset()
     data = training_data(make_engine(resolve_url(settings)), settings, encoders, exclude=exclude)
     if image_model and image_model != settings.image_model:
@@ -52,9 +52,9 @@ def load(settings: Settings | None = None, *, image_model: str | None = None, co
 
 def photo_files(settings: Settings) -> dict[str, Path]:
     """File name -> file of every photo training may read: the dataset's and the extra folders'."""
-    files = {name: path for name, (_split, path) in read_dataset(settings.dataset_dir).photos.items()}
-    for folder, manifest in ((settings.extra_dataset_dir, "images_manifest.tsv"),
-                             (settings.captioned_extra_dir, "manifest.tsv")):
+    files = {name: path for name, (_split, path) in read_dataset(settings.dataset).photos.items()}
+    for folder, manifest in ((settings.extra_dataset, "images_manifest.tsv"),
+                             (settings.captioned_extra, "manifest.tsv")):
         extra = read_extra_folder(folder, manifest)
         files.update({p.name: p for p in extra.photo_paths} if extra else {})
     return files
@@ -68,16 +68,16 @@ def image_features(settings: Settings, image_model: str, photo_keys) -> np.ndarr
     if missing:
         raise FileNotFoundError(f"{len(missing)} training photos are in no photo folder of the settings, e.g. {missing[0]}")
     image = load_encoders("minilm", image_model=image_model, runtime=settings.encoder_runtime,
-                          onnx_dir=settings.onnx_dir).image
+                          onnx_dir=settings.onnx_path).image
     return cached_image_features([files[k] for k in photo_keys], image, settings.data_dir / "cache")
 
 
 def with_extra_texts(data: TrainingData, settings: Settings, text_encoder) -> TrainingData:
     """``data`` plus the flickr8k_extra captions of photos that are neither in it nor test photos."""
-    extra = read_extra_folder(settings.extra_dataset_dir)
+    extra = read_extra_folder(settings.extra_dataset)
     if extra is None:
         return data
-    dataset = read_dataset(settings.dataset_dir)
+    dataset = read_dataset(settings.dataset)
     skip = set(data.photo_keys.tolist()) | {n for n, (split, _) in dataset.photos.items() if split == "test"}
     texts = [t for name, ts in extra.captions.items() if name not in skip for t in ts]
     if not texts:

@@ -78,8 +78,8 @@ def batched_throughput(settings: Settings, n: int, dataset_dir: Path, data_dir: 
     from service.runtime import encoders_for
     from service.store.db import make_engine, resolve_url
 
-    settings = settings.with_overrides({"data_dir": data_dir, "database_url": "", "extra_dataset_dir": "",
-                                        "onnx_dir_setting": str(settings.onnx_dir)})  # exported once, not per run
+    settings = settings.with_overrides({"data_dir": data_dir, "database_url": "", "extra_dataset": "",
+                                        "onnx_dir": str(settings.onnx_path)})  # exported once, not per run
     url = resolve_url(settings)
     command.upgrade(alembic_config(url), "head")
     engine = make_engine(url)
@@ -93,13 +93,13 @@ def batched_throughput(settings: Settings, n: int, dataset_dir: Path, data_dir: 
     loader.load_dataset(engine, settings, dataset, progress=False)
     load_s = time.perf_counter() - start
     start = time.perf_counter()
-    count = loader.embed_photos(engine, settings, encoders.image, batch_size=settings.embed_batch_size, progress=False)
+    count = loader.embed_photos(engine, settings, encoders.image, batch_size=settings.embed_batch, progress=False)
     embed_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     engine.dispose()
     return {"photos": count, "store_and_load_s": round(load_s, 2), "features_s": round(embed_s, 2),
             "photos_per_s": round(count / (load_s + embed_s), 1), "cpu_s": round(cpu_s, 2),
             "photos_per_cpu_s": round(count / cpu_s, 2), "encoder": settings.image_model,
-            "batch": settings.embed_batch_size}
+            "batch": settings.embed_batch}
 
 
 def folder_throughput(settings: Settings, files: list[Path]) -> dict:
@@ -109,7 +109,7 @@ def folder_throughput(settings: Settings, files: list[Path]) -> dict:
         for f in files:
             shutil.copy(f, folder / f.name)
         env = dict(os.environ, WITHSENSE_DATA_DIR=str(Path(tmp) / "data"), DATABASE_URL="",
-                   WITHSENSE_ONNX_DIR=str(settings.onnx_dir))
+                   WITHSENSE_ONNX_DIR=str(settings.onnx_path))
         cli = [sys.executable, "-m", "service.cli"]
         subprocess.run(cli + ["migrate"], env=env, check=True, capture_output=True)
         start, cpu = time.perf_counter(), _children_cpu()
@@ -160,7 +160,7 @@ def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
 
 def upload_latency(settings: Settings, files: list[Path], data_dir: Path) -> dict:
     port = _free_port()
-    proc = _serve(data_dir, port, WITHSENSE_API_TOKEN=TOKEN, WITHSENSE_ONNX_DIR=str(settings.onnx_dir))
+    proc = _serve(data_dir, port, WITHSENSE_API_TOKEN=TOKEN, WITHSENSE_ONNX_DIR=str(settings.onnx_path))
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{base}/healthz")
@@ -240,8 +240,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
     args = parser.parse_args()
     settings = load_settings()
-    dataset = Path(settings.dataset_dir)
-    extra = Path(settings.extra_dataset_dir) / "images"
+    dataset = Path(settings.dataset)
+    extra = Path(settings.extra_dataset) / "images"
     others = sorted((extra if extra.is_dir() else dataset / "test_images").glob("*.jpg"))
     from service.runtime import export_models
 

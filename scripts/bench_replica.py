@@ -61,7 +61,7 @@ def main() -> None:
 
     load_average = [round(x, 1) for x in os.getloadavg()]  # the machine is shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="ws-rb-", dir="/tmp") as tmp:
-        settings = load_settings(data_dir=tmp, database_url="", extra_dataset_dir="", max_replica_lag_s=5.0)
+        settings = load_settings(data_dir=tmp, database_url="", extra_dataset="", max_replica_lag_s=5.0)
         url = resolve_url(settings)
         command.upgrade(alembic_config(url), "head")
         primary = make_engine(url)

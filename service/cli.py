@@ -122,7 +122,7 @@ def cmd_models_export(args, settings: Settings) -> int:
     from service.runtime import export_models
 
     try:
-        paths = (ensure_exported(settings.onnx_dir, sorted(WEIGHTS_DISTRIBUTIONS)) if args.all
+        paths = (ensure_exported(settings.onnx_path, sorted(WEIGHTS_DISTRIBUTIONS)) if args.all
                  else export_models(settings))
     except OnnxModelMissing as exc:
         print(exc, file=sys.stderr)
@@ -141,7 +141,7 @@ def cmd_ingest(args, settings: Settings) -> int:
     from service.store.model_rows import encoder_model_ids
     from service.store.ranker_rows import project_missing_photos
 
-    path = args.path or settings.dataset_dir
+    path = args.path or settings.dataset
     if not args.path and settings.uses_fixture_dataset:
         from service.config import FIXTURE_DATASET_NOTICE
 
@@ -150,7 +150,7 @@ def cmd_ingest(args, settings: Settings) -> int:
         print("no dataset folder: pass PATH or set WITHSENSE_DATASET", file=sys.stderr)
         return 2
     try:
-        dataset = read_dataset(path, extra_dir=settings.extra_dataset_dir or None)
+        dataset = read_dataset(path, extra_dir=settings.extra_dataset or None)
     except DatasetInvalid as exc:
         print(exc, file=sys.stderr)
         return 1

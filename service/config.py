@@ -39,10 +39,13 @@ FIXTURE_DATASET_NOTICE = (
 )
 
 
-def _env(name: str, default, description: str, **bounds):
-    """A field read from the environment variable ``name`` (also settable by field name in code)."""
+ENV_PREFIX = "WITHSENSE_"
+
+
+def _setting(default, description: str, **bounds):
+    """A field read from ``WITHSENSE_<FIELD NAME>`` (also settable by field name in code)."""
     kwargs = {"default_factory": default} if callable(default) else {"default": default}
-    return Field(validation_alias=AliasChoices(name), description=description, **kwargs, **bounds)
+    return Field(description=description, **kwargs, **bounds)
 
 
 class SettingsError(ValueError):
@@ -50,76 +53,78 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="forbid", populate_by_name=True,
-                                      case_sensitive=True)
+    # Each field is read from WITHSENSE_<FIELD> (pydantic-settings matches the prefixed name
+    # case-insensitively, so the upper-case variable finds the lower-case field); DATABASE_URL keeps
+    # the name every PostgreSQL tool uses.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False, frozen=True, extra="forbid",
+                                      validate_by_name=True)
 
-    database_url: str = _env("DATABASE_URL", "", "any PostgreSQL with pgvector; empty = the embedded server")
-    data_dir: Path = _env("WITHSENSE_DATA_DIR", Path("var"), "embedded database, photo store, model artifacts")
-    dataset_dir: str = _env("WITHSENSE_DATASET", _default_dataset,
+    database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL"),
+                              description="any PostgreSQL with pgvector; empty = the embedded server")
+    data_dir: Path = _setting(Path("var"), "embedded database, photo store, model artifacts")
+    dataset: str = _setting(_default_dataset,
                             "the Practicum dataset folder for `ingest dataset`; default ../shared/data/photos, "
                             "else the fixture dataset")
-    extra_dataset_dir: str = _env("WITHSENSE_EXTRA_DATASET", lambda: _default_shared("flickr8k_extra"),
+    extra_dataset: str = _setting(lambda: _default_shared("flickr8k_extra"),
                                   "extra captioned Flickr8k photos, training only")
-    captioned_extra_dir: str = _env("WITHSENSE_CAPTIONED_EXTRA", lambda: _default_shared("captioned_extra"),
+    captioned_extra: str = _setting(lambda: _default_shared("captioned_extra"),
                                     "more captioned photos (MS-COCO), training only; `evaluate --ood` holds 100 out")
-    encoder: Literal["minilm", "clip"] = _env("WITHSENSE_ENCODER", "minilm",
-                                              "`minilm` (MiniLM text + EfficientNet-Lite images) or `clip`")
-    image_model: str = _env("WITHSENSE_IMAGE_MODEL",
-                            "efficientnet-lite0+efficientnet-lite0/crop5+efficientnet-lite0@320+efficientnet-lite1+efficientnet-lite2",
-                            "image network(s) and views (`/crop5`, `@320`) for the minilm backend, `+`-joined")
-    encoder_runtime: Literal["onnx", "torch"] = _env(
-        "WITHSENSE_ENCODER_RUNTIME", "onnx",
-        "`onnx` (ONNX Runtime, no torch in the server) or `torch` for the minilm backend's networks")
-    onnx_dir_setting: str = _env("WITHSENSE_ONNX_DIR", "",
-                                 "where the networks exported to ONNX are kept; empty = `$WITHSENSE_DATA_DIR/onnx`")
-    embed_batch_size: int = _env("WITHSENSE_EMBED_BATCH", 32,
-                                 "photos per batch when image features are computed (dataset, folder, upload queue)",
-                                 ge=1, le=1024)
-    clip_path: str = _env("WITHSENSE_CLIP_PATH", "", "local directory with CLIPModel weights, for the clip backend")
-    shortlist_size: int = _env("WITHSENSE_SHORTLIST", 100, "candidates the SQL nearest-neighbour query hands to the scorer",
-                               ge=1, le=10_000)
-    hnsw_ef_search: int = _env("WITHSENSE_HNSW_EF_SEARCH", 100, "pgvector `hnsw.ef_search` for the shortlist",
-                               ge=1, le=1000)
-    hnsw_min_photos: int = _env("WITHSENSE_HNSW_MIN_PHOTOS", 2_000,
-                                "photos under the active ranker from which the shortlist uses its HNSW index "
-                                "(below it an exact scan is as fast and exact)", ge=0)
-    model_refresh_seconds: float = _env("WITHSENSE_MODEL_REFRESH_SECONDS", 2.0,
-                                        "how often a serving process checks which ranker is active", ge=0.0, le=3600.0)
-    query_cache_size: int = _env("WITHSENSE_QUERY_CACHE_SIZE", 4096,
-                                 "query vectors kept per process (LRU); 0 = off", ge=0, le=1_000_000)
-    bind: str = _env("WITHSENSE_BIND", "127.0.0.1:8000", "address gunicorn listens on (`withsense serve --host/--port` override it)")
-    workers: int = _env("WITHSENSE_WORKERS", 2, "gunicorn worker processes", ge=1, le=64)
-    threads: int = _env("WITHSENSE_THREADS", 4, "gunicorn threads per worker (gthread)", ge=1, le=256)
-    read_timeout_seconds: float = _env("WITHSENSE_READ_TIMEOUT", 10.0,
-                                       "longest a client may take to send a request body (and the longest "
-                                       "silence while sending it) before the connection is dropped", gt=0.0, le=600.0)
-    metrics_dir: str = _env("WITHSENSE_METRICS_DIR", "",
-                            "shared folder for gunicorn workers' Prometheus metrics; empty = a fresh temporary one")
-    api_token: str = _env("WITHSENSE_API_TOKEN", "", "bearer token that write endpoints require; empty = writes refused")
-    rate_limit_per_minute: int = _env("WITHSENSE_RATE_LIMIT", 120,
-                                      "searches per minute per client address, per worker process; 0 = off", ge=0)
-    max_upload_mb: int = _env("WITHSENSE_MAX_UPLOAD_MB", 20, "largest accepted upload", ge=1, le=1024)
-    max_pixels: int = _env("WITHSENSE_MAX_PIXELS", 50_000_000, "largest accepted image, in pixels", ge=1)
+    encoder: Literal["minilm", "clip"] = _setting("minilm",
+                                                  "`minilm` (MiniLM text + EfficientNet-Lite images) or `clip`")
+    image_model: str = _setting("efficientnet-lite0+efficientnet-lite0/crop5+efficientnet-lite0@320+efficientnet-lite1+efficientnet-lite2",
+                                "image network(s) and views (`/crop5`, `@320`) for the minilm backend, `+`-joined")
+    encoder_runtime: Literal["onnx", "torch"] = _setting("onnx",
+                                                         "`onnx` (ONNX Runtime, no torch in the server) or `torch` for the minilm backend's networks")
+    onnx_dir: str = _setting("",
+                             "where the networks exported to ONNX are kept; empty = `$WITHSENSE_DATA_DIR/onnx`")
+    embed_batch: int = _setting(32,
+                                "photos per batch when image features are computed (dataset, folder, upload queue)",
+                                ge=1, le=1024)
+    clip_path: str = _setting("", "local directory with CLIPModel weights, for the clip backend")
+    shortlist: int = _setting(100, "candidates the SQL nearest-neighbour query hands to the scorer",
+                              ge=1, le=10_000)
+    hnsw_ef_search: int = _setting(100, "pgvector `hnsw.ef_search` for the shortlist",
+                                   ge=1, le=1000)
+    hnsw_min_photos: int = _setting(2_000,
+                                    "photos under the active ranker from which the shortlist uses its HNSW index "
+                                    "(below it an exact scan is as fast and exact)", ge=0)
+    model_refresh_seconds: float = _setting(2.0,
+                                            "how often a serving process checks which ranker is active", ge=0.0, le=3600.0)
+    query_cache_size: int = _setting(4096,
+                                     "query vectors kept per process (LRU); 0 = off", ge=0, le=1_000_000)
+    bind: str = _setting("127.0.0.1:8000", "address gunicorn listens on (`withsense serve --host/--port` override it)")
+    workers: int = _setting(2, "gunicorn worker processes", ge=1, le=64)
+    threads: int = _setting(4, "gunicorn threads per worker (gthread)", ge=1, le=256)
+    read_timeout: float = _setting(10.0,
+                                   "longest a client may take to send a request body (and the longest "
+                                   "silence while sending it) before the connection is dropped", gt=0.0, le=600.0)
+    metrics_dir: str = _setting("",
+                                "shared folder for gunicorn workers' Prometheus metrics; empty = a fresh temporary one")
+    api_token: str = _setting("", "bearer token that write endpoints require; empty = writes refused")
+    rate_limit: int = _setting(120,
+                               "searches per minute per client address, per worker process; 0 = off", ge=0)
+    max_upload_mb: int = _setting(20, "largest accepted upload", ge=1, le=1024)
+    max_pixels: int = _setting(50_000_000, "largest accepted image, in pixels", ge=1)
     # 0.9: the ranker's score is a calibrated probability (issue 12), so a matching description,
     # direct evidence of what the photo shows, must be able to lift a photo above any content score.
-    description_weight: float = _env("WITHSENSE_DESCRIPTION_WEIGHT", 0.9,
-                                     "how far a better-matching description pulls a photo's score up (0 = image only)",
-                                     ge=0.0, le=1.0)
-    near_duplicate_distance: float = _env("WITHSENSE_NEAR_DUPLICATE_DISTANCE", 0.02,
-                                          "cosine distance of 16x16 fingerprints under which an upload is a near duplicate",
-                                          ge=0.0, le=2.0)
-    content_rule: bool = _env("WITHSENSE_CONTENT_RULE", True,
-                              "withhold photos of children and texts about them (the notice instead); "
-                              "false only where the law does not apply")
-    replica_urls: str = _env("WITHSENSE_REPLICA_URLS", "",
-                             "comma-separated URLs of streaming read replicas for searches, similar photos and photo "
-                             "details; empty = every read goes to the primary")
-    max_replica_lag_s: float = _env("WITHSENSE_MAX_REPLICA_LAG_S", 5.0,
-                                    "a replica further behind the primary than this is skipped until it catches up",
-                                    ge=0.0)
-    orphan_grace_seconds: float = _env("WITHSENSE_ORPHAN_GRACE_SECONDS", 3600.0,
-                                       "store files no photo row points at are deleted by the next ingest once older than this",
-                                       ge=0.0)
+    description_weight: float = _setting(0.9,
+                                         "how far a better-matching description pulls a photo's score up (0 = image only)",
+                                         ge=0.0, le=1.0)
+    near_duplicate_distance: float = _setting(0.02,
+                                              "cosine distance of 16x16 fingerprints under which an upload is a near duplicate",
+                                              ge=0.0, le=2.0)
+    content_rule: bool = _setting(True,
+                                  "withhold photos of children and texts about them (the notice instead); "
+                                  "false only where the law does not apply")
+    replica_urls: str = _setting("",
+                                 "comma-separated URLs of streaming read replicas for searches, similar photos and photo "
+                                 "details; empty = every read goes to the primary")
+    max_replica_lag_s: float = _setting(5.0,
+                                        "a replica further behind the primary than this is skipped until it catches up",
+                                        ge=0.0)
+    orphan_grace_seconds: float = _setting(3600.0,
+                                           "store files no photo row points at are deleted by the next ingest once older than this",
+                                           ge=0.0)
 
     @field_validator("data_dir")
     @classmethod
@@ -128,7 +133,7 @@ class Settings(BaseSettings):
 
     @property
     def uses_fixture_dataset(self) -> bool:
-        return bool(self.dataset_dir) and Path(self.dataset_dir).resolve() == FIXTURE_DATASET.resolve()
+        return bool(self.dataset) and Path(self.dataset).resolve() == FIXTURE_DATASET.resolve()
 
     @property
     def replica_url_list(self) -> list[str]:
@@ -147,9 +152,9 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
     @property
-    def onnx_dir(self) -> Path:
+    def onnx_path(self) -> Path:
         """Exported networks, named by their weights package and version (``ml.onnx_encoders``)."""
-        return Path(self.onnx_dir_setting).resolve() if self.onnx_dir_setting else self.data_dir / "onnx"
+        return Path(self.onnx_dir).resolve() if self.onnx_dir else self.data_dir / "onnx"
 
     @property
     def encoder_key(self) -> str:
@@ -164,7 +169,8 @@ class Settings(BaseSettings):
 
 def env_names() -> dict[str, str]:
     """Field name -> environment variable, for docs and tests."""
-    return {name: field.validation_alias.choices[0] for name, field in Settings.model_fields.items()}
+    return {name: field.validation_alias.choices[0] if field.validation_alias else ENV_PREFIX + name.upper()
+            for name, field in Settings.model_fields.items()}
 
 
 def load_settings(**overrides) -> Settings:

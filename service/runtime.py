@@ -16,7 +16,7 @@ _worker_lock = threading.Lock()
 
 def encoders_for(settings: Settings) -> EncoderPair:
     return load_encoders(settings.encoder, image_model=settings.image_model, clip_path=settings.clip_path,
-                         runtime=settings.encoder_runtime, onnx_dir=settings.onnx_dir)
+                         runtime=settings.encoder_runtime, onnx_dir=settings.onnx_path)
 
 
 def export_models(settings: Settings) -> list:
@@ -26,7 +26,7 @@ def export_models(settings: Settings) -> list:
     from ml.encoders import image_networks
     from ml.onnx_encoders import TEXT_NETWORK, ensure_exported
 
-    return ensure_exported(settings.onnx_dir, [TEXT_NETWORK, *image_networks(settings.image_model)])
+    return ensure_exported(settings.onnx_path, [TEXT_NETWORK, *image_networks(settings.image_model)])
 
 
 def get_searcher(app: Flask | None = None) -> Searcher:

@@ -46,7 +46,7 @@ class BoundedReadWorker(ThreadWorker):
 
     def load_wsgi(self):
         super().load_wsgi()
-        seconds = settings_of(self.wsgi).read_timeout_seconds
+        seconds = settings_of(self.wsgi).read_timeout
         self._receive_timeout = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
 
     def enqueue_req(self, conn):

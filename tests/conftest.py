@@ -88,15 +88,15 @@ def migrate_to(url: str, revision: str, *, down: bool = False) -> None:
 def onnx_dir():
     """The ONNX exports of the configured data directory (``var/onnx`` by default): a cache of the
     installed weights packages, keyed by their versions, so every test session shares one export."""
-    return load_settings().onnx_dir
+    return load_settings().onnx_path
 
 
 @pytest.fixture(scope="session")
 def settings_for(tmp_path_factory, onnx_dir):
     def make(url: str, **overrides):
         data_dir = tmp_path_factory.mktemp("data")
-        overrides.setdefault("onnx_dir_setting", str(onnx_dir))
-        return load_settings(database_url=url, data_dir=data_dir, extra_dataset_dir="", captioned_extra_dir="",
+        overrides.setdefault("onnx_dir", str(onnx_dir))
+        return load_settings(database_url=url, data_dir=data_dir, extra_dataset="", captioned_extra="",
                              **overrides)
 
     return make
@@ -135,8 +135,8 @@ def app_for(library: dict, encoders, **overrides):
 
     settings = library["settings"]
     app = create_app({"database_url": settings.database_url, "data_dir": settings.data_dir,
-                      "api_token": settings.api_token, "extra_dataset_dir": "", "captioned_extra_dir": "",
-                      "onnx_dir_setting": settings.onnx_dir_setting, **overrides})
+                      "api_token": settings.api_token, "extra_dataset": "", "captioned_extra": "",
+                      "onnx_dir": settings.onnx_dir, **overrides})
     app.config["TESTING"] = True
     app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app
     return app

@@ -204,7 +204,7 @@ def test_request_size_is_capped_before_the_body_is_read(writable_server, path, c
 def limited_app(loaded, encoders):
     from tests.conftest import app_for
 
-    return app_for(loaded, encoders, rate_limit_per_minute=3)
+    return app_for(loaded, encoders, rate_limit=3)
 
 
 def test_search_is_rate_limited_per_client(limited_app):
@@ -251,5 +251,5 @@ def test_the_limiter_forgets_the_idlest_clients_first():
 def test_zero_turns_the_limit_off(loaded, encoders):
     from tests.conftest import app_for
 
-    app = app_for(loaded, encoders, rate_limit_per_minute=0)
+    app = app_for(loaded, encoders, rate_limit=0)
     assert "withsense.ratelimit" not in app.extensions

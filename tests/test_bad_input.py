@@ -39,7 +39,7 @@ def bad_app(writable, encoders):
     """The writable library's app with the rate limit off (this file sends hundreds of searches)."""
     from tests.conftest import app_for
 
-    return app_for(writable, encoders, rate_limit_per_minute=0)
+    return app_for(writable, encoders, rate_limit=0)
 
 
 @pytest.fixture(scope="module")

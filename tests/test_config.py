@@ -44,16 +44,16 @@ def test_environment_then_overrides(monkeypatch, tmp_path):
     monkeypatch.setenv("WITHSENSE_SHORTLIST", "42")
     monkeypatch.setenv("WITHSENSE_DATA_DIR", str(tmp_path / "data"))
     settings = load_settings()
-    assert settings.shortlist_size == 42 and settings.data_dir == (tmp_path / "data").resolve()
-    assert load_settings(shortlist_size=7).shortlist_size == 7
+    assert settings.shortlist == 42 and settings.data_dir == (tmp_path / "data").resolve()
+    assert load_settings(shortlist=7).shortlist == 7
     assert settings.with_overrides({"encoder": "clip"}).encoder == "clip"
     with pytest.raises(ValueError, match="unknown settings"):
-        load_settings(shortlist=7)
+        load_settings(shortlist_size=7)
 
 
 def test_defaults_are_what_the_readme_says(monkeypatch):
     for name in env_names().values():
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
-    assert (settings.shortlist_size, settings.hnsw_ef_search, settings.rate_limit_per_minute) == (100, 100, 120)
+    assert (settings.shortlist, settings.hnsw_ef_search, settings.rate_limit) == (100, 100, 120)
     assert (settings.max_upload_mb, settings.max_pixels, settings.encoder) == (20, 50_000_000, "minilm")

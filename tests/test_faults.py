@@ -85,7 +85,7 @@ def outage_app(own_server, settings_for, encoders):
     migrate_to(db_url, "head")
     library = load_library(db_url, settings_for, encoders)
     library["engine"].dispose()
-    return app_for(library, encoders, rate_limit_per_minute=0)
+    return app_for(library, encoders, rate_limit=0)
 
 
 def test_database_outage_is_503_with_retry_after_and_recovers(own_server, outage_app):
@@ -166,7 +166,7 @@ def _store_files(root: Path) -> list[Path]:
 def _kill_when_stored(settings, argv: list[str], *, files: int, pause: float, timeout: float = 180) -> int:
     """Run `withsense ARGV` with a slow store; SIGKILL it once the store holds ``files`` files. Returns how many it held."""
     env = {**os.environ, "DATABASE_URL": settings.database_url, "WITHSENSE_DATA_DIR": str(settings.data_dir),
-           "WITHSENSE_EXTRA_DATASET": "", "WITHSENSE_ONNX_DIR": settings.onnx_dir_setting, "PYTHONPATH": str(REPO_ROOT)}
+           "WITHSENSE_EXTRA_DATASET": "", "WITHSENSE_ONNX_DIR": settings.onnx_dir, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", SLOW_PUT, str(pause), *argv], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout

@@ -107,7 +107,7 @@ SERVING_PROBE = textwrap.dedent("""
 def test_serving_process_imports_no_torch(writable):
     settings = writable["settings"]
     overrides = {"database_url": settings.database_url, "data_dir": str(settings.data_dir), "api_token": "test-token",
-                 "onnx_dir_setting": settings.onnx_dir_setting, "extra_dataset_dir": "", "rate_limit_per_minute": 0}
+                 "onnx_dir": settings.onnx_dir, "extra_dataset": "", "rate_limit": 0}
     done = subprocess.run([sys.executable, "-c", SERVING_PROBE, json.dumps(overrides)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "HOME": "/tmp"})

@@ -72,7 +72,7 @@ def drain(engine: Engine, settings: Settings, image_encoder, *, batch_size: int 
     Jobs another worker holds (a server's thread may claim this run's photos first) are waited
     for, up to ``wait_seconds``, so the photos are searchable when this returns.
     """
-    batch_size = batch_size or settings.embed_batch_size
+    batch_size = batch_size or settings.embed_batch
     image_model_id = encoder_model_ids(engine, settings, image_encoder=image_encoder)["image"]
     with engine.connect() as conn:
         total = embedding_queue.queued_count(conn)
@@ -132,7 +132,7 @@ class EmbeddingWorker(threading.Thread):
                 if image_model_id is None:
                     image_model_id = encoder_model_ids(self.engine, self.settings, image_encoder=self.image_encoder)["image"]
                 taken = process_batch(self.engine, self.settings, self.image_encoder,
-                                      limit=min(self.settings.embed_batch_size, SERVER_BATCH),
+                                      limit=min(self.settings.embed_batch, SERVER_BATCH),
                                       image_model_id=image_model_id)
                 last_error = None
             except Exception as exc:  # noqa: BLE001 - see the class docstring

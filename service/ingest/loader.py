@@ -152,7 +152,7 @@ def embed_photos(engine: Engine, settings: Settings, image_encoder, *, batch_siz
                  AND NOT EXISTS (SELECT 1 FROM embedding_jobs j WHERE j.photo_id = p.id)
                ORDER BY p.id"""
         ), {"m": model_id}).all()
-    batch_size = batch_size or settings.embed_batch_size
+    batch_size = batch_size or settings.embed_batch
     bar = tqdm(total=len(todo), desc=f"image vectors ({image_encoder.name})", unit="photo", disable=not progress)
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]

@@ -226,10 +226,10 @@ class Searcher:
                     "model_id": model.id,
                     "text_model_id": state.text_model_id if hybrid else None,
                     "splits": list(splits) if splits else None,
-                    "shortlist_size": max(self.settings.shortlist_size, offset + limit),
+                    "shortlist_size": max(self.settings.shortlist, offset + limit),
                     **asdict(filters),
                 }, use_index=self.uses_index(state), dims=model.dims,
-                   ef_search=max(self.settings.hnsw_ef_search, self.settings.shortlist_size, offset + limit),
+                   ef_search=max(self.settings.hnsw_ef_search, self.settings.shortlist, offset + limit),
                    filtered=bool(filters.active() or splits))
             if not rows and engine is not self.engine:
                 raise _NotOnReplica  # a model activated a moment ago may not have reached the replica

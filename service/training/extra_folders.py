@@ -52,8 +52,8 @@ def read_extra_folder(extra_dir: str, manifest_name: str = "images_manifest.tsv"
 def training_extras(settings: Settings, exclude: frozenset = frozenset()) -> ExtraFolder | None:
     """The extra folders training reads, as one: flickr8k_extra joined by captioned_extra (whose
     photos named in ``exclude`` stay out). None when neither folder is there."""
-    extra = read_extra_folder(settings.extra_dataset_dir)
-    coco = read_extra_folder(settings.captioned_extra_dir, "manifest.tsv", exclude)
+    extra = read_extra_folder(settings.extra_dataset)
+    coco = read_extra_folder(settings.captioned_extra, "manifest.tsv", exclude)
     if extra is not None and coco is not None:  # one set of extra photos: COCO's join Flickr8k's
         return ExtraFolder({**extra.captions, **coco.captions}, extra.photo_paths + coco.photo_paths,
                            extra.original_sha256 + coco.original_sha256, extra.flickr_ids + coco.flickr_ids)
@@ -63,7 +63,7 @@ def training_extras(settings: Settings, exclude: frozenset = frozenset()) -> Ext
 def held_out_coco(settings: Settings, n: int = 100) -> list[Path]:
     """The captioned_extra photos kept out of training for the out-of-domain check: ``n`` of them,
     the same every time (seeded), so the check can be repeated."""
-    folder = Path(settings.captioned_extra_dir) if settings.captioned_extra_dir else None
+    folder = Path(settings.captioned_extra) if settings.captioned_extra else None
     if folder is None or not (folder / "images").is_dir():
         return []
     paths = sorted((folder / "images").glob("*.jpg"))

@@ -13,7 +13,7 @@ descriptions. It is built in a scratch database on the same server (``service.st
 dropped at the end), so the served library and its active ranker are never touched: there each
 ranker is published and activated in turn (artifact, every photo's rows, HNSW index), and each
 caption of a held-out photo (not about children) is a query through ``Searcher.search``, as every
-evaluation searches: the SQL shortlist of ``shortlist_size`` in the ranker's space, then the
+evaluation searches: the SQL shortlist of ``WITHSENSE_SHORTLIST`` in the ranker's space, then the
 ranker's score, on the photo content alone (``hybrid=False``). Reported: R@1 / R@5 / R@10 among the
 whole library; a photo not even shortlisted counts as a miss at every k (rank = library size + 1).
 """
@@ -104,11 +104,11 @@ def ood_check(engine: Engine, settings: Settings, encoders, *, family: str = "li
     image_model_id = encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"]
     library_ids, library_features = load_photo_features(engine, image_model_id)
     features = np.concatenate([library_features, held_features])
-    captions = read_extra_folder(settings.captioned_extra_dir, "manifest.tsv").captions
+    captions = read_extra_folder(settings.captioned_extra, "manifest.tsv").captions
     texts = [(i, t) for i, p in enumerate(held) for t in captions.get(p.name, []) if not is_about_children(t)]
 
     out = {"held_out_photos": len(held), "library_photos": int(len(features)), "queries": len(texts),
-           "shortlist": settings.shortlist_size}
+           "shortlist": settings.shortlist}
     old_cols = _old_columns(encoders.image)
     old_data = data if old_cols is None else data.with_features(data.photo_features[:, old_cols])
     old_features = features if old_cols is None else features[:, old_cols]
@@ -121,7 +121,7 @@ def ood_check(engine: Engine, settings: Settings, encoders, *, family: str = "li
         photo_ids = np.concatenate([library_ids, held_ids])
         # The scratch rankers' artifacts go to a temporary folder, their rows to the scratch database.
         scratch_settings = settings.with_overrides({
-            "data_dir": artifacts, "onnx_dir_setting": str(settings.onnx_dir),
+            "data_dir": artifacts, "onnx_dir": str(settings.onnx_path),
             "database_url": scratch.url.render_as_string(hide_password=False)})
         for name, (d, f, kw) in recipes.items():
             ranker = train(d, run_cv=False, progress=False, **kw).ranker
@@ -129,7 +129,7 @@ def ood_check(engine: Engine, settings: Settings, encoders, *, family: str = "li
                     progress=False)
             searcher = Searcher(scratch, scratch_settings, encoders.text)
             try:
-                ranks = np.array([_rank(searcher, t, held_ids[i], len(photo_ids), settings.shortlist_size)
+                ranks = np.array([_rank(searcher, t, held_ids[i], len(photo_ids), settings.shortlist)
                                   for i, t in texts])
             finally:
                 searcher.close()
