@@ -22,7 +22,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from service.config import REPO_ROOT
-from tests.conftest import FIXTURE_DATASET
+from tests.helpers import FIXTURE_DATASET
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -74,7 +74,7 @@ def outage_app(own_server, settings_for, encoders):
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    from tests.conftest import app_for, load_library, migrate_to
+    from tests.helpers import app_for, load_library, migrate_to
 
     _pgdata, url = own_server
     admin = create_engine(url, isolation_level="AUTOCOMMIT")

@@ -5,7 +5,7 @@ from sqlalchemy import text
 from service.ingest import loader
 from service.ingest.dataset import read_dataset
 from service.store.db import make_engine
-from tests.conftest import FULL_DATASET, FULL_EXTRA
+from tests.helpers import FULL_DATASET, FULL_EXTRA
 
 pytestmark = [
     pytest.mark.full_data,

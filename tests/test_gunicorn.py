@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import metric_value
+from tests.helpers import metric_value
 import requests
 from sqlalchemy import text
 

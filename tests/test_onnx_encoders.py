@@ -18,7 +18,7 @@ from ml.onnx_encoders import (
     model_path,
 )
 from service.config import REPO_ROOT
-from tests.conftest import FIXTURE_DATASET
+from tests.helpers import FIXTURE_DATASET
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from service.config import REPO_ROOT
-from tests.conftest import FIXTURE_DATASET, wait_searchable
+from tests.helpers import FIXTURE_DATASET, wait_searchable
 
 AUTH = {"Authorization": "Bearer test-token"}
 COFFEE = FIXTURE_DATASET.parent / "uploads" / "coffee.jpg"
