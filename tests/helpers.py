@@ -2,10 +2,12 @@
 small probes. The fixtures that use them live in tests/conftest.py, which nothing imports.
 
 Import this module as ``tests.helpers`` only (never bare ``helpers``): one module object, so any
-state kept here has one copy.
+state kept here has one copy. scripts/ import it too (``free_port``), so it keeps its imports light:
+nothing heavier than service.config at module level.
 """
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
@@ -14,6 +16,14 @@ from service.config import REPO_ROOT
 FIXTURE_DATASET = Path(__file__).parent / "fixtures" / "dataset"
 FULL_DATASET = REPO_ROOT.parent / "shared" / "data" / "photos"
 FULL_EXTRA = REPO_ROOT.parent / "shared" / "data" / "flickr8k_extra"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on at the moment of asking (the OS picks it),
+    for a server started in another process, which must be told its port up front."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def stop_embedding_workers() -> None:
