@@ -20,8 +20,9 @@ import requests
 from service.config import REPO_ROOT
 from tests.helpers import free_port
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None or not (REPO_ROOT / ".git").exists(),
-                                reason="needs git and a git checkout to clone")
+pytestmark = [pytest.mark.slow,  # the whole demo in a clone: migrate, ingest, train, gunicorn
+              pytest.mark.skipif(shutil.which("git") is None or not (REPO_ROOT / ".git").exists(),
+                                 reason="needs git and a git checkout to clone")]
 
 
 def _lines(stream, out: queue.Queue) -> None:

@@ -9,6 +9,7 @@ from tests.helpers import FULL_DATASET, FULL_EXTRA
 
 pytestmark = [
     pytest.mark.full_data,
+    pytest.mark.slow,  # loads the full dataset
     pytest.mark.skipif(not FULL_DATASET.is_dir(), reason=f"{FULL_DATASET} is absent"),
 ]
 

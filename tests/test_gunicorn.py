@@ -21,6 +21,8 @@ from sqlalchemy import text
 
 from service.config import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # multi-worker gunicorn servers, each worker loading the models
+
 WORKERS, THREADS, READ_TIMEOUT = 2, 4, 3
 
 

@@ -64,6 +64,7 @@ def test_efficientnet_onnx_equals_torch(onnx_dir, fixture_images, network, size)
     assert got[:, -1000:].argmax(1).tolist() == expected[:, -1000:].argmax(1).tolist()
 
 
+@pytest.mark.slow  # exports MiniLM to ONNX in a child process
 def test_export_is_keyed_by_weights_version_and_made_once(tmp_path):
     import importlib.metadata
 

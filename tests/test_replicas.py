@@ -25,6 +25,8 @@ from service.store.db import make_engine
 from service.store.replicas import Health, ReadReplicas, check_health, read_with_fallback, replay_lag_s
 from tests.helpers import app_for, serve
 
+pytestmark = pytest.mark.slow  # PostgreSQL servers of its own: a streaming replica, killed and restarted
+
 AUTH = {"Authorization": "Bearer test-token"}
 MAX_LAG_S = 5.0
 DESCRIPTION = "a bright orange kayak drifting on a glassy mountain lake"
