@@ -33,6 +33,7 @@ def _captions(n: int) -> list[str]:
     return [row.split(",", 2)[2].strip().strip('"') for row in rows[:n]]
 
 
+@pytest.mark.slow  # loads the torch network (sentence-transformers) to compare against
 def test_minilm_onnx_equals_sentence_transformers(onnx_dir):
     sentences = _captions(8) + [
         "a dog runs through the snow",
@@ -50,6 +51,7 @@ def test_minilm_onnx_equals_sentence_transformers(onnx_dir):
     np.testing.assert_allclose(alone[0], got[0], atol=1e-5)
 
 
+@pytest.mark.slow  # loads the torch networks to compare against
 @pytest.mark.parametrize("network", ["efficientnet-lite0", "efficientnet-lite2"])
 @pytest.mark.parametrize("size", [None, 320])
 def test_efficientnet_onnx_equals_torch(onnx_dir, fixture_images, network, size):
@@ -105,6 +107,7 @@ SERVING_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a serving process of its own, loading the models
 def test_serving_process_imports_no_torch(writable):
     settings = writable["settings"]
     overrides = {"database_url": settings.database_url, "data_dir": str(settings.data_dir), "api_token": "test-token",

@@ -154,6 +154,7 @@ CRASHING_WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a worker process of its own, loading the models, killed
 def test_a_worker_killed_mid_job_leaves_the_job_to_be_retried(queue_library, encoders):
     from service.ingest.embedding_worker import process_batch
 
