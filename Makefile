@@ -1,4 +1,5 @@
 # Two commands matter: `make demo` (run the product) and `make test` (run the tests).
+# While editing, `make test-fast` runs the tests not marked `slow` (pyproject.toml says which are).
 # Both create .venv and install everything on first use, from the lock files:
 #   requirements.lock      what the service runs with (the Dockerfile installs this one)
 #   requirements-dev.lock  the same pins plus the test and lint tools (make installs this one)
@@ -18,7 +19,7 @@ TORCH_INDEX ?=
 PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links $(PIP_TORCH)
 
-.PHONY: install lock demo test lint stop clean
+.PHONY: install lock demo test test-fast lint stop clean
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# The tests to run while editing: all but those marked `slow` (real training, torch networks and
+# ONNX export, the full dataset, processes that load the models or a database of their own: gunicorn,
+# the demo, killed ingestions, replicas, a browser). `make test`, and so CI, still runs everything.
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not slow"
 
 # The gates CI runs before the tests: style and mistakes (ruff), the direction imports may run
 # (import-linter, contracts in pyproject.toml), undeclared or unused dependencies (deptry).

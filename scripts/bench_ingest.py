@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.config import REPO_ROOT, Settings, load_settings  # noqa: E402
+from tests.helpers import free_port  # noqa: E402  (the one copy, shared with the tests)
 
 TOKEN = "bench-token"
 
@@ -46,12 +46,6 @@ def _children_cpu() -> float:
 
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def encoder_floor(settings: Settings, paths: list[Path]) -> dict:
@@ -159,7 +153,7 @@ def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
 
 
 def upload_latency(settings: Settings, files: list[Path], data_dir: Path) -> dict:
-    port = _free_port()
+    port = free_port()
     proc = _serve(data_dir, port, WITHSENSE_API_TOKEN=TOKEN, WITHSENSE_ONNX_DIR=str(settings.onnx_path))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -205,7 +199,7 @@ print(round(t1 - t0, 3), round(t2 - t1, 3))
 
 
 def cold_start(data_dir: Path | None) -> dict:
-    port = _free_port()
+    port = free_port()
     body = json.dumps({"query": "a dog runs through the snow"}).encode()
     start = time.perf_counter()
     proc = _serve(data_dir, port)

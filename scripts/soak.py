@@ -29,7 +29,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,8 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.helpers import free_port  # noqa: E402  (the one copy, shared with the tests)
+
 QUERIES = [
     "a dog runs through the snow", "two people walking on a beach at sunset", "a man riding a bike on a dirt road",
     "a brown dog catches a frisbee", "people climbing a rock wall", "a skier jumps off a snowy hill",
@@ -50,12 +51,6 @@ QUERIES = [
     "a woman in a red jacket hiking in the mountains", "a horse in a green field", "a city street at night",
 ]
 MIX = [("search", 0.6), ("similar", 0.2), ("upload", 0.1), ("rating", 0.1)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kb(pid: int) -> int:

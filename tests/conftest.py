@@ -2,11 +2,14 @@
 
 The server is the embedded one (a throwaway data directory, deleted at the end) unless
 DATABASE_URL is set. Each fixture database is created fresh and built by `alembic upgrade head`.
+
+Only fixtures and pytest hooks live here, and no test imports this file (pytest loads it as
+``conftest``; an import as ``tests.conftest`` would be a second module object). What tests import
+is in tests/helpers.py.
 """
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from pathlib import Path
 
@@ -14,23 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from service.config import REPO_ROOT, load_settings
-
-FIXTURE_DATASET = Path(__file__).parent / "fixtures" / "dataset"
-FULL_DATASET = REPO_ROOT.parent / "shared" / "data" / "photos"
-FULL_EXTRA = REPO_ROOT.parent / "shared" / "data" / "flickr8k_extra"
-
-
-def stop_embedding_workers() -> None:
-    """Stop the embedding worker threads of every app the tests made, before the database goes.
-    Found by type, not by a list of apps: tests import this file as `tests.conftest` while pytest
-    loads it as `conftest`, two module objects with two copies of any list kept here."""
-    from service.ingest.embedding_worker import EmbeddingWorker
-
-    for thread in threading.enumerate():
-        if isinstance(thread, EmbeddingWorker):
-            thread.stop()
-
+from service.config import load_settings
+from tests.helpers import app_for, load_library, migrate_to, serve, stop_embedding_workers
 
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory):
@@ -75,15 +63,6 @@ def make_database(server_url):
     admin.dispose()
 
 
-def migrate_to(url: str, revision: str, *, down: bool = False) -> None:
-    from alembic import command
-
-    from service.cli import alembic_config
-
-    config = alembic_config(url)
-    (command.downgrade if down else command.upgrade)(config, revision)
-
-
 @pytest.fixture(scope="session")
 def onnx_dir():
     """The ONNX exports of the configured data directory (``var/onnx`` by default): a cache of the
@@ -109,46 +88,6 @@ def encoders(onnx_dir):
 
     settings = load_settings()
     return load_encoders("minilm", image_model=settings.image_model, runtime="onnx", onnx_dir=onnx_dir)
-
-
-def load_library(url: str, settings_for, encoders) -> dict:
-    """A migrated database at ``url`` with the fixture dataset loaded, vectors computed, a ranker trained."""
-    from service.ingest import loader
-    from service.ingest.dataset import read_dataset
-    from service.store.db import make_engine
-    from service.store.model_rows import encoder_model_ids
-    from service.training.publish import train_and_publish
-
-    settings = settings_for(url, api_token="test-token")
-    engine = make_engine(settings.database_url)
-    dataset = read_dataset(FIXTURE_DATASET)
-    report = loader.load_dataset(engine, settings, dataset, progress=False)
-    loader.embed_photos(engine, settings, encoders.image, progress=False)
-    loader.embed_descriptions(engine, settings, encoders.text, progress=False)
-    model = train_and_publish(engine, settings, encoders, run_cv=False, progress=False)
-    ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
-    return {"settings": settings, "engine": engine, "dataset": dataset, "report": report, "model": model, **ids}
-
-
-def app_for(library: dict, encoders, **overrides):
-    from service import create_app
-
-    settings = library["settings"]
-    app = create_app({"database_url": settings.database_url, "data_dir": settings.data_dir,
-                      "api_token": settings.api_token, "extra_dataset": "", "captioned_extra": "",
-                      "onnx_dir": settings.onnx_dir, **overrides})
-    app.config["TESTING"] = True
-    app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app
-    return app
-
-
-def serve(app):
-    """The app behind a real HTTP server on a free loopback port; returns (base URL, server)."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}", server
 
 
 @pytest.fixture(scope="session")
@@ -205,29 +144,3 @@ def live_server(app):
     base, server = serve(app)
     yield base
     server.shutdown()
-
-
-def wait_searchable(base_url: str, photo_id: int, timeout: float = 120.0) -> dict:
-    """Poll the photo's details until its queued image vectors have landed; returns its ``search`` state.
-
-    An upload is stored at once and searchable once the server's embedding worker has processed it
-    (``service.ingest.embedding_worker``)."""
-    import time
-
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while True:
-        state = requests.get(f"{base_url}/api/photos/{photo_id}", timeout=30).json()["search"]
-        if state["state"] != "pending" or time.monotonic() > deadline:
-            assert state["state"] == "searchable", state
-            return state
-        time.sleep(0.05)
-
-
-def metric_value(body: str, name: str, **labels) -> float:
-    """Sum of the samples called ``name`` whose labels include ``labels``, read with prometheus_client's parser."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return sum(sample.value for family in text_string_to_metric_families(body) for sample in family.samples
-               if sample.name == name and all(sample.labels.get(k) == str(v) for k, v in labels.items()))

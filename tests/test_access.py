@@ -85,7 +85,7 @@ def test_writes_with_the_token_succeed(writable_server, write):
 
 @pytest.mark.parametrize("write", WRITES)
 def test_without_a_configured_token_every_write_is_refused(writable, encoders, write):
-    from tests.conftest import app_for
+    from tests.helpers import app_for
 
     client = app_for(writable, encoders, api_token="").test_client()
     path, body = WRITES[write]
@@ -202,7 +202,7 @@ def test_request_size_is_capped_before_the_body_is_read(writable_server, path, c
 
 @pytest.fixture(scope="module")
 def limited_app(loaded, encoders):
-    from tests.conftest import app_for
+    from tests.helpers import app_for
 
     return app_for(loaded, encoders, rate_limit=3)
 
@@ -249,7 +249,7 @@ def test_the_limiter_forgets_the_idlest_clients_first():
 
 
 def test_zero_turns_the_limit_off(loaded, encoders):
-    from tests.conftest import app_for
+    from tests.helpers import app_for
 
     app = app_for(loaded, encoders, rate_limit=0)
     assert "withsense.ratelimit" not in app.extensions

@@ -6,7 +6,7 @@ import requests
 from PIL import Image
 from sqlalchemy import text
 
-from tests.conftest import FIXTURE_DATASET, wait_searchable
+from tests.helpers import FIXTURE_DATASET, wait_searchable
 
 AUTH = {"Authorization": "Bearer test-token"}
 TRAIN_PHOTO = FIXTURE_DATASET / "train_images" / "1425069308_488e5fcf9d.jpg"
@@ -132,7 +132,7 @@ def test_upload_needs_the_token(writable_server, writable, headers, status):
 
 
 def test_without_a_configured_token_writes_are_refused(writable, encoders):
-    from tests.conftest import app_for
+    from tests.helpers import app_for
 
     client = app_for(writable, encoders, api_token="").test_client()
     r = client.post("/api/photos", data={"file": (io.BytesIO(_png()), "a.png")}, headers=AUTH)
@@ -159,7 +159,7 @@ def test_bad_files_are_rejected(writable_server, writable, name, data, fragment)
 
 
 def test_too_many_pixels_is_rejected(writable, encoders):
-    from tests.conftest import app_for
+    from tests.helpers import app_for
 
     client = app_for(writable, encoders, max_pixels=1000).test_client()
     r = client.post("/api/photos", data={"file": (io.BytesIO(_png(size=(50, 50))), "big.png")}, headers=AUTH)

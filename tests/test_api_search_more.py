@@ -6,7 +6,7 @@ import requests
 from PIL import Image
 from sqlalchemy import text
 
-from tests.conftest import FIXTURE_DATASET, wait_searchable
+from tests.helpers import FIXTURE_DATASET, wait_searchable
 
 AUTH = {"Authorization": "Bearer test-token"}
 

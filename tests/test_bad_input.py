@@ -23,7 +23,7 @@ import requests
 from PIL import Image
 from sqlalchemy import text
 
-from tests.conftest import wait_searchable
+from tests.helpers import wait_searchable
 
 AUTH = {"Authorization": "Bearer test-token"}
 TIMEOUT = 60
@@ -37,14 +37,14 @@ CHECKSUMMED = ("photos", "descriptions", "expert_ratings", "crowd_ratings", "cro
 @pytest.fixture(scope="module")
 def bad_app(writable, encoders):
     """The writable library's app with the rate limit off (this file sends hundreds of searches)."""
-    from tests.conftest import app_for
+    from tests.helpers import app_for
 
     return app_for(writable, encoders, rate_limit=0)
 
 
 @pytest.fixture(scope="module")
 def server(bad_app):
-    from tests.conftest import serve
+    from tests.helpers import serve
 
     base, httpd = serve(bad_app)
     yield base

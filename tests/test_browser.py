@@ -23,8 +23,9 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TOKEN = "test-token"  # conftest `loaded` sets api_token="test-token"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+pytestmark = [pytest.mark.slow,  # drives a browser
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                 reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")]
 
 # n result cards, each with its picture loaded or the content rule's notice in its place
 RESULT_IMAGES_LOADED = """(n) => {

@@ -6,7 +6,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from service import cli
-from tests.conftest import FIXTURE_DATASET
+from tests.helpers import FIXTURE_DATASET
 
 
 @pytest.fixture()

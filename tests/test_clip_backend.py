@@ -10,7 +10,7 @@ from service.search.searcher import NoActiveModel, Searcher
 from service.store.db import make_engine
 from service.store.model_rows import ModelMismatch
 from service.training.publish import train_and_publish
-from tests.conftest import FIXTURE_DATASET
+from tests.helpers import FIXTURE_DATASET
 from tests.tiny_clip import PROJECTION_DIM, build_tiny_clip
 
 

@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import text
 
 from service.policy import NOTICE, is_about_children
-from tests.conftest import app_for, serve
+from tests.helpers import app_for, serve
 from tests.test_faults import _jpeg
 
 AUTH = {"Authorization": "Bearer test-token"}

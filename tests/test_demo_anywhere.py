@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -19,15 +18,11 @@ import pytest
 import requests
 
 from service.config import REPO_ROOT
+from tests.helpers import free_port
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None or not (REPO_ROOT / ".git").exists(),
-                                reason="needs git and a git checkout to clone")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = [pytest.mark.slow,  # the whole demo in a clone: migrate, ingest, train, gunicorn
+              pytest.mark.skipif(shutil.which("git") is None or not (REPO_ROOT / ".git").exists(),
+                                 reason="needs git and a git checkout to clone")]
 
 
 def _lines(stream, out: queue.Queue) -> None:
@@ -47,7 +42,7 @@ def clone(tmp_path_factory):
 
 
 def test_demo_without_shared_loads_the_fixture_says_where_the_data_is_and_answers_a_search(clone):
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WITHSENSE_") and k != "DATABASE_URL"}
     env.update(PYTHONPATH=str(clone), WITHSENSE_DATA_DIR=str(clone / "var"), WITHSENSE_EXTRA_DATASET="")
     process = subprocess.Popen(

@@ -22,7 +22,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from service.config import REPO_ROOT
-from tests.conftest import FIXTURE_DATASET
+from tests.helpers import FIXTURE_DATASET
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -74,7 +74,7 @@ def outage_app(own_server, settings_for, encoders):
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    from tests.conftest import app_for, load_library, migrate_to
+    from tests.helpers import app_for, load_library, migrate_to
 
     _pgdata, url = own_server
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
@@ -88,6 +88,7 @@ def outage_app(own_server, settings_for, encoders):
     return app_for(library, encoders, rate_limit=0)
 
 
+@pytest.mark.slow  # a PostgreSQL of its own, stopped and restarted
 def test_database_outage_is_503_with_retry_after_and_recovers(own_server, outage_app):
     from service.store import embedded
 
@@ -230,6 +231,7 @@ def _fresh(make_database, settings_for):
     return settings, make_engine(settings.database_url)
 
 
+@pytest.mark.slow  # `withsense ingest` in a child process with a slowed store, killed, then rerun
 def test_dataset_ingest_killed_mid_way_then_rerun(make_database, settings_for, run_cli, tmp_path, capsys):
     settings, engine = _fresh(make_database, settings_for)
     dataset = tmp_path / "dataset"
@@ -258,6 +260,7 @@ def test_dataset_ingest_killed_mid_way_then_rerun(make_database, settings_for, r
     engine.dispose()
 
 
+@pytest.mark.slow  # `withsense ingest` in a child process with a slowed store, killed, then rerun
 def test_folder_ingest_killed_between_file_and_row_then_rerun(make_database, settings_for, run_cli, tmp_path, capsys):
     """Killed while sleeping after a file is written and before its row commits: that file is an orphan.
     The next run removes it (once past the grace period) and ingests the photo properly."""

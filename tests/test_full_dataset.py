@@ -5,10 +5,11 @@ from sqlalchemy import text
 from service.ingest import loader
 from service.ingest.dataset import read_dataset
 from service.store.db import make_engine
-from tests.conftest import FULL_DATASET, FULL_EXTRA
+from tests.helpers import FULL_DATASET, FULL_EXTRA
 
 pytestmark = [
     pytest.mark.full_data,
+    pytest.mark.slow,  # loads the full dataset
     pytest.mark.skipif(not FULL_DATASET.is_dir(), reason=f"{FULL_DATASET} is absent"),
 ]
 

@@ -15,19 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import metric_value
+from tests.helpers import free_port, metric_value
 import requests
 from sqlalchemy import text
 
 from service.config import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # multi-worker gunicorn servers, each worker loading the models
+
 WORKERS, THREADS, READ_TIMEOUT = 2, 4, 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_log(tmp_path: Path) -> str:
@@ -37,7 +33,7 @@ def server_log(tmp_path: Path) -> str:
 
 def start_gunicorn(library: dict, tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
     settings = library["settings"]
-    port = _free_port()
+    port = free_port()
     metrics_dir = tmp_path / "metrics"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DATABASE_URL": settings.database_url,
            "WITHSENSE_DATA_DIR": str(settings.data_dir), "WITHSENSE_EXTRA_DATASET": "",

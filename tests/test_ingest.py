@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from service.ingest import loader
 from service.ingest.dataset import DatasetInvalid, read_dataset
-from tests.conftest import FIXTURE_DATASET
+from tests.helpers import FIXTURE_DATASET
 
 
 def _count(engine, table):

@@ -4,7 +4,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from service.cli import alembic_config
-from tests.conftest import migrate_to
+from tests.helpers import migrate_to
 
 EXPECTED_TABLES = {
     "photos", "descriptions", "expert_ratings", "crowd_ratings", "crowd_votes", "models",

@@ -159,6 +159,7 @@ def test_list_features_by_hand():
     assert specificity(caps[:1], caps, exclude=np.array([7]), caption_group=np.array([7, 1, 1, 1]))[0] < 0.999
 
 
+@pytest.mark.slow  # trains a Keras network (and imports TensorFlow)
 def test_listwise_network_in_numpy_equals_keras_and_learns_the_order():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 10, 4)).astype(np.float32)
@@ -195,6 +196,7 @@ def test_platt_calibration_is_monotone_and_reliable():
     assert (pr["precision"], pr["recall"]) == (0.5, 0.5)
 
 
+@pytest.mark.slow  # trains with a 2-fold comparison, a Keras network among the scorers
 def test_ranker_roundtrip_and_alternatives(tmp_path):
     from ml.ranker import Ranker
     from ml.train import train

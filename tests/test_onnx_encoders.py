@@ -18,7 +18,7 @@ from ml.onnx_encoders import (
     model_path,
 )
 from service.config import REPO_ROOT
-from tests.conftest import FIXTURE_DATASET
+from tests.helpers import FIXTURE_DATASET
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,7 @@ def _captions(n: int) -> list[str]:
     return [row.split(",", 2)[2].strip().strip('"') for row in rows[:n]]
 
 
+@pytest.mark.slow  # loads the torch network (sentence-transformers) to compare against
 def test_minilm_onnx_equals_sentence_transformers(onnx_dir):
     sentences = _captions(8) + [
         "a dog runs through the snow",
@@ -50,6 +51,7 @@ def test_minilm_onnx_equals_sentence_transformers(onnx_dir):
     np.testing.assert_allclose(alone[0], got[0], atol=1e-5)
 
 
+@pytest.mark.slow  # loads the torch networks to compare against
 @pytest.mark.parametrize("network", ["efficientnet-lite0", "efficientnet-lite2"])
 @pytest.mark.parametrize("size", [None, 320])
 def test_efficientnet_onnx_equals_torch(onnx_dir, fixture_images, network, size):
@@ -64,6 +66,7 @@ def test_efficientnet_onnx_equals_torch(onnx_dir, fixture_images, network, size)
     assert got[:, -1000:].argmax(1).tolist() == expected[:, -1000:].argmax(1).tolist()
 
 
+@pytest.mark.slow  # exports MiniLM to ONNX in a child process
 def test_export_is_keyed_by_weights_version_and_made_once(tmp_path):
     import importlib.metadata
 
@@ -104,6 +107,7 @@ SERVING_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a serving process of its own, loading the models
 def test_serving_process_imports_no_torch(writable):
     settings = writable["settings"]
     overrides = {"database_url": settings.database_url, "data_dir": str(settings.data_dir), "api_token": "test-token",

@@ -3,7 +3,7 @@ import re
 
 import requests
 
-from tests.conftest import metric_value
+from tests.helpers import metric_value
 
 
 def test_ready_names_the_active_model(live_server, loaded):
@@ -13,7 +13,7 @@ def test_ready_names_the_active_model(live_server, loaded):
 
 
 def test_not_ready_without_an_active_model(make_database, settings_for, encoders):
-    from tests.conftest import app_for
+    from tests.helpers import app_for
 
     url = make_database()  # migrated, but nothing trained
     library = {"settings": settings_for(url)}
@@ -25,7 +25,7 @@ def test_not_ready_without_an_active_model(make_database, settings_for, encoders
 
 
 def test_not_ready_without_a_database(settings_for, encoders):
-    from tests.conftest import app_for
+    from tests.helpers import app_for
 
     library = {"settings": settings_for("postgresql+psycopg://nobody@127.0.0.1:1/none")}
     r = app_for(library, encoders).test_client().get("/readyz")

@@ -6,7 +6,6 @@ service name `app`) and the listening port replaced, served by Debian's nginx.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 
@@ -14,21 +13,16 @@ import pytest
 import requests
 
 from service.config import REPO_ROOT
+from tests.helpers import free_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if shutil.which("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed (apt-get install -y nginx-light)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def proxy(live_server, tmp_path_factory):
     folder = tmp_path_factory.mktemp("nginx")
-    port = _free_port()
+    port = free_port()
     upstream = live_server.removeprefix("http://")
     site = (REPO_ROOT / "deploy" / "nginx.conf").read_text()
     assert "server app:8000;" in site and "listen 80;" in site

@@ -23,7 +23,9 @@ from sqlalchemy.exc import DBAPIError
 from service.store import embedded_replica
 from service.store.db import make_engine
 from service.store.replicas import Health, ReadReplicas, check_health, read_with_fallback, replay_lag_s
-from tests.conftest import app_for, serve
+from tests.helpers import app_for, serve
+
+pytestmark = pytest.mark.slow  # PostgreSQL servers of its own: a streaming replica, killed and restarted
 
 AUTH = {"Authorization": "Bearer test-token"}
 MAX_LAG_S = 5.0

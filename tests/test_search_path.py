@@ -14,7 +14,7 @@ from service.search.searcher import Filters, Searcher
 from service.search.shortlist import EXACT_SHORTLIST_SQL, indexed_shortlist_sql
 from service.store.db import driver_connection
 from service.store.hnsw import index_name
-from tests.conftest import load_library, migrate_to
+from tests.helpers import load_library, migrate_to
 
 QUERIES = ["a dog runs through the snow", "two people on a beach", "a man riding a bike", "children at a party"]
 

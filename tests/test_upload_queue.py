@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from service.config import REPO_ROOT
-from tests.conftest import FIXTURE_DATASET, wait_searchable
+from tests.helpers import FIXTURE_DATASET, wait_searchable
 
 AUTH = {"Authorization": "Bearer test-token"}
 COFFEE = FIXTURE_DATASET.parent / "uploads" / "coffee.jpg"
@@ -154,6 +154,7 @@ CRASHING_WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a worker process of its own, loading the models, killed
 def test_a_worker_killed_mid_job_leaves_the_job_to_be_retried(queue_library, encoders):
     from service.ingest.embedding_worker import process_batch
 
