@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from service.http import metrics, schemas
 from service.http.contract import endpoint, responses
-from service.store.db import get_session, replicas_of
+from service.http.db_session import get_session, replicas_of
 from service.store.model_rows import active_ranker
 
 bp = Blueprint("health", __name__)

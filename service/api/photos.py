@@ -6,12 +6,12 @@ from werkzeug.utils import secure_filename
 
 from service.http import schemas
 from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, PHOTO_ID, endpoint, responses
+from service.http.db_session import get_session, note_write, run_read
 from service.http.pictures import picture
 from service.photos import child_marks, embedding_queue, uploads
 from service.photos.images import ACCEPTED_FORMATS, EXTENSIONS, thumbnail_jpeg
 from service.runtime import embedding_worker, get_encoders
 from service.store import photo_files
-from service.store.db import get_session, note_write, run_read
 
 bp = Blueprint("photos", __name__)
 

@@ -5,10 +5,10 @@ from flask import Blueprint, jsonify, request
 
 from service.http import schemas
 from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, endpoint, responses
+from service.http.db_session import get_session, note_write
 from service.http.errors import ApiError
 from service.photos import uploads
 from service.ratings import votes
-from service.store.db import get_session, note_write
 
 bp = Blueprint("ratings", __name__, url_prefix="/api")
 

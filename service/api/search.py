@@ -8,13 +8,13 @@ from flask import Blueprint, current_app, jsonify, request
 
 from service.http import metrics, schemas
 from service.http.contract import DATABASE_ERRORS, RATE_LIMITED, endpoint, responses
+from service.http.db_session import run_read
 from service.http.errors import ApiError
 from service.http.pictures import picture
 from service.photos import uploads
 from service.runtime import get_encoders, get_searcher
 from service.search.searcher import Filters
 from service.search.similar import NoVector, similar_to_image, similar_to_photo
-from service.store.db import run_read
 
 bp = Blueprint("search", __name__, url_prefix="/api")
 
