@@ -18,9 +18,7 @@ bp = Blueprint("ratings", __name__, url_prefix="/api")
           resp=responses({201: schemas.RatingAdded}, (401, 403, 404, *BODY_ERRORS, *DATABASE_ERRORS)))
 def rate():
     """Vote whether a description or a query matches a photo."""
-    body: schemas.RatingRequest = request.context.json
-    if (body.description_id is None) == (body.query is None):
-        raise ApiError("send exactly one of 'description_id' and 'query'", field="description_id")
+    body: schemas.RatingRequest = request.context.json  # exactly one of description_id and query: checked there
     session = get_session()
     uploads.require(session=session, photo_id=body.photo_id, field="photo_id")
     if body.description_id is not None and uploads.get_description(session=session, description_id=body.description_id) is None:

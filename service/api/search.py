@@ -9,7 +9,6 @@ from flask import Blueprint, current_app, jsonify, request
 from service.http import metrics, schemas
 from service.http.contract import DATABASE_ERRORS, RATE_LIMITED, endpoint, responses
 from service.http.db_session import run_read
-from service.http.errors import ApiError
 from service.http.pictures import picture
 from service.photos import uploads
 from service.runtime import get_encoders, get_searcher
@@ -20,8 +19,6 @@ bp = Blueprint("search", __name__, url_prefix="/api")
 
 
 def _filters(body: schemas.SearchRequest) -> Filters:
-    if body.taken_after and body.taken_before and body.taken_after >= body.taken_before:
-        raise ApiError("'taken_after' must be earlier than 'taken_before'", field="taken_after")
     return Filters(camera=body.camera, place=body.place, uploader=body.uploader,
                    taken_after=body.taken_after, taken_before=body.taken_before)
 

@@ -137,9 +137,11 @@ def _bounds(model: type[BaseModel] | None, field: str) -> tuple | None:
 
 def _problem(model: type[BaseModel] | None, error: dict) -> tuple[str | None, str]:
     """(field, message) in plain words for one pydantic error."""
+    kind = error["type"]
+    if kind == "fields_conflict":  # a rule across fields (``schemas.fields_conflict``) names its field
+        return error["ctx"]["field"], error["msg"]
     field = ".".join(str(part) for part in error["loc"]) or None
     name = f"'{field}'"
-    kind = error["type"]
     if kind == "missing" or (kind.endswith("_type") and error.get("input", "") is None):
         return field, f"{name} is required"
     if kind == "extra_forbidden":
