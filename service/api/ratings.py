@@ -1,10 +1,10 @@
 """POST /api/ratings: a live match / no-match vote on a photo and a description or a free query."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, request
 
 from service.http import schemas
-from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, endpoint, responses
+from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, endpoint, reply, responses
 from service.http.db_session import get_session, note_write
 from service.http.errors import ApiError
 from service.photos import uploads
@@ -27,5 +27,5 @@ def rate():
                              description_id=body.description_id, query=body.query, client=body.client)
     session.commit()
     note_write()
-    return jsonify({"vote_id": vote_id, "photo_id": body.photo_id, "description_id": body.description_id,
-                    "query": body.query, "match": body.match}), 201
+    return reply(schemas.RatingAdded(vote_id=vote_id, photo_id=body.photo_id, description_id=body.description_id,
+                                     query=body.query, match=body.match), 201)

@@ -15,7 +15,8 @@ import difflib
 import functools
 from collections.abc import Iterable
 
-from flask import jsonify, request
+from flask import Response as FlaskResponse
+from flask import current_app, jsonify, request
 from pydantic import BaseModel, ValidationError
 from spectree import Response, SecurityScheme, SpecTree
 from spectree.model_adapter.pydantic_adapter import PydanticModelAdapter
@@ -70,6 +71,14 @@ def responses(ok: dict[int, type[BaseModel] | None], errors: Iterable[int] = ())
     response = Response(*without_body, **{code: model for code, model in codes.items() if model is not None})
     response.json_success = any(model is not None for model in ok.values())
     return response
+
+
+def reply(body: schemas.Reply, status: int = 200, headers: dict | None = None) -> FlaskResponse:
+    """A response model as the JSON answer. Only the fields the view set are written, so a key the
+    contract leaves out when it does not apply (``explain``, ``notice``, ``attempts``...) stays out
+    rather than coming back as null."""
+    return current_app.response_class(body.model_dump_json(exclude_unset=True), status=status, headers=headers,
+                                      mimetype="application/json")
 
 
 def endpoint(*, json: type[BaseModel] | None = None, form: type[BaseModel] | None = None,
