@@ -43,7 +43,11 @@ api = SpecTree(
                 '{"error", "status", "field"?}; see docs/api.md.',
     page_templates={},  # no Swagger/ReDoc pages: they load scripts from CDNs this service cannot assume
     annotations=False,
+    # Every schema under its class's plain name, nested ones too (spectree's default prefixes a
+    # nested model with its parent's name, so SearchState would be two schemas): client generators
+    # make one class per schema. The names in service.http.schemas are unique.
     naming_strategy=lambda model: model.__name__,
+    nested_naming_strategy=lambda _parent, child: child,
     model_adapter=_ModelAdapter(),
     validation_error_status=400,
     validation_error_model=schemas.ErrorBody,
