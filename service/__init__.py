@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.routing import IntegerConverter
 
-from service.config import Settings, load_settings
+from service.config import load_settings
 
 
 class BigintConverter(IntegerConverter):
@@ -44,6 +44,3 @@ def create_app(overrides: dict | None = None) -> Flask:
     contract.init_app(app)  # after the blueprints: the OpenAPI document lists every route
     return app
 
-
-def settings_of(app: Flask) -> Settings:
-    return app.config["WITHSENSE"]

@@ -164,10 +164,6 @@ class PhotoNotFound(LookupError):
         self.field = field
 
 
-def get(*, session: Session, photo_id: int) -> Optional[Photo]:
-    return session.get(Photo, photo_id)
-
-
 def require(*, session: Session, photo_id: int, field: str | None = None) -> Photo:
     """The photo, or ``PhotoNotFound`` (a 404 at the HTTP edge, ``service.http.errors``)."""
     photo = session.get(Photo, photo_id)

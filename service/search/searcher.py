@@ -185,11 +185,6 @@ class Searcher:
     def active_model(self) -> dict:
         return self.active_state().model
 
-    def text_model_id(self) -> Optional[int]:
-        """The models row of the text encoder (description vectors are stored under it); None before
-        any description has been embedded. Read, never created, on the search path."""
-        return self.models.get().text_model_id
-
     def uses_index(self, state: ActiveState) -> bool:
         """HNSW once the library is large enough to need it (WITHSENSE_HNSW_MIN_PHOTOS); an exact
         scan below that is as fast on this machine and exact (reports/bench/scale.md)."""
