@@ -31,11 +31,10 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     from service.api.photos import bp as photos_bp
     from service.api.ratings import bp as ratings_bp
     from service.api.search import bp as search_bp
-    from service.http import body_limit, contract, errors, metrics, ratelimit
-    from service.store import db
+    from service.http import body_limit, contract, db_session, errors, metrics, ratelimit
     from service.web.views import bp as web_bp
 
-    db.init_app(app, settings)
+    db_session.init_app(app, settings)
     errors.init_app(app)
     # The upload limit, plus room for the multipart framing and the form's text fields.
     body_limit.init_app(app, settings.max_upload_mb * 1024 * 1024 + 64 * 1024)
@@ -49,6 +48,3 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     contract.init_app(app)  # after the blueprints: the OpenAPI document lists every route
     return app
 
-
-def settings_of(app: Flask) -> Settings:
-    return app.config["WITHSENSE"]

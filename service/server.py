@@ -23,7 +23,6 @@ from pathlib import Path
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
-from service import settings_of
 from service.config import Settings
 
 
@@ -46,7 +45,7 @@ class BoundedReadWorker(ThreadWorker):
 
     def load_wsgi(self):
         super().load_wsgi()
-        seconds = settings_of(self.wsgi).read_timeout
+        seconds = self.wsgi.config["WITHSENSE"].read_timeout  # the Flask app create_app built
         self._receive_timeout = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
 
     def enqueue_req(self, conn):

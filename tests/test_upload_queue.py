@@ -80,11 +80,15 @@ def _add(settings, engine, encoders, data: bytes, **metadata) -> int:
 
 
 def _state(settings, engine, photo_id) -> dict:
+    """The photo's search state with the keys the API shows (those that apply)."""
+    from dataclasses import asdict
+
     from service.photos import embedding_queue
     from service.store.db import session_scope
 
     with session_scope(engine) as session:
-        return embedding_queue.search_state(session=session, photo_id=photo_id, encoder_key=settings.encoder_key)
+        state = embedding_queue.search_state(session=session, photo_id=photo_id, encoder_key=settings.encoder_key)
+    return {key: value for key, value in asdict(state).items() if value is not None}
 
 
 def test_queued_photo_is_pending_until_a_batch_embeds_it(queue_library, encoders):

@@ -2,12 +2,12 @@
 ``service.http.contract`` at /api/openapi.json.)"""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app
 from sqlalchemy import text
 
 from service.http import metrics, schemas
-from service.http.contract import endpoint, responses
-from service.store.db import get_session, replicas_of
+from service.http.contract import endpoint, reply, responses
+from service.http.db_session import get_session, replicas_of
 from service.store.model_rows import active_ranker
 
 bp = Blueprint("health", __name__)
@@ -17,7 +17,7 @@ bp = Blueprint("health", __name__)
 @endpoint(resp=responses({200: schemas.Liveness}))
 def healthz():
     """Liveness: the process answers."""
-    return jsonify({"status": "ok"})
+    return reply(schemas.Liveness(status="ok"))
 
 
 @bp.get("/readyz")
@@ -30,17 +30,16 @@ def readyz():
         session.execute(text("SELECT 1"))
         model = active_ranker(session.connection(), settings.encoder_key)
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
-        return jsonify({"status": "unavailable", "database": f"{type(exc).__name__}", "model": None}), 503
+        return reply(schemas.Readiness(status="unavailable", database=f"{type(exc).__name__}", model=None), 503)
     if model is None:
-        return jsonify({"status": "unavailable", "database": "ok", "model": None,
-                        "error": f"no active model for encoders {settings.encoder_key}: run `withsense train`"}), 503
-    body = {"status": "ready", "database": "ok", "model": model.version}
+        return reply(schemas.Readiness(
+            status="unavailable", database="ok", model=None,
+            error=f"no active model for encoders {settings.encoder_key}: run `withsense train`"), 503)
     replicas = replicas_of()
-    if replicas:
-        # Informational: reads fall back to the primary, so a replica that is down or lagging
-        # makes the service slower, never unready.
-        body["replicas"] = replicas.status()
-    return jsonify(body)
+    # Informational: reads fall back to the primary, so a replica that is down or lagging makes
+    # the service slower, never unready.
+    extra = {"replicas": replicas.status()} if replicas else {}
+    return reply(schemas.Readiness(status="ready", database="ok", model=model.version, **extra))
 
 
 @bp.get("/metrics")

@@ -1,17 +1,20 @@
 """Photos: upload, metadata, descriptions by other users, and the image files (served only by id)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+from dataclasses import asdict
+from datetime import datetime
+
+from flask import Blueprint, current_app, request, send_file, url_for
 from werkzeug.utils import secure_filename
 
 from service.http import schemas
-from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, PHOTO_ID, endpoint, responses
+from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, PHOTO_ID, endpoint, reply, responses
+from service.http.db_session import get_session, note_write, run_read
 from service.http.pictures import picture
 from service.photos import child_marks, embedding_queue, uploads
 from service.photos.images import ACCEPTED_FORMATS, EXTENSIONS, thumbnail_jpeg
 from service.runtime import embedding_worker, get_encoders
 from service.store import photo_files
-from service.store.db import get_session, note_write, run_read
 
 bp = Blueprint("photos", __name__)
 
@@ -37,12 +40,13 @@ def upload():
         embedding_worker().wake()
     note_write()
     stored = uploads.require(session=session, photo_id=added.photo_id)
-    body = {"photo_id": added.photo_id, "duplicate_of": added.duplicate_of, "near_duplicates": added.near_duplicates,
-            **picture(added.photo_id, stored.shows_child),
-            "search": embedding_queue.search_state(session=session, photo_id=added.photo_id,
-                                                   encoder_key=_settings().encoder_key)}
+    state = embedding_queue.search_state(session=session, photo_id=added.photo_id, encoder_key=_settings().encoder_key)
+    body = schemas.PhotoAdded(
+        photo_id=added.photo_id, duplicate_of=added.duplicate_of,
+        near_duplicates=[schemas.NearDuplicate(**asdict(near)) for near in added.near_duplicates],
+        **picture(added.photo_id, stored.shows_child), search=_search_state(state))
     status = 200 if added.duplicate_of is not None else 201
-    return jsonify(body), status, {"Location": url_for("photos.photo", photo_id=added.photo_id)}
+    return reply(body, status, {"Location": url_for("photos.photo", photo_id=added.photo_id)})
 
 
 @bp.get(f"/api/photos/{PHOTO_ID}")
@@ -54,13 +58,40 @@ def photo(photo_id: int):
     def read(session):
         photo = uploads.require(session=session, photo_id=photo_id)
         details = uploads.details(session=session, photo=photo, rule_on=rule_on)
-        details["search"] = embedding_queue.search_state(session=session, photo_id=photo_id, encoder_key=encoder_key)
-        return photo.shows_child, details
+        return details, embedding_queue.search_state(session=session, photo_id=photo_id, encoder_key=encoder_key)
 
     # From a replica; not found there may only mean not replicated yet, so the primary is asked then.
-    shows_child, details = run_read(read, retry_on_primary=(uploads.PhotoNotFound,))
-    details.update({"notice": None, **picture(photo_id, shows_child, thumbnail=True)})
-    return jsonify(details)
+    details, state = run_read(read, retry_on_primary=(uploads.PhotoNotFound,))
+    return reply(_photo_details(details, state))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _search_state(state: embedding_queue.SearchState) -> schemas.SearchState:
+    """Only the keys that apply: ``attempts`` while there is a job, ``error`` for a failed one."""
+    return schemas.SearchState(**{key: value for key, value in asdict(state).items() if value is not None})
+
+
+def _photo_details(details: uploads.PhotoDetails, state: embedding_queue.SearchState) -> schemas.PhotoDetails:
+    ratings = details.ratings
+    return schemas.PhotoDetails(
+        photo_id=details.photo_id, file_name=details.file_name, split=details.split, sha256=details.sha256,
+        bytes=details.bytes, width=details.width, height=details.height, uploader=details.uploader,
+        place=details.place, camera=details.camera, taken_at=_iso(details.taken_at),
+        created_at=_iso(details.created_at), shows_child=details.shows_child,
+        descriptions=[schemas.DescriptionOut(description_id=d.description_id, text=d.text, source=d.source,
+                                             author=d.author, created_at=_iso(d.created_at))
+                      for d in details.descriptions],
+        ratings=schemas.RatingsSummary(
+            expert=schemas.ExpertSummary(pairs=ratings.expert_pairs, mean_score=ratings.expert_mean_score),
+            crowd=schemas.CrowdSummary(pairs=ratings.crowd_pairs, mean_share=ratings.crowd_mean_share,
+                                       yes=ratings.crowd_yes, no=ratings.crowd_no),
+            live_votes=schemas.VoteSummary(yes=ratings.live_yes, no=ratings.live_no)),
+        **{"notice": None, **picture(details.photo_id, details.shows_child, thumbnail=True)},
+        search=_search_state(state),
+    )
 
 
 @bp.post(f"/api/photos/{PHOTO_ID}/descriptions")
@@ -77,7 +108,8 @@ def add_description(photo_id: int):
     session.commit()
     note_write()
     shown = child_marks.shown_text(text_, rule_on=_settings().content_rule)
-    return jsonify({"description_id": description_id, "photo_id": photo_id, "text": shown, "author": author}), 201
+    return reply(schemas.DescriptionAdded(description_id=description_id, photo_id=photo_id, text=shown,
+                                          author=author), 201)
 
 
 def _servable(photo_id: int):

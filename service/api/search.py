@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, request
 
 from service.http import metrics, schemas
-from service.http.contract import DATABASE_ERRORS, RATE_LIMITED, endpoint, responses
-from service.http.errors import ApiError
+from service.http.contract import DATABASE_ERRORS, RATE_LIMITED, endpoint, reply, responses
+from service.http.db_session import run_read
 from service.http.pictures import picture
 from service.photos import uploads
 from service.runtime import get_encoders, get_searcher
-from service.search.searcher import Filters
-from service.search.similar import NoVector, similar_to_image, similar_to_photo
-from service.store.db import run_read
+from service.search.searcher import Filters, Result, SearchOutcome
+from service.search.similar import Neighbours, NoVector, similar_to_image, similar_to_photo
 
 bp = Blueprint("search", __name__, url_prefix="/api")
-
-
-def _filters(body: schemas.SearchRequest) -> Filters:
-    if body.taken_after and body.taken_before and body.taken_after >= body.taken_before:
-        raise ApiError("'taken_after' must be earlier than 'taken_before'", field="taken_after")
-    return Filters(camera=body.camera, place=body.place, uploader=body.uploader,
-                   taken_after=body.taken_after, taken_before=body.taken_before)
 
 
 @bp.post("/search")
@@ -32,32 +24,34 @@ def _filters(body: schemas.SearchRequest) -> Filters:
 def search():
     """Photos that fit a description, best first, each with a score from 0 to 1."""
     body: schemas.SearchRequest = request.context.json
-    explain = body.explain
-    response = get_searcher().search(body.query, limit=body.limit, offset=body.offset, min_score=body.min_score,
-                                     filters=_filters(body))
-    metrics.observe_search(response.stages_ms, response.took_ms, blocked=response.blocked)
-    payload = {
-        "query": response.query, "blocked": response.blocked, "notice": response.notice,
-        "results": [_result(r, explain) for r in response.results],
-        "offset": response.offset, "limit": response.limit, "message": response.message,
-        "model_version": response.model_version, "took_ms": response.took_ms,
-    }
+    filters = Filters(camera=body.camera, place=body.place, uploader=body.uploader,
+                      taken_after=body.taken_after, taken_before=body.taken_before)
+    outcome = get_searcher().search(body.query, limit=body.limit, offset=body.offset, min_score=body.min_score,
+                                    filters=filters)
+    metrics.observe_search(outcome.stages_ms, outcome.took_ms, blocked=outcome.blocked)
     started = time.perf_counter()
-    reply = jsonify(payload)
-    stages = {**response.stages_ms, "serialisation": round((time.perf_counter() - started) * 1000, 3)}
+    answer = reply(_search_response(outcome, explain=body.explain))
+    stages = {**outcome.stages_ms, "serialisation": round((time.perf_counter() - started) * 1000, 3)}
     # Per-stage timings for benchmarks and browser dev tools (the standard Server-Timing header).
-    reply.headers["Server-Timing"] = ", ".join(f"{name};dur={ms}" for name, ms in stages.items())
-    return reply
+    answer.headers["Server-Timing"] = ", ".join(f"{name};dur={ms}" for name, ms in stages.items())
+    return answer
 
 
-def _result(result, explain: bool) -> dict:
-    item = {"photo_id": result.photo_id, "file_name": result.file_name, "score": result.score,
-            **picture(result.photo_id, result.shows_child)}
-    if explain:
-        item["explain"] = {"shortlist_similarity": result.similarity,
-                           "description_match": result.description_match,
-                           "scorer_score": result.scorer_score}
-    return item
+def _search_response(outcome: SearchOutcome, *, explain: bool) -> schemas.SearchResponse:
+    return schemas.SearchResponse(
+        query=outcome.query, blocked=outcome.blocked, notice=outcome.notice,
+        results=[_search_result(r, explain) for r in outcome.results],
+        offset=outcome.offset, limit=outcome.limit, message=outcome.message,
+        model_version=outcome.model_version, took_ms=outcome.took_ms,
+    )
+
+
+def _search_result(result: Result, explain: bool) -> schemas.SearchResult:
+    extra = {"explain": schemas.Explain(shortlist_similarity=result.similarity,
+                                        description_match=result.description_match,
+                                        scorer_score=result.scorer_score)} if explain else {}
+    return schemas.SearchResult(photo_id=result.photo_id, file_name=result.file_name, score=result.score,
+                                **picture(result.photo_id, result.shows_child), **extra)
 
 
 @bp.post("/search/similar")
@@ -73,8 +67,8 @@ def similar():
     if request.context.form is not None:
         form: schemas.SimilarUpload = request.context.form
         data, limit, image_encoder = form.file.read(), form.limit, get_encoders().image
-        payload = run_read(lambda session: similar_to_image(session=session, settings=settings,
-                                                            image_encoder=image_encoder, data=data, limit=limit))
+        neighbours = run_read(lambda session: similar_to_image(session=session, settings=settings,
+                                                               image_encoder=image_encoder, data=data, limit=limit))
     else:
         body: schemas.SimilarRequest = request.context.json
 
@@ -82,7 +76,13 @@ def similar():
             photo = uploads.require(session=session, photo_id=body.photo_id, field="photo_id")
             return similar_to_photo(session=session, settings=settings, photo=photo, limit=body.limit)
 
-        payload = run_read(nearest, retry_on_primary=(uploads.PhotoNotFound, NoVector))
-    for item in payload["results"]:
-        item.update(picture(item["photo_id"], item.pop("shows_child")))
-    return jsonify(payload)
+        neighbours = run_read(nearest, retry_on_primary=(uploads.PhotoNotFound, NoVector))
+    return reply(_similar_response(neighbours))
+
+
+def _similar_response(neighbours: Neighbours) -> schemas.SimilarResponse:
+    return schemas.SimilarResponse(
+        photo_id=neighbours.photo_id, model_version=neighbours.model_version,
+        results=[schemas.SimilarResult(photo_id=n.photo_id, file_name=n.file_name, score=n.score,
+                                       **picture(n.photo_id, n.shows_child)) for n in neighbours.results],
+    )

@@ -15,7 +15,8 @@ import difflib
 import functools
 from collections.abc import Iterable
 
-from flask import jsonify, request
+from flask import Response as FlaskResponse
+from flask import current_app, jsonify, request
 from pydantic import BaseModel, ValidationError
 from spectree import Response, SecurityScheme, SpecTree
 from spectree.model_adapter.pydantic_adapter import PydanticModelAdapter
@@ -42,7 +43,11 @@ api = SpecTree(
                 '{"error", "status", "field"?}; see docs/api.md.',
     page_templates={},  # no Swagger/ReDoc pages: they load scripts from CDNs this service cannot assume
     annotations=False,
+    # Every schema under its class's plain name, nested ones too (spectree's default prefixes a
+    # nested model with its parent's name, so SearchState would be two schemas): client generators
+    # make one class per schema. The names in service.http.schemas are unique.
     naming_strategy=lambda model: model.__name__,
+    nested_naming_strategy=lambda _parent, child: child,
     model_adapter=_ModelAdapter(),
     validation_error_status=400,
     validation_error_model=schemas.ErrorBody,
@@ -70,6 +75,14 @@ def responses(ok: dict[int, type[BaseModel] | None], errors: Iterable[int] = ())
     response = Response(*without_body, **{code: model for code, model in codes.items() if model is not None})
     response.json_success = any(model is not None for model in ok.values())
     return response
+
+
+def reply(body: schemas.Reply, status: int = 200, headers: dict | None = None) -> FlaskResponse:
+    """A response model as the JSON answer. Only the fields the view set are written, so a key the
+    contract leaves out when it does not apply (``explain``, ``notice``, ``attempts``...) stays out
+    rather than coming back as null."""
+    return current_app.response_class(body.model_dump_json(exclude_unset=True), status=status, headers=headers,
+                                      mimetype="application/json")
 
 
 def endpoint(*, json: type[BaseModel] | None = None, form: type[BaseModel] | None = None,
@@ -137,9 +150,11 @@ def _bounds(model: type[BaseModel] | None, field: str) -> tuple | None:
 
 def _problem(model: type[BaseModel] | None, error: dict) -> tuple[str | None, str]:
     """(field, message) in plain words for one pydantic error."""
+    kind = error["type"]
+    if kind == "fields_conflict":  # a rule across fields (``schemas.fields_conflict``) names its field
+        return error["ctx"]["field"], error["msg"]
     field = ".".join(str(part) for part in error["loc"]) or None
     name = f"'{field}'"
-    kind = error["type"]
     if kind == "missing" or (kind.endswith("_type") and error.get("input", "") is None):
         return field, f"{name} is required"
     if kind == "extra_forbidden":

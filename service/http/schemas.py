@@ -23,6 +23,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from spectree.model_adapter.pydantic_adapter import BaseFile
@@ -55,6 +56,12 @@ def _iso_datetime(value: Any) -> Any:
     except ValueError:
         raise PydanticCustomError("iso_datetime", "is not an ISO 8601 date-time (e.g. 2024-05-01T12:00:00Z)") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def fields_conflict(field: str, message: str) -> PydanticCustomError:
+    """A rule across fields, broken: ``field`` is the one the error names (``service.http.contract``
+    reads it from the error's context)."""
+    return PydanticCustomError("fields_conflict", message, {"field": field})
 
 
 def Text(max_chars: int, description: str | None = None):  # noqa: N802 - reads as a type in the models
@@ -115,6 +122,12 @@ class SearchRequest(Body):
     taken_after: IsoDateTime = Field(None, description="inclusive; UTC when no zone is given")
     taken_before: IsoDateTime = Field(None, description="exclusive; UTC when no zone is given")
     explain: StrictBool = False
+
+    @model_validator(mode="after")
+    def _interval_not_empty(self):
+        if self.taken_after and self.taken_before and self.taken_after >= self.taken_before:
+            raise fields_conflict("taken_after", "'taken_after' must be earlier than 'taken_before'")
+        return self
 
 
 class Explain(Reply):
@@ -285,6 +298,12 @@ class RatingRequest(Body):
     query: Text(MAX_QUERY_CHARS) | None = None
     match: StrictBool
     client: Text(MAX_META_CHARS) | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self):
+        if (self.description_id is None) == (self.query is None):
+            raise fields_conflict("description_id", "send exactly one of 'description_id' and 'query'")
+        return self
 
 
 class RatingAdded(Reply):

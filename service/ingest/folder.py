@@ -21,7 +21,7 @@ class FilesReport:
     added: list[tuple[str, int]] = field(default_factory=list)
     duplicates: list[tuple[str, int]] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
-    near_duplicates: list[tuple[str, list[dict]]] = field(default_factory=list)
+    near_duplicates: list[tuple[str, list[uploads.NearDuplicate]]] = field(default_factory=list)
     orphans_removed: int = 0
     embedded: int = 0
 
@@ -36,7 +36,7 @@ class FilesReport:
         if self.orphans_removed:
             out.append(f"removed {self.orphans_removed} orphan file(s) left in the photo store by an interrupted run")
         out += [f"rejected {name}: {reason}" for name, reason in self.rejected]
-        out += [f"near duplicate {name}: of photo(s) {', '.join(str(n['photo_id']) for n in near)}"
+        out += [f"near duplicate {name}: of photo(s) {', '.join(str(n.photo_id) for n in near)}"
                 for name, near in self.near_duplicates]
         return out
 

@@ -10,7 +10,8 @@ next claim. A job that raises counts an attempt (``record_failure``) and is ``fa
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
@@ -83,12 +84,22 @@ def queued_count(conn: Connection) -> int:
     return int(conn.execute(QUEUED_COUNT_SQL).scalar())
 
 
-def search_state(*, session: Session, photo_id: int, encoder_key: str) -> dict:
-    """``{"state": "pending" | "failed" | "searchable" | "not_indexed", ...}`` for the photo details."""
+@dataclass(frozen=True)
+class SearchState:
+    """Whether search finds a photo yet. ``attempts`` is set while a job exists (pending, failed);
+    ``error`` only for a failed one."""
+
+    state: Literal["pending", "failed", "searchable", "not_indexed"]
+    attempts: Optional[int] = None
+    error: Optional[str] = None
+
+
+def search_state(*, session: Session, photo_id: int, encoder_key: str) -> SearchState:
+    """The photo's job state while it has one, else whether it has a vector under the active ranker."""
     row = session.execute(PHOTO_SEARCH_STATE_SQL, {"photo_id": photo_id, "encoder_key": encoder_key}).one()
     if row.job_state == "queued":
-        return {"state": "pending", "attempts": row.attempts}
+        return SearchState("pending", attempts=row.attempts)
     if row.job_state == "failed":
-        return {"state": "failed", "attempts": row.attempts, "error": row.last_error}
+        return SearchState("failed", attempts=row.attempts, error=row.last_error)
     # No job: vectors landed. Without an active ranker nothing is searchable until `withsense train`.
-    return {"state": "searchable" if row.searchable else "not_indexed"}
+    return SearchState("searchable" if row.searchable else "not_indexed")

@@ -97,22 +97,71 @@ RATINGS_SUMMARY_SQL = text(
 MAX_DESCRIPTION_CHARS = 2000  # the descriptions table's check constraint
 
 
+@dataclass(frozen=True)
+class NearDuplicate:
+    """A stored photo whose fingerprint is within ``near_duplicate_distance`` of a new one's."""
+
+    photo_id: int
+    file_name: str
+    distance: float
+
+
 @dataclass
 class AddedPhoto:
     photo_id: int
     duplicate_of: Optional[int] = None
-    near_duplicates: list[dict] = field(default_factory=list)
+    near_duplicates: list[NearDuplicate] = field(default_factory=list)
     queued: bool = False  # its image vectors are still to be computed (``embedding_queue``)
+
+
+@dataclass(frozen=True)
+class ShownDescription:
+    """A description as shown to users: the notice in place of a text the content rule flags."""
+
+    description_id: int
+    text: str
+    source: str
+    author: Optional[str]
+    created_at: Optional[datetime]
+
+
+@dataclass(frozen=True)
+class RatingsSummary:
+    """A photo's ratings over descriptions that are not held-out test queries."""
+
+    expert_pairs: int
+    expert_mean_score: Optional[float]
+    crowd_pairs: int
+    crowd_mean_share: Optional[float]
+    crowd_yes: int
+    crowd_no: int
+    live_yes: int
+    live_no: int
+
+
+@dataclass(frozen=True)
+class PhotoDetails:
+    photo_id: int
+    file_name: str
+    split: str
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+    uploader: Optional[str]
+    place: Optional[str]
+    camera: Optional[str]
+    taken_at: Optional[datetime]
+    created_at: Optional[datetime]
+    shows_child: bool  # the content rule's mark: a description or the uploader says so
+    descriptions: list[ShownDescription]
+    ratings: RatingsSummary
 
 
 class PhotoNotFound(LookupError):
     def __init__(self, photo_id: int, field: str | None = None):
         super().__init__(f"photo {photo_id} does not exist")
         self.field = field
-
-
-def get(*, session: Session, photo_id: int) -> Optional[Photo]:
-    return session.get(Photo, photo_id)
 
 
 def require(*, session: Session, photo_id: int, field: str | None = None) -> Photo:
@@ -186,12 +235,12 @@ def add_photo(
 
 
 def near_duplicates(*, session: Session, photo_id: int, fingerprint: np.ndarray, fingerprint_model_id: int,
-                    max_distance: float) -> list[dict]:
+                    max_distance: float) -> list[NearDuplicate]:
     rows = session.execute(NEAR_DUPLICATES_SQL, {
         "fingerprint": np.asarray(fingerprint, dtype=np.float32), "fingerprint_model_id": fingerprint_model_id,
         "photo_id": photo_id, "max_distance": max_distance,
     }).all()
-    return [{"photo_id": r.photo_id, "file_name": r.file_name, "distance": round(float(r.distance), 6)} for r in rows]
+    return [NearDuplicate(r.photo_id, r.file_name, round(float(r.distance), 6)) for r in rows]
 
 
 def add_description(*, session: Session, settings: Settings, text_encoder, photo_id: int, text_: str,
@@ -217,33 +266,29 @@ def get_description(*, session: Session, description_id: int) -> Optional[Descri
     return None if found is None or found.source == "test" else found
 
 
-def details(*, session: Session, photo: Photo, rule_on: bool = True) -> dict:
+def details(*, session: Session, photo: Photo, rule_on: bool = True) -> PhotoDetails:
     """Metadata, descriptions (never the held-out test queries; the notice in place of a text the
     content rule flags, when ``rule_on``) and a ratings summary."""
     descriptions = session.scalars(
         select(Description).where(Description.photo_id == photo.id, Description.source != "test").order_by(Description.id)
     ).all()
     ratings = session.execute(RATINGS_SUMMARY_SQL, {"photo_id": photo.id}).mappings().one()
-    return {
-        "photo_id": photo.id, "file_name": photo.file_name, "split": photo.split, "sha256": photo.sha256,
-        "bytes": photo.bytes, "width": photo.width, "height": photo.height,
-        "uploader": photo.uploader, "place": photo.place, "camera": photo.camera,
-        "taken_at": photo.taken_at.isoformat() if photo.taken_at else None,
-        "created_at": photo.created_at.isoformat() if photo.created_at else None,
-        "shows_child": photo.shows_child,
-        "descriptions": [
-            {"description_id": d.id, "text": child_marks.shown_text(d.text, rule_on=rule_on), "source": d.source,
-             "author": d.author,
-             "created_at": d.created_at.isoformat() if d.created_at else None}
+    return PhotoDetails(
+        photo_id=photo.id, file_name=photo.file_name, split=photo.split, sha256=photo.sha256,
+        bytes=photo.bytes, width=photo.width, height=photo.height,
+        uploader=photo.uploader, place=photo.place, camera=photo.camera,
+        taken_at=photo.taken_at, created_at=photo.created_at, shows_child=photo.shows_child,
+        descriptions=[
+            ShownDescription(d.id, child_marks.shown_text(d.text, rule_on=rule_on), d.source, d.author, d.created_at)
             for d in descriptions
         ],
-        "ratings": {
-            "expert": {"pairs": ratings["expert_pairs"], "mean_score": _round(ratings["expert_mean"])},
-            "crowd": {"pairs": ratings["crowd_pairs"], "mean_share": _round(ratings["crowd_mean_share"]),
-                      "yes": int(ratings["crowd_yes"]), "no": int(ratings["crowd_no"])},
-            "live_votes": {"yes": ratings["live_yes"], "no": ratings["live_no"]},
-        },
-    }
+        ratings=RatingsSummary(
+            expert_pairs=ratings["expert_pairs"], expert_mean_score=_round(ratings["expert_mean"]),
+            crowd_pairs=ratings["crowd_pairs"], crowd_mean_share=_round(ratings["crowd_mean_share"]),
+            crowd_yes=int(ratings["crowd_yes"]), crowd_no=int(ratings["crowd_no"]),
+            live_yes=ratings["live_yes"], live_no=ratings["live_no"],
+        ),
+    )
 
 
 def _round(value: float | None) -> float | None:

@@ -65,7 +65,9 @@ class Result:
 
 
 @dataclass
-class SearchResponse:
+class SearchOutcome:
+    """One search's results and the figures about it: the API's answer and the CLI's output are made from it."""
+
     query: str
     blocked: bool
     notice: Optional[str]
@@ -183,11 +185,6 @@ class Searcher:
     def active_model(self) -> ModelRow:
         return self.active_state().model
 
-    def text_model_id(self) -> Optional[int]:
-        """The models row of the text encoder (description vectors are stored under it); None before
-        any description has been embedded. Read, never created, on the search path."""
-        return self.models.get().text_model_id
-
     def uses_index(self, state: ActiveState) -> bool:
         """HNSW once the library is large enough to need it (WITHSENSE_HNSW_MIN_PHOTOS); an exact
         scan below that is as fast on this machine and exact (reports/bench/scale.md)."""
@@ -195,7 +192,7 @@ class Searcher:
 
     def search(self, query: str, *, limit: int = 5, offset: int = 0, min_score: Optional[float] = None,
                filters: Filters | None = None, splits: Sequence[str] | None = None, hybrid: bool = True,
-               rerank: bool = True, log: bool = True, scorer: str | None = None) -> SearchResponse:
+               rerank: bool = True, log: bool = True, scorer: str | None = None) -> SearchOutcome:
         """Top ``limit`` photos after ``offset``. ``hybrid=False`` ranks by the photo content alone,
         ``rerank=False`` by the shortlist's cosine alone and ``scorer`` names another reranker
         family saved with the active ranker (all three for evaluations)."""
@@ -203,7 +200,7 @@ class Searcher:
         clock = _Stopwatch()
         if self.settings.content_rule and policy.is_about_children(query):
             clock.lap("policy")
-            response = SearchResponse(query, True, policy.NOTICE, [], None, clock.total_ms, offset, limit,
+            response = SearchOutcome(query, True, policy.NOTICE, [], None, clock.total_ms, offset, limit,
                                       None, clock.stages)
             if log:
                 self._log(response, None)
@@ -246,7 +243,7 @@ class Searcher:
             n_candidates=len(ranked), n_passing=len(passing), best=ranked[0].score if ranked else None,
             offset=offset, limit=limit, min_score=min_score, filters=filters,
         )
-        response = SearchResponse(query, False, None, results, model.version, clock.total_ms, offset, limit,
+        response = SearchOutcome(query, False, None, results, model.version, clock.total_ms, offset, limit,
                                   message, clock.stages)
         if log:
             self._log(response, model.id)
@@ -273,7 +270,7 @@ class Searcher:
         return [Result(r.photo_id, r.file_name, round(float(r.similarity), 6), round(float(r.similarity), 6),
                        shows_child=r.shows_child) for r in rows]
 
-    def _log(self, response: SearchResponse, model_id: Optional[int]) -> None:
+    def _log(self, response: SearchOutcome, model_id: Optional[int]) -> None:
         """Queued, not written: the background writer inserts it within FLUSH_INTERVAL_S."""
         self.log_writer.add(SearchLogEntry(
             query=response.query[:2000], blocked=response.blocked, n_results=len(response.results),

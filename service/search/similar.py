@@ -4,6 +4,7 @@ An uploaded image is decoded, encoded and mapped like an upload but never stored
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -40,6 +41,21 @@ class NoVector(LookupError):
     """The photo has no vector under the active model yet."""
 
 
+@dataclass(frozen=True)
+class Neighbour:
+    photo_id: int
+    file_name: str
+    score: float  # cosine similarity in the joint space
+    shows_child: bool  # the content rule's mark: the API withholds the image
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    photo_id: Optional[int]  # the stored photo asked about; None for an uploaded image
+    model_version: str
+    results: list[Neighbour]
+
+
 def _model(session: Session, settings: Settings) -> ModelRow:
     model = active_ranker(session.connection(), settings.encoder_key)
     if model is None:
@@ -48,20 +64,17 @@ def _model(session: Session, settings: Settings) -> ModelRow:
     return model
 
 
-def _nearest(session: Session, model: ModelRow, vector: np.ndarray, *, photo_id: Optional[int], sha256: str, limit: int) -> dict:
+def _nearest(session: Session, model: ModelRow, vector: np.ndarray, *, photo_id: Optional[int], sha256: str,
+             limit: int) -> Neighbours:
     rows = session.execute(SIMILAR_PHOTOS_SQL, {
         "vector": np.asarray(vector, dtype=np.float32), "model_id": model.id, "photo_id": photo_id,
         "sha256": sha256, "limit": limit,
     }).all()
-    return {
-        "photo_id": photo_id,
-        "results": [{"photo_id": r.photo_id, "file_name": r.file_name, "score": round(float(r.similarity), 6),
-                     "shows_child": r.shows_child} for r in rows],
-        "model_version": model.version,
-    }
+    return Neighbours(photo_id, model.version,
+                      [Neighbour(r.photo_id, r.file_name, round(float(r.similarity), 6), r.shows_child) for r in rows])
 
 
-def similar_to_photo(*, session: Session, settings: Settings, photo, limit: int) -> dict:
+def similar_to_photo(*, session: Session, settings: Settings, photo, limit: int) -> Neighbours:
     model = _model(session, settings)
     stored = session.execute(PHOTO_VECTOR_SQL, {"photo_id": photo.id, "model_id": model.id}).scalar()
     if stored is None:
@@ -69,7 +82,7 @@ def similar_to_photo(*, session: Session, settings: Settings, photo, limit: int)
     return _nearest(session, model, as_array(stored), photo_id=photo.id, sha256=photo.sha256, limit=limit)
 
 
-def similar_to_image(*, session: Session, settings: Settings, image_encoder, data: bytes, limit: int) -> dict:
+def similar_to_image(*, session: Session, settings: Settings, image_encoder, data: bytes, limit: int) -> Neighbours:
     """Raises ImageRejected for bytes that are not an acceptable image."""
     check_size(data, settings)
     decoded = decode_image(data, max_pixels=settings.max_pixels)

@@ -10,9 +10,9 @@ from flask import Blueprint, current_app, render_template
 from sqlalchemy import select
 
 from service.http.contract import DATABASE_ERRORS, PHOTO_ID, endpoint, responses
+from service.http.db_session import get_session
 from service.photos import child_marks
 from service.policy import NOTICE
-from service.store.db import get_session
 from service.store.tables import Photo
 
 # Templates and static files live in service/templates and service/static: the app's own folders.
