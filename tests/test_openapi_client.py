@@ -15,7 +15,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from tests.conftest import wait_searchable
+from tests.helpers import wait_searchable
 
 TOKEN = "test-token"
 PACKAGE = "withsense_client"
