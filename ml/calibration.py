@@ -19,7 +19,7 @@ class PlattCalibrator(BaseEstimator):
     def __init__(self, C: float = 1e4):
         self.C = C
 
-    def fit(self, scores, fits) -> "PlattCalibrator":
+    def fit(self, scores, fits) -> PlattCalibrator:
         lr = LogisticRegression(C=self.C).fit(np.asarray(scores, np.float64).reshape(-1, 1), np.asarray(fits, bool))
         self.a_, self.b_ = float(lr.coef_[0, 0]), float(lr.intercept_[0])
         return self
@@ -32,7 +32,7 @@ class PlattCalibrator(BaseEstimator):
         return {"kind": "platt", "a": self.a_, "b": self.b_}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PlattCalibrator":
+    def from_dict(cls, d: dict) -> PlattCalibrator:
         c = cls()
         c.a_, c.b_ = float(d["a"]), float(d["b"])
         return c

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class TrainingData:
         if r:
             assert 0 <= self.pair_photo.min() and self.pair_photo.max() < n
 
-    def subset_photos(self, photo_index: np.ndarray) -> "TrainingData":
+    def subset_photos(self, photo_index: np.ndarray) -> TrainingData:
         """The data restricted to some photos (their captions and rated pairs), re-indexed."""
         photo_index = np.asarray(photo_index)
         remap = np.full(len(self.photo_keys), -1)
@@ -96,7 +96,7 @@ class TrainingData:
         parts = [self.caption_vectors, self.pair_vectors, self.extra_vectors]
         return np.concatenate([p for p in parts if len(p)])
 
-    def with_text_transform(self, transform) -> "TrainingData":
+    def with_text_transform(self, transform) -> TrainingData:
         """The data with every text vector (and the label phrases) put through ``transform``."""
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("caption_vectors", "pair_vectors", "extra_vectors", "label_vectors"):
@@ -104,7 +104,7 @@ class TrainingData:
                 kw[name] = transform.transform(kw[name])
         return TrainingData(**kw)
 
-    def with_features(self, photo_features: np.ndarray) -> "TrainingData":
+    def with_features(self, photo_features: np.ndarray) -> TrainingData:
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
         kw["photo_features"] = np.asarray(photo_features, np.float32)
         return TrainingData(**kw)
@@ -151,12 +151,12 @@ def cached_text_vectors(texts: Sequence[str], encoder, cache_dir, *, save_every:
     cache: dict[str, np.ndarray] = {}
     if cache_file.exists():
         with np.load(cache_file) as data:
-            cache = dict(zip(data["keys"].tolist(), data["vectors"]))
+            cache = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
     key = lambda t: hashlib.sha1(t.encode("utf-8")).hexdigest()  # noqa: E731
     todo = sorted({t for t in texts if key(t) not in cache})
     for start in range(0, len(todo), save_every):
         chunk = todo[start : start + save_every]
-        for t, v in zip(chunk, encoder.encode(chunk)):
+        for t, v in zip(chunk, encoder.encode(chunk), strict=True):
             cache[key(t)] = v
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp.npz")

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -243,7 +244,7 @@ class ConcatImageEncoder:
         return [bool(getattr(p, "flip", self.flip)) and self.flip for p in self.parts]
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return np.concatenate([encode_images_tta(p, images, flip=f) for p, f in zip(self.parts, self.part_flips())], axis=1)
+        return np.concatenate([encode_images_tta(p, images, flip=f) for p, f in zip(self.parts, self.part_flips(), strict=True)], axis=1)
 
 
 @dataclass

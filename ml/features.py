@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -82,7 +82,7 @@ def cached_image_features(
     """
     if hasattr(encoder, "parts"):  # a ConcatImageEncoder: its own flip setting per part, each part cached
         return np.concatenate([cached_image_features(paths, p, cache_dir, flip=f, batch=batch, progress=progress)
-                               for p, f in zip(encoder.parts, encoder.part_flips())], axis=1)
+                               for p, f in zip(encoder.parts, encoder.part_flips(), strict=True)], axis=1)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     keys = [file_sha256(p) for p in paths]
@@ -93,7 +93,7 @@ def cached_image_features(
         cache: dict[str, np.ndarray] = {}
         if cache_file.exists():
             with np.load(cache_file) as data:
-                cache = dict(zip(data["keys"].tolist(), data["vectors"]))
+                cache = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
         todo = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
         for start in range(0, len(todo), batch):
             idx = todo[start : start + batch]
@@ -103,7 +103,7 @@ def cached_image_features(
                     im = im.convert("RGB")
                     images.append(ImageOps.mirror(im) if view == "mirror" else im)
             vectors = encoder.encode(images)
-            for i, v in zip(idx, vectors):
+            for i, v in zip(idx, vectors, strict=True):
                 cache[keys[i]] = v.astype(np.float32)
             if progress:
                 progress(min(start + batch, len(todo)), len(todo))

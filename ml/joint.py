@@ -48,7 +48,7 @@ class KernelRidgeMapper(BaseEstimator):
         d = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * (A @ B.T)
         return np.exp(-self.gamma * np.maximum(d, 0.0))
 
-    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray) -> "KernelRidgeMapper":
+    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray) -> KernelRidgeMapper:
         X = np.asarray(image_features, np.float32)
         Y = np.asarray(text_vectors, np.float64)
         self.mean_, self.scale_ = _standardise_fit(X)
@@ -85,7 +85,7 @@ class KernelRidgeMapper(BaseEstimator):
                  support=self.support_, dual_coef=self.dual_coef_)
 
     @classmethod
-    def load(cls, path: str | Path) -> "KernelRidgeMapper":
+    def load(cls, path: str | Path) -> KernelRidgeMapper:
         data = np.load(path)
         m = cls(alpha=float(data["alpha"]), gamma=float(data["gamma"]))
         m.mean_, m.scale_, m.support_, m.dual_coef_ = data["mean"], data["scale"], data["support"], data["dual_coef"]
@@ -112,7 +112,7 @@ class BridgeMixMapper(BaseEstimator):
         self.label_vectors = label_vectors
         self.bridge_kind = bridge_kind
 
-    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray) -> "BridgeMixMapper":
+    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray) -> BridgeMixMapper:
         from sklearn.base import clone
 
         self.mapper_ = clone(self.mapper if self.mapper is not None else KernelRidgeMapper()).fit(image_features, text_vectors)
@@ -133,7 +133,7 @@ class BridgeMixMapper(BaseEstimator):
                  label_vectors=self.label_vectors_, inner=inner.name)
 
     @classmethod
-    def load(cls, path: str | Path) -> "BridgeMixMapper":
+    def load(cls, path: str | Path) -> BridgeMixMapper:
         path = Path(path)
         data = np.load(path)
         m = cls(beta=float(data["beta"]), bridge_kind=str(data["bridge_kind"]))

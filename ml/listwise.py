@@ -49,7 +49,7 @@ class PhotoEvidence:
     label_probs: np.ndarray  # (n, TOP_LABELS) float32
     mapper_norm: np.ndarray  # (n,) float32
 
-    def take(self, index) -> "PhotoEvidence":
+    def take(self, index) -> PhotoEvidence:
         return PhotoEvidence(self.joint[index], self.bridge[index], self.label_ids[index], self.label_probs[index],
                              self.mapper_norm[index])
 
@@ -144,7 +144,7 @@ class NumpyListMLP:
     def predict(self, X: np.ndarray) -> np.ndarray:
         z = (clip_to(X, self.lo, self.hi) - self.mean) / self.scale
         h = z
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
             h = np.maximum(h @ w + b, 0.0)
         return (h @ self.weights[-1] + self.biases[-1] + z @ self.skip)[..., 0]
 
@@ -152,12 +152,12 @@ class NumpyListMLP:
         out = {"mean": self.mean, "scale": self.scale, "skip": self.skip, "n_layers": np.array(len(self.weights))}
         if self.lo is not None:
             out["lo"], out["hi"] = self.lo, self.hi
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             out[f"W{i}"], out[f"b{i}"] = w, b
         return out
 
     @classmethod
-    def from_arrays(cls, a) -> "NumpyListMLP":
+    def from_arrays(cls, a) -> NumpyListMLP:
         n = int(a["n_layers"])
         bounds = (a["lo"], a["hi"]) if "lo" in a else (None, None)
         return cls([a[f"W{i}"] for i in range(n)], [a[f"b{i}"] for i in range(n)], a["skip"], a["mean"], a["scale"],
@@ -182,7 +182,7 @@ class KerasListwiseMLP(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, X, y) -> "KerasListwiseMLP":
+    def fit(self, X, y) -> KerasListwiseMLP:
         import keras  # TensorFlow's C++ log level is set by the entry point (service/cli.py main)
 
         X = np.asarray(X, np.float32)
@@ -238,7 +238,7 @@ class PointwiseRegressor(BaseEstimator):
     def _cols(self, X: np.ndarray) -> np.ndarray:
         return X if self.columns is None else X[..., [FEATURES.index(c) for c in self.columns]]
 
-    def fit(self, X, y) -> "PointwiseRegressor":
+    def fit(self, X, y) -> PointwiseRegressor:
         from sklearn.linear_model import LinearRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -263,7 +263,7 @@ class PointwiseRegressor(BaseEstimator):
 class CosineScorer(BaseEstimator):
     """The reference: the joint cosine itself (no reranking)."""
 
-    def fit(self, X, y) -> "CosineScorer":
+    def fit(self, X, y) -> CosineScorer:
         return self
 
     def predict(self, X) -> np.ndarray:

@@ -18,9 +18,9 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -69,7 +69,7 @@ def ensure_exported(onnx_dir: str | os.PathLike, networks: Sequence[str]) -> lis
     onnx_dir.mkdir(parents=True, exist_ok=True)
     with open(onnx_dir / ".export.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the files made
-        missing = [n for n, p in zip(networks, paths) if not p.is_file()]
+        missing = [n for n, p in zip(networks, paths, strict=True) if not p.is_file()]
         if missing:
             _export_in_child(onnx_dir, missing)
     return paths
@@ -135,7 +135,7 @@ class OnnxMiniLMTextEncoder:
         (path,) = ensure_exported(self.onnx_dir, [TEXT_NETWORK])
         return _session(path, self.threads)
 
-    def load(self) -> "OnnxMiniLMTextEncoder":
+    def load(self) -> OnnxMiniLMTextEncoder:
         """Open the network now (start-up), instead of at the first ``encode``."""
         self._tokenizer, self._session  # noqa: B018
         return self
@@ -185,7 +185,7 @@ class OnnxEfficientNetImageEncoder:
         (path,) = ensure_exported(self.onnx_dir, [self.network])
         return _session(path, self.threads)
 
-    def load(self) -> "OnnxEfficientNetImageEncoder":
+    def load(self) -> OnnxEfficientNetImageEncoder:
         self._session  # noqa: B018
         return self
 

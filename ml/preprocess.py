@@ -5,7 +5,7 @@ place that neither backend's heavy library is needed for.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image

@@ -103,7 +103,7 @@ class Ranker:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, scorer: str | None = None) -> "Ranker":
+    def load(cls, directory: str | Path, scorer: str | None = None) -> Ranker:
         """The ranker saved in ``directory``; ``scorer`` names another family saved beside the
         chosen one (``alternatives/<name>/``, for side-by-side evaluations)."""
         from ml.joint import load_mapper

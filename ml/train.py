@@ -20,8 +20,16 @@ import numpy as np
 from sklearn.base import clone
 
 from ml.calibration import FITS, PlattCalibrator, held_out_calibration
-from ml.compare import (SELECTION_RULE, evaluate_reranker, fit_mapper, grouped_cv, oof_evidence, pick_best,
-                        reference_captions, training_lists)
+from ml.compare import (
+    SELECTION_RULE,
+    evaluate_reranker,
+    fit_mapper,
+    grouped_cv,
+    oof_evidence,
+    pick_best,
+    reference_captions,
+    training_lists,
+)
 from ml.data import TrainingData
 from ml.joint import BridgeMixMapper, KernelRidgeMapper
 from ml.listwise import candidate_scorers, photo_evidence

@@ -15,7 +15,7 @@ measured by grouped CV (docs/model.md, "Image views").
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image

@@ -21,7 +21,7 @@ class PartialWhitening(TransformerMixin, BaseEstimator):
     def __init__(self, power: float = 0.2):
         self.power = power
 
-    def fit(self, X, y=None) -> "PartialWhitening":
+    def fit(self, X, y=None) -> PartialWhitening:
         X = np.asarray(X, np.float64)
         # All d components even when there are fewer texts than dimensions (a small fixture):
         # the space keeps the text encoder's dimension, which the database's vectors are checked against.
@@ -46,7 +46,7 @@ class PartialWhitening(TransformerMixin, BaseEstimator):
         return {"power": np.array(self.power), "mean": self.mean_, "projection": self.projection_}
 
     @classmethod
-    def from_arrays(cls, a) -> "PartialWhitening":
+    def from_arrays(cls, a) -> PartialWhitening:
         w = cls(power=float(a["power"]))
         w.mean_, w.projection_ = np.asarray(a["mean"], np.float32), np.asarray(a["projection"], np.float32)
         return w
@@ -57,7 +57,7 @@ class IdentityText(TransformerMixin, BaseEstimator):
 
     power = None
 
-    def fit(self, X, y=None) -> "IdentityText":
+    def fit(self, X, y=None) -> IdentityText:
         return self
 
     def transform(self, X) -> np.ndarray:

@@ -73,7 +73,7 @@ def measure(conn, sql: str, queries: np.ndarray, truth: list[set], settings: dic
             cur.execute(f"SET {name} = {value}")
         cur.execute(sql, {"q": queries[0], "k": K})  # warm the cache path
         latencies, recalls = [], []
-        for q, expected in zip(queries, truth):
+        for q, expected in zip(queries, truth, strict=True):
             start = time.perf_counter()
             cur.execute(sql, {"q": q, "k": K})
             got = {row[0] for row in cur.fetchall()}

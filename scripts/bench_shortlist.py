@@ -67,7 +67,7 @@ def measure(engine, queries, model_id, text_model_id, *, use_index: bool, place=
 def compare(engine, queries, model_id, text_model_id, place=None) -> dict:
     exact = measure(engine, queries, model_id, text_model_id, use_index=False, place=place)
     indexed = measure(engine, queries, model_id, text_model_id, use_index=True, place=place)
-    recall = np.mean([len(a & b) / max(1, len(a)) for a, b in zip(exact.pop("candidates"), indexed.pop("candidates"))])
+    recall = np.mean([len(a & b) / max(1, len(a)) for a, b in zip(exact.pop("candidates"), indexed.pop("candidates"), strict=True)])
     return {"exact": exact, "index": indexed, "index_recall": round(float(recall), 4)}
 
 

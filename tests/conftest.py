@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from service.config import load_settings
 from tests.helpers import app_for, load_library, migrate_to, serve, stop_embedding_workers
 
+
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory):
     """Superuser URL of the PostgreSQL server the tests use."""

@@ -152,7 +152,7 @@ def test_result_cards_list_their_photos_descriptions(open_page, loaded):
     search(page, "a dog runs through the snow")
     ids = wait_for_result_images(page, 5)
     page.wait_for_function(CARDS_SETTLED)
-    for card, photo_id in zip(page.locator("#results .card").all(), ids):
+    for card, photo_id in zip(page.locator("#results .card").all(), ids, strict=False):
         expected = descriptions_of(loaded, photo_id)[:3] or ["No descriptions yet."]
         assert card.locator(".card-descriptions li").all_inner_texts()[:len(expected)] == expected
 

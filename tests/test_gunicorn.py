@@ -14,12 +14,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from tests.helpers import free_port, metric_value
 import requests
 from sqlalchemy import text
 
 from service.config import REPO_ROOT
+from tests.helpers import free_port, metric_value
 
 pytestmark = pytest.mark.slow  # multi-worker gunicorn servers, each worker loading the models
 

@@ -8,14 +8,13 @@ import pytest
 from sklearn.base import clone
 
 from ml import metrics as M
+from ml.calibration import PlattCalibrator, precision_recall_at, reliability
 from ml.data import LeakError, TrainingData, assert_no_test_leak, flickr_id
 from ml.encoders import l2_normalize
 from ml.joint import (
     KernelRidgeMapper,
     load_mapper,
 )
-from ml.calibration import PlattCalibrator, precision_recall_at, reliability
-from ml.whitening import PartialWhitening
 from ml.listwise import (
     FEATURES,
     KerasListwiseMLP,
@@ -26,6 +25,7 @@ from ml.listwise import (
     specificity,
 )
 from ml.targets import expert_mean, match_target, training_mask
+from ml.whitening import PartialWhitening
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 

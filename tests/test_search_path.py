@@ -3,8 +3,8 @@ log written in the background, the HNSW index built by training and used by the 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 import uuid
+from dataclasses import asdict
 
 import numpy as np
 import pytest

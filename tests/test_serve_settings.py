@@ -71,7 +71,7 @@ def test_importing_the_ml_modules_sets_none_of_the_variables_they_used_to():
     names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TF_CPP_MIN_LOG_LEVEL")
     env = {k: v for k, v in os.environ.items() if k not in names}
     # (scikit-learn sets KMP_* variables of its own when imported: not ours to judge here.)
-    code = "import os, ml.encoders, ml.listwise; print(sorted(set(os.environ) & set(%r)))" % (names,)
+    code = f"import os, ml.encoders, ml.listwise; print(sorted(set(os.environ) & set({names!r})))"
     done = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(REPO_ROOT)},
                           capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"

@@ -190,7 +190,7 @@ def test_a_job_that_keeps_failing_ends_failed_and_the_rest_go_on(queue_library, 
     photo_files.path_for(settings.photo_store_dir, key).unlink()  # the stored file is gone
     assert process_batch(engine, settings, encoders.image, limit=8) == 2
     assert _state(settings, engine, fine)["state"] == "not_indexed"
-    for attempt in range(2, embedding_queue.MAX_ATTEMPTS + 1):
+    for _attempt in range(2, embedding_queue.MAX_ATTEMPTS + 1):
         assert process_batch(engine, settings, encoders.image, limit=8) == 1
     state = _state(settings, engine, lost)
     assert state["state"] == "failed" and state["attempts"] == embedding_queue.MAX_ATTEMPTS

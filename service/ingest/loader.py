@@ -8,9 +8,9 @@ where it stopped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from PIL import Image
 from sqlalchemy import Connection, Engine, text

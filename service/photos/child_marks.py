@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from service.policy import NOTICE, is_about_children
 
+
 class PhotoWithheld(PermissionError):
     """The photo shows a child: its image is not served (451 at the HTTP edge, with the notice)."""
 

@@ -11,7 +11,7 @@ next claim. A job that raises counts an attempt (``record_failure``) and is ``fa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
@@ -74,7 +74,7 @@ def finish(conn: Connection, photo_ids: list[int]) -> None:
     conn.execute(FINISH_JOBS_SQL, {"photo_ids": list(photo_ids)})
 
 
-def record_failure(conn: Connection, *, photo_id: int, error: str) -> Optional[str]:
+def record_failure(conn: Connection, *, photo_id: int, error: str) -> str | None:
     """Count a failed attempt; returns the job's new state ('queued' again, or 'failed')."""
     return conn.execute(RECORD_FAILURE_SQL, {"photo_id": photo_id, "error": error[:2000],
                                              "max_attempts": MAX_ATTEMPTS}).scalar()
@@ -90,8 +90,8 @@ class SearchState:
     ``error`` only for a failed one."""
 
     state: Literal["pending", "failed", "searchable", "not_indexed"]
-    attempts: Optional[int] = None
-    error: Optional[str] = None
+    attempts: int | None = None
+    error: str | None = None
 
 
 def search_state(*, session: Session, photo_id: int, encoder_key: str) -> SearchState:

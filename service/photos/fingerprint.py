@@ -10,7 +10,7 @@ like one: a models row ``image:fingerprint16`` and rows in photo_embeddings, com
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
 
 import numpy as np
 from sqlalchemy import select, text
@@ -109,7 +108,7 @@ class NearDuplicate:
 @dataclass
 class AddedPhoto:
     photo_id: int
-    duplicate_of: Optional[int] = None
+    duplicate_of: int | None = None
     near_duplicates: list[NearDuplicate] = field(default_factory=list)
     queued: bool = False  # its image vectors are still to be computed (``embedding_queue``)
 
@@ -121,8 +120,8 @@ class ShownDescription:
     description_id: int
     text: str
     source: str
-    author: Optional[str]
-    created_at: Optional[datetime]
+    author: str | None
+    created_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -130,9 +129,9 @@ class RatingsSummary:
     """A photo's ratings over descriptions that are not held-out test queries."""
 
     expert_pairs: int
-    expert_mean_score: Optional[float]
+    expert_mean_score: float | None
     crowd_pairs: int
-    crowd_mean_share: Optional[float]
+    crowd_mean_share: float | None
     crowd_yes: int
     crowd_no: int
     live_yes: int
@@ -148,11 +147,11 @@ class PhotoDetails:
     bytes: int
     width: int
     height: int
-    uploader: Optional[str]
-    place: Optional[str]
-    camera: Optional[str]
-    taken_at: Optional[datetime]
-    created_at: Optional[datetime]
+    uploader: str | None
+    place: str | None
+    camera: str | None
+    taken_at: datetime | None
+    created_at: datetime | None
     shows_child: bool  # the content rule's mark: a description or the uploader says so
     descriptions: list[ShownDescription]
     ratings: RatingsSummary
@@ -172,7 +171,7 @@ def require(*, session: Session, photo_id: int, field: str | None = None) -> Pho
     return photo
 
 
-def id_for_sha256(*, session: Session, sha256: str) -> Optional[int]:
+def id_for_sha256(*, session: Session, sha256: str) -> int | None:
     return session.scalar(select(Photo.id).where(Photo.sha256 == sha256))
 
 
@@ -260,7 +259,7 @@ def add_description(*, session: Session, settings: Settings, text_encoder, photo
     return description_id
 
 
-def get_description(*, session: Session, description_id: int) -> Optional[Description]:
+def get_description(*, session: Session, description_id: int) -> Description | None:
     """A description by id; held-out test queries count as not existing."""
     found = session.get(Description, description_id)
     return None if found is None or found.source == "test" else found

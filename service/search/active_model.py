@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from sqlalchemy import Engine, text
 
@@ -35,9 +35,9 @@ SERVING_STATE_SQL = text(
 
 @dataclass(frozen=True)
 class ActiveState:
-    model: Optional[ModelRow]  # the models row of the active ranker (None: nothing trained yet)
-    ranker: Optional[Ranker]
-    text_model_id: Optional[int]  # None until descriptions have been embedded
+    model: ModelRow | None  # the models row of the active ranker (None: nothing trained yet)
+    ranker: Ranker | None
+    text_model_id: int | None  # None until descriptions have been embedded
     n_photos: int
     has_index: bool
 
@@ -50,7 +50,7 @@ class ActiveModelCache:
         self.text_encoder_name = text_encoder_name
         self.load = load  # models row -> Ranker (checks the dimension against the text encoder)
         self.refresh_seconds = refresh_seconds
-        self._state: Optional[ActiveState] = None
+        self._state: ActiveState | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
 

@@ -16,7 +16,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 from sqlalchemy import Engine, text
 
@@ -43,7 +42,7 @@ class SearchLogEntry:
     blocked: bool
     n_results: int
     photo_ids: list[int]
-    model_id: Optional[int]
+    model_id: int | None
     took_ms: float
     created_at: str  # ISO 8601 with time zone: when the search ran, not when its row was written
 
@@ -53,10 +52,10 @@ class SearchLogWriter:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._queue: queue.Queue[Optional[SearchLogEntry]] = queue.Queue(maxsize=MAX_QUEUED)
+        self._queue: queue.Queue[SearchLogEntry | None] = queue.Queue(maxsize=MAX_QUEUED)
         self._lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
-        self._pid: Optional[int] = None
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
         self._closed = False
         self.written = 0
         self.dropped = 0

@@ -9,9 +9,9 @@ search-log writer (search/search_log.py), so a search is one SQL round trip
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Optional, Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import Engine
@@ -28,6 +28,7 @@ from service.store.db import as_array
 from service.store.model_rows import ModelMismatch, ModelRow, check_package_versions, load_ranker
 from service.store.replicas import ReadReplicas, read_with_fallback
 
+
 class _NotOnReplica(LookupError):
     """The replica answered nothing: the primary is asked, since it may only lag behind."""
 
@@ -40,11 +41,11 @@ class NoActiveModel(RuntimeError):
 class Filters:
     """Exact (case-insensitive) photo metadata filters and a half-open taken_at interval."""
 
-    camera: Optional[str] = None
-    place: Optional[str] = None
-    uploader: Optional[str] = None
-    taken_after: Optional[datetime] = None
-    taken_before: Optional[datetime] = None
+    camera: str | None = None
+    place: str | None = None
+    uploader: str | None = None
+    taken_after: datetime | None = None
+    taken_before: datetime | None = None
 
     def active(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -60,7 +61,7 @@ class Result:
     score: float
     similarity: float
     scorer_score: float = 0.0
-    description_match: Optional[float] = None
+    description_match: float | None = None
     shows_child: bool = False  # the content rule's mark: the API withholds the image
 
 
@@ -70,13 +71,13 @@ class SearchOutcome:
 
     query: str
     blocked: bool
-    notice: Optional[str]
+    notice: str | None
     results: list[Result]
-    model_version: Optional[str]
+    model_version: str | None
     took_ms: float
     offset: int = 0
     limit: int = 5
-    message: Optional[str] = None
+    message: str | None = None
     stages_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -118,8 +119,8 @@ def blend(scorer_scores: np.ndarray, description_match: np.ndarray, weight: floa
     return scorer_scores + weight * strength * (1.0 - scorer_scores)
 
 
-def shortfall_message(*, n_candidates: int, n_passing: int, best: Optional[float], offset: int, limit: int,
-                      min_score: Optional[float], filters: Filters) -> Optional[str]:
+def shortfall_message(*, n_candidates: int, n_passing: int, best: float | None, offset: int, limit: int,
+                      min_score: float | None, filters: Filters) -> str | None:
     """Why fewer than ``limit`` results came back; None when the page is full."""
     shown = max(0, min(limit, n_passing - offset))
     if shown == limit:
@@ -190,7 +191,7 @@ class Searcher:
         scan below that is as fast on this machine and exact (reports/bench/scale.md)."""
         return state.has_index and state.n_photos >= self.settings.hnsw_min_photos
 
-    def search(self, query: str, *, limit: int = 5, offset: int = 0, min_score: Optional[float] = None,
+    def search(self, query: str, *, limit: int = 5, offset: int = 0, min_score: float | None = None,
                filters: Filters | None = None, splits: Sequence[str] | None = None, hybrid: bool = True,
                rerank: bool = True, log: bool = True, scorer: str | None = None) -> SearchOutcome:
         """Top ``limit`` photos after ``offset``. ``hybrid=False`` ranks by the photo content alone,
@@ -270,12 +271,12 @@ class Searcher:
         return [Result(r.photo_id, r.file_name, round(float(r.similarity), 6), round(float(r.similarity), 6),
                        shows_child=r.shows_child) for r in rows]
 
-    def _log(self, response: SearchOutcome, model_id: Optional[int]) -> None:
+    def _log(self, response: SearchOutcome, model_id: int | None) -> None:
         """Queued, not written: the background writer inserts it within FLUSH_INTERVAL_S."""
         self.log_writer.add(SearchLogEntry(
             query=response.query[:2000], blocked=response.blocked, n_results=len(response.results),
             photo_ids=[r.photo_id for r in response.results], model_id=model_id, took_ms=response.took_ms,
-            created_at=datetime.now(timezone.utc).isoformat(),
+            created_at=datetime.now(UTC).isoformat(),
         ))
 
     def close(self) -> None:

@@ -5,7 +5,6 @@ An uploaded image is decoded, encoded and mapped like an upload but never stored
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from sqlalchemy import text
@@ -51,7 +50,7 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class Neighbours:
-    photo_id: Optional[int]  # the stored photo asked about; None for an uploaded image
+    photo_id: int | None  # the stored photo asked about; None for an uploaded image
     model_version: str
     results: list[Neighbour]
 
@@ -64,7 +63,7 @@ def _model(session: Session, settings: Settings) -> ModelRow:
     return model
 
 
-def _nearest(session: Session, model: ModelRow, vector: np.ndarray, *, photo_id: Optional[int], sha256: str,
+def _nearest(session: Session, model: ModelRow, vector: np.ndarray, *, photo_id: int | None, sha256: str,
              limit: int) -> Neighbours:
     rows = session.execute(SIMILAR_PHOTOS_SQL, {
         "vector": np.asarray(vector, dtype=np.float32), "model_id": model.id, "photo_id": photo_id,

@@ -9,8 +9,8 @@ argument.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 from sqlalchemy import create_engine, event

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -66,8 +66,8 @@ class ModelRow:
     version: str
     dims: int
     artifact_path: str
-    metrics: Optional[dict[str, Any]]  # CV figures, the chosen scorer, the calibration (ml.train)
-    package_versions: Optional[dict[str, str]]  # the versions its vectors were made with (ml.versions)
+    metrics: dict[str, Any] | None  # CV figures, the chosen scorer, the calibration (ml.train)
+    package_versions: dict[str, str] | None  # the versions its vectors were made with (ml.versions)
 
     def describe(self) -> str:
         return f"active ranker {self.name} {self.version}"
@@ -79,7 +79,7 @@ ACTIVE_RANKER_SQL = text(
 )
 
 
-def active_ranker(conn: Connection, encoder_key: str) -> Optional[ModelRow]:
+def active_ranker(conn: Connection, encoder_key: str) -> ModelRow | None:
     """The active ranker for an encoder pair (None: nothing trained yet). The one query for it: the
     search path's cache, similar photos, readiness, training and the photo writers all call this."""
     row = conn.execute(ACTIVE_RANKER_SQL, {"key": encoder_key}).mappings().first()

@@ -9,7 +9,7 @@ ranker was being published).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import Connection, Engine, text

@@ -15,8 +15,9 @@ import itertools
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
@@ -47,12 +48,12 @@ REPLICA_HEALTH_SQL = text(
 @dataclass(frozen=True)
 class Health:
     healthy: bool
-    lag_s: Optional[float]
+    lag_s: float | None
     reason: str
-    received: Optional[int] = None  # for the next check's comparison
+    received: int | None = None  # for the next check's comparison
 
 
-def replay_lag_s(row, previous: Optional["Health"], seconds_since_previous: Optional[float]) -> Optional[float]:
+def replay_lag_s(row, previous: Health | None, seconds_since_previous: float | None) -> float | None:
     """How many seconds of the primary's work the standby has yet to replay.
 
     Caught up (everything received is replayed): 0. Otherwise PostgreSQL's usual measure is the age
@@ -74,10 +75,10 @@ class Replica:
     url: str
     engine: Engine
     healthy: bool = False
-    lag_s: Optional[float] = None
+    lag_s: float | None = None
     reason: str = "not checked yet"
     checked_at: float = field(default=-1e9)
-    last: Optional[Health] = None
+    last: Health | None = None
 
     def describe(self) -> dict:
         url = make_url(self.url)
@@ -87,8 +88,8 @@ class Replica:
                 "lag_s": None if self.lag_s is None else round(self.lag_s, 3), "reason": self.reason}
 
 
-def check_health(conn, max_lag_s: float, previous: Optional[Health] = None,
-                 seconds_since_previous: Optional[float] = None) -> Health:
+def check_health(conn, max_lag_s: float, previous: Health | None = None,
+                 seconds_since_previous: float | None = None) -> Health:
     """Health of the server at the other end of ``conn``; ``previous`` is its last check, if any."""
     row = conn.execute(REPLICA_HEALTH_SQL).mappings().one()
     received = None if row["received"] is None else int(row["received"])
@@ -136,7 +137,7 @@ class ReadReplicas:
         finally:
             self._lock.release()
 
-    def choose(self) -> Optional[Replica]:
+    def choose(self) -> Replica | None:
         """A healthy replica (in turn, when there are several), or None."""
         for replica in self.replicas:
             self._refresh(replica)
@@ -159,7 +160,7 @@ class ReadReplicas:
             replica.engine.dispose()
 
 
-def read_with_fallback(primary: Engine, replicas: Optional[ReadReplicas], read: Callable[[Engine], T], *,
+def read_with_fallback(primary: Engine, replicas: ReadReplicas | None, read: Callable[[Engine], T], *,
                        use_primary: bool = False, retry_on_primary: tuple[type[Exception], ...] = ()) -> T:
     """``read(engine)`` on a healthy replica, else on the primary.
 

@@ -4,8 +4,9 @@ searches a library that must not touch the served one)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from service.config import REPO_ROOT
 

@@ -8,7 +8,7 @@ different models.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
@@ -71,10 +71,10 @@ class Photo(Base):
     height: Mapped[int] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(Text)
     split: Mapped[str] = mapped_column(Text)
-    uploader: Mapped[Optional[str]] = mapped_column(Text)
-    place: Mapped[Optional[str]] = mapped_column(Text)
-    camera: Mapped[Optional[str]] = mapped_column(Text)
-    taken_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    uploader: Mapped[str | None] = mapped_column(Text)
+    place: Mapped[str | None] = mapped_column(Text)
+    camera: Mapped[str | None] = mapped_column(Text)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, server_default=text("'{}'::jsonb")
     )
@@ -82,7 +82,7 @@ class Photo(Base):
     # The content rule's mark (migration 0009): the photo shows a child, by one of its descriptions
     # or by its uploader's word. It still ranks; its image and flagged texts are withheld.
     shows_child: Mapped[bool] = mapped_column(Boolean, server_default=false())
-    shows_child_source: Mapped[Optional[str]] = mapped_column(Text)
+    shows_child_source: Mapped[str | None] = mapped_column(Text)
 
 
 class Description(Base):
@@ -95,11 +95,11 @@ class Description(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     text: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(Text)
-    author: Mapped[Optional[str]] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(Text)
     # The photo the text was written for; NULL for dataset captions whose photo is not stored.
-    photo_id: Mapped[Optional[int]] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
+    photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
     # Flickr8k caption id such as "1056338697_4f7d7ce270.jpg#2"; makes dataset loads idempotent.
-    dataset_key: Mapped[Optional[str]] = mapped_column(Text, unique=True)
+    dataset_key: Mapped[str | None] = mapped_column(Text, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -144,10 +144,10 @@ class CrowdVote(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
-    description_id: Mapped[Optional[int]] = mapped_column(ForeignKey("descriptions.id", ondelete="CASCADE"))
-    query: Mapped[Optional[str]] = mapped_column(Text)
+    description_id: Mapped[int | None] = mapped_column(ForeignKey("descriptions.id", ondelete="CASCADE"))
+    query: Mapped[str | None] = mapped_column(Text)
     match: Mapped[bool] = mapped_column(Boolean)
-    client: Mapped[Optional[str]] = mapped_column(Text)
+    client: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -181,7 +181,7 @@ class Model(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     # Package -> version that made this model's vectors (ml/versions.py; migration 0005).
     package_versions: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-    artifact_path: Mapped[Optional[str]] = mapped_column(Text)
+    artifact_path: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -197,11 +197,11 @@ class PhotoEmbedding(Base):
     )
     embedding: Mapped[Any] = mapped_column(Vector())
     # Ranker rows only: the photo's zero-shot text-space vector that the scorer reads (migration 0004).
-    bridge: Mapped[Optional[Any]] = mapped_column(Vector())
+    bridge: Mapped[Any | None] = mapped_column(Vector())
     # Ranker rows only: the reranker's label evidence and the mapper's output length (migration 0008).
-    label_ids: Mapped[Optional[list[int]]] = mapped_column(ARRAY(Integer))
-    label_probs: Mapped[Optional[list[float]]] = mapped_column(ARRAY(REAL))
-    mapper_norm: Mapped[Optional[float]] = mapped_column(REAL)
+    label_ids: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    label_probs: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+    mapper_norm: Mapped[float | None] = mapped_column(REAL)
 
 
 JOB_STATES = ("queued", "failed")
@@ -219,7 +219,7 @@ class EmbeddingJob(Base):
     photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
     state: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -244,6 +244,6 @@ class SearchLog(Base):
     blocked: Mapped[bool] = mapped_column(Boolean)
     n_results: Mapped[int] = mapped_column(Integer)
     photo_ids: Mapped[list[int]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
-    model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
     took_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -57,7 +57,7 @@ def _old_columns(image_encoder) -> np.ndarray | None:
     if all(keep):
         return None
     cols, start = [], 0
-    for p, kept in zip(parts, keep):
+    for p, kept in zip(parts, keep, strict=True):
         if kept:
             cols.append(np.arange(start, start + p.dim))
         start += p.dim

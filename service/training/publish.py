@@ -10,7 +10,7 @@ the old ranker off, the new one on).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import Engine
@@ -56,7 +56,7 @@ def _quick_scorers() -> dict:
 def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.ndarray, features: np.ndarray,
             *, params: dict, metrics: dict, activate: bool = True, progress: bool = True,
             alternatives: dict | None = None) -> dict:
-    version = f"{ranker.name}-{datetime.now(timezone.utc):%Y%m%d%H%M%S%f}"
+    version = f"{ranker.name}-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
     directory = ranker.save(settings.artifacts_dir / version)
     for name, (scorer, calibrator) in (alternatives or {}).items():  # the other families, for `evaluate`
         Ranker.save_scorer(directory / "alternatives" / name, scorer, calibrator)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from service.store.model_rows import ModelRow
 
 
-def headline(metrics: Optional[dict]) -> float | None:
+def headline(metrics: dict | None) -> float | None:
     """The selection rule's number for a trained model: CV R@1 + R@5 of its chosen scorer (None
     without cross-validation, as after `train --no-cv`)."""
     chosen = (metrics or {}).get("cv", {}).get((metrics or {}).get("chosen"))
@@ -23,7 +22,7 @@ class Decision:
     previous_version: str | None
 
 
-def decide(new_metrics: dict, current: Optional[ModelRow], *, force: bool = False) -> Decision:
+def decide(new_metrics: dict, current: ModelRow | None, *, force: bool = False) -> Decision:
     """Whether a ranker with ``new_metrics`` replaces ``current`` (the active ranker, if any)."""
     new = headline(new_metrics)
     old = headline(current.metrics) if current else None

@@ -109,7 +109,7 @@ def training_data(engine: Engine, settings: Settings, encoders, *, exclude: froz
             features.append(cached_image_features(extra.photo_paths, encoders.image, cache_dir))
             names += extra_names
         vectors = cached_text_vectors([t for _, t in more], encoders.text, cache_dir)
-        captions += [(i, t, v) for (i, t), v in zip(more, vectors)]
+        captions += [(i, t, v) for (i, t), v in zip(more, vectors, strict=True)]
         extra_sha = extra.original_sha256
         extra_flickr_ids = extra.flickr_ids
 
@@ -122,7 +122,7 @@ def training_data(engine: Engine, settings: Settings, encoders, *, exclude: froz
              for r in pair_rows]
     if vote_rows:
         vote_vectors = encoders.text.encode([r.text for r in vote_rows])
-        pairs += [(index[r.photo_id], r.text, v, [None] * 3, r.crowd_share) for r, v in zip(vote_rows, vote_vectors)]
+        pairs += [(index[r.photo_id], r.text, v, [None] * 3, r.crowd_share) for r, v in zip(vote_rows, vote_vectors, strict=True)]
     dim = encoders.text.dim
     label_vectors = (cached_text_vectors(imagenet_label_texts(), encoders.text, cache_dir)
                      if settings.encoder != "clip" else np.zeros((0, dim), np.float32))
