@@ -9,7 +9,6 @@ Result on the full build of 2026-11-28 (docs/model.md, "Tried and not kept"): no
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from ml.compare import grouped_cv
 from ml.listwise import KerasListwiseMLP, NumpyListMLP
 from ml.train import WHITENING_POWER, default_mapper
 from ml.whitening import PartialWhitening
-from research.data import load
+from research.data import append_result, load
 from service.config import load_settings
 
 
@@ -65,11 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     scorers = {f"listwise_mlp_x{k}": SeedEnsemble(n_members=int(k)) for k in args.members.split(",")}
     cv, _ = grouped_cv(data, default_mapper(data), scorers)
     line = {"seconds": round(time.time() - t0), "cv": cv}
-    print(json.dumps(line))
-    out = args.out or settings.data_dir / "research" / "cv_ensemble.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a") as f:
-        f.write(json.dumps(line) + "\n")
+    append_result(settings, "cv_ensemble", line, args.out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Prints one JSON line per run and appends it to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from ml.compare import grouped_cv
 from ml.listwise import candidate_scorers
 from ml.train import default_mapper
 from ml.whitening import IdentityText, PartialWhitening
-from research.data import load
+from research.data import append_result, load
 from service.config import load_settings
 
 
@@ -48,11 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     row = {"image_model": image_model, "power": args.power, "coco": not args.no_coco, "extra_text": args.extra_text,
            "seconds": round(time.time() - t0),
            "cv": {k: {m: (round(v, 4) if isinstance(v, float) else v) for m, v in r.items()} for k, r in cv.items()}}
-    print(json.dumps(row), flush=True)
-    out = args.out or settings.data_dir / "research" / "cv_round2.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_result(settings, "cv_round2", row, args.out)
 
 
 if __name__ == "__main__":

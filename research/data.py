@@ -18,6 +18,7 @@ The database, the dataset and the extra folders come from the settings (``WITHSE
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,14 @@ def with_extra_texts(data: TrainingData, settings: Settings, text_encoder) -> Tr
         return data
     vectors = cached_text_vectors(texts, text_encoder, settings.data_dir / "cache")
     return dataclasses.replace(data, extra_texts=np.array(texts, dtype=object), extra_vectors=vectors)
+
+
+def append_result(settings: Settings, name: str, row: dict, out: Path | None = None) -> Path:
+    """Print ``row`` and append it as one JSON line to ``out`` (default: the data directory's
+    ``research/<name>.jsonl``), so repeated runs build up a table."""
+    print(json.dumps(row), flush=True)
+    out = out or settings.data_dir / "research" / f"{name}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    return out
