@@ -73,7 +73,7 @@ class KernelRidgeMapper(BaseEstimator):
     def transform(self, image_features: np.ndarray) -> np.ndarray:
         Z = self._z(image_features)
         # Each row's kernel is scaled by exp(gamma * its smallest distance): the unit-normalised result
-        # is the same, but a photo far from every training photo no longer underflows to a zero vector.
+        # is the same, and a photo far from every training photo does not underflow to a zero vector.
         A, B = Z, self.support_
         d = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * (A @ B.T)
         d = np.maximum(d, 0.0)
