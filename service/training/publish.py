@@ -39,7 +39,7 @@ def train_and_publish(engine: Engine, settings: Settings, encoders, *, run_cv: b
     model = publish(engine, settings, result.ranker, photo_ids, features, params={"scorer": result.scorer_name},
                     alternatives=result.alternatives,
                     metrics=result.metrics, activate=decision.activate, progress=progress)
-    model.update(activated=decision.activate, cv_headline=decision.new_headline,
+    model.update(activated=decision.activate, cv_headline=decision.candidate_headline,
                  previous_headline=decision.previous_headline, previous_version=decision.previous_version)
     return model
 
