@@ -5,7 +5,7 @@ ranker (``ml.train``), and publishes it; the activation rule (``service.training
 decides whether it replaces the active one. Publishing = artifact folder + models row + every
 photo's rows under the ranker (one transaction; ``service.store.ranker_rows.project_photos``), then
 the ranker's HNSW index (service/store/hnsw.py), then, when activated, the switch (one transaction:
-the old ranker off, the new one on).
+the active ranker off, the published one on).
 """
 from __future__ import annotations
 
