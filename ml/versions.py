@@ -1,7 +1,7 @@
 """The versions of the installed packages whose code or weights make the stored vectors.
 
 Every models row records ``package_versions()`` when it is created (service/store/model_rows.py,
-service/training/publish.py), and a search refuses a model whose recorded versions differ from the
+for encoders and rankers alike), and a search refuses a model whose recorded versions differ from the
 installed ones: an upgraded weights package gives vectors in another space, and comparing them with
 vectors of the old one would rank silently wrong. Backends add their packages to ``VECTOR_PACKAGES``
 (an ONNX Runtime export adds ``onnxruntime``); rows made before a key existed are not held to it.

@@ -161,7 +161,7 @@ def cmd_ingest(args, settings: Settings) -> int:
     n_texts = loader.embed_descriptions(engine, settings, encoders.text, progress=not args.quiet)
     image_model_id = encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"]
     n_projected = project_missing_photos(engine, settings, image_model_id)
-    # Fingerprints let uploads spot re-encoded copies of dataset photos (service/fingerprint.py).
+    # Fingerprints let uploads spot re-encoded copies of dataset photos (service/photos/fingerprint.py).
     from service.photos.fingerprint import FINGERPRINT
 
     loader.embed_photos(engine, settings, FINGERPRINT, progress=not args.quiet)

@@ -105,8 +105,9 @@ class Settings(BaseSettings):
                                "searches per minute per client address, per worker process; 0 = off", ge=0)
     max_upload_mb: int = _setting(20, "largest accepted upload", ge=1, le=1024)
     max_pixels: int = _setting(50_000_000, "largest accepted image, in pixels", ge=1)
-    # 0.9: the ranker's score is a calibrated probability (issue 12), so a matching description,
-    # direct evidence of what the photo shows, must be able to lift a photo above any content score.
+    # 0.9: the ranker's score is a calibrated probability (ml/calibration.py), so a matching
+    # description, direct evidence of what the photo shows, must be able to lift a photo above any
+    # content score.
     description_weight: float = _setting(0.9,
                                          "how far a better-matching description pulls a photo's score up (0 = image only)",
                                          ge=0.0, le=1.0)

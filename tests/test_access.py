@@ -1,7 +1,7 @@
 """Access: the write token, the read-only analyst role, size caps before the body, the search rate limit.
 
 There is no token table: the one write token is WITHSENSE_API_TOKEN, read from the environment
-(service/config.py), and compared in constant time (service/auth.py).
+(service/config.py), and compared in constant time (service/http/auth.py).
 """
 from __future__ import annotations
 

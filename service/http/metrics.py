@@ -1,7 +1,7 @@
 """Prometheus metrics with prometheus_client: request counts and latency, search stages.
 
 Under gunicorn the workers share one registry on disk (prometheus_client's multiprocess mode):
-service/gunicorn_conf.py points PROMETHEUS_MULTIPROC_DIR at a fresh folder before any worker
+service/server.py points PROMETHEUS_MULTIPROC_DIR at a fresh folder before any worker
 starts and marks a worker's files dead when it exits, so a scrape of /metrics answered by any
 worker sums all of them. Without that variable (tests, `flask run`) the process's own default
 registry is served.

@@ -51,7 +51,7 @@ INSERT_DESCRIPTION_VECTOR_SQL = text(
 )
 
 # Photos whose fingerprint is within a small cosine distance of the new one's: re-encoded or
-# resized copies (see service/fingerprint.py for why the fingerprint and not the CNN features).
+# resized copies (see service/photos/fingerprint.py for why the fingerprint and not the CNN features).
 NEAR_DUPLICATES_SQL = text(
     """
     WITH fingerprint_neighbours AS (

@@ -1,9 +1,9 @@
 """Search: policy check, text vector, hybrid SQL shortlist (photo content + descriptions), rerank, page.
 
 One ``Searcher`` per process holds the text encoder, the cached active ranker
-(search/active_model.py), the query-vector LRU (search/query_vectors.py) and the background
-search-log writer (search/search_log.py), so a search is one SQL round trip
-(search/shortlist.py) plus numpy. The API, the CLI and the evaluation all call
+(service/search/active_model.py), the query-vector LRU (service/search/query_vectors.py) and the
+background search-log writer (service/search/search_log.py), so a search is one SQL round trip
+(service/search/shortlist.py) plus numpy. The API, the CLI and the evaluation all call
 ``Searcher.search``, so they measure and serve the same path.
 """
 from __future__ import annotations

@@ -31,6 +31,7 @@ from ml import metrics as M
 from service.config import Settings
 from service.search.searcher import Searcher
 from service.store.db import as_array
+from service.training.ood import BASELINE, SERVED
 
 TEST_QUERIES_SQL = text(
     """
@@ -185,13 +186,13 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
                   "| predicted | mean predicted | observed | pairs |", "|---|---|---|---|"]
         lines += [f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['mean_prob']:.3f} | {b['observed']:.3f} | {b['n']} |" for b in cal["bins"]]
     ood = report.get("ood")
-    if ood and "today" in ood:
+    if ood and BASELINE in ood:
         lines += ["", "## Out-of-domain check (`withsense evaluate --ood`)", "",
                   f"{ood['held_out_photos']} MS-COCO photos held out of training, added to the library of "
                   f"{ood['library_photos']} photos without descriptions, searched with their {ood['queries']} captions "
                   f"(not about children); shortlist of {ood['shortlist']} by cosine, then the model's score.", "",
                   "| model | R@1 | R@5 | R@10 | median rank |", "|---|---|---|---|---|"]
-        for name in ("today", "new"):
+        for name in (BASELINE, SERVED):
             r = ood[name]
             lines.append(f"| {name}: `{r['model']}` | {r['R@1']} | {r['R@5']} | {r['R@10']} | {r['median_rank']} |")
     lines += [""] + [f"![{p}]({p})" for p in plots] + [""]

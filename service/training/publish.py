@@ -5,7 +5,7 @@ ranker (``ml.train``), and publishes it; the activation rule (``service.training
 decides whether it replaces the active one. Publishing = artifact folder + models row + every
 photo's rows under the ranker (one transaction; ``service.store.ranker_rows.project_photos``), then
 the ranker's HNSW index (service/store/hnsw.py), then, when activated, the switch (one transaction:
-the old ranker off, the new one on).
+the active ranker off, the published one on).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def train_and_publish(engine: Engine, settings: Settings, encoders, *, run_cv: b
     model = publish(engine, settings, result.ranker, photo_ids, features, params={"scorer": result.scorer_name},
                     alternatives=result.alternatives,
                     metrics=result.metrics, activate=decision.activate, progress=progress)
-    model.update(activated=decision.activate, cv_headline=decision.new_headline,
+    model.update(activated=decision.activate, cv_headline=decision.candidate_headline,
                  previous_headline=decision.previous_headline, previous_version=decision.previous_version)
     return model
 

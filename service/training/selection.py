@@ -17,14 +17,15 @@ def headline(metrics: dict | None) -> float | None:
 @dataclass(frozen=True)
 class Decision:
     activate: bool
-    new_headline: float | None
+    candidate_headline: float | None
     previous_headline: float | None
     previous_version: str | None
 
 
-def decide(new_metrics: dict, current: ModelRow | None, *, force: bool = False) -> Decision:
-    """Whether a ranker with ``new_metrics`` replaces ``current`` (the active ranker, if any)."""
-    new = headline(new_metrics)
-    old = headline(current.metrics) if current else None
-    activate = force or current is None or (new is not None and (old is None or new > old))
-    return Decision(activate, new, old, current.version if current else None)
+def decide(candidate_metrics: dict, current: ModelRow | None, *, force: bool = False) -> Decision:
+    """Whether the trained candidate, with ``candidate_metrics``, replaces ``current`` (the active
+    ranker, if any)."""
+    candidate = headline(candidate_metrics)
+    active = headline(current.metrics) if current else None
+    activate = force or current is None or (candidate is not None and (active is None or candidate > active))
+    return Decision(activate, candidate, active, current.version if current else None)

@@ -1,7 +1,7 @@
 """Research: grouped CV of image features (views, networks), whitening power and rerankers on the
 training data of a database built by ``make demo`` (``research.data``).
 
-    WITHSENSE_DATA_DIR=var nice -n 5 .venv/bin/python -m research.cv_round2 \\
+    WITHSENSE_DATA_DIR=var nice -n 5 .venv/bin/python -m research.cv_recipe \\
         --image-model efficientnet-lite0+efficientnet-lite0/crop5+efficientnet-lite0@320+efficientnet-lite2 \\
         --power 0.2 --scorers listwise_mlp
 
@@ -22,7 +22,7 @@ from service.config import load_settings
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m research.cv_round2", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m research.cv_recipe", description=__doc__.split("\n\n")[0])
     ap.add_argument("--image-model", default=None,
                     help="image features in WITHSENSE_IMAGE_MODEL's syntax (default: the database's own)")
     ap.add_argument("--power", type=float, default=None, help="whitening power (default: raw MiniLM space)")
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--extra-text", action="store_true",
                     help="fit the whitening with the text-only Flickr8k captions too (the product does not)")
     ap.add_argument("--out", type=Path, default=None,
-                    help="JSON lines appended here (default: <WITHSENSE_DATA_DIR>/research/cv_round2.jsonl)")
+                    help="JSON lines appended here (default: <WITHSENSE_DATA_DIR>/research/cv_recipe.jsonl)")
     args = ap.parse_args(argv)
     settings = load_settings()
     image_model = args.image_model or settings.image_model
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     row = {"image_model": image_model, "power": args.power, "coco": not args.no_coco, "extra_text": args.extra_text,
            "seconds": round(time.time() - t0),
            "cv": {k: {m: (round(v, 4) if isinstance(v, float) else v) for m, v in r.items()} for k, r in cv.items()}}
-    append_result(settings, "cv_round2", row, args.out)
+    append_result(settings, "cv_recipe", row, args.out)
 
 
 if __name__ == "__main__":
