@@ -51,6 +51,12 @@ function ngettext(singular, plural, n, params = {}) {
 
 const DECIMAL = (1.5).toLocaleString(LANG).charAt(1);
 
+// The content rule's notice. The API always sends it in English, the law's text (in place of a
+// photo, a flagged description or a query); the page shows it in its own language.
+const API_NOTICE = "This image is unavailable in your country in compliance with local laws";
+const noticeText = () => _("This image is unavailable in your country in compliance with local laws");
+const shownText = (text) => (text === API_NOTICE ? noticeText() : text);
+
 // ---- API access ------------------------------------------------------------------------------
 
 class ApiError extends Error {
@@ -83,7 +89,7 @@ function errorText(status, body) {
   }
   if (status === 400 || status === 415 || status === 422) return _("The server did not accept what was sent. Check the form and try again.");
   if (status === 429) return _("Too many searches in a minute. Wait a little and try again.");
-  if (status === 451) return _("This image is unavailable in your country in compliance with local laws");
+  if (status === 451) return noticeText();
   if (status === 503) return _("The service is temporarily unavailable. Try again in a minute.");
   if (status >= 500) return _("Something went wrong on the server. Try again later.");
   return _("The request failed (error %(status)s).", { status });
@@ -153,7 +159,7 @@ const descriptionId = (d) => d.description_id ?? d.id;
 function photoCard(result, rank, { small = false, scoreName = _("score"), scoreHelp = _("How well the photo fits, from 0 to 1") } = {}) {
   // A photo the content rule withholds comes with a notice and no image URL: the notice, in the
   // page's language (the API's is English), stands where the picture would be.
-  const notice = _("This image is unavailable in your country in compliance with local laws");
+  const notice = noticeText();
   const img = result.notice && !result.image_url
     ? el("div", { class: "notice-card", role: "img", "aria-label": notice }, notice)
     : el("img", { src: result.thumbnail_url || result.image_url || `${photoUrl(result.photo_id)}/image`,
@@ -178,10 +184,10 @@ async function fillDescriptions(card, photoId, isCurrent) {
     const photo = await api(`/api/photos/${encodeURIComponent(photoId)}`);
     if (!isCurrent()) return;
     const img = card.querySelector("img");
-    if (img) img.alt = photo.descriptions?.[0]?.text || _("Photo %(id)s", { id: photoId });
+    if (img) img.alt = shownText(photo.descriptions?.[0]?.text || _("Photo %(id)s", { id: photoId }));
     const descriptions = photo.descriptions || [];
     if (descriptions.length === 0) list.append(el("li", { class: "muted" }, _("No descriptions yet.")));
-    for (const d of descriptions.slice(0, 3)) list.append(el("li", {}, d.text));
+    for (const d of descriptions.slice(0, 3)) list.append(el("li", {}, shownText(d.text)));
     if (descriptions.length > 3) {
       const more = ngettext("and %(num)d more description", "and %(num)d more descriptions", descriptions.length - 3);
       list.append(el("li", {}, el("a", { href: photoUrl(photoId) }, more)));
@@ -280,7 +286,7 @@ function initSearch() {
     document.title = `${query} · With Sense`;
     if (data.blocked) {
       setStatus(status, "");
-      notice.textContent = _("This image is unavailable in your country in compliance with local laws");
+      notice.textContent = noticeText();
       notice.hidden = false;
       return;
     }
@@ -379,7 +385,7 @@ function initPhoto() {
     const by = d.author ? _("by %(author)s", { author: d.author })
       : { dataset: _("from the dataset"), owner: _("by the uploader") }[d.source];
     return el("li", { class: "description", "data-description-id": descriptionId(d) },
-      el("p", { id: textId, class: "description-text" }, d.text),
+      el("p", { id: textId, class: "description-text" }, shownText(d.text)),
       by ? el("p", { class: "muted small" }, by) : null,
       el("div", { class: "rate-row" }, yes, no, itemStatus));
   }
@@ -406,7 +412,7 @@ function initPhoto() {
       list.replaceChildren(...descriptions.map(descriptionItem));
       setStatus(status, descriptions.length ? "" : _("No descriptions yet. Add the first one below."), "info");
       const first = descriptions[0]?.text;
-      if (first) document.getElementById("photo-image").alt = first;
+      if (first) document.getElementById("photo-image").alt = shownText(first);
     } catch (err) {
       setStatus(status, err.message, "error");
     }
