@@ -19,7 +19,7 @@ TORCH_INDEX ?=
 PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links $(PIP_TORCH)
 
-.PHONY: install lock demo test test-fast lint stop clean
+.PHONY: install lock demo test test-fast lint messages stop clean
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/deptry .
+
+# The web page's translations (service/web/i18n.py): extract every string of the templates, the web
+# views and static/app.js into messages.pot, merge it into each language's messages.po, then compile
+# the .mo files the server reads. Both are committed, so a fresh clone serves Russian with no step
+# of its own; tests/test_i18n.py fails when a string lacks its translation or a .mo is stale.
+# After `make messages`, translate the new empty or "fuzzy" entries in messages.po and run it again.
+MESSAGES := service/translations
+messages: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg --add-location=file --no-wrap --sort-by-file \
+	    --project=withsense --version=0.1.0 --header-comment="# The With Sense web page's strings (make messages)." \
+	    -o $(MESSAGES)/messages.pot .
+	$(VENV)/bin/pybabel update -i $(MESSAGES)/messages.pot -d $(MESSAGES) --no-wrap --ignore-obsolete
+	$(VENV)/bin/pybabel compile -d $(MESSAGES) --statistics
 
 stop:
 	$(VENV)/bin/withsense db stop

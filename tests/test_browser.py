@@ -2,6 +2,8 @@
 
 Chromium is Debian's (/usr/bin/chromium; CI installs it in .ci/run), driven by PyPI playwright.
 Screenshots of the search and photo pages (desktop and phone width) go to reports/screens/.
+The page's tests run in English and in Russian: the browser asks for its language by Accept-Language
+(a context's locale), and each Russian screenshot is named like the English one plus "-ru".
 """
 from __future__ import annotations
 
@@ -22,6 +24,25 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TOKEN = "test-token"  # conftest `loaded` sets api_token="test-token"
+LOCALES = {"en": "en-US", "ru": "ru-RU"}  # the browser's language, sent as Accept-Language
+# What the tests look for on the page, in each language (written out, not read from the catalogue).
+TEXT = {
+    "en": {"describe": "Describe a scene", "search": "Search", "previous": "Previous", "next": "Next",
+           "match": "Match", "no_match": "No match", "description": "Description",
+           "add_description": "Add description", "token": "API token", "photo": "Photo", "upload": "Upload",
+           "notice": NOTICE, "no_descriptions": "No descriptions yet.", "token_word": "token",
+           "weak": "No photo fits this description well; the closest ones:", "already_here": "This photo is already here:",
+           "only_16": "Only 16 photos can be searched.", "photos_for": "Photos 1–5 for “{query}”."},
+    "ru": {"describe": "Опишите, что должно быть на фото", "search": "Найти", "previous": "Назад", "next": "Дальше",
+           "match": "Подходит", "no_match": "Не подходит", "description": "Описание",
+           "add_description": "Добавить описание", "token": "API-токен", "photo": "Фотография", "upload": "Загрузить",
+           "notice": "Это изображение недоступно в вашей стране в соответствии с местным законодательством",
+           "no_descriptions": "Описаний пока нет.", "token_word": "токен",
+           "weak": "Под это описание хорошо не подходит ни одна фотография; вот самые близкие:",
+           "already_here": "Эта фотография уже есть:",
+           "only_16": "Всего в поиске 16 фотографий.", "photos_for": "Фотографии 1–5 по запросу «{query}»."},
+}
+both_languages = pytest.mark.parametrize("lang", list(LOCALES))
 
 pytestmark = [pytest.mark.slow,  # drives a browser
               pytest.mark.skipif(not CHROMIUM.exists(),
@@ -55,8 +76,8 @@ def _page_factory(browser, base_url):
     Yields the factory, then fails the test if any page raised a JavaScript error."""
     contexts, errors = [], []
 
-    def make(viewport=DESKTOP):
-        context = browser.new_context(viewport=viewport, base_url=base_url)
+    def make(viewport=DESKTOP, lang="en"):
+        context = browser.new_context(viewport=viewport, base_url=base_url, locale=LOCALES[lang])
         context.set_default_timeout(60_000)  # the first search on 2 shared cores can be slow
         contexts.append(context)
         page = context.new_page()
@@ -81,10 +102,11 @@ def open_writable_page(browser, writable_server):
     yield from _page_factory(browser, writable_server)
 
 
-def search(page, query: str) -> None:
+def search(page, query: str, lang: str = "en") -> None:
     page.goto("/")
-    page.get_by_label("Describe a scene").fill(query)
-    page.get_by_role("button", name="Search").click()
+    assert page.locator("html").get_attribute("lang") == lang
+    page.get_by_label(TEXT[lang]["describe"]).fill(query)
+    page.get_by_role("button", name=TEXT[lang]["search"], exact=True).click()
     page.wait_for_function("() => !document.querySelector('#search-status.busy')")
 
 
@@ -96,26 +118,38 @@ def wait_for_result_images(page, n: int = 5) -> list[int]:
     return result_ids(page)
 
 
-def test_a_withheld_photo_shows_the_notice_card(open_page, live_server, loaded):
-    """A photo the content rule marks still ranks; its card holds the notice, not a picture."""
-    from service.policy import NOTICE
-
+@both_languages
+def test_a_withheld_photo_shows_the_notice_card(open_page, live_server, loaded, lang):
+    """A photo the content rule marks still ranks; its card holds the notice (in the page's
+    language: the API's is English), not a picture."""
     query = "people on a beach"
     api = requests.post(f"{live_server}/api/search", json={"query": query}, timeout=60).json()
     withheld = [r["photo_id"] for r in api["results"] if r["image_url"] is None]
     assert withheld, "the fixture has marked photos among the top 5"
-    page = open_page()
-    search(page, query)
+    assert all(r["notice"] == NOTICE for r in api["results"] if r["image_url"] is None)
+    page = open_page(lang=lang)
+    search(page, query, lang)
     wait_for_result_images(page, 5)
     card = page.locator(f'#results .card[data-photo-id="{withheld[0]}"]')
-    assert card.locator(".notice-card").inner_text() == NOTICE and card.locator("img").count() == 0
-    screenshot(page, "search-with-notice.png")
+    assert card.locator(".notice-card").inner_text() == TEXT[lang]["notice"] and card.locator("img").count() == 0
+    page.wait_for_function(CARDS_SETTLED)
+    if lang != "en":  # nor does the API's English notice show through in place of a flagged description
+        assert NOTICE not in page.locator("main").inner_text()
+    screenshot(page, named("search-with-notice.png", lang))
     page.goto(f"/photos/{withheld[0]}")
-    assert page.locator("#photo-image.notice-card").inner_text() == NOTICE
+    assert page.locator("#photo-image.notice-card").inner_text() == TEXT[lang]["notice"]
+    page.wait_for_function(PHOTO_LOADED)
+    if lang != "en":
+        assert NOTICE not in page.locator("main").inner_text()
 
 
 def result_ids(page) -> list[int]:
     return [int(x) for x in page.eval_on_selector_all("#results .card", "cs => cs.map(c => c.dataset.photoId)")]
+
+
+def named(name: str, lang: str) -> str:
+    """The screenshot's file name: the English one as it was, the Russian one with "-ru"."""
+    return name if lang == "en" else name.replace(".png", f"-{lang}.png")
 
 
 def screenshot(page, name: str) -> None:
@@ -132,49 +166,57 @@ def descriptions_of(library, photo_id: int) -> list[str]:
 # ---- search ----------------------------------------------------------------------------------
 
 
-def test_search_shows_five_photos_with_scores(open_page, live_server):
-    page = open_page()
-    search(page, "a dog runs through the snow")
+@both_languages
+def test_search_shows_five_photos_with_scores(open_page, live_server, lang):
+    query = "a dog runs through the snow"
+    page = open_page(lang=lang)
+    search(page, query, lang)
     ids = wait_for_result_images(page, 5)
-    api = requests.post(f"{live_server}/api/search", json={"query": "a dog runs through the snow"}, timeout=60).json()
+    api = requests.post(f"{live_server}/api/search", json={"query": query}, timeout=60).json()
     assert ids == [r["photo_id"] for r in api["results"]]
     scores = page.locator("#results .score").all_inner_texts()
-    assert [s.split()[-1] for s in scores] == [f"{r['score']:.2f}" for r in api["results"]]
-    assert all(re.fullmatch(r"[01]\.\d\d", s.split()[-1]) for s in scores)
+    point = {"en": ".", "ru": ","}[lang]  # 0.83 in English, 0,83 in Russian
+    assert [s.split()[-1] for s in scores] == [f"{r['score']:.2f}".replace(".", point) for r in api["results"]]
+    assert all(re.fullmatch(r"[01][.,]\d\d", s.split()[-1]) for s in scores)
     assert page.locator("#notice").is_hidden()
+    if api["results"][0]["score"] >= 0.5:
+        assert page.locator("#search-status").inner_text() == TEXT[lang]["photos_for"].format(query=query)
     assert "q=a+dog+runs+through+the+snow" in page.url  # the search is a shareable URL
     page.wait_for_function(CARDS_SETTLED)
-    screenshot(page, "search-desktop.png")
+    screenshot(page, named("search-desktop.png", lang))
 
 
-def test_result_cards_list_their_photos_descriptions(open_page, loaded):
-    page = open_page()
-    search(page, "a dog runs through the snow")
+@both_languages
+def test_result_cards_list_their_photos_descriptions(open_page, loaded, lang):
+    page = open_page(lang=lang)
+    search(page, "a dog runs through the snow", lang)
     ids = wait_for_result_images(page, 5)
     page.wait_for_function(CARDS_SETTLED)
     for card, photo_id in zip(page.locator("#results .card").all(), ids, strict=False):
-        expected = descriptions_of(loaded, photo_id)[:3] or ["No descriptions yet."]
+        expected = descriptions_of(loaded, photo_id)[:3] or [TEXT[lang]["no_descriptions"]]
         assert card.locator(".card-descriptions li").all_inner_texts()[:len(expected)] == expected
 
 
-def test_blocked_query_shows_the_notice_and_no_photos(open_page):
-    page = open_page()
-    search(page, "two boys playing")
+@both_languages
+def test_blocked_query_shows_the_notice_and_no_photos(open_page, lang):
+    page = open_page(lang=lang)
+    search(page, "two boys playing", lang)
     notice = page.locator("#notice")
     notice.wait_for(state="visible")
-    assert notice.inner_text() == NOTICE
+    assert notice.inner_text() == TEXT[lang]["notice"]
     assert page.locator("#results img").count() == 0
     assert page.locator("#pager").is_hidden()
-    screenshot(page, "search-blocked.png")
+    screenshot(page, named("search-blocked.png", lang))
 
 
-def test_paging_moves_by_five(open_page, live_server):
+@both_languages
+def test_paging_moves_by_five(open_page, live_server, lang):
     query = "people outside"
-    page = open_page()
-    search(page, query)
+    page = open_page(lang=lang)
+    search(page, query, lang)
     first_page = wait_for_result_images(page, 5)
-    assert page.get_by_role("button", name="Previous").is_disabled()
-    page.get_by_role("button", name="Next").click()
+    assert page.get_by_role("button", name=TEXT[lang]["previous"]).is_disabled()
+    page.get_by_role("button", name=TEXT[lang]["next"]).click()
     page.wait_for_url(re.compile(r"offset=5"))
     page.wait_for_function("() => !document.querySelector('#search-status.busy')")
     second_page = wait_for_result_images(page, 5)
@@ -182,46 +224,49 @@ def test_paging_moves_by_five(open_page, live_server):
     assert second_page == [r["photo_id"] for r in api["results"]]
     assert not set(first_page) & set(second_page)
     assert page.locator("#results .rank").first.inner_text() == "#6"
-    page.get_by_role("button", name="Previous").click()
+    page.get_by_role("button", name=TEXT[lang]["previous"]).click()
     page.wait_for_function("() => !document.querySelector('#search-status.busy')")
     assert wait_for_result_images(page, 5) == first_page
 
 
-def test_a_short_last_page_shows_the_api_message(open_page, live_server):
+@both_languages
+def test_a_short_last_page_says_why_in_the_page_language(open_page, live_server, lang):
     query = "people outside"
     api = requests.post(f"{live_server}/api/search", json={"query": query, "limit": 5, "offset": 15}, timeout=60).json()
-    assert api["message"] and len(api["results"]) < 5  # 16 fixture photos: page 4 is short
-    page = open_page()
+    assert api["message"] == "only 16 photos can be searched" and len(api["results"]) < 5  # 16 fixture photos
+    page = open_page(lang=lang)
     page.goto(f"/?q={query.replace(' ', '+')}&offset=15")
     page.wait_for_function("() => document.querySelector('#search-status').textContent.length > 0"
                            " && !document.querySelector('#search-status.busy')")
     wait_for_result_images(page, len(api["results"]))
     status = page.locator("#search-status").inner_text()
-    assert api["message"].lower() in status.lower(), status
-    assert page.get_by_role("button", name="Next").is_disabled()
-    assert page.get_by_role("button", name="Previous").is_enabled()
+    assert status.endswith(TEXT[lang]["only_16"]), status  # the page's own words for the API's message
+    assert page.get_by_role("button", name=TEXT[lang]["next"]).is_disabled()
+    assert page.get_by_role("button", name=TEXT[lang]["previous"]).is_enabled()
 
 
-def test_phone_width_has_no_horizontal_scroll(open_page):
-    page = open_page(PHONE)
-    search(page, "a dog runs through the snow")
+@both_languages
+def test_phone_width_has_no_horizontal_scroll(open_page, lang):
+    page = open_page(PHONE, lang=lang)
+    search(page, "a dog runs through the snow", lang)
     wait_for_result_images(page, 5)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    screenshot(page, "search-phone.png")
+    screenshot(page, named("search-phone.png", lang))
     photo_id = result_ids(page)[0]
     page.goto(f"/photos/{photo_id}")
     page.wait_for_function("() => document.querySelector('#photo-image').naturalWidth > 0")
     page.wait_for_function(PHOTO_LOADED)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    screenshot(page, "photo-phone.png")
+    screenshot(page, named("photo-phone.png", lang))
 
 
 # ---- photo page ------------------------------------------------------------------------------
 
 
-def test_photo_page_shows_image_descriptions_and_similar_photos(open_page, loaded):
-    page = open_page()
-    search(page, "a dog runs through the snow")
+@both_languages
+def test_photo_page_shows_image_descriptions_and_similar_photos(open_page, loaded, lang):
+    page = open_page(lang=lang)
+    search(page, "a dog runs through the snow", lang)
     photo_id = wait_for_result_images(page, 5)[0]
     page.locator("#results .card-photo").first.click()
     page.wait_for_url(f"**/photos/{photo_id}")
@@ -229,15 +274,15 @@ def test_photo_page_shows_image_descriptions_and_similar_photos(open_page, loade
     page.wait_for_function(PHOTO_LOADED)
     shown = page.locator("#descriptions .description-text").all_inner_texts()
     assert shown == descriptions_of(loaded, photo_id) and shown
-    assert page.get_by_role("button", name="Match", exact=True).count() == len(shown)
-    assert page.get_by_role("button", name="No match", exact=True).count() == len(shown)
+    assert page.get_by_role("button", name=TEXT[lang]["match"], exact=True).count() == len(shown)
+    assert page.get_by_role("button", name=TEXT[lang]["no_match"], exact=True).count() == len(shown)
     page.wait_for_function("""() => {
         const imgs = [...document.querySelectorAll('#similar img')];
         return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);
     }""")
     similar = [int(x) for x in page.eval_on_selector_all("#similar .card", "cs => cs.map(c => c.dataset.photoId)")]
     assert photo_id not in similar
-    screenshot(page, "photo-desktop.png")
+    screenshot(page, named("photo-desktop.png", lang))
 
 
 def test_unknown_photo_page_is_404(live_server):
@@ -251,46 +296,50 @@ def test_page_never_contains_the_api_token(live_server):
         assert r.status_code == 200 and TOKEN not in r.text
 
 
-def test_adding_a_description_needs_the_token_then_makes_the_photo_findable(open_writable_page, writable):
+@both_languages
+def test_adding_a_description_needs_the_token_then_makes_the_photo_findable(open_writable_page, writable, lang):
     with writable["engine"].connect() as conn:  # a test-split photo: training never sees it
         photo_id = conn.scalar(text("SELECT id FROM photos WHERE split = 'test' ORDER BY id LIMIT 1"))
-    description = "a yellow submarine floating above a cathedral made of cheese"
-    page = open_writable_page()
+    topping = {"en": "cheese", "ru": "chocolate"}[lang]  # each run adds a description of its own
+    description = f"a yellow submarine floating above a cathedral made of {topping}"
+    page = open_writable_page(lang=lang)
     page.goto(f"/photos/{photo_id}")
     form = page.locator("#description-form")
-    form.get_by_label("Description").fill(description)
-    form.get_by_role("button", name="Add description").click()
+    form.get_by_label(TEXT[lang]["description"]).fill(description)
+    form.get_by_role("button", name=TEXT[lang]["add_description"]).click()
     status = page.locator("#description-status")
     page.wait_for_function("() => document.querySelector('#description-status.error')")
-    assert "token" in status.inner_text().lower()  # refused without the token, and the page says why
+    # refused without the token, and the page says why in its own words (the API's 401 text is English)
+    assert TEXT[lang]["token_word"] in status.inner_text().lower() and "Bearer" not in status.inner_text()
     assert description not in descriptions_of(writable, photo_id)
 
-    page.get_by_label("API token").fill(TOKEN)
-    form.get_by_role("button", name="Add description").click()
+    page.get_by_label(TEXT[lang]["token"]).fill(TOKEN)
+    form.get_by_role("button", name=TEXT[lang]["add_description"]).click()
     page.wait_for_function("() => document.querySelector('#description-status.ok')")
     page.locator("#descriptions .description-text", has_text=description).wait_for()
     assert description in descriptions_of(writable, photo_id)
 
-    search(page, description)
+    search(page, description, lang)
     ids = wait_for_result_images(page, 5)
     assert ids[0] == photo_id
     assert page.evaluate("localStorage.getItem('withsense.apiToken')") == TOKEN  # kept across pages
 
 
-def test_match_buttons_record_a_vote(open_writable_page, writable):
+@both_languages
+def test_match_buttons_record_a_vote(open_writable_page, writable, lang):
     with writable["engine"].connect() as conn:
         photo_id, description_id = conn.execute(text(
             "SELECT photo_id, id FROM descriptions WHERE source = 'dataset' AND photo_id IS NOT NULL "
             "ORDER BY id DESC LIMIT 1")).one()
         before = conn.scalar(text("SELECT count(*) FROM crowd_votes WHERE photo_id = :p AND description_id = :d"),
                              {"p": photo_id, "d": description_id})
-    page = open_writable_page()
+    page = open_writable_page(lang=lang)
     page.goto(f"/photos/{photo_id}")
-    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_label(TEXT[lang]["token"]).fill(TOKEN)
     item = page.locator(f'#descriptions [data-description-id="{description_id}"]')
-    item.get_by_role("button", name="No match", exact=True).click()
+    item.get_by_role("button", name=TEXT[lang]["no_match"], exact=True).click()
     item.locator(".status.ok").wait_for()
-    assert item.get_by_role("button", name="No match", exact=True).get_attribute("aria-pressed") == "true"
+    assert item.get_by_role("button", name=TEXT[lang]["no_match"], exact=True).get_attribute("aria-pressed") == "true"
     with writable["engine"].connect() as conn:
         votes = conn.execute(text(
             "SELECT match FROM crowd_votes WHERE photo_id = :p AND description_id = :d ORDER BY id"),
@@ -298,18 +347,122 @@ def test_match_buttons_record_a_vote(open_writable_page, writable):
     assert len(votes) == before + 1 and votes[-1] is False
 
 
-def test_uploading_a_known_photo_points_to_it(open_writable_page, writable):
+@both_languages
+def test_uploading_a_known_photo_points_to_it(open_writable_page, writable, lang):
     with writable["engine"].connect() as conn:
         photo_id, file_name = conn.execute(text(
             "SELECT id, file_name FROM photos WHERE split = 'train' ORDER BY id LIMIT 1")).one()
     path = writable["dataset"].photos[file_name][1]
-    page = open_writable_page()
+    page = open_writable_page(lang=lang)
     page.goto("/upload")
-    page.get_by_label("API token").fill(TOKEN)
-    page.get_by_label("Photo").set_input_files(str(path))
-    page.get_by_label("Description").fill("the same photo again")
-    page.get_by_role("button", name="Upload").click()
+    page.get_by_label(TEXT[lang]["token"]).fill(TOKEN)
+    page.get_by_label(TEXT[lang]["photo"]).set_input_files(str(path))
+    page.get_by_label(TEXT[lang]["description"]).fill("the same photo again")
+    page.get_by_role("button", name=TEXT[lang]["upload"], exact=True).click()
     page.wait_for_function("() => document.querySelector('#upload-status.ok, #upload-status.error')")
     status = page.locator("#upload-status")
-    assert "already here" in status.inner_text(), status.inner_text()
+    assert status.inner_text().startswith(TEXT[lang]["already_here"]), status.inner_text()
     assert status.get_by_role("link").first.get_attribute("href") == f"/photos/{photo_id}"
+
+
+# ---- languages ----------------------------------------------------------------------------------
+
+
+def test_the_language_switch_keeps_the_search_and_sticks(open_page):
+    page = open_page(lang="en")  # an English browser
+    query = "a dog runs through the snow"
+    search(page, query, "en")
+    wait_for_result_images(page, 5)
+    page.get_by_role("link", name="Русский").click()
+    page.wait_for_function("() => document.documentElement.lang === 'ru'")
+    page.wait_for_function("() => !document.querySelector('#search-status.busy')")
+    wait_for_result_images(page, 5)  # the same search, now in Russian
+    assert page.get_by_label(TEXT["ru"]["describe"]).input_value() == query
+    assert "lang=" not in page.url and "q=a+dog" in page.url  # the choice lives in the cookie, not the URL
+    assert page.get_by_role("link", name="Русский").get_attribute("aria-current") == "true"
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert cookies.get("withsense_lang") == "ru"
+    page.get_by_role("link", name=TEXT["ru"]["upload"]).click()  # other pages follow
+    page.wait_for_url("**/upload")
+    assert page.locator("html").get_attribute("lang") == "ru"
+    assert page.get_by_role("heading", level=1).inner_text() == "Загрузить фотографию"
+    page.get_by_role("link", name="English").click()
+    page.wait_for_function("() => document.documentElement.lang === 'en'")
+    assert page.get_by_role("heading", level=1).inner_text() == "Upload a photo"
+
+
+@both_languages
+def test_plural_forms_in_the_page_script(open_page, lang):
+    """app.js's ngettext with the server's forms and the browser's plural rules."""
+    page = open_page(lang=lang)
+    page.goto("/")
+    numbers = [1, 2, 5, 21, 22, 25, 11, 12, 14, 104]
+    got = page.evaluate("""(ns) => ns.map(n => ngettext(
+        "Only %(num)d photo can be searched.", "Only %(num)d photos can be searched.", n))""", numbers)
+    if lang == "ru":
+        words = ["фотография", "фотографии", "фотографий", "фотография", "фотографии", "фотографий",
+                 "фотографий", "фотографий", "фотографий", "фотографии"]
+        assert got == [f"Всего в поиске {n} {w}." for n, w in zip(numbers, words, strict=True)]
+    else:
+        assert got == [f"Only {n} photo{'s' if n != 1 else ''} can be searched." for n in numbers]
+
+
+@both_languages
+def test_api_errors_show_the_pages_own_text(open_page, lang):
+    """Whatever the API says (in English), the page says it in its language; unknown cases get a general text."""
+    page = open_page(lang=lang)
+    statuses = {429: "too many searches: at most 60 per minute per client; retry in 5 s",
+                500: "internal error", 418: "I'm a teapot"}
+    expected = {
+        "en": {429: "Too many searches in a minute. Wait a little and try again.",
+               500: "Something went wrong on the server. Try again later.", 418: "The request failed (error 418)."},
+        "ru": {429: "Слишком много запросов за минуту. Подождите немного и попробуйте снова.",
+               500: "На сервере что-то пошло не так. Попробуйте позже.", 418: "Запрос не выполнен (ошибка 418)."},
+    }[lang]
+    def answer(status, message):
+        return lambda route: route.fulfill(status=status, json={"error": message, "status": status})
+
+    for status, message in statuses.items():
+        page.route("**/api/search", answer(status, message))
+        search(page, f"a dog {status}", lang)
+        page.wait_for_function("() => document.querySelector('#search-status.error')")
+        assert page.locator("#search-status").inner_text() == expected[status]
+        page.unroute("**/api/search")
+
+
+# ---- nothing fits well ------------------------------------------------------------------------------
+
+
+@both_languages
+def test_the_page_says_when_nothing_fits_well(open_page, live_server, lang):
+    """Best score under 0.5: the page says no photo fits well and shows the closest ones. The rule on
+    the API's real answer for a nonsense query, then on the same answer with every score scaled down
+    (whatever the fixture's scorer gives, the page must show the sentence)."""
+    query = "xqzv blorft kpwmn"
+    api = requests.post(f"{live_server}/api/search", json={"query": query}, timeout=60).json()
+    page = open_page(lang=lang)
+    search(page, query, lang)
+    wait_for_result_images(page, len(api["results"]))
+    status = page.locator("#search-status").inner_text()
+    assert (status == TEXT[lang]["weak"]) == (api["results"][0]["score"] < 0.5), (status, api["results"][0]["score"])
+
+    def scaled(route):  # the real answer, with scores a calibrated model gives a no-match query
+        body = route.fetch().json()
+        for i, result in enumerate(body["results"]):
+            result["score"] = round(0.31 - 0.04 * i, 3)
+        route.fulfill(json=body)
+
+    page.route("**/api/search", scaled)
+    search(page, query + " again", lang)
+    wait_for_result_images(page, 5)
+    assert page.locator("#search-status").inner_text() == TEXT[lang]["weak"]
+    assert page.locator("#results.weak").count() == 1  # grey bars
+    screenshot(page, named("search-nothing-fits.png", lang))
+    page.unroute("**/api/search")
+    query = "a dog runs through the snow"  # a good match: no sentence, accent bars
+    best = requests.post(f"{live_server}/api/search", json={"query": query}, timeout=60).json()["results"][0]["score"]
+    assert best >= 0.5
+    search(page, query, lang)
+    wait_for_result_images(page, 5)
+    assert page.locator("#results.weak").count() == 0
+    assert TEXT[lang]["weak"] not in page.locator("#search-status").inner_text()
