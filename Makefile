@@ -10,12 +10,15 @@ STAMP := $(VENV)/.installed-stamp
 
 # torch is locked as 2.13.0+cpu, the CPU-only build, on purpose: PyPI's plain torch wheel for Linux
 # is the CUDA build, which pulls several GB of nvidia-* libraries that a CPU-only service never uses.
-# The +cpu wheel is not on PyPI but on PyTorch's own CPU index. TORCH_INDEX names that index:
-#   make TORCH_INDEX=https://download.pytorch.org/whl/cpu test
-# It is empty by default because on this project's own machines (and in CI) pip already finds the
-# +cpu wheel on local disk through its configured find-links, and CI must reach no host but the
-# package registries.
+# The +cpu wheel is not on PyPI but on PyTorch's own CPU index. On this project's own machines (and
+# in CI) pip finds it on local disk through its configured find-links, and CI must reach no host but
+# the package registries, so the index is only added when pip cannot find the locked torch anywhere
+# else (a dry run, which downloads nothing), with one line saying so. TORCH_INDEX names the index
+# explicitly (a mirror, or to skip the check): make TORCH_INDEX=https://download.pytorch.org/whl/cpu test
 TORCH_INDEX ?=
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_PIN := $(shell grep -m1 '^torch==' requirements-dev.lock)
+PIP = $(VENV)/bin/pip
 PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links $(PIP_TORCH)
 
@@ -23,12 +26,16 @@ PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quie
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet $(PIP_TORCH) -r requirements-dev.lock || { \
-	    echo "install from requirements-dev.lock failed. If pip found no torch==2.13.0+cpu, point it at" >&2; \
-	    echo "PyTorch's CPU wheel index: make TORCH_INDEX=https://download.pytorch.org/whl/cpu" >&2; exit 1; }
+	$(PIP) install --quiet --upgrade pip
+	@extra="$(PIP_TORCH)"; \
+	if [ -z "$$extra" ] && ! $(PIP) install --quiet --dry-run --no-deps --ignore-installed "$(TORCH_PIN)" >/dev/null 2>&1; then \
+	    extra="--extra-index-url $(TORCH_CPU_INDEX)"; \
+	    echo "$(TORCH_PIN) is not on this machine's package sources: installing it from PyTorch's CPU index ($(TORCH_CPU_INDEX))"; \
+	fi; \
+	echo "$(PIP) install --quiet $$extra -r requirements-dev.lock"; \
+	$(PIP) install --quiet $$extra -r requirements-dev.lock
 	# --no-deps: every dependency came from the lock above; this only links the project itself.
-	$(VENV)/bin/pip install --quiet --no-deps -e .
+	$(PIP) install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
