@@ -386,3 +386,37 @@ def test_sql_search_on_the_full_data(full_library):
     assert tops == served
     assert hit_rate(tops, own) >= 0.8
     assert hit_rate(raw, own) < 0.8
+
+
+def test_the_migration_fills_in_a_ranker_published_before_it(make_database, settings_for, encoders):
+    """A database trained before migration 0010: the upgrade gives its ranker the text transform
+    rows (from the artifact folder) and every stored text its content-rule flag."""
+    from tests.conftest import migrate_to
+
+    old = load_library(make_database(), settings_for, encoders)
+    url, model = old["settings"].database_url, old["model"]
+    old["engine"].dispose()
+    migrate_to(url, "0009", down=True)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO search_log (query, blocked, n_results, took_ms) "
+                          "VALUES ('two boys on a beach', true, 0, 1), ('a red bicycle', false, 0, 1)"))
+    engine.dispose()
+    migrate_to(url, "head")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM ranker_text_transform WHERE model_id = :id"),
+                                {"id": model["id"]}).scalar() == 384
+            assert conn.execute(text("SELECT count(*) FROM descriptions WHERE about_children IS NULL")).scalar() == 0
+            flags = dict(conn.execute(text("SELECT query, about_children FROM search_log")).all())
+            rows = conn.execute(text("SELECT de.embedding, ranker_query_vector(:id, de.embedding) AS q "
+                                     "FROM description_embeddings de LIMIT 5"), {"id": model["id"]}).all()
+        assert flags == {"two boys on a beach": True, "a red bicycle": False}
+        from service.store.model_rows import load_ranker
+
+        ranker = load_ranker(model["artifact_path"])
+        for r in rows:
+            assert np.abs(as_array(r.q) - ranker.transform_query(as_array(r.embedding))).max() < 1e-4
+    finally:
+        engine.dispose()
