@@ -45,6 +45,13 @@ class PartialWhitening(TransformerMixin, BaseEstimator):
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"power": np.array(self.power), "mean": self.mean_, "projection": self.projection_}
 
+    def linear_form(self, dims: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(weights, bias)`` with ``transform(x) = unit(x @ weights - bias)``: the transform
+        as data that SQL can apply (the ``ranker_text_transform`` table, migration 0010)."""
+        del dims  # the projection's own shape
+        projection = np.asarray(self.projection_, np.float64)
+        return projection.astype(np.float32), np.asarray(self.mean_, np.float64) @ projection
+
     @classmethod
     def from_arrays(cls, a) -> PartialWhitening:
         w = cls(power=float(a["power"]))
@@ -65,3 +72,7 @@ class IdentityText(TransformerMixin, BaseEstimator):
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"power": np.array(np.nan)}
+
+    def linear_form(self, dims: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(identity, zeros)``: see ``PartialWhitening.linear_form``."""
+        return np.eye(dims, dtype=np.float32), np.zeros(dims)

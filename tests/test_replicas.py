@@ -238,6 +238,9 @@ def test_the_analyst_role_works_on_the_replica(routed, replica):
                 "SELECT model_kind, count(*) > 0 FROM analyst_photo_embeddings GROUP BY model_kind")).all())
         assert pairs > 0
         assert kinds == {"encoder": True, "ranker": True}
+        with pytest.raises(DBAPIError, match="permission denied"):  # the primary's grants (migration 0010)
+            with analyst.connect() as conn:
+                conn.execute(text("SELECT text FROM descriptions"))
         with pytest.raises(DBAPIError, match="read-only|permission denied"):
             with analyst.begin() as conn:
                 conn.execute(text("DELETE FROM search_log"))

@@ -20,6 +20,7 @@ from service.config import Settings
 from service.ingest.dataset import Dataset
 from service.photos import child_marks
 from service.photos.images import decode_image
+from service.policy import is_about_children
 from service.store import photo_files
 from service.store.db import driver_connection
 from service.store.model_rows import encoder_model_ids
@@ -92,11 +93,11 @@ def load_dataset(engine: Engine, settings: Settings, dataset: Dataset, *, progre
             text("SELECT i.file_name, p.id FROM incoming_photos i JOIN photos p USING (sha256)")
         ).all())
         report.added["descriptions"] = _insert_from_temp(
-            conn, "incoming_captions", "dataset_key text, text text, source text, photo_id bigint",
-            ("dataset_key", "text", "source", "photo_id"),
-            [(c.key, c.text, c.source, photo_ids.get(c.photo_file)) for c in captions],
-            """INSERT INTO descriptions (dataset_key, text, source, photo_id, author)
-               SELECT dataset_key, text, source, photo_id, 'flickr8k' FROM incoming_captions
+            conn, "incoming_captions", "dataset_key text, text text, source text, photo_id bigint, about_children boolean",
+            ("dataset_key", "text", "source", "photo_id", "about_children"),
+            [(c.key, c.text, c.source, photo_ids.get(c.photo_file), is_about_children(c.text)) for c in captions],
+            """INSERT INTO descriptions (dataset_key, text, source, photo_id, author, about_children)
+               SELECT dataset_key, text, source, photo_id, 'flickr8k', about_children FROM incoming_captions
                ON CONFLICT (dataset_key) DO NOTHING""",
         )
         child_marks.mark_described(conn, [(photo_ids.get(c.photo_file), c.text) for c in captions])

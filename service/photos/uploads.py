@@ -20,6 +20,7 @@ from service.config import Settings
 from service.photos import child_marks, embedding_queue
 from service.photos.fingerprint import FINGERPRINT
 from service.photos.images import ImageRejected, decode_image
+from service.policy import is_about_children
 from service.store import photo_files
 from service.store.model_rows import encoder_model_ids
 from service.store.tables import Description, Photo
@@ -41,8 +42,8 @@ INSERT_PHOTO_VECTOR_SQL = text(
 )
 
 INSERT_DESCRIPTION_SQL = text(
-    """INSERT INTO descriptions (text, source, author, photo_id)
-       VALUES (:text, :source, :author, :photo_id) RETURNING id"""
+    """INSERT INTO descriptions (text, source, author, photo_id, about_children)
+       VALUES (:text, :source, :author, :photo_id, :about_children) RETURNING id"""
 )
 
 INSERT_DESCRIPTION_VECTOR_SQL = text(
@@ -250,7 +251,8 @@ def add_description(*, session: Session, settings: Settings, text_encoder, photo
     responses withhold its image and show the notice in place of the flagged text.
     """
     description_id = session.execute(INSERT_DESCRIPTION_SQL, {
-        "text": text_, "source": source, "author": author, "photo_id": photo_id}).scalar_one()
+        "text": text_, "source": source, "author": author, "photo_id": photo_id,
+        "about_children": is_about_children(text_)}).scalar_one()
     model_id = encoder_model_ids(session.get_bind(), settings, text_encoder=text_encoder)["text"]
     session.execute(INSERT_DESCRIPTION_VECTOR_SQL, {
         "description_id": description_id, "model_id": model_id,

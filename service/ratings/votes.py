@@ -4,9 +4,11 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from service.policy import is_about_children
+
 INSERT_VOTE_SQL = text(
-    """INSERT INTO crowd_votes (photo_id, description_id, query, match, client)
-       VALUES (:photo_id, :description_id, :query, :match, :client) RETURNING id"""
+    """INSERT INTO crowd_votes (photo_id, description_id, query, match, client, about_children)
+       VALUES (:photo_id, :description_id, :query, :match, :client, :about_children) RETURNING id"""
 )
 
 
@@ -15,4 +17,6 @@ def add_vote(*, session: Session, photo_id: int, match: bool, description_id: in
     """Store one vote; votes about a description show in the analyst view analyst_rated_pairs."""
     return session.execute(INSERT_VOTE_SQL, {
         "photo_id": photo_id, "description_id": description_id, "query": query, "match": match, "client": client,
+        # The content rule on the free query, for the analyst views (migration 0010).
+        "about_children": None if query is None else is_about_children(query),
     }).scalar_one()

@@ -5,6 +5,12 @@ Nothing is lost on a clean stop: ``close()`` drains the queue and is called by g
 ``worker_exit`` hook and, as a backstop for the CLI and tests, by ``atexit``. A batch that fails
 (database down) is retried a few times, then dropped with a logged error, so a broken database
 never grows a worker's memory without bound.
+
+Each row keeps the query's text-encoder vector (``text_vector``, under ``text_model_id``) and its
+``min_score``, so analysts can re-run a logged search in SQL under any ranker
+(``ranker_query_vector``, docs/analysts.md). The writer thread, not the request, formats the vector
+and applies the content rule to the query (``about_children``): a flagged query's vector is not
+kept, and analysts see the notice in place of its text (migration 0010).
 """
 from __future__ import annotations
 
@@ -17,17 +23,23 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import Engine, text
+
+from service.policy import is_about_children
 
 log = logging.getLogger(__name__)
 
 # One statement for a whole batch: unnest() turns the parallel arrays into rows.
 INSERT_SEARCH_LOG_SQL = text(
-    """INSERT INTO search_log (query, blocked, n_results, photo_ids, model_id, took_ms, created_at)
-       SELECT q, b, n, CAST(p AS jsonb), m, t, c
+    """INSERT INTO search_log (query, blocked, n_results, photo_ids, model_id, took_ms, created_at,
+                              min_score, text_model_id, text_vector, about_children)
+       SELECT q, b, n, CAST(p AS jsonb), m, t, c, ms, tm, CAST(tv AS vector), ac
        FROM unnest(CAST(:queries AS text[]), CAST(:blocked AS boolean[]), CAST(:n_results AS int[]),
                    CAST(:photo_ids AS text[]), CAST(:model_ids AS bigint[]), CAST(:took_ms AS float8[]),
-                   CAST(:created_at AS timestamptz[])) AS t(q, b, n, p, m, t, c)"""
+                   CAST(:created_at AS timestamptz[]), CAST(:min_scores AS float8[]),
+                   CAST(:text_model_ids AS bigint[]), CAST(:text_vectors AS text[]),
+                   CAST(:about_children AS boolean[])) AS t(q, b, n, p, m, t, c, ms, tm, tv, ac)"""
 )
 
 BATCH_SIZE = 500
@@ -45,6 +57,9 @@ class SearchLogEntry:
     model_id: int | None
     took_ms: float
     created_at: str  # ISO 8601 with time zone: when the search ran, not when its row was written
+    min_score: float | None = None
+    text_model_id: int | None = None
+    text_vector: np.ndarray | None = None  # the text encoder's (the cached, read-only array: no copy)
 
 
 class SearchLogWriter:
@@ -135,11 +150,15 @@ class SearchLogWriter:
                 marker.done.set()
 
     def _write(self, batch: list[SearchLogEntry]) -> None:
+        flagged = [is_about_children(e.query) for e in batch]
         params = {
             "queries": [e.query for e in batch], "blocked": [e.blocked for e in batch],
             "n_results": [e.n_results for e in batch], "photo_ids": [json.dumps(e.photo_ids) for e in batch],
             "model_ids": [e.model_id for e in batch], "took_ms": [e.took_ms for e in batch],
-            "created_at": [e.created_at for e in batch],
+            "created_at": [e.created_at for e in batch], "min_scores": [e.min_score for e in batch],
+            "text_model_ids": [e.text_model_id for e in batch], "about_children": flagged,
+            "text_vectors": [None if flag or e.text_vector is None else _vector_literal(e.text_vector)
+                             for e, flag in zip(batch, flagged, strict=True)],
         }
         for attempt in range(1, RETRIES + 1):
             try:
@@ -152,6 +171,11 @@ class SearchLogWriter:
                             exc_info=attempt == RETRIES)
                 time.sleep(0.5 * attempt)
         self.dropped += len(batch)
+
+
+def _vector_literal(vector: np.ndarray) -> str:
+    """pgvector's text form; float32 values keep their 9 significant digits."""
+    return "[" + ",".join(np.char.mod("%.9g", np.asarray(vector, np.float32)).tolist()) + "]"
 
 
 @dataclass(frozen=True)

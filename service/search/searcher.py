@@ -204,7 +204,7 @@ class Searcher:
             response = SearchOutcome(query, True, policy.NOTICE, [], None, clock.total_ms, offset, limit,
                                       None, clock.stages)
             if log:
-                self._log(response, None)
+                self._log(response, None, min_score=min_score)
             return response
         clock.lap("policy")
 
@@ -247,7 +247,8 @@ class Searcher:
         response = SearchOutcome(query, False, None, results, model.version, clock.total_ms, offset, limit,
                                   message, clock.stages)
         if log:
-            self._log(response, model.id)
+            self._log(response, model.id, min_score=min_score, text_model_id=state.text_model_id,
+                      text_vector=text_vector)
         return response
 
     def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> list[Result]:
@@ -271,12 +272,15 @@ class Searcher:
         return [Result(r.photo_id, r.file_name, round(float(r.similarity), 6), round(float(r.similarity), 6),
                        shows_child=r.shows_child) for r in rows]
 
-    def _log(self, response: SearchOutcome, model_id: int | None) -> None:
-        """Queued, not written: the background writer inserts it within FLUSH_INTERVAL_S."""
+    def _log(self, response: SearchOutcome, model_id: int | None, *, min_score: float | None = None,
+             text_model_id: int | None = None, text_vector: np.ndarray | None = None) -> None:
+        """Queued, not written: the background writer inserts it within FLUSH_INTERVAL_S. The text
+        vector is kept so analysts can re-run the search in SQL (docs/analysts.md)."""
         self.log_writer.add(SearchLogEntry(
             query=response.query[:2000], blocked=response.blocked, n_results=len(response.results),
             photo_ids=[r.photo_id for r in response.results], model_id=model_id, took_ms=response.took_ms,
-            created_at=datetime.now(UTC).isoformat(),
+            created_at=datetime.now(UTC).isoformat(), min_score=min_score,
+            text_model_id=text_model_id, text_vector=text_vector,
         ))
 
     def close(self) -> None:

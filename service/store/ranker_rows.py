@@ -6,6 +6,10 @@ joint and bridge vectors, top ImageNet labels with their probabilities, the mapp
 computed once here, never per search. Written by publishing (every photo), by the embedding worker
 (each queued upload) and by ``project_missing_photos`` (`withsense ingest`: photos added while a
 ranker was being published).
+
+Publishing also writes the ranker's text transform as data (``write_text_transform``): one row per
+output component of ``Ranker.transform_query``, which the SQL function ``ranker_query_vector``
+(migration 0010) applies, so analysts put a text into the ranker's space without Python.
 """
 from __future__ import annotations
 
@@ -53,6 +57,19 @@ def project_missing_photos(engine: Engine, settings: Settings, image_model_id: i
         project_photos(conn, model.id, load_ranker(model.artifact_path), [r.photo_id for r in rows],
                        np.stack([as_array(r.embedding) for r in rows]))
     return len(rows)
+
+
+def write_text_transform(conn: Connection, model_id: int, ranker: Ranker) -> None:
+    """The ranker's text transform as rows of ``ranker_text_transform``: component ``c`` of a query
+    is ``x . weights_c - bias_c`` before unit normalisation (``linear_form``), exactly what
+    ``ranker.transform_query`` computes; identity rows for a ranker that does not transform text."""
+    weights, bias = ranker.text_transform.linear_form(ranker.dims)
+    with driver_connection(conn).cursor() as cur:
+        with cur.copy("COPY ranker_text_transform (model_id, component, weights, bias) "
+                      "FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "int4", "vector", "float8"])
+            for c in range(weights.shape[1]):
+                copy.write_row((model_id, c, np.ascontiguousarray(weights[:, c], np.float32), float(bias[c])))
 
 
 def _write_rows(conn: Connection, model_id: int, photo_ids: Sequence[int], evidence) -> None:

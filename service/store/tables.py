@@ -101,6 +101,9 @@ class Description(Base):
     # Flickr8k caption id such as "1056338697_4f7d7ce270.jpg#2"; makes dataset loads idempotent.
     dataset_key: Mapped[str | None] = mapped_column(Text, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The content rule on the text (service.policy.is_about_children), set by its writer (migration
+    # 0010); NULL = not checked. Analyst views show the text only when it is false.
+    about_children: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class ExpertRating(Base):
@@ -149,6 +152,8 @@ class CrowdVote(Base):
     match: Mapped[bool] = mapped_column(Boolean)
     client: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The content rule on ``query`` (migration 0010); NULL for votes about a stored description.
+    about_children: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Model(Base):
@@ -184,6 +189,32 @@ class Model(Base):
     artifact_path: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RankerTextTransform(Base):
+    """A ranker's text transform as data (migration 0010): component ``component`` of a query in the
+    ranker's space is ``text_vector . weights - bias``, then the whole vector is unit-normalised
+    (SQL: ``ranker_query_vector(ranker_id, text_vector)``). Written when the ranker is published."""
+
+    __tablename__ = "ranker_text_transform"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    component: Mapped[int] = mapped_column(Integer, primary_key=True)
+    weights: Mapped[Any] = mapped_column(Vector())
+    bias: Mapped[float] = mapped_column(Float)
+
+
+class RankerPairScore(Base):
+    """A ranker's calibrated score of an expert-rated (photo, description) pair, written when the
+    ranker is published (migration 0010; service/training/pair_scores.py), for analysts."""
+
+    __tablename__ = "ranker_pair_scores"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    description_id: Mapped[int] = mapped_column(ForeignKey("descriptions.id", ondelete="CASCADE"), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    in_shortlist: Mapped[bool] = mapped_column(Boolean)  # false: a search would not have shown the photo
 
 
 class PhotoEmbedding(Base):
@@ -247,3 +278,10 @@ class SearchLog(Base):
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
     took_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Migration 0010: the search's min_score, and the text encoder's vector of the query (NULL when
+    # blocked or about children), so analysts can re-run it in SQL under any ranker
+    # (ranker_query_vector); about_children is the content rule on ``query``.
+    min_score: Mapped[float | None] = mapped_column(Float)
+    text_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    text_vector: Mapped[Any | None] = mapped_column(Vector())
+    about_children: Mapped[bool | None] = mapped_column(Boolean)

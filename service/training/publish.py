@@ -2,8 +2,10 @@
 
 ``train_and_publish`` gathers the training data (``service.training.training_data``), fits the
 ranker (``ml.train``), and publishes it; the activation rule (``service.training.selection``)
-decides whether it replaces the active one. Publishing = artifact folder + models row + every
-photo's rows under the ranker (one transaction; ``service.store.ranker_rows.project_photos``), then
+decides whether it replaces the active one. Publishing = artifact folder + models row + the text
+transform's rows + every photo's rows under the ranker + the expert-rated pairs' scores (one
+transaction; ``service.store.ranker_rows.write_text_transform`` and ``project_photos``,
+``service.training.pair_scores``), then
 the ranker's HNSW index (service/store/hnsw.py), then, when activated, the switch (one transaction:
 the active ranker off, the published one on).
 """
@@ -19,7 +21,8 @@ from ml.ranker import Ranker
 from service.config import Settings
 from service.store.hnsw import build_index
 from service.store.model_rows import activate_ranker, active_ranker, encoder_model_ids, insert_ranker
-from service.store.ranker_rows import project_photos
+from service.store.ranker_rows import project_photos, write_text_transform
+from service.training.pair_scores import score_expert_pairs
 from service.training.selection import decide
 from service.training.training_data import load_photo_features, training_data
 
@@ -35,9 +38,10 @@ def train_and_publish(engine: Engine, settings: Settings, encoders, *, run_cv: b
     with engine.connect() as conn:
         current = active_ranker(conn, settings.encoder_key)
     decision = decide(result.metrics, current, force=force)
-    photo_ids, features = load_photo_features(engine, encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"])
+    ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
+    photo_ids, features = load_photo_features(engine, ids["image"])
     model = publish(engine, settings, result.ranker, photo_ids, features, params={"scorer": result.scorer_name},
-                    alternatives=result.alternatives,
+                    alternatives=result.alternatives, text_model_id=ids["text"],
                     metrics=result.metrics, activate=decision.activate, progress=progress)
     model.update(activated=decision.activate, cv_headline=decision.candidate_headline,
                  previous_headline=decision.previous_headline, previous_version=decision.previous_version)
@@ -55,7 +59,7 @@ def _quick_scorers() -> dict:
 
 def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.ndarray, features: np.ndarray,
             *, params: dict, metrics: dict, activate: bool = True, progress: bool = True,
-            alternatives: dict | None = None) -> dict:
+            alternatives: dict | None = None, text_model_id: int | None = None) -> dict:
     version = f"{ranker.name}-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
     directory = ranker.save(settings.artifacts_dir / version)
     for name, (scorer, calibrator) in (alternatives or {}).items():  # the other families, for `evaluate`
@@ -64,7 +68,10 @@ def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.nd
     with engine.begin() as conn:
         model_id = insert_ranker(conn, name=ranker.name, version=version, encoder_key=settings.encoder_key,
                                  dims=ranker.dims, params=params, metrics=metrics, artifact_path=str(directory))
+        write_text_transform(conn, model_id, ranker)
         project_photos(conn, model_id, ranker, photo_ids, features, progress=progress)
+        if text_model_id is not None:  # the expert-rated pairs' scores, for analysts (needs the text vectors)
+            score_expert_pairs(conn, model_id, ranker, text_model_id, settings.shortlist)
     # The HNSW index exists before the ranker can be searched, so no search ever scans a large
     # library exactly while it is built; built CONCURRENTLY, so uploads are not blocked meanwhile.
     index = build_index(engine, model_id, ranker.dims)

@@ -45,13 +45,14 @@ TRAINING_CAPTIONS_SQL = text(
 # votes; live votes are pooled with the dataset's crowd votes into one share.
 RATED_PAIRS_SQL = text(
     """
-    SELECT r.photo_id, r.description AS text, de.embedding AS text_vector,
+    SELECT r.photo_id, d.text, de.embedding AS text_vector,
            r.expert_1, r.expert_2, r.expert_3,
            CASE WHEN coalesce(r.crowd_yes + r.crowd_no, 0) + r.live_yes + r.live_no > 0
                 THEN (coalesce(r.crowd_yes, 0) + r.live_yes)::float8
                      / (coalesce(r.crowd_yes + r.crowd_no, 0) + r.live_yes + r.live_no)
                 ELSE r.crowd_share END AS crowd_share
     FROM analyst_rated_pairs r
+    JOIN descriptions d ON d.id = r.description_id  -- the text itself: the view shows the notice for flagged ones
     JOIN description_embeddings de ON de.description_id = r.description_id AND de.model_id = :text_model_id
     WHERE r.split = 'train' AND r.description_source <> 'test'
     ORDER BY r.photo_id, r.description_id
