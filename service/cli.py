@@ -283,6 +283,11 @@ def cmd_evaluate(args, settings: Settings) -> int:
     for mode, r in report["results"].items():
         print(f"{mode:10s} R@1 {r['R@1']:.3f}  R@5 {r['R@5']:.3f}  R@10 {r['R@10']:.3f}  MRR {r['MRR']:.3f}  "
               f"median rank {r['median_rank']}")
+    ru = report.get("russian") or {}
+    for name, r in (ru.get("results") or {}).items():
+        if r["n_queries"]:
+            print(f"ru set, {name + ':':13s} R@1 {r['R@1']:.3f}  R@5 {r['R@5']:.3f}  R@10 {r['R@10']:.3f}  "
+                  f"MRR {r['MRR']:.3f}  median rank {r['median_rank']}  ({r['n_queries']} queries)")
     print(f"blocked by the content rule: {report['blocked_by_content_rule']} of {report['queries']}; "
           f"written to {args.out / 'evaluation.md'}")
     return 0

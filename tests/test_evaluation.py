@@ -18,11 +18,23 @@ def test_evaluate_counts_and_reports(loaded, encoders, tmp_path):
         assert 0 <= r["R@1"] <= r["R@5"] <= r["R@10"] <= 1
         assert r["R@5"] == 1.0  # 4 photos: the correct one is always in the top 5
         assert 1 <= r["median_rank"] <= 4
+    # The Russian set (service/training/eval_sets/test_queries_ru.tsv) has 9 queries on these 4 photos.
+    ru = report["russian"]
+    assert ru["queries_in_set"] >= 120 and ru["queries_in_library"] == 9 and ru["photos"] == 4
+    assert ru["blocked_ru"] == ru["blocked_en"] == 0
+    for name in ("ru", "en", "ru_shortlist", "en_shortlist"):
+        r = ru["results"][name]
+        assert r["n_queries"] == 9 and 0 <= r["R@1"] <= r["R@5"] <= r["R@10"] == 1 and 1 <= r["median_rank"] <= 4
     write_reports(report, engine, searcher, tmp_path)
     saved = json.loads((tmp_path / "evaluation.json").read_text())
     assert saved["results"] == report["results"]
+    assert saved["russian"] == ru
     assert (tmp_path / "evaluation_ranks.png").stat().st_size > 1000
-    assert "| (b) shortlist + scorer |" in (tmp_path / "evaluation.md").read_text()
+    md = (tmp_path / "evaluation.md").read_text()
+    assert "| (b) shortlist + scorer |" in md
+    assert "## Russian queries (reporting only)" in md
+    assert "| Russian | (b) shortlist + scorer | 9 |" in md
+    assert "| the same queries in English | (b) shortlist + scorer | 9 |" in md
 
 
 def test_evaluation_never_logs_searches(loaded, encoders):

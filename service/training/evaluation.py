@@ -14,13 +14,19 @@ queries themselves). Rankings measured:
 The calibration of the score (held-out rated pairs; ``ml.calibration``) comes from the active
 model's metrics; ``--ood`` adds the out-of-domain check (``service.training.ood``).
 
+The Russian set (``eval_sets/test_queries_ru.tsv``: test queries written in Russian by hand, for
+reporting only, never for choosing anything) goes through the same ``Searcher.search``, beside the
+same queries in English (same query ids) and beside all the English ones.
+
 Queries the content rule blocks are counted apart, not as failures. Agreement with the experts
 (Kendall tau-c on held-out photos) comes from the active model's grouped cross-validation.
 Writes reports/evaluation.md, reports/evaluation.json and two PNG plots.
 """
 from __future__ import annotations
 
+import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +41,7 @@ from service.training.ood import BASELINE, SERVED
 
 TEST_QUERIES_SQL = text(
     """
-    SELECT d.id, d.text, d.photo_id
+    SELECT d.id, d.text, d.photo_id, d.dataset_key
     FROM descriptions d JOIN photos p ON p.id = d.photo_id
     WHERE d.source = 'test' AND p.split = 'test'
     ORDER BY d.id
@@ -52,6 +58,27 @@ TEST_PHOTO_BRIDGES_SQL = text(
 )
 
 
+RU_SET = Path(__file__).with_name("eval_sets") / "test_queries_ru.tsv"
+RU_COLUMNS = ["query_id", "image", "query_en", "query_ru"]
+
+
+@dataclass(frozen=True)
+class TranslatedQuery:
+    query_id: str  # as in test_queries.csv: "<image file>#<n>"
+    image: str
+    query_en: str
+    query_ru: str
+
+
+def read_translated_set(path: Path = RU_SET) -> list[TranslatedQuery]:
+    """The hand-written Russian test queries: UTF-8, tab-separated, no quoting, one header line."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows or rows[0] != RU_COLUMNS:
+        raise ValueError(f"{path}: the header must be {RU_COLUMNS}")
+    return [TranslatedQuery(*row) for row in rows[1:]]
+
+
 MODES = {"shortlist": "(a) shortlist only", "full": "(b) shortlist + scorer", "labels": "(c) labels only, no training"}
 
 
@@ -66,7 +93,8 @@ def _rank_of(photo_ids: list[int], correct: int) -> int:
     return photo_ids.index(correct) + 1 if correct in photo_ids else len(photo_ids) + 1
 
 
-def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress: bool = True) -> dict:
+def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress: bool = True,
+             ru_set: Path | None = RU_SET) -> dict:
     model = searcher.active_model()
     with engine.connect() as conn:
         queries = conn.execute(TEST_QUERIES_SQL).all()
@@ -92,6 +120,7 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
         query = ranker.transform_query(searcher.text_encoder.encode([q.text])[0])
         label_order = np.argsort(-(bridge_matrix @ query), kind="stable")
         ranks["labels"].append(_rank_of([bridge_ids[i] for i in label_order], q.photo_id))
+    russian = _russian(searcher, queries, ru_set, n_photos, progress) if ru_set else None
     metrics = model.metrics or {}
     cv = metrics.get("cv", {})
     chosen = metrics.get("chosen")
@@ -108,6 +137,42 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
         "selection_rule": metrics.get("selection_rule"),
         "alternatives": alternatives,
         "calibration": metrics.get("calibration"),
+        "russian": russian,
+    }
+
+
+def _russian(searcher: Searcher, queries: list, path: Path, n_photos: int, progress: bool) -> dict:
+    """The Russian set beside the same queries in English, each through the search path as served.
+
+    Only the set's queries whose English text is in this library's test queries count (on the
+    fixture library, a few); a query the content rule blocks in either language is counted apart."""
+    by_key = {q.dataset_key: q for q in queries}
+    translated = read_translated_set(path)
+    chosen = [t for t in translated if t.query_id in by_key]
+    ranks: dict[str, list[int]] = {"ru": [], "en": [], "ru_shortlist": [], "en_shortlist": []}
+    blocked = {"ru": 0, "en": 0}
+    photos = set()
+    for t in tqdm(chosen, desc="Russian test queries", unit="query", disable=not progress):
+        q = by_key[t.query_id]
+        runs = {lang: searcher.search(text_, limit=n_photos, splits=["test"], hybrid=False, log=False)
+                for lang, text_ in (("ru", t.query_ru), ("en", q.text))}
+        for lang, run in runs.items():
+            blocked[lang] += run.blocked
+        if any(run.blocked for run in runs.values()):
+            continue
+        photos.add(q.photo_id)
+        for lang, text_ in (("ru", t.query_ru), ("en", q.text)):
+            ranks[lang].append(_rank_of([r.photo_id for r in runs[lang].results], q.photo_id))
+            shortlist = searcher.search(text_, limit=n_photos, splits=["test"], hybrid=False, rerank=False, log=False)
+            ranks[f"{lang}_shortlist"].append(_rank_of([r.photo_id for r in shortlist.results], q.photo_id))
+    return {
+        "set": f"service/training/eval_sets/{path.name}" if path == RU_SET else str(path),
+        "queries_in_set": len(translated),
+        "queries_in_library": len(chosen),
+        "photos": len(photos),
+        "blocked_ru": blocked["ru"],
+        "blocked_en": blocked["en"],
+        "results": {name: _summary(r) if r else {"n_queries": 0} for name, r in ranks.items()},
     }
 
 
@@ -185,6 +250,7 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
                   f"**{t['recall']:.3f}** ({t['n_passing']} pairs pass; {t['n_fits']} of {t['n_pairs']} fit).", "",
                   "| predicted | mean predicted | observed | pairs |", "|---|---|---|---|"]
         lines += [f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['mean_prob']:.3f} | {b['observed']:.3f} | {b['n']} |" for b in cal["bins"]]
+    lines += _russian_lines(report)
     ood = report.get("ood")
     if ood and BASELINE in ood:
         lines += ["", "## Out-of-domain check (`withsense evaluate --ood`)", "",
@@ -197,3 +263,26 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
             lines.append(f"| {name}: `{r['model']}` | {r['R@1']} | {r['R@5']} | {r['R@10']} | {r['median_rank']} |")
     lines += [""] + [f"![{p}]({p})" for p in plots] + [""]
     (out_dir / "evaluation.md").write_text("\n".join(lines))
+
+
+def _russian_lines(report: dict) -> list[str]:
+    ru = report.get("russian")
+    if not ru or not ru["results"]["ru"]["n_queries"]:
+        return []
+    lines = ["", "## Russian queries (reporting only)", "",
+             f"`{ru['set']}`: test queries written in Russian by hand ({ru['queries_in_set']} in the set; "
+             f"{ru['results']['ru']['n_queries']} over {ru['photos']} photos of this library are counted, "
+             f"{ru['blocked_ru']} blocked in Russian and {ru['blocked_en']} in English are left out). Each goes "
+             "through the same search path as the English queries, beside the same queries in English. "
+             "The set is for reporting only: models are chosen by cross-validation on training photos.", "",
+             "| queries | ranking | n | R@1 | R@5 | R@10 | MRR | median rank |", "|---|---|---|---|---|---|---|---|"]
+    rows = [("Russian", "(b) shortlist + scorer", ru["results"]["ru"]),
+            ("the same queries in English", "(b) shortlist + scorer", ru["results"]["en"]),
+            ("all English test queries", "(b) shortlist + scorer", report["results"]["full"]),
+            ("Russian", "(a) shortlist only", ru["results"]["ru_shortlist"]),
+            ("the same queries in English", "(a) shortlist only", ru["results"]["en_shortlist"]),
+            ("all English test queries", "(a) shortlist only", report["results"]["shortlist"])]
+    for who, mode, r in rows:
+        lines.append(f"| {who} | {mode} | {r['n_queries']} | {r['R@1']} | {r['R@5']} | {r['R@10']} | {r['MRR']} | "
+                     f"{r['median_rank']} |")
+    return lines
