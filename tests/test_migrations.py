@@ -8,7 +8,7 @@ from tests.helpers import migrate_to
 
 EXPECTED_TABLES = {
     "photos", "descriptions", "expert_ratings", "crowd_ratings", "crowd_votes", "models",
-    "photo_embeddings", "description_embeddings", "search_log", "embedding_jobs",
+    "photo_embeddings", "description_embeddings", "search_log", "embedding_jobs", "users", "api_keys",
 }
 
 
