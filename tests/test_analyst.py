@@ -69,11 +69,11 @@ def _doc_examples():
     return [block.split("```", 1)[0] for block in doc.split("```sql")[1:]]
 
 
-def test_docs_have_six_examples():
-    assert len(_doc_examples()) == 6
+def test_docs_have_seven_examples():
+    assert len(_doc_examples()) == 7
 
 
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(7))
 def test_documented_examples_run_as_analyst(analyst, index):
     """Every SQL example in docs/analysts.md runs for the analyst role and returns rows."""
     with analyst.connect() as conn:
