@@ -136,7 +136,7 @@ def test_without_a_configured_token_writes_are_refused(writable, encoders):
 
     client = app_for(writable, encoders, api_token="").test_client()
     r = client.post("/api/photos", data={"file": (io.BytesIO(_png()), "a.png")}, headers=AUTH)
-    assert r.status_code == 403 and "no API token is configured" in r.json["error"]
+    assert r.status_code == 403 and "no bootstrap token is configured" in r.json["error"]
 
 
 @pytest.mark.parametrize("name, data, fragment", [

@@ -633,7 +633,7 @@ def test_unknown_ids_and_routes_are_404(server, unchanged, method, path):
 
 
 @pytest.mark.parametrize("method, path", [
-    ("GET", "/api/search"), ("PUT", "/api/search"), ("DELETE", "/api/photos/1"), ("PATCH", "/api/photos/1"),
+    ("GET", "/api/search"), ("PUT", "/api/search"), ("PUT", "/api/photos/1"), ("POST", "/api/photos/1"),
     ("GET", "/api/ratings"), ("DELETE", "/api/ratings"), ("POST", "/photos/1/image"), ("PUT", "/api/photos"),
 ])
 def test_wrong_methods_are_405(server, unchanged, method, path):
