@@ -92,6 +92,11 @@ def upgrade() -> None:
     # only the view (no key ids, no hashes) is granted.
     op.execute("REVOKE ALL ON users, api_keys FROM analyst")
     op.execute("GRANT SELECT ON analyst_users TO analyst")
+    # Who wrote a description or cast a vote is the analyst's to see. Granted per column: 0010 (issue 20)
+    # narrows the analyst to listed columns of these tables, so new columns need their own grant;
+    # under a table-wide grant this adds nothing. Dropping the columns (downgrade) drops these grants.
+    op.execute("GRANT SELECT (voter_id) ON crowd_votes TO analyst")
+    op.execute("GRANT SELECT (author_id) ON descriptions TO analyst")
 
 
 def downgrade() -> None:
