@@ -27,6 +27,7 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     app.json.sort_keys = False
     app.url_map.converters["int"] = BigintConverter
 
+    from service.api.accounts import bp as accounts_bp
     from service.api.health import bp as health_bp
     from service.api.photos import bp as photos_bp
     from service.api.ratings import bp as ratings_bp
@@ -41,10 +42,11 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     # The upload limit, plus room for the multipart framing and the form's text fields.
     body_limit.init_app(app, settings.max_upload_mb * 1024 * 1024 + 64 * 1024)
     metrics.init_app(app)
-    ratelimit.init_app(app, settings.rate_limit)
+    ratelimit.init_app(app, settings.rate_limit, settings.write_rate_limit)
     app.register_blueprint(search_bp)
     app.register_blueprint(photos_bp)
     app.register_blueprint(ratings_bp)
+    app.register_blueprint(accounts_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(web_bp)
     contract.init_app(app)  # after the blueprints: the OpenAPI document lists every route

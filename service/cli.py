@@ -240,6 +240,41 @@ def cmd_worker(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_users(args, settings: Settings) -> int:
+    """People and their API keys (service/accounts): a key is printed once, only its hash is stored."""
+    from sqlalchemy.exc import IntegrityError
+
+    from service.accounts import users
+    from service.store.db import session_scope
+
+    try:
+        with session_scope(_engine(settings)) as session:
+            if args.users_action == "add":
+                user_id, key = users.add_user(session=session, name=args.name, role=args.role)
+                print(key)
+                print(f"user {args.name} ({args.role}, id {user_id}) added; the key above is shown only this once",
+                      file=sys.stderr)
+            elif args.users_action == "key":
+                print(users.issue_key(session=session, name=args.name))
+                print(f"a new key for {args.name}; it is shown only this once", file=sys.stderr)
+            elif args.users_action == "revoke":
+                count = users.revoke(session=session, name=args.name, key_id=args.key_id)
+                print(f"revoked {count} key(s) of {args.name}")
+            else:
+                print(f"{'id':>5}  {'name':24} {'role':13} {'keys':>4}  {'revoked':>7}  created")
+                for row in users.list_users(session=session):
+                    print(f"{row.user_id:>5}  {row.name:24} {row.role:13} {row.active_keys:>4}  {row.revoked_keys:>7}  "
+                          f"{row.created_at:%Y-%m-%d %H:%M}")
+    except users.AccountError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except IntegrityError as exc:  # the name's format (users' check constraint)
+        print(f"not a valid user name: letters, digits and . _ @ -, at most 64, starting with a letter or digit "
+              f"({type(exc.orig).__name__})", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _active_model_version(settings: Settings) -> str | None:
     from service.store.model_rows import active_ranker
 
@@ -426,6 +461,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--once", action="store_true", help="stop when the queue is empty")
     worker.add_argument("--quiet", action="store_true")
     worker.set_defaults(func=cmd_worker)
+
+    people = sub.add_parser("users", help="people who write, and their API keys")
+    people_sub = people.add_subparsers(dest="users_action", required=True)
+    add = people_sub.add_parser("add", help="add a person; prints their new API key once")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=["photographer", "rater", "admin"])
+    people_sub.add_parser("list", help="every person, their role and how many keys they hold")
+    new_key = people_sub.add_parser("key", help="another key for an existing person (printed once)")
+    new_key.add_argument("name")
+    revoke = people_sub.add_parser("revoke", help="revoke a person's keys: refused from the next request on")
+    revoke.add_argument("name")
+    revoke.add_argument("--key-id", help="only this key (the 12 hex digits after ws_)")
+    people.set_defaults(func=cmd_users)
 
     train = sub.add_parser("train", help="fit the ranker; activate it if it beats the active one")
     train.add_argument("--quiet", action="store_true")

@@ -100,9 +100,12 @@ class Settings(BaseSettings):
                                    "silence while sending it) before the connection is dropped", gt=0.0, le=600.0)
     metrics_dir: str = _setting("",
                                 "shared folder for gunicorn workers' Prometheus metrics; empty = a fresh temporary one")
-    api_token: str = _setting("", "bearer token that write endpoints require; empty = writes refused")
+    api_token: str = _setting("", "bootstrap admin token for the demo and tests (writes as the user 'bootstrap'); "
+                                  "empty = only users' keys write")
     rate_limit: int = _setting(120,
                                "searches per minute per client address, per worker process; 0 = off", ge=0)
+    write_rate_limit: int = _setting(120, "writes per minute per person (by key), per worker process; "
+                                          "admins are not limited; 0 = off", ge=0)
     max_upload_mb: int = _setting(20, "largest accepted upload", ge=1, le=1024)
     max_pixels: int = _setting(50_000_000, "largest accepted image, in pixels", ge=1)
     # 0.9: the ranker's score is a calibrated probability (ml/calibration.py), so a matching

@@ -110,3 +110,17 @@ def metric_value(body: str, name: str, **labels) -> float:
 
     return sum(sample.value for family in text_string_to_metric_families(body) for sample in family.samples
                if sample.name == name and all(sample.labels.get(k) == str(v) for k, v in labels.items()))
+
+
+def new_user(engine, role: str, name: str | None = None) -> dict:
+    """A person with a fresh API key in the database behind ``engine``:
+    ``{"user_id", "name", "role", "key", "auth"}`` (``auth``: the request header)."""
+    import uuid
+
+    from service.accounts import users
+    from service.store.db import session_scope
+
+    name = name or f"{role}-{uuid.uuid4().hex[:8]}"
+    with session_scope(engine) as session:
+        user_id, key = users.add_user(session=session, name=name, role=role)
+    return {"user_id": user_id, "name": name, "role": role, "key": key, "auth": {"Authorization": f"Bearer {key}"}}

@@ -1,7 +1,8 @@
-"""Access: the write token, the read-only analyst role, size caps before the body, the search rate limit.
+"""Access: bearer keys on writes, the read-only analyst role, size caps before the body, the search rate limit.
 
-There is no token table: the one write token is WITHSENSE_API_TOKEN, read from the environment
-(service/config.py), and compared in constant time (service/http/auth.py).
+Writes need a person's key (users and api_keys, only hashes stored: tests/test_accounts.py) or the
+bootstrap token WITHSENSE_API_TOKEN (service/config.py), which writes as the built-in admin and is
+compared in constant time (service/http/auth.py).
 """
 from __future__ import annotations
 
@@ -20,12 +21,17 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.test_bad_input import snapshot
 
-# Every endpoint that writes, with a body that would succeed with the right token.
+# Every endpoint that writes, with a body that would succeed with the right token:
+# (method, path, body). Edits and deletion are tried on a photo that does not exist (404 once the
+# key is accepted), so this file deletes nothing that other tests use.
 WRITES = {
-    "upload": ("/api/photos", "multipart"),
-    "describe": ("/api/photos/1/descriptions", {"text": "a dog on a beach", "author": "access-test"}),
-    "rate": ("/api/ratings", {"photo_id": 1, "query": "a dog", "match": True}),
+    "upload": ("POST", "/api/photos", "multipart"),
+    "describe": ("POST", "/api/photos/1/descriptions", {"text": "a dog on a beach", "author": "access-test"}),
+    "rate": ("POST", "/api/ratings", {"photo_id": 1, "query": "a dog", "match": True}),
+    "edit": ("PATCH", "/api/photos/987654321", {"place": "Oslo"}),
+    "delete": ("DELETE", "/api/photos/987654321", None),
 }
+SUCCEEDS = {"upload": (200, 201), "describe": (201,), "rate": (200, 201), "edit": (404,), "delete": (404,)}
 
 BAD_CREDENTIALS = [  # (headers, status)
     ({}, 401),
@@ -46,23 +52,28 @@ BAD_CREDENTIALS = [  # (headers, status)
 
 
 def _send(base: str, write: str, headers: dict):
-    path, body = WRITES[write]
+    method, path, body = WRITES[write]
     if body == "multipart":
         from tests.test_faults import _jpeg
 
         return requests.post(f"{base}{path}", files={"file": ("a.jpg", _jpeg(31337))}, headers=headers, timeout=60)
-    return requests.post(f"{base}{path}", json=body, headers=headers, timeout=60)
+    return requests.request(method, f"{base}{path}", json=body, headers=headers, timeout=60)
+
+
+def _template(path: str) -> str:
+    return path.replace("/1/", "/{photo_id}/").replace("/987654321", "/{photo_id}")
 
 
 def test_the_write_list_matches_the_spec(writable_app):
-    """The endpoints the spec marks as needing the token are exactly the app's write endpoints."""
+    """The operations the spec marks as needing a key are exactly the app's writes, and GET /api/me."""
     paths = writable_app.test_client().get("/api/openapi.json").get_json()["paths"]
-    secured = {path for path, ops in paths.items() for op in ops.values() if op.get("security")}
-    assert secured == {"/api/photos", "/api/photos/{photo_id}/descriptions", "/api/ratings"}
-    assert {p.replace("/1/", "/{photo_id}/") for p, _ in WRITES.values()} == secured
-    posts = {rule.endpoint for rule in writable_app.url_map.iter_rules() if "POST" in rule.methods}
+    secured = {(method.upper(), path) for path, ops in paths.items() for method, op in ops.items() if op.get("security")}
+    assert secured == {(m, _template(p)) for m, p, _ in WRITES.values()} | {("GET", "/api/me")}
+    changing = {rule.endpoint for rule in writable_app.url_map.iter_rules()
+                if rule.methods & {"POST", "PATCH", "DELETE", "PUT"}}
     # the other POSTs only read (search writes its own log line, nothing a user can shape into data)
-    assert posts - {"photos.upload", "photos.add_description", "ratings.rate"} == {"search.search", "search.similar"}
+    assert changing - {"photos.upload", "photos.add_description", "ratings.rate", "photos.edit",
+                       "photos.delete"} == {"search.search", "search.similar"}
 
 
 @pytest.mark.parametrize("headers, status", BAD_CREDENTIALS)
@@ -80,29 +91,42 @@ def test_writes_need_the_token(writable_server, writable, write, headers, status
 @pytest.mark.parametrize("write", WRITES)
 def test_writes_with_the_token_succeed(writable_server, write):
     r = _send(writable_server, write, {"Authorization": "Bearer test-token"})
-    assert r.status_code in (200, 201), r.text
+    assert r.status_code in SUCCEEDS[write], r.text
 
 
 @pytest.mark.parametrize("write", WRITES)
-def test_without_a_configured_token_every_write_is_refused(writable, encoders, write):
-    from tests.helpers import app_for
+def test_without_a_configured_token_only_keys_write(writable, encoders, write):
+    """With WITHSENSE_API_TOKEN unset, no token but a person's key is accepted."""
+    from tests.helpers import app_for, new_user
 
     client = app_for(writable, encoders, api_token="").test_client()
-    path, body = WRITES[write]
+    method, path, body = WRITES[write]
     before = snapshot(writable["engine"])
-    if body == "multipart":
-        r = client.post(path, data={"file": (io.BytesIO(b"x"), "a.jpg")}, headers={"Authorization": "Bearer "})
-    else:
-        r = client.post(path, json=body, headers={"Authorization": "Bearer anything"})
-    assert r.status_code == 403 and "no API token is configured" in r.json["error"]
+    for token in ("", "anything", "test-token"):
+        if body == "multipart":
+            r = client.post(path, data={"file": (io.BytesIO(b"x"), "a.jpg")}, headers={"Authorization": f"Bearer {token}"})
+        else:
+            r = client.open(path, method=method, json=body, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == (401 if not token else 403)
+        if token:
+            assert "no bootstrap token is configured" in r.json["error"]
     assert snapshot(writable["engine"]) == before
+    admin = new_user(writable["engine"], "admin")
+    if body == "multipart":
+        from tests.test_faults import _jpeg
+
+        r = client.post(path, data={"file": (io.BytesIO(_jpeg(31338)), "a.jpg")}, headers=admin["auth"])
+    else:
+        r = client.open(path, method=method, json=body, headers=admin["auth"])
+    assert r.status_code in SUCCEEDS[write], r.json
 
 
 def test_tokens_are_compared_in_constant_time(writable_app, monkeypatch):
-    """auth.py compares with hmac.compare_digest (time independent of how much matched), never with ==."""
+    """auth.py compares the bootstrap token with hmac.compare_digest (time independent of how much
+    matched), never with ==; keys are checked by argon2's verify, also constant-time."""
     from service.http import auth
 
-    source = inspect.getsource(auth.require_write_token)
+    source = inspect.getsource(auth._bootstrap)
     assert "hmac.compare_digest(" in source and "== expected" not in source and "expected ==" not in source
     calls = []
     real = auth.hmac.compare_digest
@@ -113,12 +137,16 @@ def test_tokens_are_compared_in_constant_time(writable_app, monkeypatch):
     assert calls == [(b"test-tokeX", b"test-token")]
 
 
-def test_there_is_no_token_table(loaded):
-    """The token is configuration (WITHSENSE_API_TOKEN), not data: no table holds tokens or users."""
+def test_no_table_holds_a_key_or_token_in_clear(loaded):
+    """Keys are stored as argon2id hashes only (a check constraint), and no column is named like a secret."""
     with loaded["engine"].connect() as conn:
-        names = conn.execute(text(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")).scalars().all()
-    assert not [n for n in names if any(w in n for w in ("token", "user", "secret", "password", "session"))]
+        columns = conn.execute(text(
+            "SELECT table_name || '.' || column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public'")).scalars().all()
+        assert "api_keys.key_hash" in columns
+        assert not [c for c in columns if any(w in c for w in ("token", "secret", "password"))]
+        assert conn.execute(text("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                                 "WHERE conname = 'ck_api_keys_argon2id'")).scalar() == "CHECK ((key_hash ~~ '$argon2id$%'::text))"
 
 
 # --- the analyst role -----------------------------------------------------------------------

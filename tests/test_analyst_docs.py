@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from service.config import REPO_ROOT
 from service.policy import NOTICE, is_about_children
 from service.store.db import as_array, make_engine
-from tests.helpers import FULL_DATASET, app_for, load_library, serve
+from tests.helpers import FULL_DATASET, app_for, load_library, new_user, serve
 
 DOC = REPO_ROOT / "docs" / "analysts.md"
 EXAMPLE_KEY = "'1517721825_10176d0683.jpg#2'"  # the caption example 1 searches for; the tests swap it
@@ -99,9 +99,11 @@ def library(make_database, settings_for, encoders):
                WHERE expert_mean IS NOT NULL AND NOT description_withheld
                ORDER BY expert_mean DESC, photo_id, description_id""")).all()
     votes = [(pairs[0], [True, True, False]), (pairs[-1], [True, True]), (pairs[1], [False])]
+    # One vote per person per pair: each of a pair's votes comes from another rater.
+    raters = [new_user(library["engine"], "rater") for _ in range(max(len(m) for _, m in votes))]
     for pair, matches in votes:
-        for match in matches:
-            reply = requests.post(f"{base}/api/ratings", headers=AUTH, timeout=30, json={
+        for rater, match in zip(raters, matches, strict=False):
+            reply = requests.post(f"{base}/api/ratings", headers=rater["auth"], timeout=30, json={
                 "photo_id": pair.photo_id, "description_id": pair.description_id, "match": match, "client": "docs-test"})
             assert reply.status_code == 201, reply.text
     reply = requests.post(f"{base}/api/ratings", headers=AUTH, timeout=30, json={
@@ -271,9 +273,21 @@ def check_content_rule(library, rows):
     assert sum(n for (what, _, _), n in counts.items() if what == "photos") == marked > 0
 
 
+def check_people_and_votes(library, rows):
+    """Per role, the people and their votes as the owner counts them from the tables the analyst
+    cannot read (users) or reads only in part."""
+    expected = owner_rows(library, """
+        SELECT u.role, count(DISTINCT u.id) AS people, count(v.id) AS votes,
+               count(v.id) FILTER (WHERE p.deleted_at IS NOT NULL) AS votes_on_deleted_photos
+        FROM users u LEFT JOIN crowd_votes v ON v.voter_id = u.id LEFT JOIN photos p ON p.id = v.photo_id
+        GROUP BY u.role ORDER BY u.role""")
+    assert [tuple(r) for r in rows] == [tuple(r) for r in expected]
+    assert "admin" in {r.role for r in rows}  # the bootstrap admin of WITHSENSE_API_TOKEN
+
+
 CHECKS = [check_search, check_nearest_photos, check_experts_against_crowd, check_model_against_experts,
           check_min_score_misses, check_live_votes, check_expert_strictness, check_searches_per_day,
-          check_content_rule]
+          check_content_rule, check_people_and_votes]
 
 
 @pytest.mark.parametrize("number", range(1, len(CHECKS) + 1))

@@ -6,7 +6,7 @@ import requests
 from PIL import Image
 from sqlalchemy import text
 
-from tests.helpers import FIXTURE_DATASET, wait_searchable
+from tests.helpers import FIXTURE_DATASET, new_user, wait_searchable
 
 AUTH = {"Authorization": "Bearer test-token"}
 TRAIN_PHOTO = FIXTURE_DATASET / "train_images" / "1425069308_488e5fcf9d.jpg"
@@ -136,7 +136,7 @@ def test_without_a_configured_token_writes_are_refused(writable, encoders):
 
     client = app_for(writable, encoders, api_token="").test_client()
     r = client.post("/api/photos", data={"file": (io.BytesIO(_png()), "a.png")}, headers=AUTH)
-    assert r.status_code == 403 and "no API token is configured" in r.json["error"]
+    assert r.status_code == 403 and "no bootstrap token is configured" in r.json["error"]
 
 
 @pytest.mark.parametrize("name, data, fragment", [
@@ -186,6 +186,7 @@ def test_photo_details(writable_server, writable):
     photo_id = r.json()["photo_id"]
     body = requests.get(f"{writable_server}/api/photos/{photo_id}", timeout=10).json()
     assert body["photo_id"] == photo_id and body["split"] == "upload" and body["uploader"] == "ana"
+    assert body["owner"] == "bootstrap"  # the key's person (WITHSENSE_API_TOKEN); "uploader" is a display name
     assert [(d["text"], d["source"], d["author"]) for d in body["descriptions"]] == [("a mosaic of coloured squares", "owner", "ana")]
     assert body["ratings"] == {"expert": {"pairs": 0, "mean_score": None},
                                "crowd": {"pairs": 0, "mean_share": None, "yes": 0, "no": 0},
@@ -264,8 +265,9 @@ def test_rating_shows_in_the_analyst_view(writable_server, writable):
             """SELECT d.photo_id, d.id FROM descriptions d WHERE d.source = 'dataset' AND d.photo_id IS NOT NULL
                ORDER BY d.id LIMIT 1""")).one()
     votes = [True, True, False]
-    for match in votes:
-        r = requests.post(f"{writable_server}/api/ratings", headers=AUTH, timeout=10,
+    for match in votes:  # three people: one vote per person per pair
+        rater = new_user(engine, "rater")
+        r = requests.post(f"{writable_server}/api/ratings", headers=rater["auth"], timeout=10,
                           json={"photo_id": photo_id, "description_id": description_id, "match": match})
         assert r.status_code == 201 and r.json()["vote_id"] > 0
     with engine.connect() as conn:

@@ -347,6 +347,33 @@ def test_match_buttons_record_a_vote(open_writable_page, writable, lang):
     assert len(votes) == before + 1 and votes[-1] is False
 
 
+def test_a_signed_in_rater_marks_a_result_as_fitting_or_not(open_writable_page, writable):
+    """The "Fits" / "Does not fit" control under each result, for a key whose role may vote; a
+    second click replaces the first vote (one vote per person per pair)."""
+    from tests.helpers import new_user
+
+    rater = new_user(writable["engine"], "rater")
+    query = "a dog runs on the grass"
+    page = open_writable_page()
+    search(page, query)
+    wait_for_result_images(page, 5)
+    assert page.locator("#results .vote-row").count() == 0  # not signed in: no control
+    page.get_by_label("API token").fill(rater["key"])
+    search(page, query)
+    ids = wait_for_result_images(page, 5)
+    first = page.locator(f'#results .card[data-photo-id="{ids[0]}"]')
+    first.get_by_role("button", name="Fits", exact=True).click()
+    first.locator(".vote-row .status.ok").wait_for()
+    first.get_by_role("button", name="Does not fit", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#results .vote-row .status.ok')?.textContent.includes('not')")
+    assert first.get_by_role("button", name="Does not fit", exact=True).get_attribute("aria-pressed") == "true"
+    with writable["engine"].connect() as conn:
+        votes = conn.execute(text("SELECT match FROM crowd_votes WHERE voter_id = :v AND photo_id = :p AND query = :q"),
+                             {"v": rater["user_id"], "p": ids[0], "q": query}).scalars().all()
+    assert votes == [False]
+    assert page.locator("#results .vote-row").count() == 5
+
+
 @both_languages
 def test_uploading_a_known_photo_points_to_it(open_writable_page, writable, lang):
     with writable["engine"].connect() as conn:

@@ -159,6 +159,46 @@ def test_an_upload_to_the_primary_becomes_searchable_through_the_replica(routed)
     assert replicas.served["replica"] == before["replica"] + 2
 
 
+def test_a_deleted_photo_leaves_search_on_the_replica_once_it_has_caught_up(routed):
+    """Deleted on the primary: the client that deleted reads from the primary (404 at once); others
+    read from the replica, which stops finding the photo as soon as it has replayed the deletion."""
+    replicas, base = routed["replicas"], routed["base"]
+    description = "a green tram crossing a stone bridge in the fog at night"
+    uploaded = requests.post(f"{base}/api/photos", files={"file": ("tram.jpg", _new_photo(2020))},
+                             data={"description": description}, headers=AUTH, timeout=120)
+    assert uploaded.status_code == 201, uploaded.text
+    photo_id = uploaded.json()["photo_id"]
+
+    def on_replica(sql):
+        with routed["replica_engine"].connect() as conn:
+            return conn.execute(text(sql), {"p": photo_id}).scalar()
+
+    ranker_rows = ("SELECT count(*) FROM photo_embeddings e JOIN models m ON m.id = e.model_id "
+                   "WHERE e.photo_id = :p AND m.kind = 'ranker' AND m.active")
+    assert _poll(lambda: on_replica(ranker_rows), timeout_s=60)
+    assert photo_id in [r["photo_id"] for r in _search(base, description).json()["results"]]
+
+    deleter = requests.Session()
+    r = deleter.delete(f"{base}/api/photos/{photo_id}", headers=AUTH, timeout=60)
+    assert r.status_code == 200, r.text
+    deleted = time.perf_counter()
+    before = replicas.served.copy()
+    assert deleter.get(f"{base}/api/photos/{photo_id}", timeout=30).status_code == 404  # its own write: primary
+    assert replicas.served["primary"] > before["primary"]
+
+    assert _poll(lambda: on_replica("SELECT deleted_at IS NOT NULL FROM photos WHERE id = :p")
+                 and on_replica(ranker_rows) == 0, timeout_s=MAX_LAG_S)
+    print(f"deletion replayed on the replica {(time.perf_counter() - deleted) * 1000:.0f} ms after the answer")
+    before = replicas.served.copy()
+    found = _search(base, description)
+    assert found.status_code == 200 and photo_id not in [r["photo_id"] for r in found.json()["results"]]
+    similar = requests.post(f"{base}/api/search/similar", json={"photo_id": 1, "limit": 50}, timeout=30)
+    assert similar.status_code == 200 and photo_id not in [r["photo_id"] for r in similar.json()["results"]]
+    assert replicas.served["replica"] == before["replica"] + 2
+    assert requests.get(f"{base}/api/photos/{photo_id}", timeout=30).status_code == 404
+    assert requests.get(f"{base}/photos/{photo_id}/image", timeout=30).status_code == 404
+
+
 def test_an_unknown_photo_on_the_replica_is_asked_of_the_primary_before_404(routed):
     before = routed["replicas"].served.copy()
     assert requests.get(f"{routed['base']}/api/photos/987654321", timeout=30).status_code == 404

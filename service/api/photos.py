@@ -1,4 +1,5 @@
-"""Photos: upload, metadata, descriptions by other users, and the image files (served only by id)."""
+"""Photos: upload, metadata, edits and deletion by their owners, descriptions, and the image files
+(served only by id). Who may write what: service/accounts/roles.py."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -7,8 +8,19 @@ from datetime import datetime
 from flask import Blueprint, current_app, request, send_file, url_for
 from werkzeug.utils import secure_filename
 
+from service.accounts.roles import check_photo
 from service.http import schemas
-from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, PHOTO_ID, endpoint, reply, responses
+from service.http.auth import authenticate
+from service.http.contract import (
+    BODY_ERRORS,
+    DATABASE_ERRORS,
+    ID_OUT_OF_RANGE,
+    PHOTO_ID,
+    RATE_LIMITED,
+    endpoint,
+    reply,
+    responses,
+)
 from service.http.db_session import get_session, note_write, run_read
 from service.http.pictures import picture
 from service.photos import child_marks, embedding_queue, uploads
@@ -26,15 +38,16 @@ def _settings():
 
 
 @bp.post("/api/photos")
-@endpoint(form=schemas.PhotoUpload, write=True,
-          resp=responses({201: schemas.PhotoAdded, 200: schemas.PhotoAdded}, (401, 403, 422, *BODY_ERRORS, *DATABASE_ERRORS)))
+@endpoint(form=schemas.PhotoUpload, write="upload",
+          resp=responses({201: schemas.PhotoAdded, 200: schemas.PhotoAdded},
+                         (401, 403, 409, 422, *RATE_LIMITED, *BODY_ERRORS, *DATABASE_ERRORS)))
 def upload():
-    """Upload a photo (multipart); it is searchable once stored."""
+    """Upload a photo (multipart); it is searchable once stored. Its owner is the key's person."""
     form: schemas.PhotoUpload = request.context.form
     session = get_session()
     added = uploads.add_photo(form.file.read(), session=session, settings=_settings(), encoders=get_encoders(),
                               file_name=secure_filename(form.file.filename or "") or None,
-                              **form.model_dump(exclude={"file"}))
+                              owner_id=authenticate().user_id, **form.model_dump(exclude={"file"}))
     session.commit()
     if added.queued:
         embedding_worker().wake()
@@ -80,7 +93,7 @@ def _photo_details(details: uploads.PhotoDetails, state: embedding_queue.SearchS
         photo_id=details.photo_id, file_name=details.file_name, split=details.split, sha256=details.sha256,
         bytes=details.bytes, width=details.width, height=details.height, uploader=details.uploader,
         place=details.place, camera=details.camera, taken_at=_iso(details.taken_at),
-        created_at=_iso(details.created_at), shows_child=details.shows_child,
+        created_at=_iso(details.created_at), shows_child=details.shows_child, owner=details.owner,
         descriptions=[schemas.DescriptionOut(description_id=d.description_id, text=d.text, source=d.source,
                                              author=d.author, created_at=_iso(d.created_at))
                       for d in details.descriptions],
@@ -94,17 +107,59 @@ def _photo_details(details: uploads.PhotoDetails, state: embedding_queue.SearchS
     )
 
 
+@bp.patch(f"/api/photos/{PHOTO_ID}")
+@endpoint(json=schemas.PhotoEdit, write="edit",
+          resp=responses({200: schemas.PhotoDetails}, (401, 403, 404, 409, *ID_OUT_OF_RANGE, *RATE_LIMITED,
+                                                        *BODY_ERRORS, *DATABASE_ERRORS)))
+def edit(photo_id: int):
+    """Change a photo's place, camera, taken_at or shows_child: its owner or an admin."""
+    body: schemas.PhotoEdit = request.context.json
+    session = get_session()
+    photo = uploads.require(session=session, photo_id=photo_id, for_update=True)
+    check_photo(authenticate(), "edit", photo_id=photo_id, owner_id=photo.owner_id)
+    uploads.update_metadata(session=session, photo=photo, changes=body.model_dump(include=body.model_fields_set))
+    session.commit()
+    note_write()
+    details = uploads.details(session=session, photo=photo, rule_on=_settings().content_rule)
+    state = embedding_queue.search_state(session=session, photo_id=photo_id, encoder_key=_settings().encoder_key)
+    return reply(_photo_details(details, state))
+
+
+@bp.delete(f"/api/photos/{PHOTO_ID}")
+@endpoint(write="delete",
+          resp=responses({200: schemas.PhotoDeleted}, (401, 403, 404, *ID_OUT_OF_RANGE, *RATE_LIMITED,
+                                                        *DATABASE_ERRORS)))
+def delete(photo_id: int):
+    """Delete a photo: its owner or an admin. Gone from search, similar photos and pages at once;
+    its files, vectors and queue job go; its descriptions and ratings stay for analysts."""
+    session = get_session()
+    photo = uploads.require(session=session, photo_id=photo_id, for_update=True)
+    check_photo(authenticate(), "delete", photo_id=photo_id, owner_id=photo.owner_id)
+    files = uploads.delete_photo(session=session, photo_id=photo_id, user_id=authenticate().user_id)
+    session.commit()
+    note_write()
+    if files is None:  # deleted by a concurrent request between the lookup and the tombstone
+        raise uploads.PhotoNotFound(photo_id)
+    uploads.remove_files(session=session, settings=_settings(), storage_key=files[0], sha256=files[1])
+    session.refresh(photo)
+    return reply(schemas.PhotoDeleted(photo_id=photo_id, deleted=True, deleted_at=_iso(photo.deleted_at)))
+
+
 @bp.post(f"/api/photos/{PHOTO_ID}/descriptions")
-@endpoint(json=schemas.DescriptionRequest, write=True,
-          resp=responses({201: schemas.DescriptionAdded}, (401, 403, 404, *BODY_ERRORS, *DATABASE_ERRORS)))
+@endpoint(json=schemas.DescriptionRequest, write="describe",
+          resp=responses({201: schemas.DescriptionAdded}, (401, 403, 404, *RATE_LIMITED, *BODY_ERRORS,
+                                                            *DATABASE_ERRORS)))
 def add_description(photo_id: int):
-    """Describe a photo; the description is embedded at once and used by search."""
+    """Describe a photo (its owner, or an admin); the description is embedded at once and used by search."""
     body: schemas.DescriptionRequest = request.context.json
     text_, author = body.text, body.author
     session = get_session()
-    uploads.require(session=get_session(), photo_id=photo_id)
+    principal = authenticate()
+    photo = uploads.require(session=session, photo_id=photo_id)
+    check_photo(principal, "describe", photo_id=photo_id, owner_id=photo.owner_id)
     description_id = uploads.add_description(session=session, settings=_settings(), text_encoder=get_encoders().text,
-                                            photo_id=photo_id, text_=text_, source="user", author=author)
+                                            photo_id=photo_id, text_=text_, source="user", author=author,
+                                            author_id=principal.user_id)
     session.commit()
     note_write()
     shown = child_marks.shown_text(text_, rule_on=_settings().content_rule)

@@ -23,7 +23,7 @@ from spectree.model_adapter.pydantic_adapter import PydanticModelAdapter
 from spectree.models import SecuritySchemeData
 
 from service.http import schemas
-from service.http.auth import require_write_token
+from service.http.auth import authenticate, require_write
 from service.http.errors import ApiError
 
 
@@ -64,6 +64,9 @@ PHOTO_ID = f"<int(min=1, max={2**63 - 1}):photo_id>"
 DATABASE_ERRORS = (503,)  # the database unreachable (Retry-After)
 BODY_ERRORS = (413, 415)  # body over WITHSENSE_MAX_UPLOAD_MB; wrong content type
 RATE_LIMITED = (429,)  # WITHSENSE_RATE_LIMIT (Retry-After)
+# PATCH and DELETE /api/photos/<id> share their path with GET: for an id outside 1..2**63-1
+# werkzeug notes the other routes' methods before it checks the id, so it answers 405, not 404.
+ID_OUT_OF_RANGE = (405,)
 
 
 def responses(ok: dict[int, type[BaseModel] | None], errors: Iterable[int] = ()) -> Response:
@@ -86,13 +89,14 @@ def reply(body: schemas.Reply, status: int = 200, headers: dict | None = None) -
 
 
 def endpoint(*, json: type[BaseModel] | None = None, form: type[BaseModel] | None = None,
-             resp: Response, write: bool = False, **options):
+             resp: Response, write: str | None = None, signed_in: bool = False, **options):
     """Validate the body (``json`` and/or ``form``) and the response; the view reads
-    ``request.context.json`` / ``request.context.form``. ``write`` endpoints need the bearer
-    token, checked before the body is read, so a refused client never uploads for nothing."""
+    ``request.context.json`` / ``request.context.form``. ``write`` endpoints name their action
+    (``service.accounts.roles.ACTIONS``) and need a bearer key whose role may do it, checked before
+    the body is read, so a refused client never uploads for nothing; ``signed_in`` ones need a key."""
 
     def decorate(view):
-        validated = api.validate(json=json, form=form, resp=resp, security=BEARER if write else None,
+        validated = api.validate(json=json, form=form, resp=resp, security=BEARER if write or signed_in else None,
                                  **options)(view)
         # Pages, image files and the metrics text have no JSON to check: spectree only documents
         # them (its response check would read a streamed file into memory).
@@ -102,7 +106,9 @@ def endpoint(*, json: type[BaseModel] | None = None, form: type[BaseModel] | Non
         @functools.wraps(view)
         def checked(*args, **kwargs):
             if write:
-                require_write_token()
+                require_write(write)
+            elif signed_in:
+                authenticate()
             if json is not None or form is not None:
                 _check_body_kind(takes_json=json is not None, takes_form=form is not None)
             return call(*args, **kwargs)

@@ -8,9 +8,10 @@ from flask import Flask, current_app, jsonify
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from service.accounts.roles import Forbidden
 from service.photos.child_marks import PhotoWithheld
 from service.photos.images import ImageRejected
-from service.photos.uploads import PhotoNotFound
+from service.photos.uploads import DeletedBefore, KeptMark, PhotoNotFound
 from service.search.searcher import NoActiveModel
 from service.search.similar import NoVector
 from service.store.model_rows import ModelMismatch
@@ -45,6 +46,9 @@ class ApiError(Exception):
 # The one table of domain exceptions: status, the request field to blame (if any), extra headers.
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str | None, dict]] = {
     PhotoNotFound: (404, None, {}),
+    Forbidden: (403, None, {}),  # the key's person may not do this to this photo (service/accounts/roles.py)
+    DeletedBefore: (409, "file", {}),  # the bytes of a deleted photo, uploaded again
+    KeptMark: (409, "shows_child", {}),  # unmarking a photo that a description marks
     PhotoWithheld: (451, None, {}),  # Unavailable For Legal Reasons: the content rule
     ImageRejected: (422, "file", {}),
     NoVector: (409, None, {}),

@@ -7,6 +7,11 @@ count starts over when a worker restarts. Behind a reverse proxy every client ha
 address: put the limit in the proxy then, or trust X-Forwarded-For with werkzeug's ProxyFix.
 Applies to POST /api/search and POST /api/search/similar; over the limit the answer is 429 JSON
 with ``Retry-After`` (whole seconds until the oldest request in the window leaves it).
+
+Writes are limited per person instead (``WITHSENSE_WRITE_RATE_LIMIT``, keyed by the user id of the
+request's key, the same window and per-process rule): an address says nothing about who writes, and
+a person writing from many addresses is still one person. ``service.http.auth.require_write``
+counts the write once the key is known; admins are not limited.
 """
 from __future__ import annotations
 
@@ -50,7 +55,9 @@ class SlidingWindowLimiter:
             return 0.0
 
 
-def init_app(app: Flask, limit_per_minute: int) -> None:
+def init_app(app: Flask, limit_per_minute: int, writes_per_minute: int = 0) -> None:
+    if writes_per_minute > 0:
+        app.extensions["withsense.write_ratelimit"] = SlidingWindowLimiter(writes_per_minute)
     if limit_per_minute <= 0:
         return
     limiter = SlidingWindowLimiter(limit_per_minute)

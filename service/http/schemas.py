@@ -189,7 +189,7 @@ class PhotoFields(Form):
     description: Text(MAX_DESCRIPTION_CHARS, "the owner's description") | None = None
     place: Text(MAX_META_CHARS) | None = None
     camera: Text(MAX_META_CHARS) | None = None
-    uploader: Text(MAX_META_CHARS) | None = None
+    uploader: Text(MAX_META_CHARS, "a display name; the owner is the key's person") | None = None
     taken_at: IsoDateTime = None
     shows_child: bool = Field(False, description="the uploader says the photo shows a child (content rule)")
 
@@ -268,6 +268,7 @@ class PhotoDetails(Reply):
     taken_at: str | None
     created_at: str | None
     shows_child: bool = Field(description="the content rule's mark: a description or the uploader says so")
+    owner: str | None = Field(description="the account that uploaded it (from its key); null for dataset photos")
     descriptions: list[DescriptionOut]
     ratings: RatingsSummary
     image_url: str | None = Field(description="null when the content rule withholds the photo")
@@ -276,9 +277,31 @@ class PhotoDetails(Reply):
     search: SearchState
 
 
+class PhotoEdit(Body):
+    """A photo's metadata to change: only the fields sent; null clears place, camera or taken_at."""
+
+    place: Text(MAX_META_CHARS) | None = None
+    camera: Text(MAX_META_CHARS) | None = None
+    taken_at: IsoDateTime = Field(None, description="ISO 8601; UTC when no zone is given")
+    shows_child: StrictBool = Field(False, description="true marks the photo (content rule); false takes back "
+                                                        "the uploader's mark, not one a description set")
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.model_fields_set:
+            raise fields_conflict("place", "send at least one of 'place', 'camera', 'taken_at', 'shows_child'")
+        return self
+
+
+class PhotoDeleted(Reply):
+    photo_id: int
+    deleted: bool
+    deleted_at: str
+
+
 class DescriptionRequest(Body):
     text: Text(MAX_DESCRIPTION_CHARS, "what the photo shows")
-    author: Text(MAX_META_CHARS) | None = None
+    author: Text(MAX_META_CHARS, "a display name; the author is the key's owner") | None = None
 
 
 class DescriptionAdded(Reply):
@@ -297,7 +320,7 @@ class RatingRequest(Body):
     description_id: Id | None = None
     query: Text(MAX_QUERY_CHARS) | None = None
     match: StrictBool
-    client: Text(MAX_META_CHARS) | None = None
+    client: Text(MAX_META_CHARS, "a display name for the app that voted; the voter is the key's owner") | None = None
 
     @model_validator(mode="after")
     def _one_subject(self):
@@ -312,6 +335,18 @@ class RatingAdded(Reply):
     description_id: int | None
     query: str | None
     match: bool
+    replaced: bool = Field(description="true: this person's earlier vote on the pair was replaced (status 200)")
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+class Me(Reply):
+    """Who the key belongs to, and what their role may do (docs/api.md has the table)."""
+
+    user_id: int
+    name: str
+    role: Literal["photographer", "rater", "admin"]
+    may: dict[str, str] = Field(description="action -> which photos: 'any photo', 'own photos', 'others' photos'")
 
 
 # --- operations -----------------------------------------------------------------------------

@@ -58,15 +58,16 @@ def add_files(paths, *, engine, settings: Settings, encoders, progress: bool = T
         except OSError as exc:
             report.rejected.append((str(path), f"cannot read: {exc.strerror or exc}"))
             continue
-        if photo_files.sha256_hex(data) in known:
-            with session_scope(engine) as session:
-                report.duplicates.append((str(path), uploads.id_for_sha256(session=session, sha256=photo_files.sha256_hex(data))))
-            continue
         try:
+            if photo_files.sha256_hex(data) in known:
+                with session_scope(engine) as session:
+                    report.duplicates.append((str(path), uploads.id_for_sha256(
+                        session=session, sha256=photo_files.sha256_hex(data))))
+                continue
             with session_scope(engine) as session:
                 added = uploads.add_photo(data, session=session, settings=settings, encoders=encoders,
                                   file_name=path.name, **metadata)
-        except ImageRejected as exc:
+        except (ImageRejected, uploads.DeletedBefore) as exc:
             report.rejected.append((str(path), str(exc)))
             continue
         known.add(photo_files.sha256_hex(data))

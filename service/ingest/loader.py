@@ -149,7 +149,8 @@ def embed_photos(engine: Engine, settings: Settings, image_encoder, *, batch_siz
     with engine.connect() as conn:
         todo = conn.execute(text(
             """SELECT p.id, p.storage_key FROM photos p
-               WHERE NOT EXISTS (SELECT 1 FROM photo_embeddings e WHERE e.photo_id = p.id AND e.model_id = :m)
+               WHERE p.deleted_at IS NULL  -- a deleted photo's file is gone, and so are its vectors
+                 AND NOT EXISTS (SELECT 1 FROM photo_embeddings e WHERE e.photo_id = p.id AND e.model_id = :m)
                  AND NOT EXISTS (SELECT 1 FROM embedding_jobs j WHERE j.photo_id = p.id)
                ORDER BY p.id"""
         ), {"m": model_id}).all()
@@ -188,21 +189,21 @@ def embed_descriptions(engine: Engine, settings: Settings, text_encoder, *, batc
 
 def photo_store_orphans(engine: Engine, settings: Settings) -> list[Path]:
     with engine.connect() as conn:
-        keys = set(conn.execute(text("SELECT storage_key FROM photos")).scalars())
+        keys = set(conn.execute(text("SELECT storage_key FROM photos WHERE deleted_at IS NULL")).scalars())
     return photo_files.orphans(settings.photo_store_dir, keys)
 
 
 def remove_orphan_files(engine: Engine, settings: Settings, *, grace_seconds: float | None = None) -> list[Path]:
-    """Delete store files no photo row points at, older than the grace period (settings.orphan_grace_seconds).
+    """Delete store files no live photo row points at, older than the grace period (settings.orphan_grace_seconds).
 
     A crash (kill -9, power loss) between writing a photo's file and committing its row leaves such
-    a file; every ingest run calls this first, so they do not pile up. The keys are read before the
+    a file, and so does one between a deletion's commit and the removal of its file; every ingest run calls this first, so they do not pile up. The keys are read before the
     files are listed, so a row committed meanwhile can only make a file look orphaned if it is
     younger than the grace period, and those are kept.
     """
     grace = settings.orphan_grace_seconds if grace_seconds is None else grace_seconds
     with engine.connect() as conn:
-        keys = set(conn.execute(text("SELECT storage_key FROM photos")).scalars())
+        keys = set(conn.execute(text("SELECT storage_key FROM photos WHERE deleted_at IS NULL")).scalars())
     removed = photo_files.remove_orphans(settings.photo_store_dir, keys, grace_seconds=grace)
     if removed:
         log.warning("removed %d orphan file(s) from the photo store", len(removed))

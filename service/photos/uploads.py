@@ -6,6 +6,12 @@ and the unique sha256 decides duplicates with INSERT ... ON CONFLICT, so two con
 the same bytes give one row and one ``duplicate_of``. The image features (the slow part: several
 CNN passes) are not computed here: the photo is queued (``embedding_queue``) and becomes
 searchable when a worker has written its vectors, so an upload answers in tens of milliseconds.
+
+Owners edit and delete (``update_metadata``, ``delete_photo``; who may is
+``service.accounts.roles``). A deleted photo stays as a tombstone row (``deleted_at``) that every
+read here treats as absent; its vectors and queue job are deleted in the same transaction, so the
+SQL shortlist and similar photos, which read vectors, lose it at once without a filter of their
+own, and its files are removed once that transaction has committed (``remove_files``).
 """
 from __future__ import annotations
 
@@ -28,9 +34,9 @@ from service.store.tables import Description, Photo
 INSERT_PHOTO_SQL = text(
     """
     INSERT INTO photos (file_name, sha256, bytes, width, height, storage_key, split,
-                        uploader, place, camera, taken_at)
+                        uploader, place, camera, taken_at, owner_id)
     VALUES (:file_name, :sha256, :bytes, :width, :height, :storage_key, 'upload',
-            :uploader, :place, :camera, :taken_at)
+            :uploader, :place, :camera, :taken_at, :owner_id)
     ON CONFLICT (sha256) DO NOTHING
     RETURNING id
     """
@@ -42,8 +48,8 @@ INSERT_PHOTO_VECTOR_SQL = text(
 )
 
 INSERT_DESCRIPTION_SQL = text(
-    """INSERT INTO descriptions (text, source, author, photo_id, about_children)
-       VALUES (:text, :source, :author, :photo_id, :about_children) RETURNING id"""
+    """INSERT INTO descriptions (text, source, author, photo_id, about_children, author_id)
+       VALUES (:text, :source, :author, :photo_id, :about_children, :author_id) RETURNING id"""
 )
 
 INSERT_DESCRIPTION_VECTOR_SQL = text(
@@ -95,6 +101,22 @@ RATINGS_SUMMARY_SQL = text(
 )
 
 MAX_DESCRIPTION_CHARS = 2000  # the descriptions table's check constraint
+
+OWNER_NAME_SQL = text("SELECT name FROM users WHERE id = :user_id")
+
+# Deleting, in this order inside one transaction. The tombstone first (a NO KEY UPDATE lock, which
+# lets an embedding worker's inserts of this photo's vectors through: they only need KEY SHARE);
+# then the job, which waits for a worker that holds it to commit; then the vectors, in a statement
+# whose snapshot sees what that worker wrote. So no vector of a deleted photo outlives the commit.
+TOMBSTONE_SQL = text(
+    """UPDATE photos SET deleted_at = now(), deleted_by = :user_id
+       WHERE id = :photo_id AND deleted_at IS NULL RETURNING storage_key, sha256"""
+)
+DELETE_JOB_SQL = text("DELETE FROM embedding_jobs WHERE photo_id = :photo_id")
+DELETE_VECTORS_SQL = text("DELETE FROM photo_embeddings WHERE photo_id = :photo_id")
+LIVE_KEY_SQL = text("SELECT 1 FROM photos WHERE storage_key = :key AND deleted_at IS NULL LIMIT 1")
+
+EDITABLE = ("place", "camera", "taken_at", "shows_child")
 
 
 @dataclass(frozen=True)
@@ -154,6 +176,7 @@ class PhotoDetails:
     taken_at: datetime | None
     created_at: datetime | None
     shows_child: bool  # the content rule's mark: a description or the uploader says so
+    owner: str | None  # the account that uploaded it; None for dataset photos
     descriptions: list[ShownDescription]
     ratings: RatingsSummary
 
@@ -164,16 +187,34 @@ class PhotoNotFound(LookupError):
         self.field = field
 
 
-def require(*, session: Session, photo_id: int, field: str | None = None) -> Photo:
-    """The photo, or ``PhotoNotFound`` (a 404 at the HTTP edge, ``service.http.errors``)."""
-    photo = session.get(Photo, photo_id)
-    if photo is None:
+class DeletedBefore(ValueError):
+    """The bytes of a photo that was deleted: its tombstone keeps the sha256 (a 409)."""
+
+    def __init__(self, photo_id: int):
+        super().__init__(f"this file is photo {photo_id}, which was deleted; a deleted photo cannot be uploaded again")
+        self.photo_id = photo_id
+
+
+class KeptMark(ValueError):
+    """``shows_child`` false for a photo that one of its descriptions marks (a 409)."""
+
+
+def require(*, session: Session, photo_id: int, field: str | None = None, for_update: bool = False) -> Photo:
+    """The photo, or ``PhotoNotFound`` (a 404 at the HTTP edge, ``service.http.errors``); a deleted
+    photo is not found. ``for_update`` locks its row until the transaction ends."""
+    photo = session.get(Photo, photo_id, with_for_update={"key_share": True} if for_update else None,
+                        populate_existing=for_update)
+    if photo is None or photo.deleted_at is not None:
         raise PhotoNotFound(photo_id, field)
     return photo
 
 
 def id_for_sha256(*, session: Session, sha256: str) -> int | None:
-    return session.scalar(select(Photo.id).where(Photo.sha256 == sha256))
+    """The photo with these bytes; ``DeletedBefore`` when that photo was deleted."""
+    row = session.execute(select(Photo.id, Photo.deleted_at).where(Photo.sha256 == sha256)).first()
+    if row is not None and row.deleted_at is not None:
+        raise DeletedBefore(row.id)
+    return None if row is None else row.id
 
 
 def known_sha256(*, session: Session) -> set[str]:
@@ -191,12 +232,14 @@ def add_photo(
     data: bytes, *, session: Session, settings: Settings, encoders, file_name: str | None = None,
     description: str | None = None, place: str | None = None, camera: str | None = None,
     taken_at: datetime | None = None, uploader: str | None = None, shows_child: bool = False,
+    owner_id: int | None = None,
 ) -> AddedPhoto:
     """Store one photo, its fingerprint and its owner's description (with its text vector), and
     queue it for its image vectors: it is searchable once a worker has processed the job.
 
     ``shows_child``: the uploader says the photo shows a child (the content rule's mark, as a
-    description about a child also sets it).
+    description about a child also sets it). ``owner_id``: the user the key belongs to (None from
+    the command line); ``uploader`` is only a display name.
 
     Raises ImageRejected (with a message for the user) for bytes that are not an acceptable image.
     The same bytes again give ``AddedPhoto(existing_id, duplicate_of=existing_id)`` and change nothing.
@@ -216,7 +259,7 @@ def add_photo(
     photo_id = session.execute(INSERT_PHOTO_SQL, {
         "file_name": file_name or f"{sha[:16]}{decoded.extension}", "sha256": sha, "bytes": len(data),
         "width": decoded.width, "height": decoded.height, "storage_key": key,
-        "uploader": uploader, "place": place, "camera": camera, "taken_at": taken_at,
+        "uploader": uploader, "place": place, "camera": camera, "taken_at": taken_at, "owner_id": owner_id,
     }).scalar()
     if photo_id is None:  # a concurrent request stored the same bytes first
         existing = id_for_sha256(session=session, sha256=sha)
@@ -228,7 +271,7 @@ def add_photo(
         child_marks.mark(session, [photo_id], source="uploader")
     if description:
         add_description(session=session, settings=settings, text_encoder=encoders.text, photo_id=photo_id,
-                        text_=description, source="owner", author=uploader)
+                        text_=description, source="owner", author=uploader, author_id=owner_id)
     near = near_duplicates(session=session, photo_id=photo_id, fingerprint=fingerprint,
                            fingerprint_model_id=fingerprint_model_id, max_distance=settings.near_duplicate_distance)
     return AddedPhoto(photo_id, near_duplicates=near, queued=True)
@@ -244,7 +287,7 @@ def near_duplicates(*, session: Session, photo_id: int, fingerprint: np.ndarray,
 
 
 def add_description(*, session: Session, settings: Settings, text_encoder, photo_id: int, text_: str,
-                    source: str, author: str | None) -> int:
+                    source: str, author: str | None, author_id: int | None = None) -> int:
     """Store a description of a photo with its text vector, so search can use it immediately.
 
     A description about a child marks its photo (``child_marks``): the photo still ranks, but
@@ -252,7 +295,7 @@ def add_description(*, session: Session, settings: Settings, text_encoder, photo
     """
     description_id = session.execute(INSERT_DESCRIPTION_SQL, {
         "text": text_, "source": source, "author": author, "photo_id": photo_id,
-        "about_children": is_about_children(text_)}).scalar_one()
+        "about_children": is_about_children(text_), "author_id": author_id}).scalar_one()
     model_id = encoder_model_ids(session.get_bind(), settings, text_encoder=text_encoder)["text"]
     session.execute(INSERT_DESCRIPTION_VECTOR_SQL, {
         "description_id": description_id, "model_id": model_id,
@@ -274,11 +317,12 @@ def details(*, session: Session, photo: Photo, rule_on: bool = True) -> PhotoDet
         select(Description).where(Description.photo_id == photo.id, Description.source != "test").order_by(Description.id)
     ).all()
     ratings = session.execute(RATINGS_SUMMARY_SQL, {"photo_id": photo.id}).mappings().one()
+    owner = session.scalar(OWNER_NAME_SQL, {"user_id": photo.owner_id}) if photo.owner_id is not None else None
     return PhotoDetails(
         photo_id=photo.id, file_name=photo.file_name, split=photo.split, sha256=photo.sha256,
         bytes=photo.bytes, width=photo.width, height=photo.height,
         uploader=photo.uploader, place=photo.place, camera=photo.camera,
-        taken_at=photo.taken_at, created_at=photo.created_at, shows_child=photo.shows_child,
+        taken_at=photo.taken_at, created_at=photo.created_at, shows_child=photo.shows_child, owner=owner,
         descriptions=[
             ShownDescription(d.id, child_marks.shown_text(d.text, rule_on=rule_on), d.source, d.author, d.created_at)
             for d in descriptions
@@ -290,6 +334,52 @@ def details(*, session: Session, photo: Photo, rule_on: bool = True) -> PhotoDet
             live_yes=ratings["live_yes"], live_no=ratings["live_no"],
         ),
     )
+
+
+def update_metadata(*, session: Session, photo: Photo, changes: dict) -> None:
+    """Set the given fields of ``EDITABLE`` (None clears place, camera or taken_at).
+
+    ``shows_child`` true marks the photo (source ``uploader``); false takes back an uploader's mark,
+    but a mark that a description about a child set stays (``KeptMark``): the content rule's text
+    still says so.
+    """
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    for name in ("place", "camera", "taken_at"):
+        if name in changes:
+            setattr(photo, name, changes[name])
+    if changes.get("shows_child") is True:
+        child_marks.mark(session, [photo.id], source="uploader")
+    elif changes.get("shows_child") is False and photo.shows_child:
+        if photo.shows_child_source == "description":
+            raise KeptMark(f"photo {photo.id} is marked because one of its descriptions is about a child; "
+                           "the mark stays while that description does")
+        photo.shows_child, photo.shows_child_source = False, None
+    session.flush()
+    session.refresh(photo)
+
+
+def delete_photo(*, session: Session, photo_id: int, user_id: int) -> tuple[str, str] | None:
+    """Tombstone the photo and delete its vectors and queue job (see the SQL's comment for the
+    order); returns its (storage key, sha256), for ``remove_files`` after the commit, or None when
+    it was deleted already. Descriptions and ratings stay, for analysts (``photos.deleted_at`` marks them)."""
+    row = session.execute(TOMBSTONE_SQL, {"photo_id": photo_id, "user_id": user_id}).first()
+    if row is None:
+        return None
+    session.execute(DELETE_JOB_SQL, {"photo_id": photo_id})
+    session.execute(DELETE_VECTORS_SQL, {"photo_id": photo_id})
+    return row.storage_key, row.sha256
+
+
+def remove_files(*, session: Session, settings: Settings, storage_key: str, sha256: str) -> None:
+    """A deleted photo's file and thumbnail, once its deletion has committed. The store is
+    content-addressed, so the file stays if a live photo points at the same key (none can while
+    sha256 is unique, but a check costs one indexed query)."""
+    if session.execute(LIVE_KEY_SQL, {"key": storage_key}).first() is not None:
+        return
+    for key in (storage_key, photo_files.thumbnail_key(sha256)):
+        photo_files.path_for(settings.photo_store_dir, key).unlink(missing_ok=True)
 
 
 def _round(value: float | None) -> float | None:

@@ -9,6 +9,8 @@ union with both signals per photo. Run through psycopg directly with binary tran
                         test queries) are nearest to the query's text vector;
   description_match   - for every candidate, its best-matching description (NULL when it has none).
 With text_model_id NULL the description side is empty and this is the image-only shortlist.
+A deleted photo has no vectors (``uploads.delete_photo``), so the joins to ``photo_embeddings`` drop
+it; its descriptions stay, so the description side skips its tombstone, lest they take shortlist places.
 ``query_vector`` is the query in the ranker's space (photo side), ``text_vector`` the text
 encoder's own vector (description side); they are equal unless the ranker transforms queries.
 """
@@ -47,7 +49,7 @@ def _hybrid_shortlist_sql(photo_distance: str) -> str:
         FROM description_embeddings de
         JOIN descriptions d ON d.id = de.description_id
         JOIN photos p ON p.id = d.photo_id
-        WHERE de.model_id = %(text_model_id)s AND d.source <> 'test' AND {_PHOTO_FILTERS}
+        WHERE de.model_id = %(text_model_id)s AND d.source <> 'test' AND p.deleted_at IS NULL AND {_PHOTO_FILTERS}
         ORDER BY de.embedding <=> %(text_vector)s
         LIMIT %(shortlist_size)s
     ), candidates AS (

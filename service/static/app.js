@@ -201,6 +201,8 @@ async function fillDescriptions(card, photoId, isCurrent) {
 
 // ---- API token field ---------------------------------------------------------------------------
 
+let signedIn = null;  // the promise of GET /api/me for the key in the box (null: not asked yet)
+
 function initToken() {
   const input = document.getElementById("api-token");
   if (!input) return;
@@ -209,7 +211,45 @@ function initToken() {
     const value = input.value.trim();
     if (value) localStorage.setItem(TOKEN_KEY, value);
     else localStorage.removeItem(TOKEN_KEY);
+    signedIn = null;
   });
+}
+
+// Who the key in the box belongs to ({name, role, may}), or null without a key or with a bad one.
+function whoAmI() {
+  if (!apiToken()) return Promise.resolve(null);
+  if (!signedIn) signedIn = api("/api/me", { auth: true }).catch(() => null);
+  return signedIn;
+}
+
+// "Fits" / "Does not fit" under a search result, for a signed-in person whose role may vote: a
+// vote on (photo, query). A later vote on the same pair replaces the earlier one.
+async function addVoteControl(card, photoId, query, isCurrent) {
+  const me = await whoAmI();
+  if (!me || !me.may || !me.may.vote || !isCurrent()) return;
+  const itemStatus = el("span", { class: "status", role: "status", "aria-live": "polite" });
+  const label = _("Does photo %(id)s fit “%(query)s”?", { id: photoId, query });
+  const fits = el("button", { type: "button", class: "secondary", "data-match": "true", "aria-pressed": "false" }, _("Fits"));
+  const doesNot = el("button", { type: "button", class: "secondary", "data-match": "false", "aria-pressed": "false" },
+    _("Does not fit"));
+  const buttons = [fits, doesNot];
+  async function vote(match) {
+    buttons.forEach((b) => { b.disabled = true; });
+    setStatus(itemStatus, _("Saving…"), "busy");
+    try {
+      await api("/api/ratings", { method: "POST", auth: true, json: { photo_id: photoId, query, match } });
+      buttons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.match === String(match))));
+      setStatus(itemStatus, match ? _("Thanks: marked as fitting.") : _("Thanks: marked as not fitting."), "ok");
+    } catch (err) {
+      setStatus(itemStatus, err.message, "error");
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  }
+  fits.addEventListener("click", () => vote(true));
+  doesNot.addEventListener("click", () => vote(false));
+  card.querySelector(".card-body").append(
+    el("div", { class: "rate-row vote-row", role: "group", "aria-label": label }, fits, doesNot, itemStatus));
 }
 
 // ---- Search page -------------------------------------------------------------------------------
@@ -307,6 +347,7 @@ function initSearch() {
       const card = photoCard(item, first + i);
       results.append(card);
       fillDescriptions(card, item.photo_id, isCurrent);
+      addVoteControl(card, item.photo_id, query, isCurrent);
     });
     prev.disabled = offset === 0;
     next.disabled = items.length < PAGE_SIZE;

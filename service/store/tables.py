@@ -43,6 +43,7 @@ SPLITS = ("train", "test", "upload")
 DESCRIPTION_SOURCES = ("dataset", "owner", "user", "test")
 MODEL_KINDS = ("encoder", "ranker")
 CHILD_MARK_SOURCES = ("description", "uploader")
+ROLES = ("photographer", "rater", "admin")  # what each may do: service/accounts/roles.py
 
 
 class Base(DeclarativeBase):
@@ -51,6 +52,38 @@ class Base(DeclarativeBase):
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class User(Base):
+    """A person who writes (migration 0011). ``bootstrap`` (admin) stands for WITHSENSE_API_TOKEN."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="role"),
+        CheckConstraint("name ~ '^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$'", name="name_format"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    role: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiKey(Base):
+    """A user's API key as its public id and argon2id hash, never the key itself (service/accounts/keys.py)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("key_id ~ '^[0-9a-f]{12}$'", name="key_id_hex"),
+        CheckConstraint("key_hash LIKE '$argon2id$%'", name="argon2id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_id: Mapped[str] = mapped_column(Text, unique=True)
+    key_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Photo(Base):
@@ -83,6 +116,11 @@ class Photo(Base):
     # or by its uploader's word. It still ranks; its image and flagged texts are withheld.
     shows_child: Mapped[bool] = mapped_column(Boolean, server_default=false())
     shows_child_source: Mapped[str | None] = mapped_column(Text)
+    # Migration 0011: who uploaded it (NULL for dataset photos), and its tombstone once deleted: the
+    # row stays for its descriptions and ratings, its files, vectors and queue job are gone.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 class Description(Base):
@@ -100,6 +138,7 @@ class Description(Base):
     photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), index=True)
     # Flickr8k caption id such as "1056338697_4f7d7ce270.jpg#2"; makes dataset loads idempotent.
     dataset_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # from the key (migration 0011)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The content rule on the text (service.policy.is_about_children), set by its writer (migration
     # 0010); NULL = not checked. Analyst views show the text only when it is false.
@@ -143,6 +182,11 @@ class CrowdVote(Base):
     __tablename__ = "crowd_votes"
     __table_args__ = (
         CheckConstraint("description_id IS NOT NULL OR query IS NOT NULL", name="about_something"),
+        # One vote per person per pair (migration 0011): a later vote replaces the earlier one.
+        Index("uq_crowd_votes_voter_description", "voter_id", "photo_id", "description_id", unique=True,
+              postgresql_where=text("voter_id IS NOT NULL AND description_id IS NOT NULL")),
+        Index("uq_crowd_votes_voter_query", "voter_id", "photo_id", "query", unique=True,
+              postgresql_where=text("voter_id IS NOT NULL AND description_id IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -150,7 +194,8 @@ class CrowdVote(Base):
     description_id: Mapped[int | None] = mapped_column(ForeignKey("descriptions.id", ondelete="CASCADE"))
     query: Mapped[str | None] = mapped_column(Text)
     match: Mapped[bool] = mapped_column(Boolean)
-    client: Mapped[str | None] = mapped_column(Text)
+    client: Mapped[str | None] = mapped_column(Text)  # a display name the client chose; not an identity
+    voter_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # from the key; NULL before 0011
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The content rule on ``query`` (migration 0010); NULL for votes about a stored description.
     about_children: Mapped[bool | None] = mapped_column(Boolean)

@@ -35,7 +35,8 @@ def index():
 @endpoint(resp=responses({200: None, 404: None}, DATABASE_ERRORS))
 def photo(photo_id: int):
     """Web page: one photo (HTML, also for a photo that does not exist)."""
-    row = get_session().execute(select(Photo.file_name, Photo.shows_child).where(Photo.id == photo_id)).first()
+    row = get_session().execute(select(Photo.file_name, Photo.shows_child)
+                                .where(Photo.id == photo_id, Photo.deleted_at.is_(None))).first()
     if row is None:
         return render_template("not_found.html", message=gettext("There is no photo %(id)s.", id=photo_id)), 404
     hidden = child_marks.withheld(row.shows_child, rule_on=current_app.config["WITHSENSE"].content_rule)
