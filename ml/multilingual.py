@@ -249,3 +249,76 @@ class UseTextEncoder:
             run_tokens += len(ids)
         out.append(self._session.run(None, flat_batch(run))[0])
         return np.concatenate(out).astype(np.float32)
+
+
+# --- the query bridge: USE's space -> the ranker's text space --------------------------------------
+
+BRIDGE_FILE = "query_bridge-{name}.npz"
+
+
+class QueryBridge:
+    """A linear map (ridge regression, scikit-learn) from one text encoder's space (USE) into the
+    ranker's text space, fitted on texts both encoders have read (the training captions): a query
+    the ranker's own encoder cannot read (Russian for MiniLM) reaches the photos through it.
+
+    The target is the ranker's *transformed* space (``Ranker.transform_query`` of the MiniLM vectors),
+    where the shortlist and the reranker compare, so the bridge belongs to one ranker: it is fitted
+    when the ranker is trained, saved in its artifact folder and loaded with it (``Ranker.load``).
+    Outputs are unit vectors, as ``transform_query``'s are.
+    """
+
+    def __init__(self, source: str = USE_NETWORK, alpha: float = 1.0):
+        self.source = source  # the encoder whose vectors go in (its ``name``)
+        self.alpha = alpha
+
+    def fit(self, source_vectors: np.ndarray, target_vectors: np.ndarray) -> QueryBridge:
+        from sklearn.linear_model import Ridge
+
+        ridge = Ridge(alpha=self.alpha).fit(np.asarray(source_vectors, np.float64), np.asarray(target_vectors, np.float64))
+        self.coef_ = ridge.coef_.T.astype(np.float32)  # (source dim, target dim)
+        self.intercept_ = np.asarray(ridge.intercept_, np.float32)
+        self.n_texts_ = len(source_vectors)
+        return self
+
+    def transform(self, source_vectors: np.ndarray) -> np.ndarray:
+        from ml.preprocess import l2_normalize
+
+        x = np.asarray(source_vectors, np.float32)
+        y = l2_normalize(x.reshape(-1, x.shape[-1]) @ self.coef_ + self.intercept_)
+        return y[0] if x.ndim == 1 else y
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"source": np.array(self.source), "alpha": np.array(self.alpha), "coef": self.coef_,
+                "intercept": self.intercept_, "n_texts": np.array(self.n_texts_)}
+
+    @classmethod
+    def from_arrays(cls, a) -> QueryBridge:
+        bridge = cls(str(a["source"]), float(a["alpha"]))
+        bridge.coef_, bridge.intercept_ = np.asarray(a["coef"], np.float32), np.asarray(a["intercept"], np.float32)
+        bridge.n_texts_ = int(a["n_texts"])
+        return bridge
+
+
+def save_query_bridges(directory: str | os.PathLike, bridges: dict[str, QueryBridge]) -> None:
+    for name, bridge in bridges.items():
+        np.savez(Path(directory) / BRIDGE_FILE.format(name=name), **bridge.to_arrays())
+
+
+def load_query_bridges(directory: str | os.PathLike) -> dict[str, QueryBridge]:
+    """The bridges saved with a ranker, by source encoder (none for rankers trained before them)."""
+    bridges = {}
+    for path in sorted(Path(directory).glob(BRIDGE_FILE.format(name="*"))):
+        with np.load(path, allow_pickle=False) as a:
+            bridge = QueryBridge.from_arrays(a)
+        bridges[bridge.source] = bridge
+    return bridges
+
+
+def bridge_texts(data, label_texts: Sequence[str] = ()) -> tuple[list[str], np.ndarray]:
+    """The texts a query bridge is fitted on, with their vectors in the ranker's encoder (raw): every
+    training caption (those about children too: the bridge maps words, it ranks nothing), every
+    rated text, and the label phrases (``label_texts``, in the order of ``data.label_vectors``).
+    The captions are all the training captions there are, as the ranker's whitening reads them."""
+    texts = [*data.caption_texts.tolist(), *data.pair_texts.tolist(), *label_texts]
+    parts = [data.caption_vectors, data.pair_vectors, data.label_vectors[: len(label_texts)]]
+    return texts, np.concatenate([p for p in parts if len(p)]).astype(np.float32)

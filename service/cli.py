@@ -272,7 +272,8 @@ def cmd_evaluate(args, settings: Settings) -> int:
     from service.training.evaluation import evaluate, write_reports
 
     engine = _engine(settings)
-    searcher = Searcher(engine, settings, encoders_for(settings).text)
+    encoders = encoders_for(settings)
+    searcher = Searcher(engine, settings, encoders.text, multilingual=encoders.multilingual)
     report = evaluate(engine, settings, searcher, progress=not args.quiet)
     if args.ood:
         from service.training.ood import ood_check
@@ -292,7 +293,8 @@ def cmd_search(args, settings: Settings) -> int:
     from service.runtime import encoders_for
     from service.search.searcher import Searcher
 
-    searcher = Searcher(_engine(settings), settings, encoders_for(settings).text)
+    encoders = encoders_for(settings)
+    searcher = Searcher(_engine(settings), settings, encoders.text, multilingual=encoders.multilingual)
     response = searcher.search(args.query, limit=args.limit)
     searcher.close()  # writes its search-log line
     if args.json:
