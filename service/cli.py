@@ -159,6 +159,8 @@ def cmd_ingest(args, settings: Settings) -> int:
     encoders = encoders_for(settings)
     n_photos = loader.embed_photos(engine, settings, encoders.image, progress=not args.quiet)
     n_texts = loader.embed_descriptions(engine, settings, encoders.text, progress=not args.quiet)
+    if encoders.multilingual is not None:  # USE's vectors too: descriptions are matched across languages
+        loader.embed_descriptions(engine, settings, encoders.multilingual, progress=not args.quiet)
     image_model_id = encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"]
     n_projected = project_missing_photos(engine, settings, image_model_id)
     # Fingerprints let uploads spot re-encoded copies of dataset photos (service/fingerprint.py).

@@ -104,7 +104,8 @@ def add_description(photo_id: int):
     session = get_session()
     uploads.require(session=get_session(), photo_id=photo_id)
     description_id = uploads.add_description(session=session, settings=_settings(), text_encoder=get_encoders().text,
-                                            photo_id=photo_id, text_=text_, source="user", author=author)
+                                            photo_id=photo_id, text_=text_, source="user", author=author,
+                                            multilingual=get_encoders().multilingual)
     session.commit()
     note_write()
     shown = child_marks.shown_text(text_, rule_on=_settings().content_rule)
