@@ -256,7 +256,8 @@ class Searcher:
                     "model_id": model.id,
                     "text_model_id": state.text_model_id if hybrid and text_vector is not None else None,
                     "multilingual_vector": multilingual_vector,
-                    "multilingual_model_id": state.multilingual_model_id if multilingual_vector is not None else None,
+                    "multilingual_model_id": (state.multilingual_model_id if hybrid and multilingual_vector is not None
+                                              else None),
                     "splits": list(splits) if splits else None,
                     "shortlist_size": max(self.settings.shortlist, offset + limit),
                     **asdict(filters),
