@@ -69,25 +69,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--variants", nargs="*", default=None)
+    parser.add_argument("--extra-text", action="store_true",
+                        help="also fit the bridge on the Flickr8k captions of photos absent here (text only)")
     args = parser.parse_args()
     settings = load_settings()
-    data = load(settings)
+    data = load(settings, extra_text=args.extra_text)
+    extra_minilm, extra_texts = data.extra_vectors, data.extra_texts
+    # the photo side stays the product's: the whitening reads no text-only captions
+    data = dataclasses.replace(data, extra_texts=np.zeros(0, dtype=object),
+                               extra_vectors=np.zeros((0, data.caption_vectors.shape[1]), np.float32))
+    u_extra = None
     use = encoders_for(settings).multilingual
     cache = settings.data_dir / "cache"
     labels = imagenet_label_texts()
     u_caption = cached_text_vectors(data.caption_texts.tolist(), use, cache)
     u_label = cached_text_vectors(labels, use, cache)
+    if args.extra_text:
+        u_extra = cached_text_vectors(extra_texts.tolist(), use, cache)
     whitening = PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors())
     dw = data.with_text_transform(whitening)
     in_train = lambda mask: mask[data.caption_photo]  # noqa: E731
 
-    def bridge(alpha: float, target: str, with_labels: bool):
+    def bridge(alpha: float, target: str, with_labels: bool, with_extra: bool = False):
         def queries_for(train_mask):
             rows = in_train(train_mask)
             x, y = u_caption[rows], (dw.caption_vectors if target == "whitened" else data.caption_vectors)[rows]
             if with_labels:
                 x = np.concatenate([x, u_label])
                 y = np.concatenate([y, dw.label_vectors if target == "whitened" else data.label_vectors])
+            if with_extra:
+                x = np.concatenate([x, u_extra])
+                y = np.concatenate([y, whitening.transform(extra_minilm) if target == "whitened" else extra_minilm])
             b = QueryBridge(alpha=alpha).fit(x, y)
             raw = b.transform(u_caption)
             return raw if target == "whitened" else whitening.transform(raw)
@@ -101,6 +113,8 @@ def main() -> None:
         "bridge_whitened_alpha3": (dw, bridge(3.0, "whitened", True)),
         "bridge_raw": (dw, bridge(1.0, "raw", True)),
     }
+    if args.extra_text:
+        variants["bridge_whitened_extra_text"] = (dw, bridge(1.0, "whitened", True, with_extra=True))
     if args.variants is None or "use_joint" in args.variants:
         u_pair = cached_text_vectors(data.pair_texts.tolist(), use, cache)
         ud = dataclasses.replace(data, caption_vectors=u_caption, pair_vectors=u_pair, label_vectors=u_label,

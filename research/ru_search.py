@@ -6,8 +6,10 @@ chosen by ``research.cv_multilingual``'s grouped CV, never by this set).
 
 Each query searches the test photos only, without descriptions (``splits=["test"], hybrid=False``),
 as `withsense evaluate` searches the English test queries. Variants: ``minilm`` (every query through
-MiniLM: the state before), ``served`` (the ranker's own bridge), ``bridge_raw`` and
-``bridge_whitened_nolabels`` (refitted here on the same texts as the served bridge).
+MiniLM: the state before), ``served`` (the ranker's own bridge), ``served_shortlist_only`` (its
+cosine, no reranker), ``bridge_raw`` and ``bridge_whitened_nolabels`` (refitted here on the same texts
+as the served bridge); ``en_minilm`` and ``en_through_bridge``: the same queries in English
+(``query_en``), through MiniLM and forced through USE and the bridge.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from ml.encoders import imagenet_label_texts
 from ml.multilingual import QueryBridge, bridge_texts
 from service.config import load_settings
 from service.runtime import encoders_for
+from service.search.routing import Route
 from service.search.searcher import Searcher
 from service.store.db import make_engine, resolve_url
 from service.training.training_data import training_data
@@ -65,14 +68,24 @@ def main() -> None:
         refits["bridge_raw"] = _RawBridge(QueryBridge(alpha=1.0).fit(source, vectors), ranker)
         n = len(data.caption_texts) + len(data.pair_texts)
         refits["bridge_whitened_nolabels"] = QueryBridge(alpha=1.0).fit(source[:n], ranker.transform_query(vectors[:n]))
+    route = searcher.router.route
     for variant in args.variants:
+        column, rerank = "query_ru", True
+        searcher.router.route = route
         if variant == "minilm":
             ranker.query_bridges.pop("usem3", None)
+        elif variant in ("served_shortlist_only", "en_through_bridge", "en_minilm"):
+            ranker.query_bridges["usem3"] = served
+            rerank = variant != "served_shortlist_only"
+            if variant.startswith("en_"):  # the same queries in English (the set's query_en), one path forced
+                column = "query_en"
+                encoder = "usem3" if variant == "en_through_bridge" else searcher.text_encoder.name
+                searcher.router.route = lambda q, r, e=encoder: Route("en", e)
         else:
             ranker.query_bridges["usem3"] = served if variant == "served" else refits[variant]
         ranks, paths = [], set()
         for r in rows:
-            out = searcher.search(r["query_ru"], limit=100, splits=["test"], hybrid=False, log=False)
+            out = searcher.search(r[column], limit=100, splits=["test"], hybrid=False, log=False, rerank=rerank)
             ids = [x.photo_id for x in out.results]
             correct = photo_id[r["image"]]
             ranks.append(ids.index(correct) + 1 if correct in ids else len(ids) + 1)
@@ -82,6 +95,7 @@ def main() -> None:
                           **{f"R@{k}": round(M.recall_at_k(ranks, k), 4) for k in (1, 5, 10)},
                           "median_rank": float(np.median(ranks))}), flush=True)
     ranker.query_bridges["usem3"] = served
+    searcher.router.route = route
     searcher.close()
 
 
