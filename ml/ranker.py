@@ -21,6 +21,7 @@ import numpy as np
 
 from ml.calibration import PlattCalibrator
 from ml.listwise import NumpyListMLP, PhotoEvidence, list_features, photo_evidence, specificity
+from ml.multilingual import QueryBridge, load_query_bridges, save_query_bridges
 from ml.whitening import IdentityText, PartialWhitening
 
 MANIFEST = "ranker.json"
@@ -40,6 +41,9 @@ class Ranker:
         self.reference_captions = np.asarray(reference_captions, np.float32)  # transformed, for specificity
         self.bridge_kind = bridge_kind
         self.name = name
+        # Other text encoders' spaces mapped into this ranker's (ml.multilingual: USE for queries
+        # in other languages), by encoder name; fitted after training, saved and loaded with it.
+        self.query_bridges: dict[str, QueryBridge] = {}
 
     def transform_query(self, query_vector: np.ndarray) -> np.ndarray:
         """A text encoder vector (or rows of them) into the ranker's space, where SQL compares."""
@@ -94,6 +98,7 @@ class Ranker:
         self.mapper.save(directory / "mapper.npz")
         scorer_file = self.save_scorer(directory, self.scorer, self.calibrator)
         np.savez(directory / "text_transform.npz", **self.text_transform.to_arrays())
+        save_query_bridges(directory, self.query_bridges)
         np.save(directory / "label_vectors.npy", self.label_vectors)
         # float16 halves the file; a specificity off by 1e-3 changes nothing.
         np.save(directory / "reference_captions.npy", self.reference_captions.astype(np.float16))
@@ -119,7 +124,9 @@ class Ranker:
         calibrator = PlattCalibrator.from_dict(json.loads((scorer_dir / "calibration.json").read_text()))
         t = np.load(directory / "text_transform.npz")
         text_transform = IdentityText() if np.isnan(float(t["power"])) else PartialWhitening.from_arrays(t)
-        return cls(text_transform, load_mapper(directory / "mapper.npz"), cls._load_scorer(scorer_dir, scorer_file),
-                   calibrator, np.load(directory / "label_vectors.npy"),
-                   np.load(directory / "reference_captions.npy").astype(np.float32), dims=meta["dims"],
-                   bridge_kind=meta["bridge_kind"], name=meta["name"] if scorer is None else f"{meta['name']}[{scorer}]")
+        ranker = cls(text_transform, load_mapper(directory / "mapper.npz"), cls._load_scorer(scorer_dir, scorer_file),
+                     calibrator, np.load(directory / "label_vectors.npy"),
+                     np.load(directory / "reference_captions.npy").astype(np.float32), dims=meta["dims"],
+                     bridge_kind=meta["bridge_kind"], name=meta["name"] if scorer is None else f"{meta['name']}[{scorer}]")
+        ranker.query_bridges = load_query_bridges(directory)
+        return ranker

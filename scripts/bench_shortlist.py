@@ -44,7 +44,8 @@ K = 100
 def params_for(query_vector, model_id, text_model_id, place=None) -> dict:
     return {"query_vector": query_vector, "text_vector": query_vector, "model_id": model_id,
             "text_model_id": text_model_id, "splits": None, "shortlist_size": K, "camera": None, "place": place,
-            "uploader": None, "taken_after": None, "taken_before": None}
+            "uploader": None, "taken_after": None, "taken_before": None,
+            "multilingual_vector": None, "multilingual_model_id": None}
 
 
 def measure(engine, queries, model_id, text_model_id, *, use_index: bool, place=None, ef_search=100) -> dict:

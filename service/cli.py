@@ -159,6 +159,8 @@ def cmd_ingest(args, settings: Settings) -> int:
     encoders = encoders_for(settings)
     n_photos = loader.embed_photos(engine, settings, encoders.image, progress=not args.quiet)
     n_texts = loader.embed_descriptions(engine, settings, encoders.text, progress=not args.quiet)
+    if encoders.multilingual is not None:  # USE's vectors too: descriptions are matched across languages
+        loader.embed_descriptions(engine, settings, encoders.multilingual, progress=not args.quiet)
     image_model_id = encoder_model_ids(engine, settings, image_encoder=encoders.image)["image"]
     n_projected = project_missing_photos(engine, settings, image_model_id)
     # Fingerprints let uploads spot re-encoded copies of dataset photos (service/photos/fingerprint.py).
@@ -307,7 +309,8 @@ def cmd_evaluate(args, settings: Settings) -> int:
     from service.training.evaluation import evaluate, write_reports
 
     engine = _engine(settings)
-    searcher = Searcher(engine, settings, encoders_for(settings).text)
+    encoders = encoders_for(settings)
+    searcher = Searcher(engine, settings, encoders.text, multilingual=encoders.multilingual)
     report = evaluate(engine, settings, searcher, progress=not args.quiet)
     if args.ood:
         from service.training.ood import ood_check
@@ -332,7 +335,8 @@ def cmd_search(args, settings: Settings) -> int:
     from service.runtime import encoders_for
     from service.search.searcher import Searcher
 
-    searcher = Searcher(_engine(settings), settings, encoders_for(settings).text)
+    encoders = encoders_for(settings)
+    searcher = Searcher(_engine(settings), settings, encoders.text, multilingual=encoders.multilingual)
     response = searcher.search(args.query, limit=args.limit)
     searcher.close()  # writes its search-log line
     if args.json:

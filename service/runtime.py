@@ -24,9 +24,9 @@ def export_models(settings: Settings) -> list:
     if settings.encoder != "minilm" or settings.encoder_runtime != "onnx":
         return []
     from ml.encoders import image_networks
-    from ml.onnx_encoders import TEXT_NETWORK, ensure_exported
+    from ml.onnx_encoders import TEXT_NETWORK, USE_NETWORK, ensure_exported
 
-    return ensure_exported(settings.onnx_path, [TEXT_NETWORK, *image_networks(settings.image_model)])
+    return ensure_exported(settings.onnx_path, [TEXT_NETWORK, USE_NETWORK, *image_networks(settings.image_model)])
 
 
 def get_searcher(app: Flask | None = None) -> Searcher:
@@ -36,7 +36,7 @@ def get_searcher(app: Flask | None = None) -> Searcher:
         settings = app.config["WITHSENSE"]
         encoders = get_encoders(app)
         searcher = Searcher(app.extensions["withsense.engine"], settings, encoders.text,
-                            replicas=app.extensions.get("withsense.replicas"))
+                            replicas=app.extensions.get("withsense.replicas"), multilingual=encoders.multilingual)
         app.extensions["withsense.searcher"] = searcher
     return searcher
 
@@ -73,6 +73,9 @@ def warm_up(app: Flask) -> None:
     with app.app_context():
         searcher = get_searcher(app)
         searcher.text_encoder.encode(["warm up"])
+        if searcher.multilingual is not None:  # USE's network and the language models (lingua: ~5 s)
+            searcher.multilingual.encode(["warm up"])
+            searcher.router.load()
         try:
             searcher.active_state()  # reads the active ranker's row and loads it into the cache
         except Exception:  # noqa: BLE001 - no model (or no database) yet: the first search will say so

@@ -60,6 +60,8 @@ def load_library(url: str, settings_for, encoders) -> dict:
     report = loader.load_dataset(engine, settings, dataset, progress=False)
     loader.embed_photos(engine, settings, encoders.image, progress=False)
     loader.embed_descriptions(engine, settings, encoders.text, progress=False)
+    if encoders.multilingual is not None:
+        loader.embed_descriptions(engine, settings, encoders.multilingual, progress=False)
     model = train_and_publish(engine, settings, encoders, run_cv=False, progress=False)
     ids = encoder_model_ids(engine, settings, text_encoder=encoders.text, image_encoder=encoders.image)
     return {"settings": settings, "engine": engine, "dataset": dataset, "report": report, "model": model, **ids}

@@ -339,7 +339,9 @@ def test_ranker_query_vector_is_transform_query(library):
     model = library["model"]
     rows = run_as_analyst(library, """
         SELECT d.text_vector, ranker_query_vector(:ranker_id, d.text_vector) AS q
-        FROM analyst_descriptions d WHERE d.text_vector IS NOT NULL""", ranker_id=model["id"])
+        FROM analyst_descriptions d
+        WHERE d.text_vector IS NOT NULL AND vector_dims(d.text_vector) = (SELECT dims FROM models WHERE id = :ranker_id)""",
+        ranker_id=model["id"])
     ranker = library["searcher"].models.get().ranker
     raw = np.stack([as_array(r.text_vector) for r in rows])
     sql = np.stack([as_array(r.q) for r in rows])

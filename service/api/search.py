@@ -43,6 +43,7 @@ def _search_response(outcome: SearchOutcome, *, explain: bool) -> schemas.Search
         results=[_search_result(r, explain) for r in outcome.results],
         offset=outcome.offset, limit=outcome.limit, message=outcome.message,
         model_version=outcome.model_version, took_ms=outcome.took_ms,
+        query_language=outcome.query_language, text_encoder=outcome.text_encoder,
     )
 
 

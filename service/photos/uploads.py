@@ -271,7 +271,8 @@ def add_photo(
         child_marks.mark(session, [photo_id], source="uploader")
     if description:
         add_description(session=session, settings=settings, text_encoder=encoders.text, photo_id=photo_id,
-                        text_=description, source="owner", author=uploader, author_id=owner_id)
+                        text_=description, source="owner", author=uploader, author_id=owner_id,
+                        multilingual=encoders.multilingual)
     near = near_duplicates(session=session, photo_id=photo_id, fingerprint=fingerprint,
                            fingerprint_model_id=fingerprint_model_id, max_distance=settings.near_duplicate_distance)
     return AddedPhoto(photo_id, near_duplicates=near, queued=True)
@@ -287,8 +288,9 @@ def near_duplicates(*, session: Session, photo_id: int, fingerprint: np.ndarray,
 
 
 def add_description(*, session: Session, settings: Settings, text_encoder, photo_id: int, text_: str,
-                    source: str, author: str | None, author_id: int | None = None) -> int:
-    """Store a description of a photo with its text vector, so search can use it immediately.
+                    source: str, author: str | None, author_id: int | None = None, multilingual=None) -> int:
+    """Store a description of a photo with its text vector (and ``multilingual``'s, USE's, so a query
+    in another language finds it), so search can use it immediately.
 
     A description about a child marks its photo (``child_marks``): the photo still ranks, but
     responses withhold its image and show the notice in place of the flagged text.
@@ -296,10 +298,11 @@ def add_description(*, session: Session, settings: Settings, text_encoder, photo
     description_id = session.execute(INSERT_DESCRIPTION_SQL, {
         "text": text_, "source": source, "author": author, "photo_id": photo_id,
         "about_children": is_about_children(text_), "author_id": author_id}).scalar_one()
-    model_id = encoder_model_ids(session.get_bind(), settings, text_encoder=text_encoder)["text"]
-    session.execute(INSERT_DESCRIPTION_VECTOR_SQL, {
-        "description_id": description_id, "model_id": model_id,
-        "embedding": np.asarray(text_encoder.encode([text_])[0], dtype=np.float32)})
+    for encoder in (text_encoder, multilingual) if multilingual is not None else (text_encoder,):
+        model_id = encoder_model_ids(session.get_bind(), settings, text_encoder=encoder)["text"]
+        session.execute(INSERT_DESCRIPTION_VECTOR_SQL, {
+            "description_id": description_id, "model_id": model_id,
+            "embedding": np.asarray(encoder.encode([text_])[0], dtype=np.float32)})
     child_marks.mark_described(session, [(photo_id, text_)])
     return description_id
 

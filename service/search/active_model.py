@@ -25,6 +25,8 @@ SERVING_STATE_SQL = text(
     """
     SELECT (SELECT e.id FROM models e
             WHERE e.kind = 'encoder' AND e.name = :text_encoder_name AND e.version = '1') AS text_model_id,
+           (SELECT e.id FROM models e
+            WHERE e.kind = 'encoder' AND e.name = :multilingual_name AND e.version = '1') AS multilingual_model_id,
            (SELECT count(*) FROM photo_embeddings pe WHERE pe.model_id = CAST(:model_id AS integer)) AS n_photos,
            EXISTS (SELECT 1 FROM pg_index i
                    WHERE i.indexrelid = to_regclass(:index_prefix || CAST(:model_id AS integer))
@@ -40,12 +42,15 @@ class ActiveState:
     text_model_id: int | None  # None until descriptions have been embedded
     n_photos: int
     has_index: bool
+    multilingual_model_id: int | None = None  # USE's vectors of the descriptions (None: not computed)
 
 
 class ActiveModelCache:
     def __init__(self, engine: Engine, *, encoder_key: str, text_encoder_name: str,
-                 load: Callable[[ModelRow], Ranker], refresh_seconds: float) -> None:
+                 load: Callable[[ModelRow], Ranker], refresh_seconds: float,
+                 multilingual_name: str | None = None) -> None:
         self.engine = engine
+        self.multilingual_name = multilingual_name
         self.encoder_key = encoder_key
         self.text_encoder_name = text_encoder_name
         self.load = load  # models row -> Ranker (checks the dimension against the text encoder)
@@ -71,13 +76,15 @@ class ActiveModelCache:
             model = active_ranker(conn, self.encoder_key)
             row = conn.execute(SERVING_STATE_SQL, {
                 "model_id": model.id if model else None, "text_encoder_name": f"text:{self.text_encoder_name}",
+                "multilingual_name": f"text:{self.multilingual_name}" if self.multilingual_name else None,
                 "index_prefix": INDEX_PREFIX,
             }).one()
         if model is None:
-            return ActiveState(None, None, row.text_model_id, 0, False)
+            return ActiveState(None, None, row.text_model_id, 0, False, row.multilingual_model_id)
         previous = self._state
         # Loaded again (and so checked again) when the active row changes, its package versions included.
         same = (previous is not None and previous.model is not None and previous.model.id == model.id
                 and previous.model.package_versions == model.package_versions)
         ranker = previous.ranker if same else self.load(model)
-        return ActiveState(model, ranker, row.text_model_id, int(row.n_photos), bool(row.has_index))
+        return ActiveState(model, ranker, row.text_model_id, int(row.n_photos), bool(row.has_index),
+                           row.multilingual_model_id)

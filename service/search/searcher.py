@@ -22,6 +22,7 @@ from service import policy
 from service.config import Settings
 from service.search.active_model import ActiveModelCache, ActiveState
 from service.search.query_vectors import QueryVectorCache
+from service.search.routing import QueryRouter
 from service.search.search_log import SearchLogEntry, SearchLogWriter
 from service.search.shortlist import fetch_shortlist
 from service.store.db import as_array
@@ -79,6 +80,8 @@ class SearchOutcome:
     limit: int = 5
     message: str | None = None
     stages_ms: dict[str, float] = field(default_factory=dict)
+    query_language: str | None = None  # ISO 639-1 as detected (search/routing.py), "und" without letters
+    text_encoder: str | None = None  # the encoder whose vector reached the photos: the query's path
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +105,18 @@ class _Stopwatch:
 # MiniLM cosine below which a description is no evidence: unrelated sentences about the same kind
 # of scene ("a woman at a coffee shop" for "a cup of coffee") reach 0.3-0.45, paraphrases 0.6+.
 DESCRIPTION_EVIDENCE_FLOOR = 0.5
+# The same floor in USE multilingual's space: the USE cosine exceeded by as few captions of *other*
+# photos as exceed MiniLM's 0.5 (0.7 % of 4.0 M pairs of 2,000 Flickr8k extra captions; 55 % of the
+# pairs of captions of one photo exceed it, 75 % MiniLM's). docs/model.md, "Queries in other languages".
+MULTILINGUAL_EVIDENCE_FLOOR = 0.56
+
+
+def description_evidence(match: np.ndarray, multilingual_match: np.ndarray) -> np.ndarray:
+    """The best description match of each photo on MiniLM's scale: USE's cosine is mapped linearly so
+    that its floor lands on MiniLM's and 1 on 1, then the better of the two counts (NaN: none)."""
+    floor, ml_floor = DESCRIPTION_EVIDENCE_FLOOR, MULTILINGUAL_EVIDENCE_FLOOR
+    rescaled = floor + (1.0 - floor) * (np.asarray(multilingual_match, np.float64) - ml_floor) / (1.0 - ml_floor)
+    return np.fmax(np.asarray(match, np.float64), rescaled)
 
 
 def blend(scorer_scores: np.ndarray, description_match: np.ndarray, weight: float) -> np.ndarray:
@@ -152,14 +167,20 @@ def evidence_of(rows) -> PhotoEvidence:
 
 
 class Searcher:
-    def __init__(self, engine: Engine, settings: Settings, text_encoder, replicas: ReadReplicas | None = None) -> None:
+    def __init__(self, engine: Engine, settings: Settings, text_encoder, replicas: ReadReplicas | None = None,
+                 multilingual=None) -> None:
         self.engine = engine  # the primary: the active model row is read and the search log written there
         self.settings = settings
         self.text_encoder = text_encoder
+        self.multilingual = multilingual  # USE (ml/multilingual.py): other languages, descriptions across them
         self.replicas = replicas  # the shortlist reads from a healthy one when there is one
         self.models = ActiveModelCache(engine, encoder_key=settings.encoder_key, text_encoder_name=text_encoder.name,
-                                       load=self.ranker_for, refresh_seconds=settings.model_refresh_seconds)
+                                       load=self.ranker_for, refresh_seconds=settings.model_refresh_seconds,
+                                       multilingual_name=multilingual.name if multilingual is not None else None)
         self.query_vectors = QueryVectorCache(text_encoder, settings.query_cache_size)
+        self.multilingual_vectors = (QueryVectorCache(multilingual, settings.query_cache_size)
+                                     if multilingual is not None else None)
+        self.router = QueryRouter(text_encoder, multilingual, settings.query_cache_size)
         self.log_writer = SearchLogWriter(engine)
 
     def ranker_for(self, model: ModelRow, scorer: str | None = None) -> Ranker:
@@ -211,9 +232,20 @@ class Searcher:
         state = self.active_state()
         model = state.model
         ranker = state.ranker if scorer is None else self.ranker_for(model, scorer)
-        text_vector = self.query_vectors.get(query)
-        # Photos are compared in the ranker's (whitened) text space; descriptions in the raw one.
-        query_vector = ranker.transform_query(text_vector)
+        route = self.router.route(query, ranker)
+        # Descriptions are matched in USE's space too (when their USE vectors are stored), so a
+        # description in one language is found by a query in another.
+        multilingual_vector = (self.multilingual_vectors.get(query)
+                               if hybrid and self.multilingual_vectors is not None and state.multilingual_model_id
+                               else None)
+        if route.encoder == self.text_encoder.name:
+            text_vector = self.query_vectors.get(query)
+            # Photos are compared in the ranker's (whitened) text space; descriptions in the raw one.
+            query_vector = ranker.transform_query(text_vector)
+        else:  # another language: USE, bridged into the ranker's space; MiniLM cannot read it
+            text_vector = None
+            multilingual_vector = self.multilingual_vectors.get(query)
+            query_vector = ranker.query_bridges[route.encoder].transform(multilingual_vector)
         clock.lap("text_encoding")
 
         def shortlist(engine: Engine):
@@ -222,7 +254,10 @@ class Searcher:
                     "query_vector": query_vector,
                     "text_vector": text_vector,
                     "model_id": model.id,
-                    "text_model_id": state.text_model_id if hybrid else None,
+                    "text_model_id": state.text_model_id if hybrid and text_vector is not None else None,
+                    "multilingual_vector": multilingual_vector,
+                    "multilingual_model_id": (state.multilingual_model_id if hybrid and multilingual_vector is not None
+                                              else None),
                     "splits": list(splits) if splits else None,
                     "shortlist_size": max(self.settings.shortlist, offset + limit),
                     **asdict(filters),
@@ -245,10 +280,12 @@ class Searcher:
             offset=offset, limit=limit, min_score=min_score, filters=filters,
         )
         response = SearchOutcome(query, False, None, results, model.version, clock.total_ms, offset, limit,
-                                  message, clock.stages)
+                                  message, clock.stages, route.language, route.encoder)
         if log:
-            self._log(response, model.id, min_score=min_score, text_model_id=state.text_model_id,
-                      text_vector=text_vector)
+            # A query served through USE has no MiniLM vector: its log row keeps neither (analysts
+            # re-run MiniLM-routed searches in SQL, docs/analysts.md).
+            self._log(response, model.id, min_score=min_score,
+                      text_model_id=state.text_model_id if text_vector is not None else None, text_vector=text_vector)
         return response
 
     def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> list[Result]:
@@ -256,7 +293,10 @@ class Searcher:
         if not rows:
             return []
         scorer_scores = np.asarray(ranker.score(query_vector, evidence_of(rows)), dtype=np.float64)
-        matches = np.array([np.nan if r.description_match is None else r.description_match for r in rows], dtype=np.float64)
+        matches = description_evidence(
+            np.array([np.nan if r.description_match is None else r.description_match for r in rows], dtype=np.float64),
+            np.array([np.nan if r.multilingual_description_match is None else r.multilingual_description_match
+                      for r in rows], dtype=np.float64))
         final = blend(scorer_scores, matches, self.settings.description_weight)
         order = np.argsort(-final, kind="stable")
         return [

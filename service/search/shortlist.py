@@ -8,11 +8,14 @@ union with both signals per photo. Run through psycopg directly with binary tran
   description_search  - photos whose descriptions (written for that photo, never the held-out
                         test queries) are nearest to the query's text vector;
   description_match   - for every candidate, its best-matching description (NULL when it has none).
-With text_model_id NULL the description side is empty and this is the image-only shortlist.
+  multilingual_description_search - the same in USE multilingual's space (ml/multilingual.py), so
+                        a description in one language is found by a query in another.
+With text_model_id NULL the description side is empty and this is the image-only shortlist; with
+multilingual_model_id NULL (no USE vectors stored, or the image-only search) so is USE's.
 A deleted photo has no vectors (``uploads.delete_photo``), so the joins to ``photo_embeddings`` drop
-it; its descriptions stay, so the description side skips its tombstone, lest they take shortlist places.
+it; its descriptions stay, so the description sides skip its tombstone, lest they take shortlist places.
 ``query_vector`` is the query in the ranker's space (photo side), ``text_vector`` the text
-encoder's own vector (description side); they are equal unless the ranker transforms queries.
+encoder's own vector and ``multilingual_vector`` USE's (description side).
 """
 from __future__ import annotations
 
@@ -52,21 +55,37 @@ def _hybrid_shortlist_sql(photo_distance: str) -> str:
         WHERE de.model_id = %(text_model_id)s AND d.source <> 'test' AND p.deleted_at IS NULL AND {_PHOTO_FILTERS}
         ORDER BY de.embedding <=> %(text_vector)s
         LIMIT %(shortlist_size)s
+    ), multilingual_description_search AS (
+        SELECT d.photo_id
+        FROM description_embeddings de
+        JOIN descriptions d ON d.id = de.description_id
+        JOIN photos p ON p.id = d.photo_id
+        WHERE de.model_id = %(multilingual_model_id)s AND d.source <> 'test' AND p.deleted_at IS NULL
+          AND {_PHOTO_FILTERS}
+        ORDER BY de.embedding <=> %(multilingual_vector)s
+        LIMIT %(shortlist_size)s
     ), candidates AS (
         SELECT photo_id FROM semantic_search
         UNION
         SELECT photo_id FROM description_search
+        UNION
+        SELECT photo_id FROM multilingual_description_search
     ), description_match AS (
-        SELECT d.photo_id, max(1 - (de.embedding <=> %(text_vector)s)) AS best
+        -- CASE, not FILTER: each space's vectors only ever meet a query vector of their own dimension
+        SELECT d.photo_id,
+               max(CASE WHEN de.model_id = %(text_model_id)s THEN 1 - (de.embedding <=> %(text_vector)s) END) AS best,
+               max(CASE WHEN de.model_id = %(multilingual_model_id)s
+                        THEN 1 - (de.embedding <=> %(multilingual_vector)s) END) AS best_multilingual
         FROM candidates c
         JOIN descriptions d ON d.photo_id = c.photo_id AND d.source <> 'test'
-        JOIN description_embeddings de ON de.description_id = d.id AND de.model_id = %(text_model_id)s
+        JOIN description_embeddings de ON de.description_id = d.id
+             AND de.model_id IN (%(text_model_id)s, %(multilingual_model_id)s)
         GROUP BY d.photo_id
     )
     SELECT p.id AS photo_id, p.file_name, p.shows_child, e.embedding AS photo_vector, e.bridge AS photo_bridge,
            e.label_ids, e.label_probs, e.mapper_norm,
            1 - (e.embedding <=> %(query_vector)s) AS similarity,
-           dm.best AS description_match
+           dm.best AS description_match, dm.best_multilingual AS multilingual_description_match
     FROM candidates c
     JOIN photos p ON p.id = c.photo_id
     JOIN photo_embeddings e ON e.photo_id = p.id AND e.model_id = %(model_id)s

@@ -35,6 +35,11 @@ def train_and_publish(engine: Engine, settings: Settings, encoders, *, run_cv: b
     data = training_data(engine, settings, encoders)
     kwargs = {} if run_cv else {"scorers": _quick_scorers()}
     result = train(data, progress=progress, run_cv=run_cv, **kwargs)
+    if getattr(encoders, "multilingual", None) is not None:  # queries in other languages reach it through USE
+        from service.training.query_bridge import fit_query_bridge
+
+        result.ranker.query_bridges[encoders.multilingual.name] = fit_query_bridge(data, result.ranker,
+                                                                                   encoders.multilingual, settings)
     with engine.connect() as conn:
         current = active_ranker(conn, settings.encoder_key)
     decision = decide(result.metrics, current, force=force)

