@@ -356,9 +356,13 @@ def test_match_buttons_record_a_vote(open_writable_page, writable, lang):
             "ORDER BY id DESC LIMIT 1")).one()
         before = conn.scalar(text("SELECT count(*) FROM crowd_votes WHERE photo_id = :p AND description_id = :d"),
                              {"p": photo_id, "d": description_id})
+    from tests.helpers import new_user
+
+    # a rater of its own per run: one person's second vote on the pair would replace the first
+    rater = new_user(writable["engine"], "rater")
     page = open_writable_page(lang=lang)
     page.goto(f"/photos/{photo_id}")
-    sign_in(page, TOKEN, lang)
+    sign_in(page, rater["key"], lang)
     item = page.locator(f'#descriptions [data-description-id="{description_id}"]')
     item.get_by_role("button", name=TEXT[lang]["no_match"], exact=True).click()
     item.locator(".status.ok").wait_for()
