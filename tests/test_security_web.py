@@ -153,8 +153,9 @@ def test_sign_in_sets_an_httponly_strict_cookie_and_stores_only_its_hash(writabl
     [row] = _session_rows(writable["engine"], user["user_id"])
     assert row.id == hashlib.sha256(cookie.value.encode()).hexdigest() and row.csrf == body["csrf"]
     assert abs((row.expires_at - row.created_at).total_seconds() - hours * 3600) < 5
-    me = client.get("/api/me").get_json()  # the cookie alone: no Authorization header
-    assert me["name"] == user["name"] and me["csrf"] == body["csrf"]
+    me = client.get("/api/me")  # the cookie alone: no Authorization header
+    assert me.get_json()["name"] == user["name"] and me.get_json()["csrf"] == body["csrf"]
+    assert me.headers["Cache-Control"] == "no-store"
     assert "csrf" not in writable_app.test_client().get("/api/me", headers=user["auth"]).get_json()
 
 

@@ -32,7 +32,10 @@ def me():
     if web_session is not None:
         sessions.touch(session=get_session(), token=request.cookies[SESSION_COOKIE])
         get_session().commit()
-    return reply(_me(principal, web_session))
+    response = reply(_me(principal, web_session))
+    if web_session is not None:
+        response.headers["Cache-Control"] = "no-store"  # it carries the session's CSRF token
+    return response
 
 
 @bp.post("/session")
