@@ -32,11 +32,12 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     from service.api.photos import bp as photos_bp
     from service.api.ratings import bp as ratings_bp
     from service.api.search import bp as search_bp
-    from service.http import body_limit, contract, db_session, errors, metrics, ratelimit
+    from service.http import body_limit, contract, db_session, errors, headers, metrics, ratelimit
     from service.web import i18n
     from service.web.views import bp as web_bp
 
     db_session.init_app(app, settings)
+    headers.init_app(app, behind_tls=settings.behind_tls)  # on every response, errors included
     i18n.init_app(app)  # the page's language (the API stays English)
     errors.init_app(app)
     # The upload limit, plus room for the multipart framing and the form's text fields.

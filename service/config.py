@@ -106,6 +106,11 @@ class Settings(BaseSettings):
                                "searches per minute per client address, per worker process; 0 = off", ge=0)
     write_rate_limit: int = _setting(120, "writes per minute per person (by key), per worker process; "
                                           "admins are not limited; 0 = off", ge=0)
+    behind_tls: bool = _setting(False,
+                                "the service is reached over HTTPS (TLS ends at the proxy): send HSTS and mark the "
+                                "session cookie Secure")
+    session_hours: float = _setting(12.0, "how long a web page's sign-in lasts before the key must be sent again",
+                                    gt=0.0, le=24.0 * 90)
     max_upload_mb: int = _setting(20, "largest accepted upload", ge=1, le=1024)
     max_pixels: int = _setting(50_000_000, "largest accepted image, in pixels", ge=1)
     # 0.9: the ranker's score is a calibrated probability (ml/calibration.py), so a matching

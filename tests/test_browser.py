@@ -29,13 +29,15 @@ LOCALES = {"en": "en-US", "ru": "ru-RU"}  # the browser's language, sent as Acce
 TEXT = {
     "en": {"describe": "Describe a scene", "search": "Search", "previous": "Previous", "next": "Next",
            "match": "Match", "no_match": "No match", "description": "Description",
-           "add_description": "Add description", "token": "API token", "photo": "Photo", "upload": "Upload",
+           "add_description": "Add description", "token": "API token", "sign_in": "Sign in", "sign_out": "Sign out",
+           "signed_in_as": "Signed in as {name}", "photo": "Photo", "upload": "Upload",
            "notice": NOTICE, "no_descriptions": "No descriptions yet.", "token_word": "token",
            "weak": "No photo fits this description well; the closest ones:", "already_here": "This photo is already here:",
            "only_16": "Only 16 photos can be searched.", "photos_for": "Photos 1–5 for “{query}”."},
     "ru": {"describe": "Опишите, что должно быть на фото", "search": "Найти", "previous": "Назад", "next": "Дальше",
            "match": "Подходит", "no_match": "Не подходит", "description": "Описание",
-           "add_description": "Добавить описание", "token": "API-токен", "photo": "Фотография", "upload": "Загрузить",
+           "add_description": "Добавить описание", "token": "API-токен", "sign_in": "Войти", "sign_out": "Выйти",
+           "signed_in_as": "Вы вошли как {name}", "photo": "Фотография", "upload": "Загрузить",
            "notice": "Это изображение недоступно в вашей стране в соответствии с местным законодательством",
            "no_descriptions": "Описаний пока нет.", "token_word": "токен",
            "weak": "Под это описание хорошо не подходит ни одна фотография; вот самые близкие:",
@@ -72,8 +74,8 @@ def browser():
 
 
 def _page_factory(browser, base_url):
-    """A page factory over ``base_url``: each page in a fresh browser context (empty localStorage).
-    Yields the factory, then fails the test if any page raised a JavaScript error."""
+    """A page factory over ``base_url``: each page in a fresh browser context (no cookies).
+    Yields the factory, then fails the test if any page raised a JavaScript error or met the CSP."""
     contexts, errors = [], []
 
     def make(viewport=DESKTOP, lang="en"):
@@ -82,6 +84,8 @@ def _page_factory(browser, base_url):
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # the CSP is on (service/http/headers.py): anything it blocks fails the test
+        page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
         return page
 
     yield make
@@ -100,6 +104,23 @@ def open_page(browser, live_server):
 def open_writable_page(browser, writable_server):
     """Pages over the `writable` library, for tests that add descriptions, votes or photos."""
     yield from _page_factory(browser, writable_server)
+
+
+def sign_in(page, key: str, lang: str = "en") -> None:
+    """Sign in with the form at the top of the page; the key box is emptied once signed in."""
+    page.get_by_label(TEXT[lang]["token"]).fill(key)
+    page.get_by_role("button", name=TEXT[lang]["sign_in"], exact=True).click()
+    page.locator("#signed-in").wait_for(state="visible")
+    assert page.get_by_label(TEXT[lang]["token"]).input_value() == ""
+
+
+def assert_no_key_in_the_browser(page, key: str) -> None:
+    """Neither the key nor anything else sits in localStorage or sessionStorage; the session cookie
+    is httpOnly and SameSite=Strict, so document.cookie does not show it."""
+    assert page.evaluate("[localStorage.length, sessionStorage.length]") == [0, 0]
+    assert key not in page.evaluate("document.cookie")
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "withsense_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and key not in cookie["value"]
 
 
 def search(page, query: str, lang: str = "en") -> None:
@@ -313,7 +334,7 @@ def test_adding_a_description_needs_the_token_then_makes_the_photo_findable(open
     assert TEXT[lang]["token_word"] in status.inner_text().lower() and "Bearer" not in status.inner_text()
     assert description not in descriptions_of(writable, photo_id)
 
-    page.get_by_label(TEXT[lang]["token"]).fill(TOKEN)
+    sign_in(page, TOKEN, lang)
     form.get_by_role("button", name=TEXT[lang]["add_description"]).click()
     page.wait_for_function("() => document.querySelector('#description-status.ok')")
     page.locator("#descriptions .description-text", has_text=description).wait_for()
@@ -322,7 +343,9 @@ def test_adding_a_description_needs_the_token_then_makes_the_photo_findable(open
     search(page, description, lang)
     ids = wait_for_result_images(page, 5)
     assert ids[0] == photo_id
-    assert page.evaluate("localStorage.getItem('withsense.apiToken')") == TOKEN  # kept across pages
+    # signed in across pages by the httpOnly cookie alone: the key is in no storage a script can read
+    assert page.locator("#signed-in-as").inner_text() == TEXT[lang]["signed_in_as"].format(name="bootstrap")
+    assert_no_key_in_the_browser(page, TOKEN)
 
 
 @both_languages
@@ -333,9 +356,13 @@ def test_match_buttons_record_a_vote(open_writable_page, writable, lang):
             "ORDER BY id DESC LIMIT 1")).one()
         before = conn.scalar(text("SELECT count(*) FROM crowd_votes WHERE photo_id = :p AND description_id = :d"),
                              {"p": photo_id, "d": description_id})
+    from tests.helpers import new_user
+
+    # a rater of its own per run: one person's second vote on the pair would replace the first
+    rater = new_user(writable["engine"], "rater")
     page = open_writable_page(lang=lang)
     page.goto(f"/photos/{photo_id}")
-    page.get_by_label(TEXT[lang]["token"]).fill(TOKEN)
+    sign_in(page, rater["key"], lang)
     item = page.locator(f'#descriptions [data-description-id="{description_id}"]')
     item.get_by_role("button", name=TEXT[lang]["no_match"], exact=True).click()
     item.locator(".status.ok").wait_for()
@@ -358,7 +385,7 @@ def test_a_signed_in_rater_marks_a_result_as_fitting_or_not(open_writable_page, 
     search(page, query)
     wait_for_result_images(page, 5)
     assert page.locator("#results .vote-row").count() == 0  # not signed in: no control
-    page.get_by_label("API token").fill(rater["key"])
+    sign_in(page, rater["key"])
     search(page, query)
     ids = wait_for_result_images(page, 5)
     first = page.locator(f'#results .card[data-photo-id="{ids[0]}"]')
@@ -382,7 +409,7 @@ def test_uploading_a_known_photo_points_to_it(open_writable_page, writable, lang
     path = writable["dataset"].photos[file_name][1]
     page = open_writable_page(lang=lang)
     page.goto("/upload")
-    page.get_by_label(TEXT[lang]["token"]).fill(TOKEN)
+    sign_in(page, TOKEN, lang)
     page.get_by_label(TEXT[lang]["photo"]).set_input_files(str(path))
     page.get_by_label(TEXT[lang]["description"]).fill("the same photo again")
     page.get_by_role("button", name=TEXT[lang]["upload"], exact=True).click()
@@ -390,6 +417,49 @@ def test_uploading_a_known_photo_points_to_it(open_writable_page, writable, lang
     status = page.locator("#upload-status")
     assert status.inner_text().startswith(TEXT[lang]["already_here"]), status.inner_text()
     assert status.get_by_role("link").first.get_attribute("href") == f"/photos/{photo_id}"
+
+
+@both_languages
+def test_sign_in_upload_sign_out_then_the_upload_form_refuses(open_writable_page, writable, lang):
+    """The page signs in with a person's key (sent once), uploads under the CSP, signs out, and the
+    same form is then refused: the session is gone from the database, not just from the page."""
+    from tests.helpers import new_user
+    from tests.test_faults import _jpeg
+
+    user = new_user(writable["engine"], "photographer")
+    page = open_writable_page(lang=lang)
+    csp_violations = []
+    page.on("console", lambda msg: csp_violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.goto("/upload")
+    sign_in(page, user["key"], lang)
+    assert page.locator("#signed-in-as").inner_text() == TEXT[lang]["signed_in_as"].format(name=user["name"])
+    assert_no_key_in_the_browser(page, user["key"])
+
+    def upload(seed: int) -> str:
+        page.get_by_label(TEXT[lang]["photo"]).set_input_files(
+            files=[{"name": f"upload-{seed}.jpg", "mimeType": "image/jpeg", "buffer": _jpeg(seed)}])
+        page.get_by_role("button", name=TEXT[lang]["upload"], exact=True).click()
+        page.wait_for_function("() => document.querySelector('#upload-status.ok, #upload-status.error')")
+        return page.locator("#upload-status").get_attribute("class")
+
+    seed = 8_000_000 + {"en": 1, "ru": 2}[lang] * 1000 + user["user_id"] % 1000
+    assert "ok" in upload(seed), page.locator("#upload-status").inner_text()
+    with writable["engine"].connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM photos WHERE owner_id = :u"), {"u": user["user_id"]}) == 1
+        assert conn.scalar(text("SELECT count(*) FROM sessions WHERE user_id = :u"), {"u": user["user_id"]}) == 1
+
+    page.get_by_role("button", name=TEXT[lang]["sign_out"], exact=True).click()
+    page.locator("#sign-in").wait_for(state="visible")
+    with writable["engine"].connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM sessions WHERE user_id = :u"), {"u": user["user_id"]}) == 0
+    page.evaluate("() => { document.getElementById('upload-status').className = 'status'; }")
+    assert "error" in upload(seed + 1)
+    assert TEXT[lang]["token_word"] in page.locator("#upload-status").inner_text().lower()
+    page.reload()  # a fresh page load asks GET /api/me: still signed out
+    page.locator("#sign-in").wait_for(state="visible")
+    with writable["engine"].connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM photos WHERE owner_id = :u"), {"u": user["user_id"]}) == 1
+    assert csp_violations == []
 
 
 # ---- languages ----------------------------------------------------------------------------------

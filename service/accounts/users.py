@@ -2,7 +2,7 @@
 person a request's key belongs to.
 
 Functions take the session keyword-only and never commit (the caller does). Authentication reads
-the key's row on every request (one indexed lookup and one argon2 check of about a millisecond,
+(and share-locks, until the request's transaction ends) the key's row on every request (one indexed lookup and one argon2 check of about a millisecond,
 service/accounts/keys.py), with no cache: a revoked key is refused from the next request on.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from service.accounts import keys
+from service.accounts import keys, sessions
 from service.accounts.roles import ROLES, Principal
 
 BOOTSTRAP = "bootstrap"  # the admin row that WITHSENSE_API_TOKEN writes as (migration 0011)
@@ -23,7 +23,8 @@ INSERT_KEY_SQL = text("INSERT INTO api_keys (user_id, key_id, key_hash) VALUES (
 KEY_ROW_SQL = text(
     """SELECT k.key_hash, k.revoked_at, u.id AS user_id, u.name, u.role
        FROM api_keys k JOIN users u ON u.id = k.user_id
-       WHERE k.key_id = :key_id"""
+       WHERE k.key_id = :key_id
+       FOR SHARE OF k"""
 )
 USER_SQL = text("SELECT id, name, role FROM users WHERE name = :name")
 LIST_SQL = text(
@@ -94,11 +95,15 @@ def list_users(*, session: Session) -> list[UserRow]:
 
 
 def revoke(*, session: Session, name: str, key_id: str | None = None) -> int:
-    """Revoke the person's keys (or the one with ``key_id``); returns how many were revoked."""
+    """Revoke the person's keys (or the one with ``key_id``) and end the web sessions signed in with
+    them; returns how many keys were revoked. A request already past its key check holds the key's
+    row (``FOR SHARE`` in ``KEY_ROW_SQL``, ``sessions.FIND_SQL``), so this waits for it to finish."""
     if name == BOOTSTRAP:
         raise AccountError("the bootstrap admin has no stored key: unset WITHSENSE_API_TOKEN to end it")
     user = _user(session, name)
-    return session.execute(REVOKE_SQL, {"user_id": user.user_id, "key_id": key_id}).rowcount
+    revoked = session.execute(REVOKE_SQL, {"user_id": user.user_id, "key_id": key_id}).rowcount
+    sessions.end_revoked(session=session, user_id=user.user_id)
+    return revoked
 
 
 def bootstrap(*, session: Session) -> Principal:

@@ -1,6 +1,11 @@
 """Who is writing: the bearer key of every write names a person (service/accounts), or the shared
 bootstrap token (settings.api_token) names the built-in admin ``bootstrap``.
 
+The web page signs in once instead (POST /api/session, service/accounts/sessions.py) and sends the
+session cookie; a request with that cookie and no ``Authorization`` header is its session's
+person, and one that changes something must carry the session's ``X-CSRF-Token`` as well.
+Scripts keep ``Authorization: Bearer <key>``, which needs no CSRF token (no browser adds it by itself).
+
 401 without a bearer key; 403 with a key that is wrong, unknown or revoked (the message says
 which), or whose role may not do the action at all (``roles.check_role``). Whose photo it is is
 checked by the views, which know the photo. The person is kept in ``g.principal`` for the view.
@@ -12,12 +17,15 @@ import math
 
 from flask import current_app, g, request
 
-from service.accounts import keys, users
+from service.accounts import keys, sessions, users
 from service.accounts.roles import Forbidden, Principal, check_role
 from service.http.db_session import get_session
 from service.http.errors import ApiError
 
 BOOTSTRAP_CACHE = "withsense.bootstrap_user"
+SESSION_COOKIE = "withsense_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def bearer_token() -> str:
@@ -28,11 +36,15 @@ def bearer_token() -> str:
     return token.strip()
 
 
-def authenticate() -> Principal:
-    """The person behind the request's key (cached in ``g`` for the rest of the request)."""
+def authenticate(token: str | None = None) -> Principal:
+    """The person behind the request's key (cached in ``g`` for the rest of the request), or behind
+    its session cookie when it sends no ``Authorization``. ``token``: a key sent another way (the
+    sign-in's body)."""
     if "principal" in g:
         return g.principal
-    token = bearer_token()
+    if token is None and uses_session():
+        return session_principal()
+    token = bearer_token() if token is None else token
     if keys.looks_like_key(token):
         try:
             principal = users.authenticate(session=get_session(), token=token)
@@ -74,3 +86,33 @@ def require_write(action: str) -> Principal:
                            f"retry in {math.ceil(wait)} s", 429,
                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
     return principal
+
+
+def uses_session() -> bool:
+    """The request comes from the signed-in page: a session cookie and no ``Authorization`` header."""
+    return SESSION_COOKIE in request.cookies and "Authorization" not in request.headers
+
+
+def session_principal() -> Principal:
+    """The session cookie's person; 401 when the session has ended, 403 for a change without the
+    session's CSRF token."""
+    found = sessions.find(session=get_session(), token=request.cookies.get(SESSION_COOKIE, ""))
+    principal = None if found is None else _live_principal(found)
+    if principal is None:
+        raise ApiError("the session has ended: sign in again (POST /api/session) or send "
+                       "'Authorization: Bearer <key>'", 401, headers={"WWW-Authenticate": "Bearer"})
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), found.csrf.encode()):
+            raise ApiError(f"a change made with the session cookie needs its {CSRF_HEADER} header "
+                           "(from the sign-in answer or GET /api/me)", 403)
+    g.web_session = found
+    g.principal = principal
+    return principal
+
+
+def _live_principal(found: sessions.WebSession) -> Principal | None:
+    """A session from the bootstrap token lasts only while a bootstrap token is configured."""
+    if not found.from_key and not current_app.config["WITHSENSE"].api_token:
+        return None
+    return found.principal

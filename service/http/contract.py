@@ -23,7 +23,7 @@ from spectree.model_adapter.pydantic_adapter import PydanticModelAdapter
 from spectree.models import SecuritySchemeData
 
 from service.http import schemas
-from service.http.auth import authenticate, require_write
+from service.http.auth import CSRF_HEADER, SESSION_COOKIE, authenticate, require_write
 from service.http.errors import ApiError
 
 
@@ -51,10 +51,16 @@ api = SpecTree(
     model_adapter=_ModelAdapter(),
     validation_error_status=400,
     validation_error_model=schemas.ErrorBody,
-    security_schemes=[SecurityScheme(name="bearerToken", data=SecuritySchemeData(type="http", scheme="bearer"))],
+    security_schemes=[
+        SecurityScheme(name="bearerToken", data=SecuritySchemeData(type="http", scheme="bearer")),
+        # The web page's sign-in (POST /api/session); a change made with it also needs X-CSRF-Token.
+        SecurityScheme(name="sessionCookie", data=SecuritySchemeData(
+            type="apiKey", name=SESSION_COOKIE, field_in="cookie",
+            description=f"from POST /api/session; changes also send the session's {CSRF_HEADER} header")),
+    ],
 )
 
-BEARER = [{"bearerToken": []}]
+BEARER = [{"bearerToken": []}, {"sessionCookie": []}]  # either one
 
 # A photo id in a route: PostgreSQL bigint, from 1. Anything else matches no route (404); the
 # bounds are written into the rule so that the OpenAPI document states them.

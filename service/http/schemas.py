@@ -351,6 +351,14 @@ class Me(Reply):
     name: str
     role: Literal["photographer", "rater", "admin"]
     may: dict[str, str] = Field(description="action -> which photos: 'any photo', 'own photos', 'others' photos'")
+    csrf: str | None = Field(None, description="signed in with the session cookie: the X-CSRF-Token its changes send")
+    expires_at: datetime | None = Field(None, description="signed in with the session cookie: when the session ends")
+
+
+class SignIn(Body):
+    """POST /api/session: the key, sent once; the answer sets the session cookie."""
+
+    key: str = Field(min_length=1, max_length=200, description="a person's API key (or the bootstrap token)")
 
 
 # --- operations -----------------------------------------------------------------------------

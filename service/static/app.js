@@ -3,7 +3,6 @@
 "use strict";
 
 const PAGE_SIZE = 5;
-const TOKEN_KEY = "withsense.apiToken";
 // Below this best score the search page says that nothing fits well (the score is the calibrated
 // probability that experts say the description fits).
 const WEAK_MATCH = 0.5;
@@ -75,7 +74,7 @@ function errorText(status, body) {
   const apiText = String(body?.error || "");
   if (status === 0) return _("The server could not be reached. Check your connection and try again.");
   if (status === 401) {
-    return _("Enter the API token at the top of the page: it is needed to add descriptions, rate them and upload photos.");
+    return _("Sign in with your API token at the top of the page: it is needed to add descriptions, rate them and upload photos.");
   }
   if (status === 403) {
     if (apiText.startsWith("writes are disabled")) return _("This server does not accept changes: it has no API token set up.");
@@ -95,12 +94,16 @@ function errorText(status, body) {
   return _("The request failed (error %(status)s).", { status });
 }
 
-function apiToken() {
-  return localStorage.getItem(TOKEN_KEY) || "";
-}
+// The signed-in person ({name, role, may, csrf}) or null. The key itself is sent once, to sign in
+// (POST /api/session), and never kept: the browser holds an httpOnly session cookie that no script
+// can read, and this page keeps only the session's CSRF token, in memory (GET /api/me gives it
+// again on every page load). Nothing of it goes to the browser's storage.
+let session = null;
+let sessionReady = Promise.resolve(null);  // GET /api/me on load: who the session cookie is, if anyone
 
 // fetch() a JSON API endpoint. Resolves with the parsed body; rejects with an ApiError whose
-// message is the page's text for the error.
+// message is the page's text for the error. `auth`: a change made as the signed-in person, which
+// carries the session's CSRF token (the cookie goes with every same-origin fetch by itself).
 async function api(path, { method = "GET", json, form, auth = false } = {}) {
   const headers = { Accept: "application/json" };
   let body;
@@ -110,13 +113,17 @@ async function api(path, { method = "GET", json, form, auth = false } = {}) {
   } else if (form !== undefined) {
     body = form;  // FormData: the browser sets the multipart Content-Type itself
   }
-  if (auth && apiToken()) headers.Authorization = `Bearer ${apiToken()}`;
+  if (auth) {
+    await sessionReady;
+    if (session?.csrf) headers["X-CSRF-Token"] = session.csrf;
+  }
   let response;
   try {
-    response = await fetch(path, { method, headers, body });
+    response = await fetch(path, { method, headers, body, credentials: "same-origin" });
   } catch {
     throw new ApiError(0, null);
   }
+  if (auth && response.status === 401 && session) showSession(null);  // the session has ended
   let data = null;
   try {
     data = await response.json();
@@ -165,13 +172,16 @@ function photoCard(result, rank, { small = false, scoreName = _("score"), scoreH
     : el("img", { src: result.thumbnail_url || result.image_url || `${photoUrl(result.photo_id)}/image`,
                   alt: _("Photo %(id)s", { id: result.photo_id }), decoding: "async" });
   const score = Math.max(0, Math.min(1, Number(result.score) || 0));
+  // The width through element.style (the CSSOM), which the page's CSP allows; a style="" attribute
+  // would need 'unsafe-inline' in style-src.
+  const bar = el("span");
+  bar.style.width = `${(score * 100).toFixed(0)}%`;
   const body = el("div", { class: "card-body" },
     el("p", { class: "score-line" },
       el("span", { class: "rank" }, `#${rank}`),
       el("span", { class: "score", title: scoreHelp },
         el("span", { class: "visually-hidden" }, `${scoreName} `), formatScore(result.score))),
-    el("div", { class: "score-bar", "aria-hidden": "true" },
-      el("span", { style: `width: ${(score * 100).toFixed(0)}%` })));
+    el("div", { class: "score-bar", "aria-hidden": "true" }, bar));
   if (!small) body.append(el("ul", { class: "card-descriptions", "aria-label": _("Descriptions") }));
   return el("li", { class: "card", "data-photo-id": result.photo_id },
     el("a", { class: "card-photo", href: photoUrl(result.photo_id) }, img), body);
@@ -199,27 +209,58 @@ async function fillDescriptions(card, photoId, isCurrent) {
   }
 }
 
-// ---- API token field ---------------------------------------------------------------------------
+// ---- Sign-in -----------------------------------------------------------------------------------
 
-let signedIn = null;  // the promise of GET /api/me for the key in the box (null: not asked yet)
+// Show the sign-in form, or "Signed in as NAME" and the sign-out button, for `me` (null: signed out).
+function showSession(me) {
+  session = me;
+  const form = document.getElementById("sign-in");
+  const signedIn = document.getElementById("signed-in");
+  if (!form || !signedIn) return;
+  form.hidden = Boolean(me);
+  signedIn.hidden = !me;
+  document.getElementById("signed-in-as").textContent = me ? _("Signed in as %(name)s", { name: me.name }) : "";
+}
 
-function initToken() {
+function initSignIn() {
+  const form = document.getElementById("sign-in");
+  if (!form) return;
   const input = document.getElementById("api-token");
-  if (!input) return;
-  input.value = apiToken();
-  input.addEventListener("input", () => {
-    const value = input.value.trim();
-    if (value) localStorage.setItem(TOKEN_KEY, value);
-    else localStorage.removeItem(TOKEN_KEY);
-    signedIn = null;
+  const status = document.getElementById("sign-in-status");
+  sessionReady = api("/api/me").catch(() => null).then((me) => {
+    showSession(me);
+    return me;
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = input.value.trim();
+    if (!key) return;
+    setStatus(status, _("Signing in…"), "busy");
+    try {
+      const me = await api("/api/session", { method: "POST", json: { key } });
+      input.value = "";  // the key is not kept, not even in the page
+      sessionReady = Promise.resolve(me);
+      showSession(me);
+      setStatus(status, "");
+    } catch (err) {
+      setStatus(status, err.message, "error");
+    }
+  });
+  document.getElementById("sign-out").addEventListener("click", async () => {
+    try {
+      await api("/api/session", { method: "DELETE", auth: true });
+    } catch {
+      // the session may have ended already: the page is signed out either way
+    }
+    sessionReady = Promise.resolve(null);
+    showSession(null);
+    setStatus(status, _("Signed out."), "ok");
   });
 }
 
-// Who the key in the box belongs to ({name, role, may}), or null without a key or with a bad one.
+// Who is signed in ({name, role, may}), or null.
 function whoAmI() {
-  if (!apiToken()) return Promise.resolve(null);
-  if (!signedIn) signedIn = api("/api/me", { auth: true }).catch(() => null);
-  return signedIn;
+  return sessionReady.then(() => session);
 }
 
 // "Fits" / "Does not fit" under a search result, for a signed-in person whose role may vote: a
@@ -561,7 +602,7 @@ function initLanguages() {
 
 document.addEventListener("DOMContentLoaded", () => {
   initLanguages();
-  initToken();
+  initSignIn();
   const init = { search: initSearch, photo: initPhoto, upload: initUpload }[document.body.dataset.page];
   if (init) init();
 });

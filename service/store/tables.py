@@ -86,6 +86,22 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class WebSession(Base):
+    """A signed-in web page (migration 0012): the cookie's token is stored only as its SHA-256
+    (service/accounts/sessions.py); ``key_id`` is the key it was made from (NULL: the bootstrap token)."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (CheckConstraint("id ~ '^[0-9a-f]{64}$'", name="id_sha256"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Photo(Base):
     __tablename__ = "photos"
     __table_args__ = (

@@ -1,8 +1,8 @@
 """The web page: HTML shells for search, a photo and upload; static/app.js fills them from the JSON API.
 
 The views only render templates. Everything the page shows comes from the API by fetch(), so the
-page and curl see the same data. The API token is never rendered: the user types it, and the
-browser keeps it in localStorage. The pages speak English or Russian (service/web/i18n.py).
+page and curl see the same data. The API key is never rendered: the user types it once to sign
+in (POST /api/session), and the browser keeps only an httpOnly session cookie. The pages speak English or Russian (service/web/i18n.py).
 """
 from __future__ import annotations
 
