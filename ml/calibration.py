@@ -48,21 +48,32 @@ class PlattCalibrator(BaseEstimator):
 
 
 # Per query, from its shortlist's features (ml.listwise.FEATURES): how well anything could fit it.
-QUERY_SIGNALS = ("specificity",)
+# "specificity>0.45" is the specificity's excess over 0.45 (a hinge): below it the queries nothing
+# fits (sentences p95 0.47, random strings 0.29), above it the rated pairs (p5 0.38, median 0.55),
+# where specificity says less. The knot was chosen by grouped CV (docs/model.md).
+QUERY_SIGNALS = ("specificity", "specificity>0.45")
+
+
+def signals_from(base: np.ndarray, base_names, signals=QUERY_SIGNALS) -> np.ndarray:
+    """``signals`` from columns ``base`` named ``base_names`` (``specificity``, ``best_joint``);
+    ``name>t`` is ``max(name - t, 0)``."""
+    base = np.asarray(base, np.float64).reshape(len(base), len(base_names))
+    cols = []
+    for s in signals:
+        name, _, knot = s.partition(">")
+        col = base[:, list(base_names).index(name)]
+        cols.append(np.maximum(col - float(knot), 0.0) if knot else col)
+    return np.stack(cols, axis=-1) if cols else np.zeros((len(base), 0))
 
 
 def query_signals(X: np.ndarray, feature_names, signals=QUERY_SIGNALS) -> np.ndarray:
     """``(n_lists, len(signals))`` from list features ``X`` ``(n_lists, list_size, n_features)``:
-    ``specificity`` (the query's best cosine to a training caption, the same in every row) and
-    ``best_joint`` (the shortlist's best joint cosine)."""
+    ``specificity`` (the query's best cosine to a training caption, the same in every row),
+    ``best_joint`` (the shortlist's best joint cosine), and hinges of them (:func:`signals_from`)."""
     X = np.asarray(X)
-    cols = []
-    for s in signals:
-        if s == "best_joint":
-            cols.append(X[..., list(feature_names).index("cos_joint")].max(axis=-1))
-        else:
-            cols.append(X[:, 0, list(feature_names).index(s)])
-    return np.stack(cols, axis=-1).astype(np.float64) if cols else np.zeros((len(X), 0))
+    names = list(feature_names)
+    base = np.column_stack([X[:, 0, names.index("specificity")], X[..., names.index("cos_joint")].max(axis=-1)])
+    return signals_from(base, ("specificity", "best_joint"), signals)
 
 
 class QueryCalibrator(BaseEstimator):

@@ -26,6 +26,7 @@ from ml.calibration import (
     fit_query_calibration,
     held_out_calibration,
     held_out_mixed,
+    signals_from,
 )
 from ml.compare import (
     ALL_SIGNALS,
@@ -83,11 +84,11 @@ def _calibrator(scores: np.ndarray, fits: np.ndarray) -> PlattCalibrator:
 def _calibration_sets(data: TrainingData, oof: dict, signals=QUERY_SIGNALS) -> tuple[dict, dict]:
     """The rated pairs with expert scores and the no-match queries' top candidates of one scorer's
     out-of-fold output (``ml.compare.evaluate_reranker``), as ``held_out_mixed`` reads them."""
-    cols = [ALL_SIGNALS.index(s) for s in signals]
     has, fits = _fits(data, oof["pair_index"])
-    rated = {"score": oof["score"][has], "query": oof["signals"][has][:, cols], "fits": fits,
+    rated = {"score": oof["score"][has], "query": signals_from(oof["signals"][has], ALL_SIGNALS, signals), "fits": fits,
              "group": data.pair_photo[oof["pair_index"][has]]}
-    negatives = {"score": oof.get("neg_score", np.zeros(0)), "query": oof.get("neg_signals", np.zeros((0, 2)))[:, cols],
+    neg_signals = oof.get("neg_signals", np.zeros((0, len(ALL_SIGNALS))))
+    negatives = {"score": oof.get("neg_score", np.zeros(0)), "query": signals_from(neg_signals, ALL_SIGNALS, signals),
                  "label": oof.get("neg_label", np.zeros(0, bool)).astype(bool), "group": oof.get("neg_query", np.zeros(0)),
                  "kind": oof.get("neg_kind", np.zeros(0, object)), "top1": oof.get("neg_top1", np.zeros(0, bool))}
     return rated, negatives
@@ -166,7 +167,7 @@ def train(
             if n == name:
                 if len(negatives["score"]):
                     report = held_out_mixed(rated, negatives)
-                    hit = oof[n]["hit_signals"][:, [ALL_SIGNALS.index(s) for s in QUERY_SIGNALS]]
+                    hit = signals_from(oof[n]["hit_signals"], ALL_SIGNALS)
                     report["right_top1_median_cv"] = float(np.median(calibrators[n].predict(oof[n]["hit_score"], hit)))
                 else:
                     report = held_out_calibration(rated["score"], rated["fits"], rated["group"])

@@ -4,7 +4,8 @@ point 5), compared on the out-of-fold scores of one grouped CV of the served rer
     WITHSENSE_DATA_DIR=var nice -n 5 .venv/bin/python -m research.cv_calibration
 
 Runs ``ml.compare.grouped_cv`` once (listwise network, 5 folds by photo, galleries of 100, the
-fold's no-match queries scored in each gallery), keeps its out-of-fold output in
+fold's no-match queries scored in each gallery, their best candidate, with 400 captions of photos
+outside the gallery per fold among them), keeps its out-of-fold output in
 ``<WITHSENSE_DATA_DIR>/research/cv_calibration_oof.npz`` (``--reuse`` reads it back), then fits
 each calibration variant 2-fold (``ml.calibration.held_out_mixed``) and prints one JSON line per
 variant: ECE on held-out rated pairs and on the mixed set, the share of held-out no-match queries
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.calibration import PlattCalibrator, held_out_calibration, held_out_mixed
+from ml.calibration import PlattCalibrator, held_out_calibration, held_out_mixed, signals_from
 from ml.compare import ALL_SIGNALS, grouped_cv
 from ml.listwise import candidate_scorers
 from ml.train import WHITENING_POWER, _calibration_sets, default_mapper, fit_calibrator
@@ -30,6 +31,7 @@ from service.config import load_settings
 
 VARIANTS = {  # name -> (signals, kinds of negatives)
     "platt_today": ((), ()),
+    "spec_hinge_sentences_random": (("specificity", "specificity>0.45"), ("sentence", "random")),
     "spec_sentences_random": (("specificity",), ("sentence", "random")),
     "spec_all": (("specificity",), ("sentence", "random", "caption")),
     "spec_best_joint_sentences_random": (("specificity", "best_joint"), ("sentence", "random")),
@@ -46,7 +48,6 @@ def _select(neg: dict, kinds) -> dict:
 def variant(name: str, data, oof: dict) -> dict:
     signals, kinds = VARIANTS[name]
     rated, all_neg = _calibration_sets(data, oof, signals)
-    hit_cols = [ALL_SIGNALS.index(s) for s in signals]
     row: dict = {"variant": name, "signals": list(signals), "negatives": list(kinds)}
     if not signals:  # today's: Platt on rated pairs only, applied to the held-out negatives too
         rep = held_out_calibration(rated["score"], rated["fits"], rated["group"])
@@ -68,7 +69,7 @@ def variant(name: str, data, oof: dict) -> dict:
                no_match_under_0_5_all_kinds={k: float((full.predict(all_neg["score"][top & (all_neg["kind"] == k)],
                                                                      all_neg["query"][top & (all_neg["kind"] == k)])
                                                          < 0.5).mean()) for k in np.unique(all_neg["kind"])},
-               right_top1_median=float(np.median(full.predict(oof["hit_score"], oof["hit_signals"][:, hit_cols]))),
+               right_top1_median=float(np.median(full.predict(oof["hit_score"], signals_from(oof["hit_signals"], ALL_SIGNALS, signals)))),
                calibrator=full.to_dict())
     return row
 
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
             oof = {k: z[k] for k in z.files}
         cv = None
     else:
-        cv, pooled = grouped_cv(data, default_mapper(data), {"listwise_mlp": candidate_scorers()["listwise_mlp"]})
+        cv, pooled = grouped_cv(data, default_mapper(data), {"listwise_mlp": candidate_scorers()["listwise_mlp"]},
+                                caption_negatives=400)
         oof = pooled["listwise_mlp"]
         np.savez(cache, **oof)
     out = args.out or settings.data_dir / "research" / "cv_calibration.jsonl"
