@@ -8,9 +8,11 @@ order, which is what search needs.
 
 The reranker's score is relative to the shortlist: for a query nothing fits, the least bad photo
 still scores high. :class:`QueryCalibrator` adds query-level signals (:data:`QUERY_SIGNALS`: the
-query's specificity, its best cosine to a training caption) to the logistic regression and is
-fitted on no-match queries' top candidates (label 0) as well as on rated pairs. A term that is the
-same for every candidate of a query moves the scores, never the order within the query.
+query's specificity, its best cosine to a training caption, and a hinge of it) to the logistic
+regression and is fitted on rated pairs, on no-match queries' best candidates (label 0) and on
+photos scored against one of their own captions (label 1: the experts said all 120 rated pairs of
+that kind fit). A term that is the same for every candidate of a query moves the scores, never the
+order within the query.
 """
 from __future__ import annotations
 
@@ -195,7 +197,10 @@ def held_out_mixed(rated: dict, negatives: dict, *, signals: tuple = QUERY_SIGNA
     out["at_threshold"] = precision_recall_at(r_prob, rated["fits"], threshold)
     mixed = reliability(np.concatenate([r_prob, n_prob]), np.concatenate([rated["fits"], negatives["label"]]))
     out["mixed"] = {"ECE": mixed["ECE"], "n": mixed["n"], "n_negatives": int(len(n_prob)), "bins": mixed["bins"]}
-    top = np.asarray(negatives["top1"], bool)
+    top = np.asarray(negatives["top1"], bool) & ~np.asarray(negatives["label"], bool)
+    own = negatives["kind"] == "own_caption"
+    if own.any():  # photos scored against their own caption: the experts say these fit
+        out["own_caption_median"] = float(np.median(n_prob[own]))
     out["no_match_under"] = {k: {"share": float((n_prob[top & (negatives["kind"] == k)] < threshold).mean()),
                                  "n_queries": int((top & (negatives["kind"] == k)).sum())}
                              for k in np.unique(negatives["kind"]) if (top & (negatives["kind"] == k)).any()}

@@ -143,7 +143,8 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
     """Retrieval and rated-pair metrics of a fitted scorer on the photos ``photo_index`` (their
     evidence indexed like ``data``, ``reference`` the training captions and their photo in
     ``data``'s indexing); also the rated pairs' raw scores and query-level signals (``oof``) for
-    calibration, the same for the top-1 candidate of each caption query ranked right (``hit_*``),
+    calibration, the same for the top-1 candidate of each caption query ranked right (``hit_*``)
+    and for every caption query's own photo wherever it ranks (``own_*``),
     and with ``negatives`` (:func:`no_match_queries`) the ``top_k`` candidates of each no-match
     query, labelled by the experts where the pair is rated, else 0 (``neg_*``; the best candidate
     only by default: with the top 3 the rated pairs' ECE was worse, docs/model.md)."""
@@ -151,6 +152,7 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
 
     rng = np.random.default_rng(random_state)
     ranks, pair_rows, pair_scores, pair_sig, hit_scores, hit_sig = [], [], [], [], [], []
+    own_scores, own_sig, own_photo = [], [], []
     neg = {k: [] for k in ("score", "signals", "label", "query", "kind", "top1")}
     pair_ok = ~data.pair_blocked
     sources = pair_sources(data)
@@ -165,8 +167,12 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
             S = scorer.predict(X)
             r = M.ranks_of_correct(S, pos[data.caption_photo[qs]])
             ranks.extend(r.tolist())
+            sig = query_signals(X, FEATURES, ALL_SIGNALS)
             hit_scores.append(S.max(axis=1)[r == 1])
-            hit_sig.append(query_signals(X, FEATURES, ALL_SIGNALS)[r == 1])
+            hit_sig.append(sig[r == 1])
+            own_scores.append(S[np.arange(len(qs)), pos[data.caption_photo[qs]]])
+            own_sig.append(sig)
+            own_photo.append(data.caption_photo[qs])
         ps = np.flatnonzero((pos[data.pair_photo] >= 0) & pair_ok)
         if len(ps):
             spec = specificity(data.pair_vectors[ps], reference[0], exclude=sources[ps], caption_group=reference[1])
@@ -203,7 +209,8 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
     n_sig = len(ALL_SIGNALS)
     cat = lambda parts, shape=(0,): np.concatenate(parts) if parts else np.zeros(shape)  # noqa: E731
     oof = {"pair_index": rows, "score": scores, "signals": cat(pair_sig, (0, n_sig)),
-           "hit_score": cat(hit_scores), "hit_signals": cat(hit_sig, (0, n_sig))}
+           "hit_score": cat(hit_scores), "hit_signals": cat(hit_sig, (0, n_sig)),
+           "own_score": cat(own_scores), "own_signals": cat(own_sig, (0, n_sig)), "own_photo": cat(own_photo)}
     if negatives is not None:
         oof.update({f"neg_{k}": cat(v, (0, n_sig) if k == "signals" else (0,)) for k, v in neg.items()})
     return out, oof

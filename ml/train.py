@@ -49,6 +49,9 @@ from ml.whitening import PartialWhitening
 
 # Chosen by grouped CV on the training photos (docs/model.md, "Text space").
 WHITENING_POWER = 0.2
+# The calibration also learns from photos scored against their own captions (docs/model.md, "A score
+# for queries that nothing fits").
+OWN_CAPTIONS = True
 
 
 def default_mapper(data: TrainingData):
@@ -81,9 +84,13 @@ def _calibrator(scores: np.ndarray, fits: np.ndarray) -> PlattCalibrator:
     return PlattCalibrator().fit(scores, fits)
 
 
-def _calibration_sets(data: TrainingData, oof: dict, signals=QUERY_SIGNALS) -> tuple[dict, dict]:
-    """The rated pairs with expert scores and the no-match queries' top candidates of one scorer's
-    out-of-fold output (``ml.compare.evaluate_reranker``), as ``held_out_mixed`` reads them."""
+def _calibration_sets(data: TrainingData, oof: dict, signals=QUERY_SIGNALS, own_captions: bool = OWN_CAPTIONS,
+                      random_state: int = 0) -> tuple[dict, dict]:
+    """The rated pairs with expert scores, and the other labelled candidates of one scorer's
+    out-of-fold output (``ml.compare.evaluate_reranker``), as ``held_out_mixed`` reads them: the
+    no-match queries' best candidates (label 0) and, with ``own_captions``, one caption per photo
+    scored against its own photo (label 1: the experts said each of the 120 rated pairs of a photo
+    and its own caption fits)."""
     has, fits = _fits(data, oof["pair_index"])
     rated = {"score": oof["score"][has], "query": signals_from(oof["signals"][has], ALL_SIGNALS, signals), "fits": fits,
              "group": data.pair_photo[oof["pair_index"][has]]}
@@ -91,6 +98,16 @@ def _calibration_sets(data: TrainingData, oof: dict, signals=QUERY_SIGNALS) -> t
     negatives = {"score": oof.get("neg_score", np.zeros(0)), "query": signals_from(neg_signals, ALL_SIGNALS, signals),
                  "label": oof.get("neg_label", np.zeros(0, bool)).astype(bool), "group": oof.get("neg_query", np.zeros(0)),
                  "kind": oof.get("neg_kind", np.zeros(0, object)), "top1": oof.get("neg_top1", np.zeros(0, bool))}
+    if own_captions and len(oof.get("own_score", ())) and len(negatives["score"]):
+        rng = np.random.default_rng(random_state)
+        order = rng.permutation(len(oof["own_score"]))
+        _, first = np.unique(oof["own_photo"][order], return_index=True)
+        pick = order[first]  # one random caption per photo
+        offset = int(negatives["group"].max()) + 1 if len(negatives["group"]) else 0
+        extra = {"score": oof["own_score"][pick], "query": signals_from(oof["own_signals"][pick], ALL_SIGNALS, signals),
+                 "label": np.ones(len(pick), bool), "group": offset + oof["own_photo"][pick],
+                 "kind": np.full(len(pick), "own_caption", object), "top1": np.ones(len(pick), bool)}
+        negatives = {k: np.concatenate([negatives[k], extra[k]]) for k in negatives}
     return rated, negatives
 
 

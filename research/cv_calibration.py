@@ -32,6 +32,9 @@ from service.config import load_settings
 VARIANTS = {  # name -> (signals, kinds of negatives)
     "platt_today": ((), ()),
     "spec_hinge_sentences_random": (("specificity", "specificity>0.45"), ("sentence", "random")),
+    "spec_hinge_sentences_random_own": (("specificity", "specificity>0.45"), ("sentence", "random", "own_caption")),
+    "spec_sentences_random_own": (("specificity",), ("sentence", "random", "own_caption")),
+    "spec_best_joint_sentences_random_own": (("specificity", "best_joint"), ("sentence", "random", "own_caption")),
     "spec_sentences_random": (("specificity",), ("sentence", "random")),
     "spec_all": (("specificity",), ("sentence", "random", "caption")),
     "spec_best_joint_sentences_random": (("specificity", "best_joint"), ("sentence", "random")),
@@ -47,7 +50,7 @@ def _select(neg: dict, kinds) -> dict:
 
 def variant(name: str, data, oof: dict) -> dict:
     signals, kinds = VARIANTS[name]
-    rated, all_neg = _calibration_sets(data, oof, signals)
+    rated, all_neg = _calibration_sets(data, oof, signals, own_captions="own_caption" in kinds)
     row: dict = {"variant": name, "signals": list(signals), "negatives": list(kinds)}
     if not signals:  # today's: Platt on rated pairs only, applied to the held-out negatives too
         rep = held_out_calibration(rated["score"], rated["fits"], rated["group"])
@@ -64,6 +67,7 @@ def variant(name: str, data, oof: dict) -> dict:
     full = fit_calibrator(rated, neg, signals)
     top = all_neg["top1"].astype(bool)
     row.update(rated_ECE=rep["ECE"], at_0_5=rep["at_threshold"], mixed_ECE_own_negatives=rep["mixed"]["ECE"],
+               own_caption_median_held_out=rep.get("own_caption_median"),
                no_match_under_0_5_held_out={k: v["share"] for k, v in rep["no_match_under"].items()},
                # every kind scored by the calibrator fitted on this variant's negatives (in-sample for those kinds)
                no_match_under_0_5_all_kinds={k: float((full.predict(all_neg["score"][top & (all_neg["kind"] == k)],

@@ -134,3 +134,24 @@ def test_no_match_report_on_the_fixture(loaded, encoders):
     assert rep["mixed"]["n_rated"] == 100 and rep["mixed"]["n_no_match"] == rep["n_queries"]
     assert 0 <= rep["mixed"]["ECE"] <= 1
     assert rep["right_top1"]["n"] >= 1
+
+
+def test_calibration_sets_add_one_own_caption_per_photo_as_a_fit():
+    from ml.train import _calibration_sets
+    from tests.test_ml import _tiny_training_data
+
+    data = _tiny_training_data()
+    rng = np.random.default_rng(0)
+    n_pairs, n_neg, n_own = len(data.pair_photo), 8, 12
+    oof = {"pair_index": np.arange(n_pairs), "score": rng.normal(size=n_pairs), "signals": rng.uniform(size=(n_pairs, 2)),
+           "neg_score": rng.normal(size=n_neg), "neg_signals": rng.uniform(size=(n_neg, 2)),
+           "neg_label": np.zeros(n_neg, bool), "neg_query": np.arange(n_neg), "neg_kind": np.full(n_neg, "random", object),
+           "neg_top1": np.ones(n_neg, bool), "own_score": rng.normal(size=n_own), "own_signals": rng.uniform(size=(n_own, 2)),
+           "own_photo": np.repeat([3, 5, 7], 4)}
+    rated, extra = _calibration_sets(data, oof)
+    own = extra["kind"] == "own_caption"
+    assert own.sum() == 3 and extra["label"][own].all() and not extra["label"][~own].any()
+    assert len(set(extra["group"][own]) & set(extra["group"][~own])) == 0
+    assert rated["query"].shape[1] == extra["query"].shape[1] == 2  # specificity and its hinge
+    _, plain = _calibration_sets(data, oof, own_captions=False)
+    assert not (plain["kind"] == "own_caption").any()

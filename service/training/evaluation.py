@@ -177,8 +177,10 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
     if "ECE" in cal:
         t = cal["at_threshold"]
         lines += ["", "## Calibration: the score is P(experts say the description fits)", "",
-                  f"Platt scaling of the reranker's score, fitted on out-of-fold rated pairs and reported on other "
-                  f"photos' pairs (2-fold by photo): {cal['n']} held-out pairs with expert scores. "
+                  f"A logistic regression on the reranker's score and the query's specificity (`ml.calibration`), "
+                  f"fitted on out-of-fold rated pairs (with no-match queries and photos with their own caption where "
+                  f"the model has them) and reported on other photos' pairs (2-fold by photo): {cal['n']} held-out "
+                  f"pairs with expert scores. "
                   f"Expected calibration error **{cal['ECE']:.3f}** (10 equal-width bins).", "",
                   f"`min_score` {t['threshold']} on these pairs: precision **{t['precision']:.3f}**, recall "
                   f"**{t['recall']:.3f}** ({t['n_passing']} pairs pass; {t['n_fits']} of {t['n_pairs']} fit).", "",
