@@ -1,10 +1,18 @@
-"""The final score as a probability: P(experts say the description fits | reranker score).
+"""The final score as a probability: P(experts say the description fits | reranker score, query).
 
 "Fits" is an expert mean of at least 3 (of 4), the same event ROC-AUC measures. The calibrator is
 fitted on rated pairs the reranker never trained on (its out-of-fold scores from grouped CV).
 Platt scaling (a logistic regression on the raw score) was chosen over isotonic regression
 because it is strictly increasing: isotonic steps would tie candidates and lose the reranker's
 order, which is what search needs.
+
+The reranker's score is relative to the shortlist: for a query nothing fits, the least bad photo
+still scores high. :class:`QueryCalibrator` adds query-level signals (:data:`QUERY_SIGNALS`: the
+query's specificity, its best cosine to a training caption, and a hinge of it) to the logistic
+regression and is fitted on rated pairs, on no-match queries' best candidates (label 0) and on
+photos scored against one of their own captions (label 1: the experts said all 120 rated pairs of
+that kind fit). A term that is the same for every candidate of a query moves the scores, never the
+order within the query.
 """
 from __future__ import annotations
 
@@ -24,7 +32,8 @@ class PlattCalibrator(BaseEstimator):
         self.a_, self.b_ = float(lr.coef_[0, 0]), float(lr.intercept_[0])
         return self
 
-    def predict(self, scores) -> np.ndarray:
+    def predict(self, scores, query=None) -> np.ndarray:
+        """``query`` (the query-level signals) is ignored: the score alone is calibrated."""
         z = self.a_ * np.asarray(scores, np.float64) + self.b_
         return 1.0 / (1.0 + np.exp(-z))
 
@@ -33,8 +42,76 @@ class PlattCalibrator(BaseEstimator):
 
     @classmethod
     def from_dict(cls, d: dict) -> PlattCalibrator:
+        if d.get("kind", "platt") == QueryCalibrator.KIND:
+            return QueryCalibrator.from_dict(d)
         c = cls()
         c.a_, c.b_ = float(d["a"]), float(d["b"])
+        return c
+
+
+# Per query, from its shortlist's features (ml.listwise.FEATURES): how well anything could fit it.
+# "specificity>0.45" is the specificity's excess over 0.45 (a hinge): below it the queries nothing
+# fits (sentences p95 0.47, random strings 0.29), above it the rated pairs (p5 0.38, median 0.55),
+# where specificity says less. The knot was chosen by grouped CV (docs/model.md).
+QUERY_SIGNALS = ("specificity", "specificity>0.45")
+
+
+def signals_from(base: np.ndarray, base_names, signals=QUERY_SIGNALS) -> np.ndarray:
+    """``signals`` from columns ``base`` named ``base_names`` (``specificity``, ``best_joint``);
+    ``name>t`` is ``max(name - t, 0)``."""
+    base = np.asarray(base, np.float64).reshape(len(base), len(base_names))
+    cols = []
+    for s in signals:
+        name, _, knot = s.partition(">")
+        col = base[:, list(base_names).index(name)]
+        cols.append(np.maximum(col - float(knot), 0.0) if knot else col)
+    return np.stack(cols, axis=-1) if cols else np.zeros((len(base), 0))
+
+
+def query_signals(X: np.ndarray, feature_names, signals=QUERY_SIGNALS) -> np.ndarray:
+    """``(n_lists, len(signals))`` from list features ``X`` ``(n_lists, list_size, n_features)``:
+    ``specificity`` (the query's best cosine to a training caption, the same in every row),
+    ``best_joint`` (the shortlist's best joint cosine), and hinges of them (:func:`signals_from`)."""
+    X = np.asarray(X)
+    names = list(feature_names)
+    base = np.column_stack([X[:, 0, names.index("specificity")], X[..., names.index("cos_joint")].max(axis=-1)])
+    return signals_from(base, ("specificity", "best_joint"), signals)
+
+
+class QueryCalibrator(BaseEstimator):
+    """Logistic regression on the reranker's raw score and query-level signals:
+    ``P(fits) = sigmoid(a * score + w . query + b)``. With ``a > 0`` the order within a query is the
+    score's; ``query`` shifts the whole list, down for a query nothing fits."""
+
+    KIND = "query_platt"
+
+    def __init__(self, signals: tuple = QUERY_SIGNALS, C: float = 1e4):
+        self.signals = signals
+        self.C = C
+
+    def fit(self, scores, query, fits, sample_weight=None) -> QueryCalibrator:
+        X = np.column_stack([np.asarray(scores, np.float64), np.asarray(query, np.float64)])
+        lr = LogisticRegression(C=self.C, max_iter=1000).fit(X, np.asarray(fits, bool), sample_weight=sample_weight)
+        self.a_, self.w_, self.b_ = float(lr.coef_[0, 0]), lr.coef_[0, 1:].astype(np.float64), float(lr.intercept_[0])
+        if self.a_ <= 0:  # the order within a query must stay the reranker's
+            raise ValueError(f"calibration slope {self.a_:.3g} <= 0: the score would reverse the ranking")
+        return self
+
+    def predict(self, scores, query=None) -> np.ndarray:
+        s = np.asarray(scores, np.float64)
+        if query is None:
+            raise ValueError("QueryCalibrator.predict needs the query-level signals")
+        q = np.asarray(query, np.float64)
+        z = self.a_ * s + (q @ self.w_ if q.ndim > 1 else float(q @ self.w_)) + self.b_
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.KIND, "signals": list(self.signals), "a": self.a_, "w": self.w_.tolist(), "b": self.b_}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> QueryCalibrator:
+        c = cls(tuple(d["signals"]))
+        c.a_, c.w_, c.b_ = float(d["a"]), np.asarray(d["w"], np.float64), float(d["b"])
         return c
 
 
@@ -77,4 +154,55 @@ def held_out_calibration(scores: np.ndarray, fits: np.ndarray, groups: np.ndarra
     out = reliability(prob, fits)
     out["at_threshold"] = precision_recall_at(prob, fits, threshold)
     out["prob"] = prob
+    return out
+
+
+def fit_query_calibration(scores, query, fits, signals: tuple = QUERY_SIGNALS) -> PlattCalibrator | QueryCalibrator:
+    """:class:`QueryCalibrator`, or where its slope would be <= 0 (seen on tiny data only: it would
+    reverse the ranking) Platt scaling of the score alone, or if that too slopes down the logistic
+    of the raw score."""
+    try:
+        return QueryCalibrator(signals).fit(scores, query, fits)
+    except ValueError:
+        c = PlattCalibrator().fit(scores, fits)
+        if c.a_ <= 0:
+            c.a_, c.b_ = 1.0, 0.0
+        return c
+
+
+def held_out_mixed(rated: dict, negatives: dict, *, signals: tuple = QUERY_SIGNALS, threshold: float = 0.5,
+                   random_state: int = 0) -> dict:
+    """:class:`QueryCalibrator` measured honestly on a mixed set: fitted on half of the rated
+    photos' pairs and half of the no-match queries' top candidates, reported on the other halves,
+    and the other way round (2-fold; rated pairs grouped by photo, negatives by query).
+
+    ``rated``: ``score``, ``query`` (n, len(signals)), ``fits``, ``group``; ``negatives``: the same
+    with ``label`` for ``fits``, ``group`` (one per query), ``top1`` (the query's best candidate)
+    and ``kind`` (``caption`` / ``sentence`` / ``random``). Reports ECE on the rated pairs alone and
+    on the mixed set, precision/recall at ``threshold``, and per kind of no-match query the share
+    whose best score is under ``threshold``."""
+    rng = np.random.default_rng(random_state)
+    rp, nq = np.unique(rated["group"]), np.unique(negatives["group"])
+    r_half = np.isin(rated["group"], rng.permutation(rp)[: len(rp) // 2])
+    n_half = np.isin(negatives["group"], rng.permutation(nq)[: len(nq) // 2])
+    r_prob, n_prob = np.zeros(len(r_half)), np.zeros(len(n_half))
+    for r_train, n_train in ((r_half, n_half), (~r_half, ~n_half)):
+        c = fit_query_calibration(
+            np.concatenate([rated["score"][r_train], negatives["score"][n_train]]),
+            np.concatenate([rated["query"][r_train], negatives["query"][n_train]]),
+            np.concatenate([rated["fits"][r_train], negatives["label"][n_train]]), signals)
+        r_prob[~r_train] = c.predict(rated["score"][~r_train], rated["query"][~r_train])
+        n_prob[~n_train] = c.predict(negatives["score"][~n_train], negatives["query"][~n_train])
+    out = reliability(r_prob, rated["fits"])
+    out["at_threshold"] = precision_recall_at(r_prob, rated["fits"], threshold)
+    mixed = reliability(np.concatenate([r_prob, n_prob]), np.concatenate([rated["fits"], negatives["label"]]))
+    out["mixed"] = {"ECE": mixed["ECE"], "n": mixed["n"], "n_negatives": int(len(n_prob)), "bins": mixed["bins"]}
+    top = np.asarray(negatives["top1"], bool) & ~np.asarray(negatives["label"], bool)
+    own = negatives["kind"] == "own_caption"
+    if own.any():  # photos scored against their own caption: the experts say these fit
+        out["own_caption_median"] = float(np.median(n_prob[own]))
+    out["no_match_under"] = {k: {"share": float((n_prob[top & (negatives["kind"] == k)] < threshold).mean()),
+                                 "n_queries": int((top & (negatives["kind"] == k)).sum())}
+                             for k in np.unique(negatives["kind"]) if (top & (negatives["kind"] == k)).any()}
+    out["prob"] = r_prob
     return out

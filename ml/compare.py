@@ -23,11 +23,14 @@ from sklearn.base import clone
 
 from ml import metrics as M
 from ml.data import TrainingData
-from ml.listwise import CosineScorer, PhotoEvidence, list_features, photo_evidence, specificity
+from ml.listwise import FEATURES, CosineScorer, PhotoEvidence, list_features, photo_evidence, specificity
+from ml.no_match import sentences
 from ml.targets import expert_mean
 
 COSINE = "joint_cosine"  # the reference: cosine in the joint space, no reranking
 SELECTION_RULE = "highest CV R@1 + R@5; within 0.005 of the best, the highest tau-c"
+# The query-level signals kept with every out-of-fold score (ml.calibration.query_signals).
+ALL_SIGNALS = ("specificity", "best_joint")
 
 
 def fit_mapper(mapper, data: TrainingData, photo_mask: np.ndarray | None = None):
@@ -91,14 +94,69 @@ def _galleries(photo_index: np.ndarray, size: int, rng) -> list[np.ndarray]:
     return [p[i : i + size] for i in range(0, len(p) - size + 1, size)]
 
 
+def pair_sources(data: TrainingData) -> np.ndarray:
+    """For each rated pair, the photo whose caption its text is (-1 if none): its specificity must
+    not find the text itself among the training captions, as a query's would not."""
+    source = {}
+    for t, p in zip(data.caption_texts, data.caption_photo, strict=True):
+        source.setdefault(t, int(p))
+    return np.array([source.get(t, -1) for t in data.pair_texts], dtype=np.int64)
+
+
+def no_match_queries(data: TrainingData, train_photos: np.ndarray, *, n_captions: int = 0,
+                     random_state: int = 0) -> dict[str, np.ndarray]:
+    """The no-match queries of one fold: the training negatives (``data.nomatch_vectors``:
+    sentences that describe no scene, random strings) and ``n_captions`` captions of photos outside
+    the validation gallery (one per photo; ``own`` is their photo, skipped by their specificity).
+    Captions are off by default: in Flickr8k galleries the best photo for another photo's caption
+    often fits, the experts rated almost none of those pairs (0.2 %), and as negatives they sank
+    the rated pairs' calibration (ECE 0.011 -> 0.105; docs/model.md)."""
+    rng = np.random.default_rng(random_state)
+    cap = np.flatnonzero(np.isin(data.caption_photo, train_photos) & ~data.caption_blocked)
+    cap = cap[rng.permutation(len(cap))]
+    _, first = np.unique(data.caption_photo[cap], return_index=True)
+    cap = cap[rng.permutation(first)[:n_captions]]
+    n_neg = len(data.nomatch_vectors)
+    written = set(sentences())
+    kinds = np.array(["sentence" if t in written else "random" for t in data.nomatch_texts] + ["caption"] * len(cap),
+                     dtype=object)
+    vectors = np.concatenate([data.nomatch_vectors.reshape(n_neg, -1), data.caption_vectors[cap]]) \
+        if n_neg else data.caption_vectors[cap]
+    return {"vectors": vectors, "own": np.concatenate([np.full(n_neg, -1), data.caption_photo[cap]]),
+            "texts": np.concatenate([np.asarray(data.nomatch_texts, object), data.caption_texts[cap]]),
+            "kind": kinds}
+
+
+def _rated_fits(data: TrainingData) -> dict:
+    """(text, photo) -> expert mean >= 3, for the rated pairs with expert scores."""
+    from ml.calibration import FITS
+
+    em = expert_mean(data.pair_expert)
+    return {(t, int(p)): bool(e >= FITS) for t, p, e in zip(data.pair_texts, data.pair_photo, em, strict=True)
+            if not np.isnan(e)}
+
+
 def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo_index: np.ndarray,
                       reference: tuple[np.ndarray, np.ndarray], *, gallery_size: int = 100,
-                      random_state: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+                      random_state: int = 0, negatives: dict | None = None,
+                      top_k: int = 1) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Retrieval and rated-pair metrics of a fitted scorer on the photos ``photo_index`` (their
-    evidence indexed like ``data``); also the rated pairs' raw scores (``oof``) for calibration."""
+    evidence indexed like ``data``, ``reference`` the training captions and their photo in
+    ``data``'s indexing); also the rated pairs' raw scores and query-level signals (``oof``) for
+    calibration, the same for the top-1 candidate of each caption query ranked right (``hit_*``)
+    and for every caption query's own photo wherever it ranks (``own_*``),
+    and with ``negatives`` (:func:`no_match_queries`) the ``top_k`` candidates of each no-match
+    query, labelled by the experts where the pair is rated, else 0 (``neg_*``; the best candidate
+    only by default: with the top 3 the rated pairs' ECE was worse, docs/model.md)."""
+    from ml.calibration import query_signals
+
     rng = np.random.default_rng(random_state)
-    ranks, pair_rows, pair_scores = [], [], []
+    ranks, pair_rows, pair_scores, pair_sig, hit_scores, hit_sig = [], [], [], [], [], []
+    own_scores, own_sig, own_photo = [], [], []
+    neg = {k: [] for k in ("score", "signals", "label", "query", "kind", "top1")}
     pair_ok = ~data.pair_blocked
+    sources = pair_sources(data)
+    fits = _rated_fits(data) if negatives is not None else {}
     for gal in _galleries(np.asarray(photo_index), gallery_size, rng):
         pos = np.full(len(data.photo_keys), -1)
         pos[gal] = np.arange(len(gal))
@@ -106,13 +164,37 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
         if len(qs):
             spec = specificity(data.caption_vectors[qs], reference[0])
             X = list_features(data.caption_vectors[qs], np.tile(gal, (len(qs), 1)), evidence, data.label_vectors, spec)
-            ranks.extend(M.ranks_of_correct(scorer.predict(X), pos[data.caption_photo[qs]]).tolist())
+            S = scorer.predict(X)
+            r = M.ranks_of_correct(S, pos[data.caption_photo[qs]])
+            ranks.extend(r.tolist())
+            sig = query_signals(X, FEATURES, ALL_SIGNALS)
+            hit_scores.append(S.max(axis=1)[r == 1])
+            hit_sig.append(sig[r == 1])
+            own_scores.append(S[np.arange(len(qs)), pos[data.caption_photo[qs]]])
+            own_sig.append(sig)
+            own_photo.append(data.caption_photo[qs])
         ps = np.flatnonzero((pos[data.pair_photo] >= 0) & pair_ok)
         if len(ps):
-            spec = specificity(data.pair_vectors[ps], reference[0])
+            spec = specificity(data.pair_vectors[ps], reference[0], exclude=sources[ps], caption_group=reference[1])
             X = list_features(data.pair_vectors[ps], np.tile(gal, (len(ps), 1)), evidence, data.label_vectors, spec)
             pair_scores.append(scorer.predict(X)[np.arange(len(ps)), pos[data.pair_photo[ps]]])
+            pair_sig.append(query_signals(X, FEATURES, ALL_SIGNALS))
             pair_rows.append(ps)
+        if negatives is not None and len(negatives["vectors"]):
+            nv = negatives["vectors"]
+            spec = specificity(nv, reference[0], exclude=negatives["own"], caption_group=reference[1])
+            X = list_features(nv, np.tile(gal, (len(nv), 1)), evidence, data.label_vectors, spec)
+            S = scorer.predict(X)
+            k = min(top_k, len(gal))
+            top = np.argsort(-S, axis=1, kind="stable")[:, :k]
+            sig = query_signals(X, FEATURES, ALL_SIGNALS)
+            neg["score"].append(np.take_along_axis(S, top, axis=1).ravel())
+            neg["signals"].append(np.repeat(sig, k, axis=0))
+            neg["label"].append(np.array([fits.get((negatives["texts"][i], int(gal[top[i, j]])), False)
+                                          for i in range(len(nv)) for j in range(k)]))
+            neg["query"].append(np.repeat(np.arange(len(nv)), k))
+            neg["kind"].append(np.repeat(negatives["kind"], k))
+            neg["top1"].append(np.tile(np.arange(k) == 0, len(nv)))
     out: dict[str, float] = {}
     ranks = np.array(ranks)
     for k in (1, 5, 10):
@@ -124,7 +206,14 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
     has = ~np.isnan(em)
     out["tau_c"] = M.kendall_tau_c(scores[has], em[has]) if has.sum() > 1 else float("nan")
     out["ROC_AUC"] = M.roc_auc_relevant(scores[has], em[has]) if has.any() else float("nan")
-    return out, {"pair_index": rows, "score": scores}
+    n_sig = len(ALL_SIGNALS)
+    cat = lambda parts, shape=(0,): np.concatenate(parts) if parts else np.zeros(shape)  # noqa: E731
+    oof = {"pair_index": rows, "score": scores, "signals": cat(pair_sig, (0, n_sig)),
+           "hit_score": cat(hit_scores), "hit_signals": cat(hit_sig, (0, n_sig)),
+           "own_score": cat(own_scores), "own_signals": cat(own_sig, (0, n_sig)), "own_photo": cat(own_photo)}
+    if negatives is not None:
+        oof.update({f"neg_{k}": cat(v, (0, n_sig) if k == "signals" else (0,)) for k, v in neg.items()})
+    return out, oof
 
 
 def grouped_cv(
@@ -138,9 +227,12 @@ def grouped_cv(
     list_size: int = 100,
     random_state: int = 0,
     progress: bool = True,
+    with_negatives: bool = True,
+    caption_negatives: int = 0,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
     """Mean (over folds) validation metrics per scorer, plus :data:`COSINE` for the joint space
-    alone; and per scorer the out-of-fold raw scores of the rated pairs.
+    alone; and per scorer the out-of-fold raw scores of the rated pairs, of right top-1 caption
+    queries and (``with_negatives``) of no-match queries' top candidates (:func:`evaluate_reranker`).
 
     Folds: GroupKFold by photo over the photos that have rated pairs (the other photos, caption-only,
     always train)."""
@@ -165,10 +257,16 @@ def grouped_cv(
         trained = any(not isinstance(est, CosineScorer) for est in scorers.values())
         X, y = training_lists(tdata, oof_evidence(mapper, tdata, inner_splits, random_state + fold),
                               list_size=list_size, random_state=random_state + fold) if trained else (None, None)
-        reference = reference_captions(tdata)
+        ref_vectors, ref_photo = reference_captions(tdata)
+        reference = (ref_vectors, train_idx[ref_photo])  # the captions' photos in data's indexing
+        negatives = (no_match_queries(data, train_idx, n_captions=caption_negatives, random_state=random_state + fold)
+                     if with_negatives else None)
         for name, est in scorers.items():
             fitted = clone(est).fit(X, y)
-            r, o = evaluate_reranker(fitted, data, evidence, val, reference, gallery_size=gallery_size, random_state=fold)
+            r, o = evaluate_reranker(fitted, data, evidence, val, reference, gallery_size=gallery_size, random_state=fold,
+                                     negatives=negatives)
+            if negatives is not None:
+                o["neg_query"] = o["neg_query"] + fold * len(negatives["vectors"])  # one group per (fold, query)
             results[name].append(r)
             oof[name].append(o)
         if progress:
@@ -178,7 +276,7 @@ def grouped_cv(
     means = {name: {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]} for name, rs in results.items()}
     for name, rs in results.items():
         means[name]["R@1_per_fold"] = [round(r["R@1"], 4) for r in rs]
-    pooled = {name: {k: np.concatenate([o[k] for o in os]) for k in ("pair_index", "score")} for name, os in oof.items()}
+    pooled = {name: {k: np.concatenate([o[k] for o in os]) for k in os[0]} for name, os in oof.items()}
     return means, pooled
 
 

@@ -34,6 +34,8 @@ class TrainingData:
     label_vectors     (1000, t) f32  text vectors of the ImageNet label phrases (label bridge)
     extra_texts       (k,) str     captions whose photos are absent (text only)
     extra_vectors     (k, t) f32
+    nomatch_texts     (j,) str     queries nothing fits (ml.no_match): calibration negatives only
+    nomatch_vectors   (j, t) f32
     """
 
     photo_keys: np.ndarray
@@ -51,6 +53,8 @@ class TrainingData:
     label_vectors: np.ndarray
     extra_texts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     extra_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
+    nomatch_texts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    nomatch_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
     bridge_kind: str = "imagenet_labels"  # how ml.features.photo_bridges views a photo in the text space
 
     def __post_init__(self) -> None:
@@ -87,6 +91,8 @@ class TrainingData:
             label_vectors=self.label_vectors,
             extra_texts=self.extra_texts,
             extra_vectors=self.extra_vectors,
+            nomatch_texts=self.nomatch_texts,
+            nomatch_vectors=self.nomatch_vectors,
             bridge_kind=self.bridge_kind,
         )
 
@@ -99,7 +105,7 @@ class TrainingData:
     def with_text_transform(self, transform) -> TrainingData:
         """The data with every text vector (and the label phrases) put through ``transform``."""
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("caption_vectors", "pair_vectors", "extra_vectors", "label_vectors"):
+        for name in ("caption_vectors", "pair_vectors", "extra_vectors", "nomatch_vectors", "label_vectors"):
             if len(kw[name]):
                 kw[name] = transform.transform(kw[name])
         return TrainingData(**kw)

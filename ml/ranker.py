@@ -19,13 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.calibration import PlattCalibrator
-from ml.listwise import NumpyListMLP, PhotoEvidence, list_features, photo_evidence, specificity
+from ml.calibration import PlattCalibrator, query_signals
+from ml.listwise import FEATURES, NumpyListMLP, PhotoEvidence, list_features, photo_evidence, specificity
 from ml.multilingual import QueryBridge, load_query_bridges, save_query_bridges
 from ml.whitening import IdentityText, PartialWhitening
 
 MANIFEST = "ranker.json"
-FORMAT = 2
+# 3: the calibration may read query-level signals (calibration.json kind "query_platt"), which code
+# for format 2 would ignore. Format 2 (plain Platt) still loads.
+FORMAT = 3
+READS = (2, 3)
 
 
 class Ranker:
@@ -57,18 +60,25 @@ class Ranker:
     def photo_evidence(self, photo_features: np.ndarray) -> PhotoEvidence:
         return photo_evidence(self.mapper, photo_features, self.label_vectors, self.bridge_kind)
 
-    def raw_scores(self, query_vector: np.ndarray, candidates: PhotoEvidence) -> np.ndarray:
-        """The reranker's uncalibrated scores of one (transformed) query against its shortlist."""
+    def _features(self, query_vector: np.ndarray, candidates: PhotoEvidence) -> np.ndarray:
         q = np.asarray(query_vector, np.float32).reshape(1, -1)
         spec = specificity(q, self.reference_captions)
-        X = list_features(q, np.arange(len(candidates.joint))[None, :], candidates, self.label_vectors, spec)
-        return np.asarray(self.scorer.predict(X), np.float64)[0]
+        return list_features(q, np.arange(len(candidates.joint))[None, :], candidates, self.label_vectors, spec)
+
+    def raw_scores(self, query_vector: np.ndarray, candidates: PhotoEvidence) -> np.ndarray:
+        """The reranker's uncalibrated scores of one (transformed) query against its shortlist."""
+        return np.asarray(self.scorer.predict(self._features(query_vector, candidates)), np.float64)[0]
 
     def score(self, query_vector: np.ndarray, candidates: PhotoEvidence) -> np.ndarray:
-        """Probabilities in [0, 1] that the description fits, for one transformed query and k photos."""
+        """Probabilities in [0, 1] that the description fits, for one transformed query and k photos:
+        the calibration of the reranker's score and of how well anything could fit the query
+        (``ml.calibration.QueryCalibrator``; the order within the query is the score's)."""
         if len(candidates.joint) == 0:
             return np.zeros(0)
-        return np.clip(self.calibrator.predict(self.raw_scores(query_vector, candidates)), 0.0, 1.0)
+        X = self._features(query_vector, candidates)
+        raw = np.asarray(self.scorer.predict(X), np.float64)[0]
+        query = query_signals(X, FEATURES, getattr(self.calibrator, "signals", ()))[0]
+        return np.clip(self.calibrator.predict(raw, query), 0.0, 1.0)
 
     @staticmethod
     def save_scorer(directory: Path, scorer, calibrator: PlattCalibrator) -> str:
@@ -115,8 +125,8 @@ class Ranker:
 
         directory = Path(directory)
         meta = json.loads((directory / MANIFEST).read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{directory}: a ranker of format {meta.get('format', 1)}, this code reads {FORMAT}: "
+        if meta.get("format") not in READS:
+            raise ValueError(f"{directory}: a ranker of format {meta.get('format', 1)}, this code reads {READS}: "
                              "run `withsense train`")
         scorer_dir = directory if scorer is None else directory / "alternatives" / scorer
         scorer_file = meta["scorer_file"] if scorer is None else next(

@@ -19,12 +19,22 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import clone
 
-from ml.calibration import FITS, PlattCalibrator, held_out_calibration
+from ml.calibration import (
+    FITS,
+    QUERY_SIGNALS,
+    PlattCalibrator,
+    fit_query_calibration,
+    held_out_calibration,
+    held_out_mixed,
+    signals_from,
+)
 from ml.compare import (
+    ALL_SIGNALS,
     SELECTION_RULE,
     evaluate_reranker,
     fit_mapper,
     grouped_cv,
+    no_match_queries,
     oof_evidence,
     pick_best,
     reference_captions,
@@ -39,6 +49,9 @@ from ml.whitening import PartialWhitening
 
 # Chosen by grouped CV on the training photos (docs/model.md, "Text space").
 WHITENING_POWER = 0.2
+# The calibration also learns from photos scored against their own captions (docs/model.md, "A score
+# for queries that nothing fits").
+OWN_CAPTIONS = True
 
 
 def default_mapper(data: TrainingData):
@@ -69,6 +82,44 @@ def _calibrator(scores: np.ndarray, fits: np.ndarray) -> PlattCalibrator:
         c.a_, c.b_ = 1.0, 0.0
         return c
     return PlattCalibrator().fit(scores, fits)
+
+
+def _calibration_sets(data: TrainingData, oof: dict, signals=QUERY_SIGNALS, own_captions: bool = OWN_CAPTIONS,
+                      random_state: int = 0) -> tuple[dict, dict]:
+    """The rated pairs with expert scores, and the other labelled candidates of one scorer's
+    out-of-fold output (``ml.compare.evaluate_reranker``), as ``held_out_mixed`` reads them: the
+    no-match queries' best candidates (label 0) and, with ``own_captions``, one caption per photo
+    scored against its own photo (label 1: the experts said each of the 120 rated pairs of a photo
+    and its own caption fits)."""
+    has, fits = _fits(data, oof["pair_index"])
+    rated = {"score": oof["score"][has], "query": signals_from(oof["signals"][has], ALL_SIGNALS, signals), "fits": fits,
+             "group": data.pair_photo[oof["pair_index"][has]]}
+    neg_signals = oof.get("neg_signals", np.zeros((0, len(ALL_SIGNALS))))
+    negatives = {"score": oof.get("neg_score", np.zeros(0)), "query": signals_from(neg_signals, ALL_SIGNALS, signals),
+                 "label": oof.get("neg_label", np.zeros(0, bool)).astype(bool), "group": oof.get("neg_query", np.zeros(0)),
+                 "kind": oof.get("neg_kind", np.zeros(0, object)), "top1": oof.get("neg_top1", np.zeros(0, bool))}
+    if own_captions and len(oof.get("own_score", ())) and len(negatives["score"]):
+        rng = np.random.default_rng(random_state)
+        order = rng.permutation(len(oof["own_score"]))
+        _, first = np.unique(oof["own_photo"][order], return_index=True)
+        pick = order[first]  # one random caption per photo
+        offset = int(negatives["group"].max()) + 1 if len(negatives["group"]) else 0
+        extra = {"score": oof["own_score"][pick], "query": signals_from(oof["own_signals"][pick], ALL_SIGNALS, signals),
+                 "label": np.ones(len(pick), bool), "group": offset + oof["own_photo"][pick],
+                 "kind": np.full(len(pick), "own_caption", object), "top1": np.ones(len(pick), bool)}
+        negatives = {k: np.concatenate([negatives[k], extra[k]]) for k in negatives}
+    return rated, negatives
+
+
+def fit_calibrator(rated: dict, negatives: dict, signals=QUERY_SIGNALS) -> PlattCalibrator:
+    """The score's calibration: :class:`QueryCalibrator` on rated pairs plus no-match queries' top
+    candidates; plain Platt scaling when there are no negatives, no both classes, or the fit would
+    reverse the ranking (``fit_query_calibration``)."""
+    if not len(negatives["score"]) or rated["fits"].all() or not rated["fits"].any():
+        return _calibrator(rated["score"], rated["fits"])
+    return fit_query_calibration(np.concatenate([rated["score"], negatives["score"]]),
+                                 np.concatenate([rated["query"], negatives["query"]]),
+                                 np.concatenate([rated["fits"], negatives["label"]]), signals)
 
 
 def train(
@@ -128,18 +179,24 @@ def train(
     calibrators = {}
     for n, est in fitted.items():
         if oof is not None:
-            has, fits = _fits(data, oof[n]["pair_index"])
-            scores = oof[n]["score"][has]
-            calibrators[n] = _calibrator(scores, fits)
+            rated, negatives = _calibration_sets(data, oof[n])
+            calibrators[n] = fit_calibrator(rated, negatives)
             if n == name:
-                report = held_out_calibration(scores, fits, data.pair_photo[oof[n]["pair_index"][has]])
+                if len(negatives["score"]):
+                    report = held_out_mixed(rated, negatives)
+                    hit = signals_from(oof[n]["hit_signals"], ALL_SIGNALS)
+                    report["right_top1_median_cv"] = float(np.median(calibrators[n].predict(oof[n]["hit_score"], hit)))
+                else:
+                    report = held_out_calibration(rated["score"], rated["fits"], rated["group"])
                 report.pop("prob")
+                report["calibrator"] = calibrators[n].to_dict()
                 metrics["calibration"] = report
         else:  # in-sample: the quick path has no held-out pairs
             ev = photo_evidence(final_mapper, data.photo_features, data.label_vectors, data.bridge_kind)
-            _, o = evaluate_reranker(est, data, ev, np.unique(data.pair_photo), reference, random_state=random_state)
-            has, fits = _fits(data, o["pair_index"])
-            calibrators[n] = _calibrator(o["score"][has], fits)
+            negatives = no_match_queries(data, np.zeros(0, np.int64), random_state=random_state)
+            _, o = evaluate_reranker(est, data, ev, np.unique(data.pair_photo), (reference[0], reference[1]),
+                                     random_state=random_state, negatives=negatives)
+            calibrators[n] = fit_calibrator(*_calibration_sets(data, o))
             metrics["calibration"] = {"note": "in-sample (train --no-cv)"}
     serving = {n: est.serving() for n, est in fitted.items()}
     ranker = Ranker(text, final_mapper, serving[name], calibrators[name], data.label_vectors, reference[0],

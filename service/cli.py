@@ -306,12 +306,13 @@ def cmd_train(args, settings: Settings) -> int:
 def cmd_evaluate(args, settings: Settings) -> int:
     from service.runtime import encoders_for
     from service.search.searcher import Searcher
-    from service.training.evaluation import evaluate, write_reports
+    from service.training.evaluation import evaluate, no_match_report, write_reports
 
     engine = _engine(settings)
     encoders = encoders_for(settings)
     searcher = Searcher(engine, settings, encoders.text, multilingual=encoders.multilingual)
     report = evaluate(engine, settings, searcher, progress=not args.quiet)
+    report["no_match"] = no_match_report(searcher, report.get("calibration"), progress=not args.quiet)
     if args.ood:
         from service.training.ood import ood_check
 
@@ -326,6 +327,9 @@ def cmd_evaluate(args, settings: Settings) -> int:
         if r["n_queries"]:
             print(f"ru set, {name + ':':13s} R@1 {r['R@1']:.3f}  R@5 {r['R@5']:.3f}  R@10 {r['R@10']:.3f}  "
                   f"MRR {r['MRR']:.3f}  median rank {r['median_rank']}  ({r['n_queries']} queries)")
+    nm = report["no_match"]
+    print(f"no-match queries with a best score under {nm['threshold']}: {nm['share_under']:.2f} of {nm['n_queries']}; "
+          f"right top-1 median score {nm['right_top1']['median']}; mixed-set ECE {nm.get('mixed', {}).get('ECE')}")
     print(f"blocked by the content rule: {report['blocked_by_content_rule']} of {report['queries']}; "
           f"written to {args.out / 'evaluation.md'}")
     return 0

@@ -243,8 +243,10 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
     if "ECE" in cal:
         t = cal["at_threshold"]
         lines += ["", "## Calibration: the score is P(experts say the description fits)", "",
-                  f"Platt scaling of the reranker's score, fitted on out-of-fold rated pairs and reported on other "
-                  f"photos' pairs (2-fold by photo): {cal['n']} held-out pairs with expert scores. "
+                  f"A logistic regression on the reranker's score and the query's specificity (`ml.calibration`), "
+                  f"fitted on out-of-fold rated pairs (with no-match queries and photos with their own caption where "
+                  f"the model has them) and reported on other photos' pairs (2-fold by photo): {cal['n']} held-out "
+                  f"pairs with expert scores. "
                   f"Expected calibration error **{cal['ECE']:.3f}** (10 equal-width bins).", "",
                   f"`min_score` {t['threshold']} on these pairs: precision **{t['precision']:.3f}**, recall "
                   f"**{t['recall']:.3f}** ({t['n_passing']} pairs pass; {t['n_fits']} of {t['n_pairs']} fit).", "",
@@ -261,6 +263,7 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
         for name in (BASELINE, SERVED):
             r = ood[name]
             lines.append(f"| {name}: `{r['model']}` | {r['R@1']} | {r['R@5']} | {r['R@10']} | {r['median_rank']} |")
+    lines += no_match_lines(report)
     lines += [""] + [f"![{p}]({p})" for p in plots] + [""]
     (out_dir / "evaluation.md").write_text("\n".join(lines))
 
@@ -285,4 +288,90 @@ def _russian_lines(report: dict) -> list[str]:
     for who, mode, r in rows:
         lines.append(f"| {who} | {mode} | {r['n_queries']} | {r['R@1']} | {r['R@5']} | {r['R@10']} | {r['MRR']} | "
                      f"{r['median_rank']} |")
+    return lines
+
+
+# ---------------------------------------------------------------- queries that nothing fits
+
+NO_MATCH_FILE = "eval_sets/no_match_queries.txt"
+NO_MATCH_EXAMPLES = ("a close-up of a computer motherboard", "a microscope image of stained cells",
+                     "xqzv blorft kpwmn", "how to file my taxes")
+
+
+def no_match_queries() -> list[str]:
+    """The hand-written queries no photo of the library fits (never trained on: training's own
+    negatives are ``ml/no_match_sentences.txt`` and random strings)."""
+    from importlib.resources import files
+
+    text = files("service.training").joinpath(NO_MATCH_FILE).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def no_match_report(searcher: Searcher, calibration: dict | None, *, threshold: float = 0.5,
+                    progress: bool = True) -> dict:
+    """Does the score mean the same for every query? Each no-match query is searched as served (the
+    whole library, hybrid); its best score should be under ``threshold``. Beside it, the median
+    score of the test queries whose right photo comes first (test photos, ``hybrid=False``, as
+    :func:`evaluate` ranks them), and the ECE on a mixed set: the held-out rated pairs of the
+    model's calibration report (its bins) plus each no-match query's best result, labelled 0."""
+    from ml.calibration import reliability
+
+    best = {}
+    for q in tqdm(no_match_queries(), desc="no-match queries", unit="query", disable=not progress):
+        out = searcher.search(q, limit=1, log=False)
+        if not out.blocked:
+            best[q] = out.results[0].score if out.results else 0.0
+    with searcher.engine.connect() as conn:
+        queries = conn.execute(TEST_QUERIES_SQL).all()
+    right = []
+    for q in tqdm(queries, desc="right top-1 scores", unit="query", disable=not progress):
+        out = searcher.search(q.text, limit=1, splits=["test"], hybrid=False, log=False)
+        if not out.blocked and out.results and out.results[0].photo_id == q.photo_id:
+            right.append(out.results[0].score)
+    scores = np.array(list(best.values()))
+    report = {"n_queries": len(scores), "threshold": threshold,
+              "share_under": float((scores < threshold).mean()) if len(scores) else None,
+              "quantiles": {f"p{p}": float(np.percentile(scores, p)) for p in (10, 25, 50, 75, 90)} if len(scores) else {},
+              "examples": {q: best.get(q) for q in NO_MATCH_EXAMPLES},
+              "highest": sorted(best.items(), key=lambda kv: -kv[1])[:10],
+              "right_top1": {"n": len(right), "median": float(np.median(right)) if right else None}}
+    bins = (calibration or {}).get("bins") or []
+    if bins:  # the rated pairs' held-out bins joined by the no-match tops (observed: 0)
+        mixed = reliability(scores, np.zeros(len(scores)))
+        merged = {(round(b["lo"], 3)): dict(b) for b in bins}
+        for b in mixed["bins"]:
+            m = merged.setdefault(round(b["lo"], 3), {"lo": b["lo"], "hi": b["hi"], "mean_prob": 0.0, "observed": 0.0, "n": 0})
+            n = m["n"] + b["n"]
+            m["mean_prob"] = (m["mean_prob"] * m["n"] + b["mean_prob"] * b["n"]) / n
+            m["observed"] = m["observed"] * m["n"] / n
+            m["n"] = n
+        total = sum(b["n"] for b in merged.values())
+        report["mixed"] = {"ECE": float(sum(b["n"] / total * abs(b["mean_prob"] - b["observed"]) for b in merged.values())),
+                           "n_rated": int(sum(b["n"] for b in bins)), "n_no_match": len(scores),
+                           "rated_ECE": calibration.get("ECE")}
+    return report
+
+
+def no_match_lines(report: dict) -> list[str]:
+    """reports/evaluation.md's section on queries that nothing fits."""
+    nm = report.get("no_match")
+    if not nm or not nm.get("n_queries"):
+        return []
+    t = nm["threshold"]
+    q = nm["quantiles"]
+    lines = ["", "## Queries that nothing fits (`service/training/eval_sets/no_match_queries.txt`)", "",
+             f"{nm['n_queries']} hand-written queries no photo of the library fits (absent scenes, sentences that "
+             "describe no scene, strings that mean nothing; never trained on), each searched as served (whole "
+             f"library, hybrid). Best score under {t}: **{nm['share_under']:.0%}**; best scores p10 {q['p10']:.3f}, "
+             f"p50 {q['p50']:.3f}, p90 {q['p90']:.3f}.", "",
+             f"Right photo at rank 1 (test queries over the test photos): median score **{nm['right_top1']['median']:.3f}** "
+             f"over {nm['right_top1']['n']} queries."]
+    if "mixed" in nm:
+        m = nm["mixed"]
+        lines += ["", f"ECE on a mixed set ({m['n_rated']} held-out rated pairs + the {m['n_no_match']} no-match "
+                  f"queries' best results, labelled 0): **{m['ECE']:.3f}** (rated pairs alone {m['rated_ECE']:.3f})."]
+    lines += ["", "| query | best score |", "|---|---|"]
+    lines += [f"| {text} | {score:.3f} |" for text, score in nm["examples"].items() if score is not None]
+    lines += ["", "Highest best scores:", "", "| query | best score |", "|---|---|"]
+    lines += [f"| {text} | {score:.3f} |" for text, score in nm["highest"]]
     return lines

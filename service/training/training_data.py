@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import Engine, text
 
+from ml import no_match
 from ml.data import TrainingData, assert_no_test_leak, cached_text_vectors
 from ml.encoders import imagenet_label_texts
 from ml.features import cached_image_features
@@ -131,6 +132,10 @@ def training_data(engine: Engine, settings: Settings, encoders, *, exclude: froz
     def stack(vectors) -> np.ndarray:
         return np.stack(vectors).astype(np.float32) if len(vectors) else np.zeros((0, dim), np.float32)
 
+    # Queries nothing fits, for the score's calibration only (ml.no_match); never test queries.
+    nomatch = no_match.training_texts()
+    nomatch_vectors = cached_text_vectors(nomatch, encoders.text, cache_dir)
+
     return TrainingData(
         photo_keys=np.array(names, dtype=object),
         photo_features=np.concatenate(features).astype(np.float32),
@@ -145,6 +150,8 @@ def training_data(engine: Engine, settings: Settings, encoders, *, exclude: froz
         pair_crowd=np.array([np.nan if p[4] is None else p[4] for p in pairs], dtype=np.float32),
         pair_blocked=np.array([is_about_children(p[1]) for p in pairs], dtype=bool),
         label_vectors=label_vectors,
+        nomatch_texts=np.array(nomatch, dtype=object),
+        nomatch_vectors=np.asarray(nomatch_vectors, np.float32),
         # The ~33,000 captions of Flickr8k photos absent here (text only) are not read: encoding them
         # costs minutes on 2 cores and the whitening's PCA is well determined by the ~12,000 texts
         # above (docs/model.md, "Text space").

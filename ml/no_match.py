@@ -1,0 +1,54 @@
+"""Training queries that nothing in the library fits: the negatives the final score is calibrated on
+beside the rated pairs (``ml.calibration.QueryCalibrator``).
+
+* ``ml/no_match_sentences.txt``: a few hundred hand-written texts that describe no scene (software,
+  money, abstract statements, instructions, questions, messages, pseudo-words) and scenes no photo
+  of a people-dogs-outdoors library shows;
+* :func:`random_strings`: seeded random letter strings, keyboard mashes, digits and symbols.
+
+The evaluation's no-match queries (``service/training/eval_sets/no_match_queries.txt``) are written
+apart, on other subjects, and never trained on. The third kind of negative, captions of photos
+held out of the gallery, is made inside the cross-validation (``ml.compare``).
+"""
+from __future__ import annotations
+
+from importlib.resources import files
+
+import numpy as np
+
+SENTENCES = "no_match_sentences.txt"
+N_RANDOM = 150
+
+
+def sentences() -> list[str]:
+    text = files("ml").joinpath(SENTENCES).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def random_strings(n: int = N_RANDOM, random_state: int = 0) -> list[str]:
+    """``n`` strings that mean nothing, in four styles (random "words", keyboard rows, digits and
+    letters, punctuation), the same for a seed."""
+    rng = np.random.default_rng(random_state)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    rows = ["qwertyuiop", "asdfghjkl", "zxcvbnm", "1234567890"]
+    out: list[str] = []
+    while len(out) < n:
+        style = len(out) % 4
+        if style == 0:  # pseudo-words
+            out.append(" ".join("".join(rng.choice(letters, rng.integers(3, 10))) for _ in range(rng.integers(1, 5))))
+        elif style == 1:  # runs along a keyboard row
+            row = rows[rng.integers(len(rows))]
+            start = rng.integers(0, len(row) - 3)
+            out.append(row[start : start + rng.integers(3, len(row) - start + 1)] * int(rng.integers(1, 3)))
+        elif style == 2:  # digits and letters
+            chars = np.array(list("abcdefghijklmnopqrstuvwxyz0123456789"))
+            out.append("".join(rng.choice(chars, rng.integers(6, 16))))
+        else:  # punctuation and symbols, sometimes with a word
+            sym = "".join(rng.choice(np.array(list("!?#$%&*+-=/.,;:@^~")), rng.integers(2, 9)))
+            out.append(sym if rng.random() < 0.5 else f"{sym} {''.join(rng.choice(letters, 4))}")
+    return out
+
+
+def training_texts(random_state: int = 0) -> list[str]:
+    """The negatives training encodes: the sentences, then the random strings."""
+    return sentences() + random_strings(random_state=random_state)

@@ -1,0 +1,120 @@
+"""Research: the score's calibration with query-level signals and no-match negatives (issue 16,
+point 5), compared on the out-of-fold scores of one grouped CV of the served reranker family.
+
+    WITHSENSE_DATA_DIR=var nice -n 5 .venv/bin/python -m research.cv_calibration
+
+Runs ``ml.compare.grouped_cv`` once (listwise network, 5 folds by photo, galleries of 100, the
+fold's no-match queries scored in each gallery, their best candidate, with 400 captions of photos
+outside the gallery per fold among them), keeps its out-of-fold output in
+``<WITHSENSE_DATA_DIR>/research/cv_calibration_oof.npz`` (``--reuse`` reads it back), then fits
+each calibration variant 2-fold (``ml.calibration.held_out_mixed``) and prints one JSON line per
+variant: ECE on held-out rated pairs and on the mixed set, the share of held-out no-match queries
+(by kind) whose best score is under 0.5, and the median score of caption queries whose own photo
+ranked first (the CV's stand-in for "right top-1 matches").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ml.calibration import PlattCalibrator, held_out_calibration, held_out_mixed, signals_from
+from ml.compare import ALL_SIGNALS, grouped_cv
+from ml.listwise import candidate_scorers
+from ml.train import WHITENING_POWER, _calibration_sets, default_mapper, fit_calibrator
+from ml.whitening import PartialWhitening
+from research.data import load
+from service.config import load_settings
+
+VARIANTS = {  # name -> (signals, kinds of negatives)
+    "platt_today": ((), ()),
+    "spec_hinge_sentences_random": (("specificity", "specificity>0.45"), ("sentence", "random")),
+    "spec_hinge_sentences_random_own": (("specificity", "specificity>0.45"), ("sentence", "random", "own_caption")),
+    "spec_sentences_random_own": (("specificity",), ("sentence", "random", "own_caption")),
+    "spec_best_joint_sentences_random_own": (("specificity", "best_joint"), ("sentence", "random", "own_caption")),
+    "spec_sentences_random": (("specificity",), ("sentence", "random")),
+    "spec_all": (("specificity",), ("sentence", "random", "caption")),
+    "spec_best_joint_sentences_random": (("specificity", "best_joint"), ("sentence", "random")),
+    "spec_best_joint_all": (("specificity", "best_joint"), ("sentence", "random", "caption")),
+    "best_joint_all": (("best_joint",), ("sentence", "random", "caption")),
+}
+
+
+def _select(neg: dict, kinds) -> dict:
+    m = np.isin(neg["kind"], list(kinds))
+    return {k: v[m] for k, v in neg.items()}
+
+
+def variant(name: str, data, oof: dict) -> dict:
+    signals, kinds = VARIANTS[name]
+    rated, all_neg = _calibration_sets(data, oof, signals, own_captions="own_caption" in kinds)
+    row: dict = {"variant": name, "signals": list(signals), "negatives": list(kinds)}
+    if not signals:  # today's: Platt on rated pairs only, applied to the held-out negatives too
+        rep = held_out_calibration(rated["score"], rated["fits"], rated["group"])
+        c = PlattCalibrator().fit(rated["score"], rated["fits"])
+        top = all_neg["top1"].astype(bool)
+        row.update(rated_ECE=rep["ECE"], at_0_5=rep["at_threshold"],
+                   no_match_under_0_5={k: float((c.predict(all_neg["score"][top & (all_neg["kind"] == k)]) < 0.5).mean())
+                                       for k in np.unique(all_neg["kind"])},
+                   mixed_ECE=_mixed_ece(c, rated, all_neg),
+                   right_top1_median=float(np.median(c.predict(oof["hit_score"]))))
+        return row
+    neg = _select(all_neg, kinds)
+    rep = held_out_mixed(rated, neg, signals=signals)
+    full = fit_calibrator(rated, neg, signals)
+    top = all_neg["top1"].astype(bool)
+    row.update(rated_ECE=rep["ECE"], at_0_5=rep["at_threshold"], mixed_ECE_own_negatives=rep["mixed"]["ECE"],
+               own_caption_median_held_out=rep.get("own_caption_median"),
+               no_match_under_0_5_held_out={k: v["share"] for k, v in rep["no_match_under"].items()},
+               # every kind scored by the calibrator fitted on this variant's negatives (in-sample for those kinds)
+               no_match_under_0_5_all_kinds={k: float((full.predict(all_neg["score"][top & (all_neg["kind"] == k)],
+                                                                     all_neg["query"][top & (all_neg["kind"] == k)])
+                                                         < 0.5).mean()) for k in np.unique(all_neg["kind"])},
+               right_top1_median=float(np.median(full.predict(oof["hit_score"], signals_from(oof["hit_signals"], ALL_SIGNALS, signals)))),
+               calibrator=full.to_dict())
+    return row
+
+
+def _mixed_ece(c, rated, neg) -> float:
+    from ml.calibration import reliability
+
+    p = np.concatenate([c.predict(rated["score"]), c.predict(neg["score"])])
+    return reliability(p, np.concatenate([rated["fits"], neg["label"]]))["ECE"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m research.cv_calibration", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reuse", action="store_true", help="read the out-of-fold output of an earlier run")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    settings = load_settings()
+    t0 = time.time()
+    data = load(settings)
+    data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
+    cache = settings.data_dir / "research" / "cv_calibration_oof.npz"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    if args.reuse and cache.exists():
+        with np.load(cache, allow_pickle=True) as z:
+            oof = {k: z[k] for k in z.files}
+        cv = None
+    else:
+        cv, pooled = grouped_cv(data, default_mapper(data), {"listwise_mlp": candidate_scorers()["listwise_mlp"]},
+                                caption_negatives=400)
+        oof = pooled["listwise_mlp"]
+        np.savez(cache, **oof)
+    out = args.out or settings.data_dir / "research" / "cv_calibration.jsonl"
+    for name in VARIANTS:
+        row = variant(name, data, oof)
+        row["cv"] = None if cv is None else {k: round(v, 4) for k, v in cv["listwise_mlp"].items() if isinstance(v, float)}
+        row["seconds"] = round(time.time() - t0)
+        line = json.dumps(row, default=float)
+        print(line, flush=True)
+        with out.open("a") as f:
+            f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
