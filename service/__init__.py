@@ -42,7 +42,7 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     # The upload limit, plus room for the multipart framing and the form's text fields.
     body_limit.init_app(app, settings.max_upload_mb * 1024 * 1024 + 64 * 1024)
     metrics.init_app(app)
-    ratelimit.init_app(app, settings.rate_limit, settings.write_rate_limit)
+    ratelimit.init_app(app, settings)  # shared search, write and wrong-key limits (PostgreSQL)
     app.register_blueprint(search_bp)
     app.register_blueprint(photos_bp)
     app.register_blueprint(ratings_bp)
