@@ -28,6 +28,7 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     app.url_map.converters["int"] = BigintConverter
 
     from service.api.accounts import bp as accounts_bp
+    from service.api.audit import bp as audit_bp
     from service.api.health import bp as health_bp
     from service.api.photos import bp as photos_bp
     from service.api.ratings import bp as ratings_bp
@@ -47,6 +48,7 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     app.register_blueprint(photos_bp)
     app.register_blueprint(ratings_bp)
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(audit_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(web_bp)
     contract.init_app(app)  # after the blueprints: the OpenAPI document lists every route

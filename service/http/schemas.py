@@ -349,6 +349,38 @@ class Me(Reply):
     may: dict[str, str] = Field(description="action -> which photos: 'any photo', 'own photos', 'others' photos'")
 
 
+# --- audit trail ----------------------------------------------------------------------------
+
+AuditAction = Literal["upload", "describe", "vote", "edit", "delete", "key_issued", "key_revoked", "user_added",
+                      "sign_in"]
+
+
+class AuditQuery(Form):
+    """GET /api/audit's query string (values arrive as strings): filters, newest first, paged by ``before``."""
+
+    actor: str | None = Field(None, max_length=64, description="the name of the user who wrote")
+    action: AuditAction | None = None
+    photo_id: FormId | None = None
+    before: FormId | None = Field(None, description="records older than this audit id (the last page's `next`)")
+    limit: int = Field(100, ge=1, le=500)
+
+
+class AuditRecordOut(Reply):
+    audit_id: int
+    at: str
+    actor_id: int | None = Field(description="the user of the key; null for the command line")
+    actor: str | None = Field(description="that user's name")
+    action: AuditAction
+    photo_id: int | None
+    target_user_id: int | None = Field(description="the user a key or account action touched")
+    details: dict = Field(description="ids and flags of the write; never a key, hash or token")
+
+
+class AuditPage(Reply):
+    records: list[AuditRecordOut]
+    next: int | None = Field(description="pass as `before` for the next page; null on the last")
+
+
 # --- operations -----------------------------------------------------------------------------
 
 class Liveness(Reply):
