@@ -66,10 +66,11 @@ def _template(path: str) -> str:
 
 
 def test_the_write_list_matches_the_spec(writable_app):
-    """The operations the spec marks as needing a key are exactly the app's writes, and GET /api/me."""
+    """The operations the spec marks as needing a key are exactly the app's writes, GET /api/me and the
+    admins' GET /api/audit."""
     paths = writable_app.test_client().get("/api/openapi.json").get_json()["paths"]
     secured = {(method.upper(), path) for path, ops in paths.items() for method, op in ops.items() if op.get("security")}
-    assert secured == {(m, _template(p)) for m, p, _ in WRITES.values()} | {("GET", "/api/me")}
+    assert secured == {(m, _template(p)) for m, p, _ in WRITES.values()} | {("GET", "/api/me"), ("GET", "/api/audit")}
     changing = {rule.endpoint for rule in writable_app.url_map.iter_rules()
                 if rule.methods & {"POST", "PATCH", "DELETE", "PUT"}}
     # the other POSTs only read (search writes its own log line, nothing a user can shape into data)

@@ -121,7 +121,7 @@ def assert_error(r, status: int | tuple, *fragments: str, field: str | None = No
 OPERATIONS = [
     ("POST", "/api/search"), ("POST", "/api/search/similar"), ("POST", "/api/photos"),
     ("GET", "/api/photos/{photo_id}"), ("POST", "/api/photos/{photo_id}/descriptions"), ("POST", "/api/ratings"),
-    ("PATCH", "/api/photos/{photo_id}"), ("DELETE", "/api/photos/{photo_id}"), ("GET", "/api/me"),
+    ("PATCH", "/api/photos/{photo_id}"), ("DELETE", "/api/photos/{photo_id}"), ("GET", "/api/me"), ("GET", "/api/audit"),
     ("GET", "/photos/{photo_id}/image"), ("GET", "/photos/{photo_id}/thumbnail"), ("GET", "/"),
     ("GET", "/photos/{photo_id}"), ("GET", "/upload"), ("GET", "/healthz"), ("GET", "/readyz"),
     ("GET", "/metrics"), ("GET", "/api/openapi.json"),

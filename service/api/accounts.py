@@ -6,13 +6,13 @@ from flask import Blueprint
 from service.accounts.roles import PERMISSIONS
 from service.http import schemas
 from service.http.auth import authenticate
-from service.http.contract import DATABASE_ERRORS, endpoint, reply, responses
+from service.http.contract import DATABASE_ERRORS, RATE_LIMITED, endpoint, reply, responses
 
 bp = Blueprint("accounts", __name__, url_prefix="/api")
 
 
 @bp.get("/me")
-@endpoint(signed_in=True, resp=responses({200: schemas.Me}, (401, 403, *DATABASE_ERRORS)))
+@endpoint(signed_in=True, resp=responses({200: schemas.Me}, (401, 403, *RATE_LIMITED, *DATABASE_ERRORS)))
 def me():
     """The key's person: id, name, role, and which photos each action of that role applies to."""
     principal = authenticate()

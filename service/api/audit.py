@@ -6,7 +6,7 @@ from flask import Blueprint, request
 from service.accounts import audit
 from service.http import schemas
 from service.http.auth import authenticate
-from service.http.contract import DATABASE_ERRORS, endpoint, reply, responses
+from service.http.contract import DATABASE_ERRORS, RATE_LIMITED, endpoint, reply, responses
 from service.http.db_session import get_session
 from service.http.errors import ApiError
 
@@ -15,7 +15,7 @@ bp = Blueprint("audit", __name__, url_prefix="/api")
 
 @bp.get("/audit")
 @endpoint(query=schemas.AuditQuery, signed_in=True,
-          resp=responses({200: schemas.AuditPage}, (400, 401, 403, *DATABASE_ERRORS)))
+          resp=responses({200: schemas.AuditPage}, (400, 401, 403, *RATE_LIMITED, *DATABASE_ERRORS)))
 def audit_trail():
     """Every write, newest first: who, when, what, which photo or user. Admins only; filter by
     ``actor`` (a user name), ``action`` and ``photo_id``; page back with ``before``."""
