@@ -349,3 +349,39 @@ def test_analysts_read_the_trail_without_secrets(audited, analyst):
     for table in ("audit_log", "rate_counters"):
         with analyst.connect() as conn, pytest.raises(DBAPIError, match="permission denied"):
             conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1"))
+
+
+# --- the cost of the shared limit on the search path ----------------------------------------
+
+@pytest.mark.slow
+def test_the_shared_limit_costs_one_short_statement_per_search(loaded, encoders, capsys):
+    """Printed with -s: the counter statement alone, and searches with the limit on and off,
+    interleaved so that the machine's load falls on both alike. reports/reliability.md has a run."""
+    import statistics
+
+    from service.http.ratelimit import limits
+
+    on, off = app_for(loaded, encoders, rate_limit=1_000_000), app_for(loaded, encoders, rate_limit=0)
+    with on.app_context():
+        shared, hits = limits(), []
+        for _ in range(2000):
+            started = time.perf_counter()
+            shared.hit("bench", "one client", 1_000_000)
+            hits.append(time.perf_counter() - started)
+    clients, me = {"on": on.test_client(), "off": off.test_client()}, {"REMOTE_ADDR": _address()}
+    for client in clients.values():
+        for i in range(30):
+            client.post("/api/search", json={"query": f"warm {i}"}, environ_base=me)
+    took = {"on": [], "off": []}
+    for i in range(600):
+        for name in ("on", "off") if i % 2 else ("off", "on"):
+            started = time.perf_counter()
+            assert clients[name].post("/api/search", json={"query": "a dog runs on the grass"},
+                                      environ_base=me).status_code == 200
+            took[name].append(time.perf_counter() - started)
+    ms = {name: statistics.median(t) * 1000 for name, t in took.items()}
+    with capsys.disabled():
+        print(f"\ncounter statement: median {statistics.median(hits) * 1000:.3f} ms, "
+              f"p95 {sorted(hits)[int(0.95 * len(hits))] * 1000:.3f} ms; search median: limit on {ms['on']:.2f} ms, "
+              f"off {ms['off']:.2f} ms")
+    assert statistics.median(hits) < 0.005  # one indexed upsert on a local server: well under 5 ms
