@@ -8,7 +8,13 @@ from service.config import Settings, load_settings
 
 
 class BigintConverter(IntegerConverter):
-    """``<int:...>`` in routes: ids are PostgreSQL bigints, so a larger number matches no route (404)."""
+    """``<int:...>`` in routes: ids are PostgreSQL bigints, so a larger number matches no route (404).
+
+    An id has one spelling: ASCII digits without leading zeros. werkzeug's ``\\d+`` also matches
+    other scripts' digits (``/api/photos/１``, a fullwidth one, was photo 1) and ``/api/photos/01``
+    was photo 1 too. Ids start at 1, so ``0`` is no id either."""
+
+    regex = r"[1-9][0-9]*"
 
     def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("max", 2**63 - 1)

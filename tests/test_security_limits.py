@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -385,3 +386,193 @@ def test_the_shared_limit_costs_one_short_statement_per_search(loaded, encoders,
               f"p95 {sorted(hits)[int(0.95 * len(hits))] * 1000:.3f} ms; search median: limit on {ms['on']:.2f} ms, "
               f"off {ms['off']:.2f} ms")
     assert statistics.median(hits) < 0.005  # one indexed upsert on a local server: well under 5 ms
+
+
+# --- ids in paths: traversal and encodings --------------------------------------------------
+
+ID_ROUTES = [("GET", "/api/photos/{}"), ("PATCH", "/api/photos/{}"), ("DELETE", "/api/photos/{}"),
+             ("POST", "/api/photos/{}/descriptions"), ("GET", "/photos/{}/image"), ("GET", "/photos/{}/thumbnail"),
+             ("GET", "/photos/{}")]
+BAD_IDS = ["../1", "..%2F1", "%2e%2e%2f1", "..%252f1", "1%2F..%2F..%2Fetc%2Fpasswd", "....//1", "%2e%2e",
+           "1%00", "%00", "1%0a", "1;", "1'", "1%27%20OR%20%271%27=%271", "0x1", "1e0", "1.0", "+1", "-1", "0",
+           " 1", "%201", "1%20", "%EF%BC%91", "%D9%A1", "01", "00001", "9223372036854775808", "1" * 40, "%", "%zz"]
+
+
+def test_ids_in_paths_are_plain_decimal_or_nothing(guarded, writable):
+    """Every route that takes an id, with traversal, encodings and lookalike digits: never an answer
+    for another id, never a file, never a 5xx; and the database unchanged."""
+    client, before = guarded.test_client(), _tables(writable["engine"])
+    answers = {}
+    for method, route in ID_ROUTES:
+        for bad in BAD_IDS:
+            r = client.open(route.format(bad), method=method, headers=ADMIN, json={"text": "x"} if method == "POST"
+                            else {"place": "x"} if method == "PATCH" else None)
+            answers[(method, route, bad)] = r.status_code
+            assert r.status_code < 500, (method, route, bad, r.status_code)
+            assert b"root:" not in r.data
+    assert _tables(writable["engine"]) == before
+    # None names a photo: an id has one spelling (ASCII digits, no leading zero), so each is no route.
+    assert set(answers.values()) <= {400, 404, 405}, {k: v for k, v in answers.items() if v not in (400, 404, 405)}
+
+
+def test_encoded_ids_in_bodies_and_queries_are_refused(guarded):
+    client = guarded.test_client()
+    for bad in ["1", "1.0", "0x1", "1e0", "../1", True, 1.5, [1], {"id": 1}, None, -1, 0, 2**63]:
+        r = client.post("/api/ratings", headers=ADMIN, json={"photo_id": bad, "query": "x", "match": True})
+        assert r.status_code in (400, 404) and r.json["field"] == "photo_id", (bad, r.json)
+        r = client.post("/api/search/similar", json={"photo_id": bad})
+        assert r.status_code in (400, 404), (bad, r.status_code)
+    for bad in ["1.0", "0x1", "../1", "-1", "0", "1;1", "%00"]:
+        assert client.get(f"/api/audit?photo_id={bad}", headers=ADMIN).status_code == 400, bad
+
+
+# --- SQL injection in every filter field and every text field -------------------------------
+
+INJECTIONS = ["' OR '1'='1", "'; DROP TABLE photos; --", "1; DELETE FROM users", '" OR ""="', "') OR ('a'='a",
+              "%' OR 1=1 --", "$$; TRUNCATE audit_log; $$", "1 UNION SELECT key_hash FROM api_keys --",
+              "'; SELECT pg_sleep(5); --", ":name", "%(x)s", "\\'; UPDATE users SET role='admin'; --",
+              "'/**/OR/**/1=1--", "\u02bc OR 1=1 --"]
+
+
+def _tables(engine, skip=("rate_counters", "search_log")) -> dict:
+    """Row count and an md5 over the rows of every table (the search log, written by every search by
+    design, and the limits' counters aside)."""
+    with engine.connect() as conn:
+        tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).scalars()
+        return {t: tuple(conn.execute(text(f'SELECT count(*), md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) '
+                                     f'FROM "{t}" t')).one()) for t in tables if t not in skip}
+
+
+def test_injection_in_filters_changes_nothing(guarded, writable):
+    from tests.test_bad_input import flush_search_log
+
+    client, engine = guarded.test_client(), writable["engine"]
+    flush_search_log(guarded)
+    before, sent = _tables(engine), 0
+    for payload in INJECTIONS:
+        for field in ("camera", "place", "uploader"):
+            r = client.post("/api/search", json={"query": "a dog", field: payload})
+            assert r.status_code == 200 and r.json["results"] == [], (field, payload, r.json)
+            sent += 1
+        r = client.post("/api/search", json={"query": payload})
+        assert r.status_code == 200, (payload, r.json)
+        for field in ("taken_after", "taken_before"):
+            assert client.post("/api/search", json={"query": "a dog", field: payload}).status_code == 400
+        r = client.get("/api/audit", headers=ADMIN, query_string={"actor": payload})
+        assert r.status_code in (200, 400) and (r.status_code == 400 or r.json["records"] == []), (payload, r.json)
+        assert client.get("/api/audit", headers=ADMIN, query_string={"action": payload}).status_code == 400
+    flush_search_log(guarded)
+    assert _tables(engine) == before
+    with engine.connect() as conn:  # the queries were logged as the text they are
+        logged = set(conn.execute(text("SELECT query FROM search_log")).scalars())
+    assert {p for p in INJECTIONS if p.strip()} <= logged
+
+
+def test_injection_in_text_fields_is_stored_as_text_and_touches_nothing_else(guarded, writable):
+    engine, client = writable["engine"], guarded.test_client()
+    owner, rater = new_user(engine, "photographer"), new_user(engine, "rater")
+    others = ("users", "api_keys", "models", "expert_ratings", "crowd_ratings", "ranker_text_transform",
+              "ranker_pair_scores")
+    before = _tables(engine)
+    with engine.connect() as conn:
+        old_photos = conn.execute(text("SELECT md5(string_agg(p::text, '|' ORDER BY id)) FROM photos p")).scalar()
+    for i, payload in enumerate(INJECTIONS):
+        r = client.post("/api/photos", headers=owner["auth"], data={
+            "file": (io.BytesIO(_jpeg(7000 + i)), "x.jpg"), "place": payload, "camera": payload, "uploader": payload,
+            "description": f"a photo {payload}"})
+        assert r.status_code == 201, (payload, r.json)
+        photo_id = r.json["photo_id"]
+        assert client.patch(f"/api/photos/{photo_id}", headers=owner["auth"],
+                            json={"place": payload[::-1], "camera": payload}).status_code == 200
+        r = client.post(f"/api/photos/{photo_id}/descriptions", headers=owner["auth"],
+                        json={"text": payload, "author": payload})
+        assert r.status_code == 201, (payload, r.json)
+        r = client.post("/api/ratings", headers=rater["auth"],
+                        json={"photo_id": photo_id, "query": f"q {payload}", "match": True, "client": payload})
+        assert r.status_code == 201, (payload, r.json)
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT place, camera, uploader FROM photos WHERE id = :p"), {"p": photo_id}).one()
+            texts = set(conn.execute(text("SELECT text FROM descriptions WHERE photo_id = :p"), {"p": photo_id}).scalars())
+            vote = conn.execute(text("SELECT query, client FROM crowd_votes WHERE photo_id = :p"), {"p": photo_id}).one()
+        assert tuple(row) == (payload[::-1], payload, payload)
+        assert texts == {f"a photo {payload}", payload}
+        assert vote.client == payload and payload in vote.query
+    after = _tables(engine)
+    assert {t: after[t] for t in others} == {t: before[t] for t in others}
+    with engine.connect() as conn:  # the photos that were there before are as they were
+        assert conn.execute(text("SELECT md5(string_agg(p::text, '|' ORDER BY id)) FROM photos p WHERE id IN "
+                                 "(SELECT id FROM photos ORDER BY id LIMIT :n)"), {"n": before["photos"][0]}).scalar() \
+            == old_photos
+        assert conn.execute(text("SELECT count(*) FROM audit_log WHERE actor_id IN (:a, :b)"),
+                            {"a": owner["user_id"], "b": rater["user_id"]}).scalar() == 4 * len(INJECTIONS)
+
+
+# --- oversized and malformed headers ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def wire(guarded):
+    from tests.helpers import serve
+
+    base, server = serve(guarded)
+    yield base
+    server.shutdown()
+
+
+def _raw(base: str, request: bytes) -> tuple[int, bytes]:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    status = int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/") else 0
+    return status, reply
+
+
+def test_oversized_and_malformed_headers_are_refused_cleanly(wire, writable):
+    engine, me = writable["engine"], _address()
+    before = _tables(engine)
+    body = b'{"photo_id": 1, "query": "header test", "match": true}'
+
+    def post(headers: str, payload: bytes = body) -> int:
+        status, reply = _raw(wire, b"POST /api/ratings HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                             + headers.encode("latin-1") + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        assert status == 0 or status < 500, (headers[:80], reply[:300])
+        return status
+
+    cases = {
+        "a 100 KB key": (f"Authorization: Bearer {'A' * 100_000}\r\nContent-Type: application/json\r\n", (403, 429)),
+        "a 100 KB ws_ key": (f"Authorization: Bearer ws_0123456789ab_{'A' * 100_000}\r\n"
+                             "Content-Type: application/json\r\n", (403, 429)),
+        "no scheme": ("Authorization: test-token\r\nContent-Type: application/json\r\n", (401,)),
+        "latin-1 bytes": ("Authorization: Bearer t\xe9st\r\nContent-Type: application/json\r\n", (403, 429)),
+        "two Authorization headers": ("Authorization: Bearer nope\r\nAuthorization: Bearer test-token\r\n"
+                                      "Content-Type: application/json\r\n", (403, 429)),
+        "a content type of 10 KB": (f"Authorization: Bearer test-token\r\nContent-Type: application/{'x' * 10_000}\r\n",
+                                    (415,)),
+        "no content type": ("Authorization: Bearer test-token\r\n", (415,)),
+        "a forged address, untrusted": ("Authorization: Bearer nope\r\nX-Forwarded-For: " + ", ".join(["1.2.3.4"] * 2000)
+                                        + "\r\nContent-Type: application/json\r\n", (403, 429)),
+        "500 headers": ("".join(f"X-Pad-{i}: {'y' * 100}\r\n" for i in range(500))
+                        + "Authorization: Bearer nope\r\nContent-Type: application/json\r\n", (403, 429)),
+    }
+    for name, (headers, expected) in cases.items():
+        status = post(headers)
+        assert status in expected or status in (0, 400, 413, 431), (name, status)
+    # A Content-Length that is not a number, or that lies, is refused or cut, never a 5xx.
+    for length in ("abc", "-1", "99999999999999999999", "1, 2"):
+        status, reply = _raw(wire, b"POST /api/search HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: " + length.encode() + b"\r\n\r\n{}")
+        assert status == 0 or status < 500, (length, reply[:300])
+    # A request line or header with a NUL or a bare LF in it.
+    for raw in (b"GET /api/photos/1\x00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\nConnection: close\r\n\r\n",
+                b"GET /healthz HTTP/1.1\nHost: x\nConnection: close\n\n"):
+        status, reply = _raw(wire, raw)
+        assert status == 0 or status < 500, (raw, reply[:300])
+    assert _tables(engine) == before  # nothing was written by any of them
+    assert requests.get(f"{wire}/healthz", timeout=10).status_code == 200
+    del me

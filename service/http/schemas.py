@@ -355,13 +355,23 @@ AuditAction = Literal["upload", "describe", "vote", "edit", "delete", "key_issue
                       "sign_in"]
 
 
+def _decimal(value):
+    """A query-string id is ASCII digits: pydantic's lax int would take "1.0", " 1" or "١"."""
+    if isinstance(value, str) and not value.isascii() or isinstance(value, str) and not value.isdigit():
+        raise ValueError("must be a whole number in plain digits")
+    return value
+
+
+QueryId = Annotated[int, BeforeValidator(_decimal), Field(ge=1, le=MAX_ID)]
+
+
 class AuditQuery(Form):
     """GET /api/audit's query string (values arrive as strings): filters, newest first, paged by ``before``."""
 
     actor: str | None = Field(None, max_length=64, description="the name of the user who wrote")
     action: AuditAction | None = None
-    photo_id: FormId | None = None
-    before: FormId | None = Field(None, description="records older than this audit id (the last page's `next`)")
+    photo_id: QueryId | None = None
+    before: QueryId | None = Field(None, description="records older than this audit id (the last page's `next`)")
     limit: int = Field(100, ge=1, le=500)
 
 
