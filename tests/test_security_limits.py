@@ -436,7 +436,14 @@ INJECTIONS = ["' OR '1'='1", "'; DROP TABLE photos; --", "1; DELETE FROM users",
 
 def _tables(engine, skip=("rate_counters", "search_log")) -> dict:
     """Row count and an md5 over the rows of every table (the search log, written by every search by
-    design, and the limits' counters aside)."""
+    design, and the limits' counters aside), once the embedding worker has finished the uploads
+    earlier tests queued (it writes in the background)."""
+    deadline = time.monotonic() + 120
+    with engine.connect() as conn:
+        while conn.execute(text("SELECT count(*) FROM embedding_jobs WHERE state = 'queued'")).scalar() \
+                and time.monotonic() < deadline:
+            conn.rollback()
+            time.sleep(0.1)
     with engine.connect() as conn:
         tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).scalars()
         return {t: tuple(conn.execute(text(f'SELECT count(*), md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) '
