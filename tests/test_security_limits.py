@@ -583,3 +583,17 @@ def test_oversized_and_malformed_headers_are_refused_cleanly(wire, writable):
     assert _tables(engine) == before  # nothing was written by any of them
     assert requests.get(f"{wire}/healthz", timeout=10).status_code == 200
     del me
+
+
+def test_searches_are_not_refused_when_the_counters_are_unreachable(loaded, encoders):
+    """The counters live on the primary; replicas can serve searches while it is down, so the
+    search limit lets a search through uncounted rather than fail it."""
+    from sqlalchemy import create_engine as make
+
+    app = app_for(loaded, encoders, rate_limit=1)
+    app.extensions["withsense.limits"].engine = make("postgresql+psycopg://nobody@127.0.0.1:1/none",
+                                                     isolation_level="AUTOCOMMIT")
+    client = app.test_client()
+    for _ in range(3):
+        assert client.post("/api/search", json={"query": "a dog"}, environ_base={"REMOTE_ADDR": _address()}
+                           ).status_code == 200

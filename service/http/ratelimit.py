@@ -13,6 +13,8 @@ Three limits, each counted per client in fixed 60 s windows of the database's cl
   answered 429 until the window ends, without the key being checked (``service.http.auth``).
 
 Over a limit the answer is 429 JSON with ``Retry-After`` (whole seconds until the window ends).
+The counters are on the primary: while it is unreachable, searches (which replicas can serve) are
+let through uncounted, and writes and key checks fail with 503 as they would anyway.
 
 One statement per limited request, on its own autocommit connection (so a count sticks even when
 the request itself fails and rolls back): ``INSERT ... ON CONFLICT DO UPDATE SET n = n + 1 WHERE
@@ -31,6 +33,7 @@ addresses): a client talking to the service directly could name any address and 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import threading
 import time
@@ -38,6 +41,7 @@ import time
 from flask import Flask, current_app, g, request
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from service.config import Settings
 from service.http.errors import ApiError
@@ -47,6 +51,8 @@ LIMITED_ENDPOINTS = frozenset({"search.search", "search.similar"})
 WINDOW_S = 60
 PURGE_EVERY_S = 60.0
 EXTENSION = "withsense.limits"
+
+log = logging.getLogger(__name__)
 
 HIT_SQL = text(
     """WITH w AS (SELECT to_timestamp(floor(extract(epoch FROM now()) / :window) * :window) AS start),
@@ -169,7 +175,13 @@ def init_app(app: Flask, settings: Settings) -> None:
     def _limit_search():
         if request.endpoint not in LIMITED_ENDPOINTS:
             return None
-        wait = limits().hit("search", client_address(), limit)
+        try:
+            wait = limits().hit("search", client_address(), limit)
+        except DBAPIError as exc:
+            # The counters live on the primary; searches may be served by replicas while it is
+            # down. Availability of reads beats the limit for that while: let the search through.
+            log.warning("search limit not counted, the primary is unreachable: %s", type(exc).__name__)
+            return None
         if wait > 0:
             raise too_many(f"too many searches: at most {limit} per minute per client", wait)
         return None
