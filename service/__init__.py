@@ -8,7 +8,13 @@ from service.config import Settings, load_settings
 
 
 class BigintConverter(IntegerConverter):
-    """``<int:...>`` in routes: ids are PostgreSQL bigints, so a larger number matches no route (404)."""
+    """``<int:...>`` in routes: ids are PostgreSQL bigints, so a larger number matches no route (404).
+
+    An id has one spelling: ASCII digits without leading zeros. werkzeug's ``\\d+`` also matches
+    other scripts' digits (``/api/photos/１``, a fullwidth one, was photo 1) and ``/api/photos/01``
+    was photo 1 too. Ids start at 1, so ``0`` is no id either."""
+
+    regex = r"[1-9][0-9]*"
 
     def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("max", 2**63 - 1)
@@ -28,6 +34,7 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     app.url_map.converters["int"] = BigintConverter
 
     from service.api.accounts import bp as accounts_bp
+    from service.api.audit import bp as audit_bp
     from service.api.health import bp as health_bp
     from service.api.photos import bp as photos_bp
     from service.api.ratings import bp as ratings_bp
@@ -43,11 +50,12 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     # The upload limit, plus room for the multipart framing and the form's text fields.
     body_limit.init_app(app, settings.max_upload_mb * 1024 * 1024 + 64 * 1024)
     metrics.init_app(app)
-    ratelimit.init_app(app, settings.rate_limit, settings.write_rate_limit)
+    ratelimit.init_app(app, settings)  # shared search, write and wrong-key limits (PostgreSQL)
     app.register_blueprint(search_bp)
     app.register_blueprint(photos_bp)
     app.register_blueprint(ratings_bp)
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(audit_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(web_bp)
     contract.init_app(app)  # after the blueprints: the OpenAPI document lists every route

@@ -103,14 +103,21 @@ class Settings(BaseSettings):
     api_token: str = _setting("", "bootstrap admin token for the demo and tests (writes as the user 'bootstrap'); "
                                   "empty = only users' keys write")
     rate_limit: int = _setting(120,
-                               "searches per minute per client address, per worker process; 0 = off", ge=0)
-    write_rate_limit: int = _setting(120, "writes per minute per person (by key), per worker process; "
+                               "searches per minute per client address, shared by all workers and servers "
+                               "(counted in PostgreSQL); 0 = off", ge=0)
+    write_rate_limit: int = _setting(120, "writes per minute per person (by key), shared by all workers and servers; "
                                           "admins are not limited; 0 = off", ge=0)
     behind_tls: bool = _setting(False,
                                 "the service is reached over HTTPS (TLS ends at the proxy): send HSTS and mark the "
                                 "session cookie Secure")
     session_hours: float = _setting(12.0, "how long a web page's sign-in lasts before the key must be sent again",
                                     gt=0.0, le=24.0 * 90)
+    key_failure_limit: int = _setting(20, "wrong, unknown or revoked keys per minute per client address before "
+                                          "every request with a key from it gets 429 for the rest of the minute "
+                                          "(shared, independent of the rate limits); 0 = off", ge=0)
+    trusted_proxies: str = _setting("", "comma-separated addresses or networks of reverse proxies whose "
+                                        "X-Forwarded-For / X-Real-IP names the client; empty = the peer's "
+                                        "address is the client's")
     max_upload_mb: int = _setting(20, "largest accepted upload", ge=1, le=1024)
     max_pixels: int = _setting(50_000_000, "largest accepted image, in pixels", ge=1)
     # 0.9: the ranker's score is a calibrated probability (ml/calibration.py), so a matching
@@ -134,6 +141,16 @@ class Settings(BaseSettings):
     orphan_grace_seconds: float = _setting(3600.0,
                                            "store files no photo row points at are deleted by the next ingest once older than this",
                                            ge=0.0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        import ipaddress
+
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError: named by load_settings
+        return value
 
     @field_validator("data_dir")
     @classmethod

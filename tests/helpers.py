@@ -71,6 +71,10 @@ def app_for(library: dict, encoders, **overrides):
     from service import create_app
 
     settings = library["settings"]
+    # Every test client is 127.0.0.1 and the session's databases are shared, so wrong keys sent by
+    # one test would count against the next: the guessing throttle is off unless a test turns it on
+    # (tests/test_security_limits.py, with addresses of its own).
+    overrides.setdefault("key_failure_limit", 0)
     app = create_app({"database_url": settings.database_url, "data_dir": settings.data_dir,
                       "api_token": settings.api_token, "extra_dataset": "", "captioned_extra": "",
                       "onnx_dir": settings.onnx_dir, **overrides})

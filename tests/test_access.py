@@ -11,6 +11,7 @@ import inspect
 import io
 import json
 import socket
+import uuid
 from urllib.parse import urlsplit
 
 import pytest
@@ -65,10 +66,11 @@ def _template(path: str) -> str:
 
 
 def test_the_write_list_matches_the_spec(writable_app):
-    """The operations the spec marks as needing a key are exactly the app's writes, and GET /api/me."""
+    """The operations the spec marks as needing a key are exactly the app's writes, GET /api/me and the
+    admins' GET /api/audit."""
     paths = writable_app.test_client().get("/api/openapi.json").get_json()["paths"]
     secured = {(method.upper(), path) for path, ops in paths.items() for method, op in ops.items() if op.get("security")}
-    assert secured == {(m, _template(p)) for m, p, _ in WRITES.values()} | {("GET", "/api/me")}
+    assert secured == {(m, _template(p)) for m, p, _ in WRITES.values()} | {("GET", "/api/me"), ("GET", "/api/audit")}
     changing = {rule.endpoint for rule in writable_app.url_map.iter_rules()
                 if rule.methods & {"POST", "PATCH", "DELETE", "PUT"}}
     # the other POSTs only read (search writes its own log line, nothing a user can shape into data),
@@ -238,7 +240,8 @@ def limited_app(loaded, encoders):
 
 def test_search_is_rate_limited_per_client(limited_app):
     client = limited_app.test_client()
-    me = {"REMOTE_ADDR": "10.0.0.1"}
+    # The counters are in the database the session shares: addresses of this test's own.
+    me = {"REMOTE_ADDR": f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.1"}
     for _ in range(2):
         assert client.post("/api/search", json={"query": "a dog"}, environ_base=me).status_code == 200
     assert client.post("/api/search/similar", json={"photo_id": 1}, environ_base=me).status_code == 200
@@ -249,32 +252,34 @@ def test_search_is_rate_limited_per_client(limited_app):
     r = client.post("/api/search/similar", json={"photo_id": 1}, environ_base=me)
     assert r.status_code == 429 and r.headers["Retry-After"]
     # another client is not affected, and neither are other endpoints
-    assert client.post("/api/search", json={"query": "a dog"}, environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 200
+    assert client.post("/api/search", json={"query": "a dog"}, environ_base={"REMOTE_ADDR": me["REMOTE_ADDR"][:-1] + "2"}).status_code == 200
     assert client.get("/api/photos/1", environ_base=me).status_code == 200
     assert client.get("/healthz", environ_base=me).status_code == 200
 
 
-def test_a_rejected_request_does_not_use_up_the_window():
-    from service.http.ratelimit import SlidingWindowLimiter
+def test_a_rejected_request_does_not_use_up_the_window(limited_app):
+    from service.http.ratelimit import limits
 
-    now = [1000.0]
-    limiter = SlidingWindowLimiter(2, window=60, clock=lambda: now[0])
-    assert limiter.hit("a") == 0 and limiter.hit("a") == 0
-    assert limiter.hit("a") == pytest.approx(60)
-    now[0] += 30
-    assert limiter.hit("a") == pytest.approx(30)  # still the first two in the window
-    now[0] += 30.001
-    assert limiter.hit("a") == 0  # the window slid past both
-    assert limiter.hit("b") == 0
+    with limited_app.app_context():
+        shared, client = limits(), f"test-{uuid.uuid4().hex}"
+        assert shared.hit("t", client, 2) == 0 and shared.hit("t", client, 2) == 0
+        assert 0 < shared.hit("t", client, 2) <= 60
+        assert shared.count("t", client)[0] == 2  # the refused hit was not counted
+        assert shared.hit("t", f"other-{client}", 2) == 0
 
 
-def test_the_limiter_forgets_the_idlest_clients_first():
-    from service.http.ratelimit import SlidingWindowLimiter
+def test_old_windows_are_purged(limited_app, loaded):
+    from service.http import ratelimit
 
-    limiter = SlidingWindowLimiter(1, max_keys=3)
-    for key in "abcd":
-        limiter.hit(key)
-    assert set(limiter._hits) == {"b", "c", "d"}
+    with loaded["engine"].begin() as conn:
+        conn.execute(text("INSERT INTO rate_counters (bucket, client, window_start) "
+                          "VALUES ('t', 'old', now() - interval '10 minutes')"))
+    with limited_app.app_context():
+        shared = ratelimit.limits()
+        shared._purged_at -= ratelimit.PURGE_EVERY_S
+        shared.hit("t", f"test-{uuid.uuid4().hex}", 5)
+    with loaded["engine"].connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM rate_counters WHERE client = 'old'")).scalar() == 0
 
 
 def test_zero_turns_the_limit_off(loaded, encoders):

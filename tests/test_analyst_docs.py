@@ -285,9 +285,22 @@ def check_people_and_votes(library, rows):
     assert "admin" in {r.role for r in rows}  # the bootstrap admin of WITHSENSE_API_TOKEN
 
 
+def check_audit_per_day(library, rows):
+    """The same counts from the audit table the analyst cannot read, and the fixture's votes among them."""
+    expected = owner_rows(library, """
+        SELECT date_trunc('day', a.at) AS day, a.action, coalesce(u.role, 'command line') AS role,
+               count(*) AS writes, count(DISTINCT a.actor_id) AS people
+        FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")
+    assert [tuple(r) for r in rows] == [tuple(r) for r in expected]
+    votes = sum(r.writes for r in rows if r.action == "vote")
+    assert votes == sum(len(matches) for _, matches in library["votes"]) + 1  # and the admin's vote on a query
+    assert {"vote", "user_added", "key_issued"} <= {r.action for r in rows}
+
+
 CHECKS = [check_search, check_nearest_photos, check_experts_against_crowd, check_model_against_experts,
           check_min_score_misses, check_live_votes, check_expert_strictness, check_searches_per_day,
-          check_content_rule, check_people_and_votes]
+          check_content_rule, check_people_and_votes, check_audit_per_day]
 
 
 @pytest.mark.parametrize("number", range(1, len(CHECKS) + 1))

@@ -9,7 +9,7 @@ from tests.helpers import migrate_to
 EXPECTED_TABLES = {
     "photos", "descriptions", "expert_ratings", "crowd_ratings", "crowd_votes", "models",
     "photo_embeddings", "description_embeddings", "search_log", "embedding_jobs", "ranker_text_transform",
-    "ranker_pair_scores", "users", "api_keys", "sessions",
+    "ranker_pair_scores", "users", "api_keys", "sessions", "rate_counters", "audit_log",
 }
 
 

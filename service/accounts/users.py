@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from service.accounts import keys, sessions
+from service.accounts import audit, keys, sessions
 from service.accounts.roles import ROLES, Principal
 
 BOOTSTRAP = "bootstrap"  # the admin row that WITHSENSE_API_TOKEN writes as (migration 0011)
@@ -58,27 +58,32 @@ class UserRow:
     revoked_keys: int
 
 
-def add_user(*, session: Session, name: str, role: str) -> tuple[int, str]:
+def add_user(*, session: Session, name: str, role: str, actor_id: int | None = None) -> tuple[int, str]:
     """A new person and their first key; returns (user id, key). The key is shown once: only its
-    hash is stored."""
+    hash is stored. Both go into the audit trail (``actor_id``: who did it; None = the command line)."""
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     user_id = session.execute(INSERT_USER_SQL, {"name": name, "role": role}).scalar()
     if user_id is None:
         raise AccountError(f"a user called {name!r} exists already")
-    return user_id, _issue(session, user_id)
+    audit.record(session, actor_id=actor_id, action="user_added", target_user_id=user_id,
+                 details={"name": name, "role": role})
+    return user_id, _issue(session, user_id, actor_id)
 
 
-def issue_key(*, session: Session, name: str) -> str:
+def issue_key(*, session: Session, name: str, actor_id: int | None = None) -> str:
     """Another key for an existing person (after a revocation, or to rotate)."""
     if name == BOOTSTRAP:
         raise AccountError("the bootstrap admin's key is WITHSENSE_API_TOKEN, not a stored key")
-    return _issue(session, _user(session, name).user_id)
+    return _issue(session, _user(session, name).user_id, actor_id)
 
 
-def _issue(session: Session, user_id: int) -> str:
+def _issue(session: Session, user_id: int, actor_id: int | None) -> str:
     made = keys.new_key()
     session.execute(INSERT_KEY_SQL, {"user_id": user_id, "key_id": made.key_id, "key_hash": made.key_hash})
+    # The key's public id only (the lookup id printed by `users list`), never the key or its hash.
+    audit.record(session, actor_id=actor_id, action="key_issued", target_user_id=user_id,
+                 details={"key_id": made.key_id})
     return made.key
 
 
@@ -94,16 +99,19 @@ def list_users(*, session: Session) -> list[UserRow]:
             for r in session.execute(LIST_SQL)]
 
 
-def revoke(*, session: Session, name: str, key_id: str | None = None) -> int:
+def revoke(*, session: Session, name: str, key_id: str | None = None, actor_id: int | None = None) -> int:
     """Revoke the person's keys (or the one with ``key_id``) and end the web sessions signed in with
     them; returns how many keys were revoked. A request already past its key check holds the key's
     row (``FOR SHARE`` in ``KEY_ROW_SQL``, ``sessions.FIND_SQL``), so this waits for it to finish."""
     if name == BOOTSTRAP:
         raise AccountError("the bootstrap admin has no stored key: unset WITHSENSE_API_TOKEN to end it")
     user = _user(session, name)
-    revoked = session.execute(REVOKE_SQL, {"user_id": user.user_id, "key_id": key_id}).rowcount
+    count = session.execute(REVOKE_SQL, {"user_id": user.user_id, "key_id": key_id}).rowcount
     sessions.end_revoked(session=session, user_id=user.user_id)
-    return revoked
+    if count:
+        audit.record(session, actor_id=actor_id, action="key_revoked", target_user_id=user.user_id,
+                     details={"key_id": key_id, "revoked": count})
+    return count
 
 
 def bootstrap(*, session: Session) -> Principal:

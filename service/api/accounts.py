@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, request
 
-from service.accounts import sessions
+from service.accounts import audit, sessions
 from service.accounts.roles import PERMISSIONS, Principal
 from service.http import schemas
 from service.http.auth import SESSION_COOKIE, authenticate, session_principal
-from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, endpoint, reply, responses
+from service.http.contract import BODY_ERRORS, DATABASE_ERRORS, RATE_LIMITED, endpoint, reply, responses
 from service.http.db_session import get_session
 from service.http.errors import ApiError
 
@@ -23,7 +23,7 @@ def _me(principal: Principal, web_session: sessions.WebSession | None = None) ->
 
 
 @bp.get("/me")
-@endpoint(signed_in=True, resp=responses({200: schemas.Me}, (401, 403, *DATABASE_ERRORS)))
+@endpoint(signed_in=True, resp=responses({200: schemas.Me}, (401, 403, *RATE_LIMITED, *DATABASE_ERRORS)))
 def me():
     """The key's person: id, name, role, and which photos each action of that role applies to. With
     the session cookie, also the session's CSRF token and end."""
@@ -39,7 +39,7 @@ def me():
 
 
 @bp.post("/session")
-@endpoint(json=schemas.SignIn, resp=responses({200: schemas.Me}, (400, 403, *BODY_ERRORS, *DATABASE_ERRORS)))
+@endpoint(json=schemas.SignIn, resp=responses({200: schemas.Me}, (400, 403, *RATE_LIMITED, *BODY_ERRORS, *DATABASE_ERRORS)))
 def sign_in():
     """Sign the web page in: the key is checked once, and the answer sets an httpOnly session cookie
     (SameSite=Strict) and gives the CSRF token the page's changes send as X-CSRF-Token."""
@@ -51,6 +51,7 @@ def sign_in():
     if old:
         sessions.end(session=db, token=old)
     token, web_session = sessions.start(session=db, principal=principal, key=key, hours=settings.session_hours)
+    audit.record(db, actor_id=principal.user_id, action="sign_in", target_user_id=principal.user_id)
     db.commit()
     response = reply(_me(principal, web_session))
     response.set_cookie(SESSION_COOKIE, token, max_age=round(settings.session_hours * 3600), path="/",

@@ -8,6 +8,7 @@ from datetime import datetime
 from flask import Blueprint, current_app, request, send_file, url_for
 from werkzeug.utils import secure_filename
 
+from service.accounts import audit
 from service.accounts.roles import check_photo
 from service.http import schemas
 from service.http.auth import authenticate
@@ -48,6 +49,8 @@ def upload():
     added = uploads.add_photo(form.file.read(), session=session, settings=_settings(), encoders=get_encoders(),
                               file_name=secure_filename(form.file.filename or "") or None,
                               owner_id=authenticate().user_id, **form.model_dump(exclude={"file"}))
+    audit.record(session, actor_id=authenticate().user_id, action="upload", photo_id=added.photo_id,
+                 details={"duplicate_of": added.duplicate_of, "queued": added.queued})
     session.commit()
     if added.queued:
         embedding_worker().wake()
@@ -118,6 +121,8 @@ def edit(photo_id: int):
     photo = uploads.require(session=session, photo_id=photo_id, for_update=True)
     check_photo(authenticate(), "edit", photo_id=photo_id, owner_id=photo.owner_id)
     uploads.update_metadata(session=session, photo=photo, changes=body.model_dump(include=body.model_fields_set))
+    audit.record(session, actor_id=authenticate().user_id, action="edit", photo_id=photo_id,
+                 details={"fields": sorted(body.model_fields_set)})
     session.commit()
     note_write()
     details = uploads.details(session=session, photo=photo, rule_on=_settings().content_rule)
@@ -136,6 +141,8 @@ def delete(photo_id: int):
     photo = uploads.require(session=session, photo_id=photo_id, for_update=True)
     check_photo(authenticate(), "delete", photo_id=photo_id, owner_id=photo.owner_id)
     files = uploads.delete_photo(session=session, photo_id=photo_id, user_id=authenticate().user_id)
+    if files is not None:
+        audit.record(session, actor_id=authenticate().user_id, action="delete", photo_id=photo_id)
     session.commit()
     note_write()
     if files is None:  # deleted by a concurrent request between the lookup and the tombstone
@@ -159,7 +166,9 @@ def add_description(photo_id: int):
     check_photo(principal, "describe", photo_id=photo_id, owner_id=photo.owner_id)
     description_id = uploads.add_description(session=session, settings=_settings(), text_encoder=get_encoders().text,
                                             photo_id=photo_id, text_=text_, source="user", author=author,
-                                             author_id=principal.user_id, multilingual=get_encoders().multilingual)
+                                            author_id=principal.user_id, multilingual=get_encoders().multilingual)
+    audit.record(session, actor_id=principal.user_id, action="describe", photo_id=photo_id,
+                 details={"description_id": description_id})
     session.commit()
     note_write()
     shown = child_marks.shown_text(text_, rule_on=_settings().content_rule)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
+from service.accounts import audit
 from service.accounts.roles import check_photo
 from service.http import schemas
 from service.http.auth import authenticate
@@ -31,6 +32,10 @@ def rate():
         raise ApiError(f"description {body.description_id} does not exist", 404, field="description_id")
     vote = votes.add_vote(session=session, photo_id=body.photo_id, match=body.match, voter_id=principal.user_id,
                           description_id=body.description_id, query=body.query, client=body.client)
+    # The query's text stays in crowd_votes (where the content rule's views apply), not in the trail.
+    audit.record(session, actor_id=principal.user_id, action="vote", photo_id=body.photo_id,
+                 details={"vote_id": vote.vote_id, "description_id": body.description_id, "match": body.match,
+                          "replaced": vote.replaced})
     session.commit()
     note_write()
     query = None if body.query is None else votes.normal_query(body.query)

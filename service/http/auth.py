@@ -13,12 +13,12 @@ checked by the views, which know the photo. The person is kept in ``g.principal`
 from __future__ import annotations
 
 import hmac
-import math
 
 from flask import current_app, g, request
 
 from service.accounts import keys, sessions, users
 from service.accounts.roles import Forbidden, Principal, check_role
+from service.http import ratelimit, throttle
 from service.http.db_session import get_session
 from service.http.errors import ApiError
 
@@ -45,15 +45,22 @@ def authenticate(token: str | None = None) -> Principal:
     if token is None and uses_session():
         return session_principal()
     token = bearer_token() if token is None else token
-    if keys.looks_like_key(token):
-        try:
-            principal = users.authenticate(session=get_session(), token=token)
-        except users.InvalidKey as exc:
-            raise ApiError(str(exc), 403) from None
-    else:
-        principal = _bootstrap(token)
+    throttle.check()
+    try:
+        principal = _principal(token)
+    except ApiError as exc:
+        raise throttle.failed_attempt(exc) from None
     g.principal = principal
     return principal
+
+
+def _principal(token: str) -> Principal:
+    if keys.looks_like_key(token):
+        try:
+            return users.authenticate(session=get_session(), token=token)
+        except users.InvalidKey as exc:
+            raise ApiError(str(exc), 403) from None
+    return _bootstrap(token)
 
 
 def _bootstrap(token: str) -> Principal:
@@ -78,13 +85,7 @@ def require_write(action: str) -> Principal:
         check_role(principal, action)
     except Forbidden as exc:
         raise ApiError(str(exc), 403) from None
-    limiter = current_app.extensions.get("withsense.write_ratelimit")
-    if limiter is not None and not principal.is_admin:
-        wait = limiter.hit(f"user:{principal.user_id}")
-        if wait > 0:
-            raise ApiError(f"too many writes: at most {limiter.limit} per minute per person; "
-                           f"retry in {math.ceil(wait)} s", 429,
-                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+    _limit_writes(principal)
     return principal
 
 
@@ -116,3 +117,13 @@ def _live_principal(found: sessions.WebSession) -> Principal | None:
     if not found.from_key and not current_app.config["WITHSENSE"].api_token:
         return None
     return found.principal
+
+
+def _limit_writes(principal: Principal) -> None:
+    """``WITHSENSE_WRITE_RATE_LIMIT`` per person, shared by every worker (service/http/ratelimit.py)."""
+    limit = current_app.config["WITHSENSE"].write_rate_limit
+    if limit <= 0 or principal.is_admin:
+        return
+    wait = ratelimit.limits().hit("write", f"user:{principal.user_id}", limit)
+    if wait > 0:
+        raise ratelimit.too_many(f"too many writes: at most {limit} per minute per person", wait)

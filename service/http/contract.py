@@ -69,7 +69,7 @@ PHOTO_ID = f"<int(min=1, max={2**63 - 1}):photo_id>"
 # Answers an operation may give for reasons outside its own inputs, added where they apply.
 DATABASE_ERRORS = (503,)  # the database unreachable (Retry-After)
 BODY_ERRORS = (413, 415)  # body over WITHSENSE_MAX_UPLOAD_MB; wrong content type
-RATE_LIMITED = (429,)  # WITHSENSE_RATE_LIMIT (Retry-After)
+RATE_LIMITED = (429,)  # WITHSENSE_RATE_LIMIT, _WRITE_RATE_LIMIT, _KEY_FAILURE_LIMIT (Retry-After)
 # PATCH and DELETE /api/photos/<id> share their path with GET: for an id outside 1..2**63-1
 # werkzeug notes the other routes' methods before it checks the id, so it answers 405, not 404.
 ID_OUT_OF_RANGE = (405,)

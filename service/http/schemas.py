@@ -361,6 +361,48 @@ class SignIn(Body):
     key: str = Field(min_length=1, max_length=200, description="a person's API key (or the bootstrap token)")
 
 
+# --- audit trail ----------------------------------------------------------------------------
+
+AuditAction = Literal["upload", "describe", "vote", "edit", "delete", "key_issued", "key_revoked", "user_added",
+                      "sign_in"]
+
+
+def _decimal(value):
+    """A query-string id is ASCII digits: pydantic's lax int would take "1.0", " 1" or "١"."""
+    if isinstance(value, str) and not value.isascii() or isinstance(value, str) and not value.isdigit():
+        raise ValueError("must be a whole number in plain digits")
+    return value
+
+
+QueryId = Annotated[int, BeforeValidator(_decimal), Field(ge=1, le=MAX_ID)]
+
+
+class AuditQuery(Form):
+    """GET /api/audit's query string (values arrive as strings): filters, newest first, paged by ``before``."""
+
+    actor: str | None = Field(None, max_length=64, description="the name of the user who wrote")
+    action: AuditAction | None = None
+    photo_id: QueryId | None = None
+    before: QueryId | None = Field(None, description="records older than this audit id (the last page's `next`)")
+    limit: int = Field(100, ge=1, le=500)
+
+
+class AuditRecordOut(Reply):
+    audit_id: int
+    at: str
+    actor_id: int | None = Field(description="the user of the key; null for the command line")
+    actor: str | None = Field(description="that user's name")
+    action: AuditAction
+    photo_id: int | None
+    target_user_id: int | None = Field(description="the user a key or account action touched")
+    details: dict = Field(description="ids and flags of the write; never a key, hash or token")
+
+
+class AuditPage(Reply):
+    records: list[AuditRecordOut]
+    next: int | None = Field(description="pass as `before` for the next page; null on the last")
+
+
 # --- operations -----------------------------------------------------------------------------
 
 class Liveness(Reply):

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from service.accounts import audit
 from service.config import Settings
 from service.ingest.embedding_worker import drain
 from service.ingest.loader import remove_orphan_files
@@ -67,6 +68,9 @@ def add_files(paths, *, engine, settings: Settings, encoders, progress: bool = T
             with session_scope(engine) as session:
                 added = uploads.add_photo(data, session=session, settings=settings, encoders=encoders,
                                   file_name=path.name, **metadata)
+                # The command line's operator has no user row: actor NULL, marked as the CLI's.
+                audit.record(session, actor_id=None, action="upload", photo_id=added.photo_id,
+                             details={"via": "cli", "duplicate_of": added.duplicate_of})
         except (ImageRejected, uploads.DeletedBefore) as exc:
             report.rejected.append((str(path), str(exc)))
             continue

@@ -346,3 +346,39 @@ class SearchLog(Base):
     text_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
     text_vector: Mapped[Any | None] = mapped_column(Vector())
     about_children: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class RateCounter(Base):
+    """Hits per (bucket, client, 60 s window), shared by every worker and server (migration 0013,
+    UNLOGGED; service/http/ratelimit.py)."""
+
+    __tablename__ = "rate_counters"
+
+    bucket: Mapped[str] = mapped_column(Text, primary_key=True)
+    client: Mapped[str] = mapped_column(Text, primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True, index=True)
+    n: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+
+
+AUDIT_ACTIONS = ("upload", "describe", "vote", "edit", "delete", "key_issued", "key_revoked", "user_added", "sign_in")
+
+
+class AuditRecord(Base):
+    """One write: who, when, what, the photo or user it touched (migration 0013; append-only by a
+    trigger; service/audit.py)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        CheckConstraint(_in("action", AUDIT_ACTIONS), name="action"),
+        Index("ix_audit_log_actor_id", "actor_id", "id"),
+        Index("ix_audit_log_photo_id", "photo_id", "id"),
+        Index("ix_audit_log_action", "action", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(Text)
+    photo_id: Mapped[int | None] = mapped_column(BigInteger)
+    target_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    details: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
