@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from service.config import load_settings
-from tests.helpers import app_for, load_library, migrate_to, serve, stop_embedding_workers
+from tests.helpers import analyst_engine, app_for, load_library, migrate_to, serve, stop_embedding_workers
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +111,14 @@ def writable(make_database, settings_for, encoders):
     loader.embed_photos(library["engine"], library["settings"], FINGERPRINT, progress=False)
     yield library
     library["engine"].dispose()
+
+
+@pytest.fixture(scope="session")
+def writable_analyst(writable):
+    """The read-only ``analyst`` role's engine over the ``writable`` library."""
+    engine = analyst_engine(writable["settings"].database_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 from service.config import REPO_ROOT
@@ -130,3 +131,26 @@ def new_user(engine, role: str, name: str | None = None) -> dict:
     with session_scope(engine) as session:
         user_id, key = users.add_user(session=session, name=name, role=role)
     return {"user_id": user_id, "name": name, "role": role, "key": key, "auth": {"Authorization": f"Bearer {key}"}}
+
+
+def analyst_engine(url: str):
+    """The read-only ``analyst`` role's connection to the database at ``url`` (pgvector's types
+    registered, as on the service's own engines)."""
+    from sqlalchemy.engine import make_url
+
+    from service.store.db import make_engine
+
+    return make_engine(make_url(url).set(username="analyst", password=None).render_as_string(hide_password=False))
+
+
+def wait_for_queued_jobs(engine, timeout: float = 120.0) -> None:
+    """Until the embedding worker has taken every queued upload job: it writes in the background, so
+    a snapshot of the tables taken earlier would see its rows arrive."""
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while conn.execute(text("SELECT count(*) FROM embedding_jobs WHERE state = 'queued'")).scalar() \
+                and time.monotonic() < deadline:
+            conn.rollback()
+            time.sleep(0.1)

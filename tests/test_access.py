@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from tests.helpers import analyst_engine
 from tests.test_bad_input import snapshot
 
 # Every endpoint that writes, with a body that would succeed with the right token:
@@ -156,7 +156,7 @@ def test_no_table_holds_a_key_or_token_in_clear(loaded):
 
 @pytest.fixture(scope="module")
 def analyst(loaded):
-    engine = create_engine(make_url(loaded["settings"].database_url).set(username="analyst", password=None))
+    engine = analyst_engine(loaded["settings"].database_url)
     yield engine
     engine.dispose()
 

@@ -13,8 +13,7 @@ import uuid
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from tests.helpers import new_user, wait_searchable
@@ -476,15 +475,8 @@ def test_zero_turns_the_write_limit_off(writable, encoders):
 
 # --- analysts see users, never keys ---------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def analyst(writable):
-    engine = create_engine(make_url(writable["settings"].database_url).set(username="analyst", password=None))
-    yield engine
-    engine.dispose()
-
-
-def test_analysts_read_users_in_a_view_without_keys(analyst, people):
-    with analyst.connect() as conn:
+def test_analysts_read_users_in_a_view_without_keys(writable_analyst, people):
+    with writable_analyst.connect() as conn:
         rows = {r["name"]: r for r in conn.execute(text("SELECT * FROM analyst_users")).mappings()}
     assert rows[people["ana"]["name"]]["role"] == "photographer" and rows[people["ana"]["name"]]["active_keys"] == 1
     assert rows["bootstrap"]["role"] == "admin"
@@ -495,19 +487,19 @@ def test_analysts_read_users_in_a_view_without_keys(analyst, people):
 
 @pytest.mark.parametrize("statement", ["SELECT key_hash FROM api_keys", "SELECT * FROM api_keys",
                                        "SELECT * FROM users", "SELECT count(*) FROM users"])
-def test_analysts_cannot_read_the_tables_behind_it(analyst, statement):
+def test_analysts_cannot_read_the_tables_behind_it(writable_analyst, statement):
     with pytest.raises(DBAPIError, match="permission denied"):
-        with analyst.connect() as conn:
+        with writable_analyst.connect() as conn:
             conn.execute(text(statement))
 
 
-def test_analysts_see_which_ratings_belong_to_deleted_photos(analyst, writable_server, people):
+def test_analysts_see_which_ratings_belong_to_deleted_photos(writable_analyst, writable_server, people):
     photo_id = _upload(writable_server, 170020, people["ana"]).json()["photo_id"]
     vote = requests.post(f"{writable_server}/api/ratings", headers=people["cy"]["auth"], timeout=TIMEOUT,
                          json={"photo_id": photo_id, "query": "a photo soon deleted", "match": True}).json()
     assert requests.delete(f"{writable_server}/api/photos/{photo_id}", headers=people["ana"]["auth"],
                            timeout=TIMEOUT).status_code == 200
-    with analyst.connect() as conn:
+    with writable_analyst.connect() as conn:
         rows = dict(conn.execute(text(
             "SELECT v.id, p.deleted_at IS NOT NULL AS photo_deleted FROM crowd_votes v "
             "JOIN photos p ON p.id = v.photo_id")).all())

@@ -3,17 +3,17 @@ rule withholds nor anything secret. Every SQL example of docs/analysts.md: tests
 import re
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+
+from tests.helpers import analyst_engine
 
 
 @pytest.fixture(scope="module")
 def analyst(loaded):
     with loaded["engine"].begin() as conn:  # one logged search, so the search_log example has a row
         conn.execute(text("INSERT INTO search_log (query, blocked, n_results, took_ms) VALUES ('a dog', false, 5, 12.5)"))
-    url = make_url(loaded["settings"].database_url).set(username="analyst", password=None)
-    engine = create_engine(url)
+    engine = analyst_engine(loaded["settings"].database_url)
     yield engine
     engine.dispose()
 

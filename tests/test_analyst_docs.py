@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 import requests
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from service.config import REPO_ROOT
 from service.policy import NOTICE, is_about_children
 from service.store.db import as_array, make_engine
-from tests.helpers import FULL_DATASET, app_for, load_library, new_user, serve
+from tests.helpers import FULL_DATASET, analyst_engine, app_for, load_library, new_user, serve
 
 DOC = REPO_ROOT / "docs" / "analysts.md"
 EXAMPLE_KEY = "'1517721825_10176d0683.jpg#2'"  # the caption example 1 searches for; the tests swap it
@@ -49,11 +48,6 @@ def doc_blocks() -> dict[str, str]:
 
 def block(number: int) -> str:
     return next(sql for heading, sql in doc_blocks().items() if heading.startswith(f"{number}. "))
-
-
-def analyst_engine(url: str):
-    """The analyst's connection, with pgvector's types registered (as the service's own engines)."""
-    return make_engine(make_url(url).set(username="analyst", password=None).render_as_string(hide_password=False))
 
 
 def whitening_ranker(library: dict, encoders) -> dict:

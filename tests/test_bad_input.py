@@ -23,7 +23,7 @@ import requests
 from PIL import Image
 from sqlalchemy import text
 
-from tests.helpers import wait_searchable
+from tests.helpers import wait_for_queued_jobs, wait_searchable
 
 AUTH = {"Authorization": "Bearer test-token"}
 TIMEOUT = 60
@@ -73,14 +73,7 @@ def still_answering(request):
 def snapshot(engine) -> dict:
     """Row count of every table and an md5 over the rows of the checksummed ones, once the server's
     embedding worker has finished the uploads earlier tests queued (it writes in the background)."""
-    import time
-
-    deadline = time.monotonic() + 120
-    with engine.connect() as conn:
-        while conn.execute(text("SELECT count(*) FROM embedding_jobs WHERE state = 'queued'")).scalar() \
-                and time.monotonic() < deadline:
-            conn.rollback()
-            time.sleep(0.1)
+    wait_for_queued_jobs(engine)
     with engine.connect() as conn:
         tables = conn.execute(text(
             "SELECT table_name FROM information_schema.tables "

@@ -30,14 +30,16 @@ def server_log(tmp_path: Path) -> str:
     return (tmp_path / "gunicorn.log").read_text()[-4000:]
 
 
-def start_gunicorn(library: dict, tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
+def start_gunicorn(library: dict, tmp_path: Path, **env_overrides: str) -> tuple[subprocess.Popen, str, Path]:
+    """``withsense serve`` over ``library`` with WORKERS workers, ready and warmed; ``env_overrides``
+    replace settings (WITHSENSE_* variables)."""
     settings = library["settings"]
     port = free_port()
     metrics_dir = tmp_path / "metrics"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DATABASE_URL": settings.database_url,
            "WITHSENSE_DATA_DIR": str(settings.data_dir), "WITHSENSE_EXTRA_DATASET": "",
            "WITHSENSE_RATE_LIMIT": "0", "WITHSENSE_API_TOKEN": settings.api_token,
-           "WITHSENSE_READ_TIMEOUT": str(READ_TIMEOUT), "WITHSENSE_METRICS_DIR": str(metrics_dir)}
+           "WITHSENSE_READ_TIMEOUT": str(READ_TIMEOUT), "WITHSENSE_METRICS_DIR": str(metrics_dir), **env_overrides}
     log = open(tmp_path / "gunicorn.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
                              "--workers", str(WORKERS), "--threads", str(THREADS)],

@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -18,11 +16,9 @@ import pytest
 import requests
 from PIL import Image
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from service.config import REPO_ROOT
-from tests.helpers import app_for, free_port, new_user
+from tests.helpers import app_for, new_user, wait_for_queued_jobs
 
 ADMIN = {"Authorization": "Bearer test-token"}  # the bootstrap admin (WITHSENSE_API_TOKEN)
 WRONG = {"Authorization": "Bearer ws_0123456789ab_" + "A" * 43}
@@ -143,29 +139,14 @@ def _per_worker(metrics_dir) -> dict[int, float]:
 
 @pytest.mark.slow
 def test_two_gunicorn_workers_together_enforce_the_search_rate(writable, tmp_path):
-    from tests.test_gunicorn import _worker_pids, server_log, stop_gunicorn
+    from tests.test_gunicorn import WORKERS, _worker_pids, server_log, start_gunicorn, stop_gunicorn
 
-    limit, settings, port = 10, writable["settings"], free_port()
-    metrics_dir = tmp_path / "metrics"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DATABASE_URL": settings.database_url,
-           "WITHSENSE_DATA_DIR": str(settings.data_dir), "WITHSENSE_EXTRA_DATASET": "",
-           "WITHSENSE_RATE_LIMIT": str(limit), "WITHSENSE_TRUSTED_PROXIES": "127.0.0.1",
-           "WITHSENSE_METRICS_DIR": str(metrics_dir)}
-    log = open(tmp_path / "gunicorn.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "2",
-                             "--threads", "4"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    assert WORKERS == 2
+    limit, settings = 10, writable["settings"]
+    proc, base, metrics_dir = start_gunicorn(writable, tmp_path, WITHSENSE_RATE_LIMIT=str(limit),
+                                             WITHSENSE_TRUSTED_PROXIES="127.0.0.1")
     try:
         deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, server_log(tmp_path)
-            try:
-                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
         # Warm until every worker has answered (each writes its metrics files, named by its pid).
         while not set(_per_worker(metrics_dir)) >= _worker_pids(proc):
             assert time.monotonic() < deadline, server_log(tmp_path)
@@ -331,16 +312,8 @@ def test_admins_read_the_trail_through_the_api(audited, guarded):
     assert client.get("/api/audit?limit=0", headers=ADMIN).status_code == 400
 
 
-@pytest.fixture(scope="module")
-def analyst(writable):
-    url = make_url(writable["settings"].database_url).set(username="analyst", password=None)
-    engine = create_engine(url)
-    yield engine
-    engine.dispose()
-
-
-def test_analysts_read_the_trail_without_secrets(audited, analyst):
-    with analyst.connect() as conn:
+def test_analysts_read_the_trail_without_secrets(audited, writable_analyst):
+    with writable_analyst.connect() as conn:
         rows = conn.execute(text("SELECT * FROM analyst_audit WHERE photo_id = :p ORDER BY audit_id"),
                             {"p": audited["photo_id"]}).mappings().all()
         assert [r["action"] for r in rows] == ["upload", "describe", "edit", "vote", "delete"]
@@ -348,7 +321,7 @@ def test_analysts_read_the_trail_without_secrets(audited, analyst):
         assert set(rows[0]) == {"audit_id", "at", "actor_id", "actor_name", "actor_role", "action", "photo_id",
                                 "target_user_id"}
     for table in ("audit_log", "rate_counters"):
-        with analyst.connect() as conn, pytest.raises(DBAPIError, match="permission denied"):
+        with writable_analyst.connect() as conn, pytest.raises(DBAPIError, match="permission denied"):
             conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1"))
 
 
@@ -438,12 +411,7 @@ def _tables(engine, skip=("rate_counters", "search_log")) -> dict:
     """Row count and an md5 over the rows of every table (the search log, written by every search by
     design, and the limits' counters aside), once the embedding worker has finished the uploads
     earlier tests queued (it writes in the background)."""
-    deadline = time.monotonic() + 120
-    with engine.connect() as conn:
-        while conn.execute(text("SELECT count(*) FROM embedding_jobs WHERE state = 'queued'")).scalar() \
-                and time.monotonic() < deadline:
-            conn.rollback()
-            time.sleep(0.1)
+    wait_for_queued_jobs(engine)
     with engine.connect() as conn:
         tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).scalars()
         return {t: tuple(conn.execute(text(f'SELECT count(*), md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) '
