@@ -237,6 +237,21 @@ def test_every_api_write_is_in_the_trail_with_its_author(audited, writable):
     assert all(r.at is not None for r in rows)
 
 
+def test_a_sign_in_is_in_the_trail_and_a_wrong_key_is_not(writable, encoders):
+    """Signing the page in (POST /api/session) is recorded as the person's own act; a refused key
+    signs nobody in and records nothing."""
+    client = app_for(writable, encoders).test_client()
+    person = new_user(writable["engine"], "rater")
+    start = _trail(writable["engine"], 0)[-1].id
+    assert client.post("/api/session", json={"key": person["key"][:-2] + "xx"}).status_code == 403
+    assert _trail(writable["engine"], start) == []
+    assert client.post("/api/session", json={"key": person["key"]}).status_code == 200
+    rows = _trail(writable["engine"], start)
+    assert [(r.action, r.actor_id, r.target_user_id) for r in rows] == [
+        ("sign_in", person["user_id"], person["user_id"])]
+    assert not any(name in (rows[0].details or {}) for name in ("key", "token", "csrf", "session"))
+
+
 def test_a_refused_write_leaves_no_record(audited, writable):
     start = _trail(writable["engine"], 0)[-1].id
     client = audited["client"]
