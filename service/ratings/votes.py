@@ -29,8 +29,7 @@ INSERT_QUERY_VOTE_SQL = text(
     f"""INSERT INTO crowd_votes (photo_id, description_id, query, match, client, voter_id, about_children)
         VALUES (:photo_id, NULL, :query, :match, :client, :voter_id, :about_children)
         ON CONFLICT (voter_id, photo_id, query) WHERE voter_id IS NOT NULL AND description_id IS NULL
-        DO UPDATE SET match = EXCLUDED.match, client = EXCLUDED.client, about_children = EXCLUDED.about_children,
-                      created_at = now()
+        DO UPDATE SET match = EXCLUDED.match, client = EXCLUDED.client, created_at = now()
         {_RETURNING}"""
 )
 
