@@ -224,21 +224,60 @@ def cmd_ingest_folder(args, settings: Settings) -> int:
 
 
 def cmd_worker(args, settings: Settings) -> int:
-    """Compute image vectors for queued uploads: until the queue is empty (--once) or until stopped."""
-    from service.ingest.embedding_worker import EmbeddingWorker, drain
+    """Compute image vectors for queued uploads: until the queue is empty (--once) or until stopped.
+
+    Until stopped: woken by each upload's NOTIFY (and polling), stopped by SIGTERM or SIGINT after
+    the batch in hand, exit code 0. `withsense serve` runs it as a supervised child (service/processes.py).
+    """
+    import signal
+    import threading
+
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    # A supervisor blocks SIGTERM until the handler is set (service/processes.py): a pending one lands now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+    from service.ingest.embedding_worker import SERVER_BATCH, EmbeddingWorker, drain
+    from service.photos import embedding_queue
     from service.runtime import encoders_for
 
     engine, image_encoder = _engine(settings), encoders_for(settings).image
     if args.once:
         print(f"image vectors computed for {drain(engine, settings, image_encoder, progress=not args.quiet)} queued photo(s)")
         return 0
+    if stopping.is_set():
+        return 0
+    # Open the networks at the batch size the worker runs (ONNX Runtime keeps its largest batch's
+    # memory), so the first upload waits for no session and the memory plateau is reached now.
+    from PIL import Image
+
+    image_encoder.encode([Image.new("RGB", (64, 64))] * min(settings.embed_batch, SERVER_BATCH))
     worker = EmbeddingWorker(engine, settings, image_encoder)
     worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(1.0)
-    except KeyboardInterrupt:
-        worker.stop()
+    listener = threading.Thread(target=embedding_queue.listen, args=(engine, worker.wake, stopping),
+                                name="embedding-job-listener", daemon=True)
+    listener.start()
+    if not args.quiet:
+        print(f"image worker ready (pid {os.getpid()}): {image_encoder.name}", file=sys.stderr, flush=True)
+    while not stopping.wait(1.0):
+        if not worker.is_alive():
+            return 1
+    worker.stop()
+    listener.join(5.0)
+    engine.dispose()
+    return 0
+
+
+def cmd_stop(args, settings: Settings) -> int:
+    """Stop every `withsense serve` of this data directory, then the embedded PostgreSQL."""
+    from service.processes import stop_servers
+    from service.store import embedded
+
+    for pid in stop_servers(settings):
+        print(f"stopped the server (pid {pid})")
+    if not settings.database_url:
+        print("database stopped" if embedded.stop(settings.pgdata_dir) else "database not running")
     return 0
 
 
@@ -383,6 +422,13 @@ def serve_flags(args) -> list[str]:
             for part in (f"--{name}", str(getattr(args, name)))]
 
 
+def _database_running(settings: Settings) -> bool:
+    """Whether a database is up before this command starts one: one it starts, it owns."""
+    from service.store import embedded
+
+    return bool(settings.database_url) or embedded.running_url(settings.pgdata_dir) is not None
+
+
 def cmd_serve(args, settings: Settings) -> int:
     from service.store.db import resolve_url
 
@@ -391,19 +437,20 @@ def cmd_serve(args, settings: Settings) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    owns_database = args.stop_database or not _database_running(settings)
     # Workers share one database: resolve (and start) the embedded server once, before forking;
     # the workers are forked with these settings, so the resolved URL is the one they use.
     settings = settings.with_overrides({"database_url": resolve_url(settings)})
-    # gunicorn in this process, with these settings (service/server.py): a second interpreter
-    # (execv) would start Python and import the settings again, which the cold start pays for.
-    from service.server import Server
+    # gunicorn forked from this process, beside the image worker (service/processes.py): a second
+    # interpreter (execv) would start Python and import the settings again, which the cold start pays for.
+    from service.processes import serve
 
-    Server(settings).run()
-    return 0
+    return serve(settings, image_worker=not args.no_image_worker, stop_database=owns_database)
 
 
 def cmd_demo(args, settings: Settings) -> int:
     """Everything `make demo` needs, each step a no-op when already done."""
+    owns_database = not _database_running(settings)
     cmd_migrate(argparse.Namespace(revision=None, downgrade=False), settings)
     if cmd_models_export(argparse.Namespace(all=False), settings) != 0:
         return 1
@@ -413,7 +460,8 @@ def cmd_demo(args, settings: Settings) -> int:
     # Serve from a fresh interpreter in this process's place. The steps above loaded torch,
     # TensorFlow and ONNX Runtime: workers forked from here would carry gigabytes they never use,
     # and ONNX Runtime's inherited thread pools abort them at exit (SIGABRT/SIGSEGV on shutdown).
-    argv = [sys.executable, "-m", "service.cli", "serve", *serve_flags(args)]
+    argv = [sys.executable, "-m", "service.cli", "serve", *serve_flags(args),
+            *(["--stop-database"] if owns_database else [])]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
@@ -465,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     folder.add_argument("--quiet", action="store_true")
     folder.set_defaults(func=cmd_ingest_folder)
 
-    worker = sub.add_parser("worker", help="compute image vectors for queued uploads (each server process also does)")
+    worker = sub.add_parser("worker", help="compute image vectors for queued uploads (`serve` runs one)")
     worker.add_argument("--once", action="store_true", help="stop when the queue is empty")
     worker.add_argument("--quiet", action="store_true")
     worker.set_defaults(func=cmd_worker)
@@ -512,6 +560,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, help="worker processes (default: WITHSENSE_WORKERS, 2)")
         p.add_argument("--threads", type=int, help="threads per worker (default: WITHSENSE_THREADS, 4)")
         p.set_defaults(func=func)
+    serve = sub.choices["serve"]
+    serve.add_argument("--no-image-worker", action="store_true",
+                       help="run no `withsense worker` beside the web workers (one runs elsewhere)")
+    serve.add_argument("--stop-database", action="store_true",
+                       help="stop the embedded PostgreSQL on exit (the default when this command started it)")
+    stop = sub.add_parser("stop", help="stop the servers of this data directory, then the embedded PostgreSQL")
+    stop.set_defaults(func=cmd_stop)
     return parser
 
 

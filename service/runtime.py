@@ -1,17 +1,17 @@
-"""Per-process objects that are expensive to build: encoders and the searcher, made once per worker,
-and the background thread that makes uploaded photos searchable."""
-from __future__ import annotations
+"""Per-process objects that are expensive to build: encoders and the searcher, made once per worker.
 
-import threading
+A web worker runs the text side only (MiniLM, USE, the language router). Uploaded photos get their
+image vectors in a process of their own, `withsense worker` (service/ingest/embedding_worker.py),
+which `withsense serve` supervises (service/processes.py): the image networks are never loaded here
+unless a search by an uploaded image asks for them (``POST /search/similar`` with a file).
+"""
+from __future__ import annotations
 
 from flask import Flask, current_app
 
 from ml.encoders import EncoderPair, load_encoders
 from service.config import Settings
-from service.ingest.embedding_worker import EmbeddingWorker
 from service.search.searcher import Searcher
-
-_worker_lock = threading.Lock()
 
 
 def encoders_for(settings: Settings) -> EncoderPair:
@@ -50,24 +50,6 @@ def get_encoders(app: Flask | None = None) -> EncoderPair:
     return encoders
 
 
-def embedding_worker(app: Flask | None = None) -> EmbeddingWorker:
-    """This process's embedding worker thread, started on first use (an upload, or ``warm_up``)."""
-    app = app or current_app
-    with _worker_lock:
-        worker = app.extensions.get("withsense.embedding_worker")
-        if worker is None or not worker.is_alive():
-            worker = EmbeddingWorker(app.extensions["withsense.engine"], app.config["WITHSENSE"], get_encoders(app).image)
-            worker.start()
-            app.extensions["withsense.embedding_worker"] = worker
-    return worker
-
-
-def stop_embedding_worker(app: Flask) -> None:
-    worker = app.extensions.pop("withsense.embedding_worker", None)
-    if worker is not None:
-        worker.stop()
-
-
 def warm_up(app: Flask) -> None:
     """Load models and run one search-sized encoding, so the first real search is as fast as any."""
     with app.app_context():
@@ -80,16 +62,6 @@ def warm_up(app: Flask) -> None:
             searcher.active_state()  # reads the active ranker's row and loads it into the cache
         except Exception:  # noqa: BLE001 - no model (or no database) yet: the first search will say so
             searcher.models.invalidate()
-        # The upload path's networks too, at the largest batch the worker thread runs: sessions are
-        # made on first use and ONNX Runtime's arena keeps the memory of the largest batch, so doing
-        # both here makes a worker's memory reach its plateau before it serves, not mid-traffic.
-        from PIL import Image
-
-        from service.ingest.embedding_worker import SERVER_BATCH
-
-        get_encoders(app).image.encode([Image.new("RGB", (64, 64))] * SERVER_BATCH)
-    # Jobs queued while no server ran (or left by a crash) are taken up without waiting for an upload.
-    embedding_worker(app)
 
 
 def shut_down(app: Flask) -> None:

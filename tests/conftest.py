@@ -123,11 +123,7 @@ def writable_analyst(writable):
 
 @pytest.fixture(scope="session")
 def writable_app(writable, encoders):
-    from service.runtime import stop_embedding_worker
-
-    app = app_for(writable, encoders)
-    yield app
-    stop_embedding_worker(app)  # its uploads' worker thread, before the database goes
+    return app_for(writable, encoders)  # its uploads' worker thread stops with the session (server_url)
 
 
 @pytest.fixture(scope="session")

@@ -27,15 +27,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop_embedding_workers() -> None:
-    """Stop the embedding worker threads of every app the tests made, before the database goes.
-    Found by type, not by a list of apps: tests make apps of their own with ``app_for``, and a
-    thread of any of them is found this way without each test registering its app."""
-    from service.ingest.embedding_worker import EmbeddingWorker
+_embedding_workers: dict[str, tuple] = {}  # database URL -> (worker thread, its listener's stop event)
 
-    for thread in threading.enumerate():
-        if isinstance(thread, EmbeddingWorker):
-            thread.stop()
+
+def start_embedding_worker(library: dict, encoders) -> None:
+    """What `withsense worker` runs beside every deployment's web workers, as threads of the test
+    process, once per library: the worker, woken by each upload's NOTIFY. Web apps run no image
+    networks (service/runtime.py), so an app's uploads become searchable through this."""
+    from service.ingest.embedding_worker import EmbeddingWorker
+    from service.photos import embedding_queue
+
+    url = library["settings"].database_url
+    running = _embedding_workers.get(url)
+    if running is not None and running[0].is_alive():
+        return
+    worker = EmbeddingWorker(library["engine"], library["settings"], encoders.image)
+    worker.start()
+    stopping = threading.Event()
+    threading.Thread(target=embedding_queue.listen, args=(library["engine"], worker.wake, stopping),
+                     name="embedding-job-listener", daemon=True).start()
+    _embedding_workers[url] = (worker, stopping)
+
+
+def stop_embedding_workers() -> None:
+    """Stop every embedding worker thread the tests started, before the database goes."""
+    for worker, stopping in _embedding_workers.values():
+        stopping.set()
+        worker.stop()
+    _embedding_workers.clear()
 
 
 def migrate_to(url: str, revision: str, *, down: bool = False) -> None:
@@ -81,6 +100,7 @@ def app_for(library: dict, encoders, **overrides):
                       "onnx_dir": settings.onnx_dir, **overrides})
     app.config["TESTING"] = True
     app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app
+    start_embedding_worker(library, encoders)
     return app
 
 

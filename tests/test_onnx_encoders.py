@@ -90,7 +90,7 @@ SERVING_PROBE = textwrap.dedent("""
     client = app.test_client()
     response = client.post("/api/search", json={"query": "a dog runs on the grass"})
     russian = client.post("/api/search", json={"query": "собака бежит по траве"})  # USE multilingual's path
-    # an upload, made searchable by this process's embedding worker: the image networks run here too
+    # an upload, made searchable by the image worker (the test's; a web process runs no image network)
     picture = io.BytesIO()
     pixels = np.random.default_rng(int(time.time())).integers(0, 255, (9, 12, 3), dtype=np.uint8)
     Image.fromarray(pixels).resize((240, 180)).save(picture, "JPEG")
@@ -103,6 +103,9 @@ SERVING_PROBE = textwrap.dedent("""
         time.sleep(0.1)
     heavy = sorted(m for m in ("torch", "sentence_transformers", "tensorflow", "keras", "transformers")
                    if m in sys.modules)
+    image = app.extensions["withsense.encoders"].image
+    parts = [getattr(p, "encoder", p) for p in getattr(image, "parts", [image])]
+    heavy += [p.name for p in parts if "_session" in vars(p)]  # an image network opened in the web process
     print(json.dumps({"status": response.status_code, "body": response.get_json(), "heavy": heavy,
                       "russian": [russian.status_code, russian.get_json()["text_encoder"]],
                       "upload": upload.status_code, "state": state}))
@@ -110,7 +113,10 @@ SERVING_PROBE = textwrap.dedent("""
 
 
 @pytest.mark.slow  # a serving process of its own, loading the models
-def test_serving_process_imports_no_torch(writable):
+def test_serving_process_imports_no_torch(writable, encoders):
+    from tests.helpers import start_embedding_worker
+
+    start_embedding_worker(writable, encoders)  # `withsense worker`'s part, in this process
     settings = writable["settings"]
     overrides = {"database_url": settings.database_url, "data_dir": str(settings.data_dir), "api_token": "test-token",
                  "onnx_dir": settings.onnx_dir, "extra_dataset": "", "rate_limit": 0}

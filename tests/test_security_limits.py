@@ -40,11 +40,7 @@ def _jpeg(seed: int) -> bytes:
 @pytest.fixture(scope="module")
 def guarded(writable, encoders):
     """The search limit off, the wrong-key throttle at its default (20 per minute)."""
-    from service.runtime import stop_embedding_worker
-
-    app = app_for(writable, encoders, rate_limit=0, key_failure_limit=20)
-    yield app
-    stop_embedding_worker(app)
+    return app_for(writable, encoders, rate_limit=0, key_failure_limit=20)
 
 
 # --- throttled guessing ---------------------------------------------------------------------

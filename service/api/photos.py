@@ -26,7 +26,7 @@ from service.http.db_session import get_session, note_write, run_read
 from service.http.pictures import picture
 from service.photos import child_marks, embedding_queue, uploads
 from service.photos.images import ACCEPTED_FORMATS, EXTENSIONS, thumbnail_jpeg
-from service.runtime import embedding_worker, get_encoders
+from service.runtime import get_encoders
 from service.store import photo_files
 
 bp = Blueprint("photos", __name__)
@@ -51,9 +51,7 @@ def upload():
                               owner_id=authenticate().user_id, **form.model_dump(exclude={"file"}))
     audit.record(session, actor_id=authenticate().user_id, action="upload", photo_id=added.photo_id,
                  details={"duplicate_of": added.duplicate_of, "queued": added.queued})
-    session.commit()
-    if added.queued:
-        embedding_worker().wake()
+    session.commit()  # the queued job's NOTIFY wakes `withsense worker` (service/photos/embedding_queue.py)
     note_write()
     stored = uploads.require(session=session, photo_id=added.photo_id)
     state = embedding_queue.search_state(session=session, photo_id=added.photo_id, encoder_key=_settings().encoder_key)

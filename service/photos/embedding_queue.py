@@ -7,16 +7,27 @@ vectors and ``finish``es the jobs before it commits. The row lock lasts as long 
 so a worker that dies mid-job (killed, out of memory, connection lost) leaves the job queued for the
 next claim. A job that raises counts an attempt (``record_failure``) and is ``failed`` after
 ``MAX_ATTEMPTS``, so one bad file cannot hold the queue.
+
+Workers run in a process of their own (`withsense worker`), not beside the web workers: ``enqueue``
+sends a NOTIFY on ``CHANNEL`` in the upload's transaction (PostgreSQL delivers it at commit, never
+for a rolled-back upload), and ``listen`` wakes the worker with it, so an upload does not wait for
+the next poll.
 """
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
+log = logging.getLogger(__name__)
+
 MAX_ATTEMPTS = 3
+CHANNEL = "embedding_jobs"
 
 ENQUEUE_SQL = text(
     """INSERT INTO embedding_jobs (photo_id) VALUES (:photo_id)
@@ -63,6 +74,38 @@ PHOTO_SEARCH_STATE_SQL = text(
 
 def enqueue(*, session: Session, photo_id: int) -> None:
     session.execute(ENQUEUE_SQL, {"photo_id": photo_id})
+    session.execute(text(f"NOTIFY {CHANNEL}"))  # one per transaction however many: PostgreSQL folds equal ones
+
+
+def listen(engine: Engine, on_job: Callable[[], None], stopping: threading.Event, *, retry_seconds: float = 2.0) -> None:
+    """Call ``on_job`` whenever a transaction that enqueued a job commits, until ``stopping`` is set.
+
+    Runs on a connection of its own (LISTEN needs one that stays open outside any transaction). When
+    the database goes away it reconnects every ``retry_seconds`` and calls ``on_job`` once back, for
+    the jobs enqueued meanwhile; the worker's poll covers them too, this only makes it sooner.
+    """
+    last_error = None
+    while not stopping.is_set():
+        try:
+            raw = engine.raw_connection()
+            try:
+                conn = raw.driver_connection
+                conn.autocommit = True
+                conn.execute(f"LISTEN {CHANNEL}")
+                on_job()
+                last_error = None
+                while not stopping.is_set():
+                    # Returns after a notification or a second, to look at ``stopping``.
+                    if any(True for _ in conn.notifies(timeout=1.0, stop_after=1)):
+                        on_job()
+            finally:
+                raw.invalidate()  # the session is LISTENing: never hand it back to the pool
+        except Exception as exc:  # noqa: BLE001 - the database away: retried, logged once per outage
+            error = f"{type(exc).__name__}: {exc}"
+            if error != last_error:
+                log.warning("listening for embedding jobs: %s", error)
+            last_error = error
+            stopping.wait(retry_seconds)
 
 
 def claim(conn: Connection, *, limit: int) -> list[tuple[int, str, int]]:

