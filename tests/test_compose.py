@@ -119,6 +119,17 @@ def test_app_starts_after_init_succeeded_and_serves_with_gunicorn_conf(services)
     assert "withsense migrate" not in _command(app)  # init's job
 
 
+def test_a_worker_service_embeds_uploads_beside_the_app(services):
+    worker, app = services["worker"], services["app"]
+    assert worker["command"] == ["withsense", "worker"]
+    assert worker["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert worker["depends_on"]["db"]["condition"] == "service_healthy"
+    # the same database and photo store as the app: it reads the uploads the app stored
+    assert _environment(worker)["DATABASE_URL"] == _environment(app)["DATABASE_URL"]
+    assert "app-data:/data" in worker["volumes"]
+    assert worker["restart"] == "unless-stopped"
+
+
 def test_dockerfile_installs_the_lock_before_copying_code_and_runs_gunicorn_conf():
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
     copy_lock = lines.index("COPY requirements.lock ./")
