@@ -87,6 +87,7 @@ class Supervisor:
         self.master = 0
         self.worker: subprocess.Popen | None = None
         self.failures: list[str] = []
+        self._signalled: set[int] = set()
 
     def _on_signal(self, signum, _frame) -> None:
         if not self.stopping:
@@ -95,8 +96,11 @@ class Supervisor:
         self._forward(signal.SIGTERM)
 
     def _forward(self, signum: int) -> None:
+        # Once each: a second SIGTERM could land while the process is already exiting, after Python
+        # has put the default handlers back, and kill it.
         for pid in (self.master, self.worker.pid if self.worker and self.worker.returncode is None else 0):
-            if pid:
+            if pid and pid not in self._signalled:
+                self._signalled.add(pid)
                 try:
                     os.kill(pid, signum)
                 except ProcessLookupError:
@@ -139,7 +143,7 @@ class Supervisor:
         if self.worker is None:
             return
         if self.worker.poll() is None:
-            self.worker.terminate()
+            self._forward(signal.SIGTERM)  # the worker only: the master is gone
             try:
                 self.worker.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
@@ -182,13 +186,17 @@ def _is_serve(pid: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Running: not gone, and not a zombie whose parent has not reaped it yet (its work is over)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return not Path("/proc/self").exists()
 
 
 def stop_servers(settings: Settings, *, timeout: float = 30.0) -> list[int]:

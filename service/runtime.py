@@ -7,6 +7,8 @@ unless a search by an uploaded image asks for them (``POST /search/similar`` wit
 """
 from __future__ import annotations
 
+import threading
+
 from flask import Flask, current_app
 
 from ml.encoders import EncoderPair, load_encoders
@@ -55,13 +57,18 @@ def warm_up(app: Flask) -> None:
     with app.app_context():
         searcher = get_searcher(app)
         searcher.text_encoder.encode(["warm up"])
-        if searcher.multilingual is not None:  # USE's network and the language models (lingua: ~5 s)
-            searcher.multilingual.encode(["warm up"])
-            searcher.router.load()
+        searcher.router.load()  # lingua's low-accuracy models (~0.2 s; ml/language.py)
         try:
             searcher.active_state()  # reads the active ranker's row and loads it into the cache
         except Exception:  # noqa: BLE001 - no model (or no database) yet: the first search will say so
             searcher.models.invalidate()
+    if searcher.multilingual is not None:
+        # USE serves queries in other languages only: its network (~1 s to open, ONNX Runtime lets go
+        # of the GIL meanwhile) opens in the background, so the worker takes its first search sooner.
+        # A query that needs it before then waits for it (the session is a cached_property, which
+        # Python 3.11 opens under a lock).
+        threading.Thread(target=searcher.multilingual.encode, args=(["warm up"],), name="use-warm-up",
+                         daemon=True).start()
 
 
 def shut_down(app: Flask) -> None:
