@@ -52,48 +52,53 @@ SCRIPT_LANGUAGES = {"CYRILLIC": "ru", "HANGUL": "ko", "THAI": "th", "ARABIC": "a
                     "CJK": "zh"}
 
 
-MODES = ("low_then_high", "high", "low")
+MODES = ("low_then_pair", "low_then_high", "high", "low")
 
 
 class QueryLanguage:
     """``detect(text)`` -> an ISO 639-1 code (``"en"``, ``"ru"``, ``"de"``, ...) or ``"und"``.
 
-    ``mode`` (research.routing_detector measures each):
+    ``mode`` (research.routing_detector measures each; docs/model.md has the table):
 
-    - ``"low_then_high"`` (served): lingua's low-accuracy mode (trigrams, ~15 MB, ~0.2 s to load)
-      first; a text it puts in another language than English is asked again in high-accuracy mode,
-      whose answer stands. High accuracy's models (~280 MB, 2-3 s) load on the first such query, so
-      a process serving English loads them never, and a server's warm-up does not wait for them;
-    - ``"high"``: high-accuracy mode for every Latin-script text;
+    - ``"low_then_pair"`` (served): lingua's low-accuracy mode (trigrams, ~15 MB, ~0.2 s to load)
+      first; a text it puts in another language than English is asked again in high-accuracy mode
+      between English and that language alone, whose answer stands. Those two languages' models
+      (~30-60 MB, under a second) load on the first text that needs them, so a server's warm-up
+      and cold start wait for none, and a process holds the languages its traffic brought;
+    - ``"low_then_high"``: the same, the second opinion from all nine languages in high accuracy
+      (~280 MB and 2-7 s to load, at the first text that needs it);
+    - ``"high"``: high-accuracy mode for every Latin-script text (served until issue 18);
     - ``"low"``: low-accuracy mode alone.
     """
 
-    def __init__(self, mode: str = "low_then_high") -> None:
+    def __init__(self, mode: str = "low_then_pair") -> None:
         if mode not in MODES:
             raise ValueError(f"unknown language detection mode {mode!r}; choose one of {MODES}")
         self.mode = mode
         self._lock = threading.Lock()
-        self._detectors: dict[bool, object] = {}
+        self._detectors: dict[tuple, object] = {}
 
     def load(self) -> QueryLanguage:
         """Load the models every Latin-script query needs (a server's warm-up)."""
         self._latin_detector(low=self.mode != "high").detect_language_of("warm up")
         return self
 
-    def _latin_detector(self, *, low: bool):
-        detector = self._detectors.get(low)
+    def _latin_detector(self, *, low: bool, languages: tuple[str, ...] = LATIN_LANGUAGES):
+        key = (languages, low)
+        detector = self._detectors.get(key)
         if detector is None:
             with self._lock:
-                detector = self._detectors.get(low)
+                detector = self._detectors.get(key)
                 if detector is None:
                     from lingua import Language, LanguageDetectorBuilder
 
                     builder = (LanguageDetectorBuilder
-                               .from_languages(*(getattr(Language, name) for name in LATIN_LANGUAGES))
-                               .with_minimum_relative_distance(MIN_RELATIVE_DISTANCE)
-                               .with_preloaded_language_models())
+                               .from_languages(*(getattr(Language, name) for name in languages))
+                               .with_minimum_relative_distance(MIN_RELATIVE_DISTANCE))
+                    if languages == LATIN_LANGUAGES:  # else lazily: only the two languages' models load
+                        builder = builder.with_preloaded_language_models()
                     detector = (builder.with_low_accuracy_mode() if low else builder).build()
-                    self._detectors[low] = detector
+                    self._detectors[key] = detector
         return detector
 
     def _latin(self, text: str):
@@ -102,6 +107,8 @@ class QueryLanguage:
         language = self._latin_detector(low=True).detect_language_of(text)
         if self.mode == "low" or language is None or language.iso_code_639_1.name == "EN":
             return language
+        if self.mode == "low_then_pair":  # high accuracy between English and that language alone
+            return self._latin_detector(low=False, languages=("ENGLISH", language.name)).detect_language_of(text)
         return self._latin_detector(low=False).detect_language_of(text)
 
     def detect(self, text: str) -> str:

@@ -84,7 +84,7 @@ def main() -> None:
     english = english_texts(args.data)
     texts = english + SHORT_ENGLISH + [t for t, _ in SHORT_OTHER]
     report = {}
-    for variant in ("high", "low", "low_then_high"):
+    for variant in ("high", "low", "low_then_high", "low_then_pair"):
         done = subprocess.run([sys.executable, "-c", PROBE, variant], input=json.dumps(texts), text=True,
                               capture_output=True, check=True)
         result = json.loads(done.stdout)
