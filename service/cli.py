@@ -232,20 +232,24 @@ def cmd_worker(args, settings: Settings) -> int:
     import signal
     import threading
 
+    from service.runtime import encoders_for
+
+    if args.once:
+        from service.ingest.embedding_worker import drain
+
+        engine, image_encoder = _engine(settings), encoders_for(settings).image
+        print(f"image vectors computed for {drain(engine, settings, image_encoder, progress=not args.quiet)} queued photo(s)")
+        return 0
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     # A supervisor blocks SIGTERM until the handler is set (service/processes.py): a pending one lands now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
-    from service.ingest.embedding_worker import SERVER_BATCH, EmbeddingWorker, drain
+    from service.ingest.embedding_worker import SERVER_BATCH, EmbeddingWorker
     from service.photos import embedding_queue
-    from service.runtime import encoders_for
 
     engine, image_encoder = _engine(settings), encoders_for(settings).image
-    if args.once:
-        print(f"image vectors computed for {drain(engine, settings, image_encoder, progress=not args.quiet)} queued photo(s)")
-        return 0
     if stopping.is_set():
         return 0
     # Open the networks at the batch size the worker runs (ONNX Runtime keeps its largest batch's

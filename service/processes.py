@@ -5,8 +5,9 @@
 - **gunicorn**, forked from it (the master and its web workers, service/server.py): a fork, not a
   second interpreter, so the cold start pays for no second Python start-up;
 - **`withsense worker`**, the image embedding process (service/ingest/embedding_worker.py), started
-  at a lower CPU priority (searches come first on a small machine) and restarted when it dies, after
-  1, 2, 4, ... up to 60 s (back to 1 s once it has run a minute), each restart logged.
+  once a web worker answers (its start-up would slow theirs), at a lower CPU priority (searches come
+  first on a small machine), and restarted when it dies, after 1, 2, 4, ... up to 60 s (back to 1 s
+  once it has run a minute), each restart logged.
 
 SIGINT (Ctrl-C, which the terminal sends to every process of the group) or SIGTERM (`withsense
 stop`, `make stop`) stops both: gunicorn gracefully, the worker after its current batch (a batch
@@ -22,7 +23,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from service.config import Settings
@@ -30,6 +33,7 @@ from service.config import Settings
 WORKER_NICENESS = 10
 STOP_GRACE_S = 20.0  # then SIGKILL: a stuck child must not keep `make stop` waiting forever
 MAX_BACKOFF_S = 60.0
+WEB_READY_TIMEOUT_S = 120.0
 POLL_S = 0.1
 
 
@@ -79,6 +83,26 @@ def _spawn_worker() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], preexec_fn=_worker_preexec)
 
 
+def _wait_for_web(bind: str, ready: threading.Event, timeout: float = WEB_READY_TIMEOUT_S) -> None:
+    """Set ``ready`` once a web worker answers /healthz (or after ``timeout``): the image worker
+    starts then, so on a small machine its start-up (five networks) does not slow the web workers'
+    warm-up and the first search. Uploads made meanwhile wait in the queue."""
+    host, _, port = bind.rpartition(":")
+    if bind.startswith(("unix:", "fd://")) or not port.isdigit():
+        ready.set()  # not an address this can ask
+        return
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=timeout) as response:
+                if response.status == 200:
+                    break
+        except OSError:  # not listening yet (a refused connection), or not answering
+            time.sleep(0.2)
+    ready.set()
+
+
 class Supervisor:
     def __init__(self, settings: Settings, *, image_worker: bool = True):
         self.settings = settings
@@ -122,9 +146,12 @@ class Supervisor:
         self.master = _fork_gunicorn(self.settings)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
+        web_ready = threading.Event()
+        threading.Thread(target=_wait_for_web, args=(self.settings.bind, web_ready), daemon=True,
+                         name="web-ready").start()
         backoff, next_start, started = 1.0, time.monotonic(), 0.0
         while not self._reap_master():
-            if self.image_worker and not self.stopping:
+            if self.image_worker and not self.stopping and web_ready.is_set():
                 if self.worker is None and time.monotonic() >= next_start:
                     self.worker, started = _spawn_worker(), time.monotonic()
                 elif self.worker is not None and self.worker.poll() is not None:

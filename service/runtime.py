@@ -56,19 +56,27 @@ def warm_up(app: Flask) -> None:
     """Load models and run one search-sized encoding, so the first real search is as fast as any."""
     with app.app_context():
         searcher = get_searcher(app)
+        # USE is on every search's path (descriptions are matched in its space too), so the worker
+        # waits for it; it opens in a thread of its own while MiniLM, lingua and the ranker load
+        # here: ONNX Runtime lets go of the GIL while it builds a session, and a worker is ready
+        # about one network sooner on two cores.
+        use = None
+        if searcher.multilingual is not None:
+            use = threading.Thread(target=searcher.multilingual.encode, args=(["warm up"],), name="use-warm-up")
+            use.start()
         searcher.text_encoder.encode(["warm up"])
         searcher.router.load()  # lingua's low-accuracy models (~0.2 s; ml/language.py)
         try:
             searcher.active_state()  # reads the active ranker's row and loads it into the cache
         except Exception:  # noqa: BLE001 - no model (or no database) yet: the first search will say so
             searcher.models.invalidate()
-    if searcher.multilingual is not None:
-        # USE serves queries in other languages only: its network (~1 s to open, ONNX Runtime lets go
-        # of the GIL meanwhile) opens in the background, so the worker takes its first search sooner.
-        # A query that needs it before then waits for it (the session is a cached_property, which
-        # Python 3.11 opens under a lock).
-        threading.Thread(target=searcher.multilingual.encode, args=(["warm up"],), name="use-warm-up",
-                         daemon=True).start()
+            return
+        finally:
+            if use is not None:
+                use.join()
+        # One search, not logged: the first statement on a connection, SQLAlchemy's compiled
+        # statements and the rows' pages cost the first user ~0.2 s otherwise.
+        searcher.search("warm up", log=False)
 
 
 def shut_down(app: Flask) -> None:

@@ -14,6 +14,8 @@ docs/scaling.md has the measurements behind the defaults.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import socket
@@ -122,8 +124,11 @@ def gunicorn_options(settings: Settings) -> dict:
 
         import service.api.search  # noqa: F401 - the search path: numpy, scikit-learn, psycopg
 
+        warm_up_turns.prepare()
+
     def on_exit(server):
         metrics.remove_own()
+        warm_up_turns.remove()
 
     return {
         "bind": settings.bind,
@@ -155,11 +160,41 @@ def when_ready(server):
     print(f"With Sense is up: {server.LISTENERS[0]}/", flush=True)
 
 
+class _WarmUpTurns:
+    """One worker warms up at a time. A warm-up is CPU work (ONNX sessions, the ranker): workers
+    warming side by side on two cores each take as long as all of them in turn, so in turn the first
+    one serves sooner (the cold start) and the last no later. A file lock, each worker opening the
+    file itself (a lock taken through a descriptor inherited from the master would be shared)."""
+
+    path: str | None = None
+
+    def prepare(self) -> None:
+        handle, self.path = tempfile.mkstemp(prefix="withsense-warm-up-")
+        os.close(handle)
+
+    def remove(self) -> None:
+        if self.path:
+            Path(self.path).unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def turn(self):
+        if not self.path:  # the hooks ran without on_starting (not gunicorn's master): no turns
+            yield
+            return
+        with open(self.path) as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield  # the lock goes with the file
+
+
+warm_up_turns = _WarmUpTurns()
+
+
 def post_worker_init(worker):
     # Load the encoders and the active model now, so no user waits for the first search's imports.
     from service.runtime import warm_up
 
-    warm_up(worker.wsgi)
+    with warm_up_turns.turn():
+        warm_up(worker.wsgi)
 
 
 def worker_exit(server, worker):

@@ -68,3 +68,25 @@ def test_every_process_exits_cleanly(loaded, tmp_path, how):
     assert "exited with code" not in log, log  # gunicorn names a web worker that exited non-zero
     for worker in web_workers:
         assert f"Worker exiting (pid: {worker.pid})" in log, log
+
+
+def test_a_killed_image_worker_is_restarted_and_says_so(loaded, tmp_path):
+    proc, _base, _ = start_gunicorn(loaded, tmp_path)
+    try:
+        wait_for_line(tmp_path, "image worker ready")
+        supervisor = psutil.Process(proc.pid)
+        (first,) = [p for p in supervisor.children() if "service.cli worker" in " ".join(p.cmdline())]
+        first.kill()
+        wait_for_line(tmp_path, f"image worker (pid {first.pid}) was killed by SIGKILL")
+        assert "restarting it in 1 s" in server_log(tmp_path)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            again = [p for p in supervisor.children() if "service.cli worker" in " ".join(p.cmdline())]
+            if again and again[0].pid != first.pid:
+                break
+            time.sleep(0.2)
+        assert again and again[0].pid != first.pid, server_log(tmp_path)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=60)
+    assert code == 0, server_log(tmp_path)  # the worker that was killed was restarted, not a failure
