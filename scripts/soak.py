@@ -10,7 +10,8 @@ then runs C client threads on loopback for the given time, each looping over a m
     rating 10 %   POST /api/ratings           (a vote on a query for a photo)
 
 Pass/fail: zero errors (any non-2xx answer, timeout or connection failure), no worker restarted,
-and each worker's RSS at the end within --max-growth (10 %) of its RSS after the warm-up. Latency
+and each worker's RSS at the end within --max-growth (10 %) of its RSS after the warm-up: the web
+workers and the image worker that embeds the uploads. Latency
 percentiles per kind, p50/p99 and errors per time window, and each worker's RSS sampled every
 window go to reports/soak.json, with a readable summary in reports/soak.md. The run is bounded in time (--minutes / --seconds)
 and in count (--max-requests), and stops by itself. Afterwards the rows it wrote (uploads tagged
@@ -66,6 +67,25 @@ def children(pid: int) -> list[int]:
         text = (task / "children").read_text().split()
         found += [int(c) for c in text]
     return sorted(found)
+
+
+def serving_processes(pid: int) -> list[int]:
+    """The web workers and the image worker under `withsense serve`'s supervisor (service/processes.py):
+    its children are gunicorn's master, whose children are the web workers, and the image worker."""
+    found = []
+    for child in children(pid):
+        command = Path(f"/proc/{child}/cmdline").read_bytes()
+        found += [child] if b"service.cli\0worker" in command else children(child)
+    return sorted(found)
+
+
+def wait_for_image_worker(log_path: Path, timeout: float) -> None:
+    """Until the image worker has opened its networks (it starts once the web answers)."""
+    deadline = time.monotonic() + timeout
+    while "image worker ready" not in log_path.read_text():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the image worker was not ready within {timeout:.0f} s")
+        time.sleep(0.5)
 
 
 def jpeg(seed: int) -> bytes:
@@ -318,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"ok": False}
     try:
         ready = wait_ready(base, server, timeout=600)
-        workers = children(server.pid)
+        wait_for_image_worker(log_path, timeout=600)
+        workers = serving_processes(server.pid)
         photo_ids = sorted({item["photo_id"] for q in QUERIES[:4] for item in
                             requests.post(f"{base}/api/search", json={"query": q, "limit": 20}, timeout=60).json()["results"]})
         if not photo_ids:
@@ -344,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                             "rss_mb": {str(pid): round(rss_kb(pid) / 1024, 1) for pid in workers
                                        if Path(f"/proc/{pid}").exists()}})
         elapsed = time.monotonic() - started
-        workers_after = children(server.pid)
+        workers_after = serving_processes(server.pid)
         rss_end = {pid: rss_kb(pid) for pid in workers_after if pid in rss_warm}
 
         growth = {str(pid): round((rss_end.get(pid, 0) - rss_warm[pid]) / rss_warm[pid], 4) for pid in rss_warm}

@@ -232,10 +232,9 @@ def cmd_worker(args, settings: Settings) -> int:
     import signal
     import threading
 
-    from service.runtime import encoders_for
-
     if args.once:
         from service.ingest.embedding_worker import drain
+        from service.runtime import encoders_for
 
         engine, image_encoder = _engine(settings), encoders_for(settings).image
         print(f"image vectors computed for {drain(engine, settings, image_encoder, progress=not args.quiet)} queued photo(s)")
@@ -248,6 +247,7 @@ def cmd_worker(args, settings: Settings) -> int:
 
     from service.ingest.embedding_worker import SERVER_BATCH, EmbeddingWorker
     from service.photos import embedding_queue
+    from service.runtime import encoders_for
 
     engine, image_encoder = _engine(settings), encoders_for(settings).image
     if stopping.is_set():

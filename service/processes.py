@@ -31,7 +31,7 @@ from pathlib import Path
 from service.config import Settings
 
 WORKER_NICENESS = 10
-STOP_GRACE_S = 20.0  # then SIGKILL: a stuck child must not keep `make stop` waiting forever
+STOP_GRACE_S = 30.0  # then SIGKILL: a stuck child must not keep `make stop` waiting forever
 MAX_BACKOFF_S = 60.0
 WEB_READY_TIMEOUT_S = 120.0
 POLL_S = 0.1
@@ -55,6 +55,9 @@ def _fork_gunicorn(settings: Settings) -> int:
     if pid:
         return pid
     code = 1
+    # Until gunicorn sets its own handlers (after on_starting's imports and export), a SIGTERM or
+    # Ctrl-C ends this child as a clean exit instead of killing it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         from service.server import Server
 

@@ -56,8 +56,8 @@ def test_every_process_exits_cleanly(loaded, tmp_path, how):
         os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
     else:
         stop_with_make_stop(proc, loaded["settings"])
-    code = proc.wait(timeout=60)
-    _gone, alive = psutil.wait_procs(tree[1:], timeout=60)
+    code = proc.wait(timeout=120)
+    _gone, alive = psutil.wait_procs(tree[1:], timeout=120)
     took = time.monotonic() - start
     print(f"{how}: every process ended {took:.2f} s after the signal")
 
