@@ -82,11 +82,18 @@ def gunicorn_server(writable, tmp_path_factory):
     stop_gunicorn(proc)
 
 
-def _worker_pids(proc: subprocess.Popen) -> set[int]:
+def _children(pid: int) -> set[int]:
     pids = set()
-    for task in Path(f"/proc/{proc.pid}/task").iterdir():
+    for task in Path(f"/proc/{pid}/task").iterdir():
         pids |= {int(p) for p in (task / "children").read_text().split()}
     return pids
+
+
+def _worker_pids(proc: subprocess.Popen) -> set[int]:
+    """The web workers: `withsense serve` supervises gunicorn's master (whose children they are)
+    and the image worker (service/processes.py)."""
+    masters = [pid for pid in _children(proc.pid) if b"service.cli\0worker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return {worker for master in masters for worker in _children(master)}
 
 
 def test_metrics_answer_for_every_worker(gunicorn_server):
