@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,7 +113,7 @@ def main() -> None:
     parts = components()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log_path = args.out / "upload-server.log"
+    log_path = Path(tempfile.gettempdir()) / f"withsense-bench-upload-{port}.log"  # the server's log
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WITHSENSE_RATE_LIMIT": "0", "WITHSENSE_WRITE_RATE_LIMIT": "0",
            "WITHSENSE_API_TOKEN": TOKEN}
