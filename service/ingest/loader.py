@@ -16,6 +16,7 @@ from PIL import Image
 from sqlalchemy import Connection, Engine, text
 from tqdm import tqdm
 
+from ml.pipeline import one_ahead
 from service.config import Settings
 from service.ingest.dataset import Dataset
 from service.photos import child_marks
@@ -156,9 +157,11 @@ def embed_photos(engine: Engine, settings: Settings, image_encoder, *, batch_siz
         ), {"m": model_id}).all()
     batch_size = batch_size or settings.embed_batch
     bar = tqdm(total=len(todo), desc=f"image vectors ({image_encoder.name})", unit="photo", disable=not progress)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        vectors = image_encoder.encode([open_photo(settings, key) for _id, key in batch])
+    batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+    # The next batch is read and decoded while this one is encoded.
+    decoded = one_ahead(lambda batch: [open_photo(settings, key) for _id, key in batch], batches, name="photo-decode")
+    for batch, images in zip(batches, decoded, strict=True):
+        vectors = image_encoder.encode(images)
         with engine.begin() as conn:
             write_vectors(conn, "photo_embeddings", "photo_id", model_id, [pid for pid, _ in batch], vectors)
         bar.update(len(batch))
