@@ -215,11 +215,6 @@ class _CLIPSide:
         return self.clip.encode_text(items) if self.side == "text" else self.clip.encode_images(items)
 
 
-def _staged(encoder) -> bool:
-    """Whether ``encoder`` (or the encoder a view wraps) splits into ``prepare`` then ``run``."""
-    return hasattr(getattr(encoder, "encoder", encoder), "prepare")
-
-
 def encode_images_tta(encoder, images: Sequence[Image.Image], flip: bool = True) -> np.ndarray:
     """``encoder.encode`` averaged over each image and its horizontal mirror (when ``flip``)."""
     images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
@@ -237,11 +232,18 @@ class ConcatImageEncoder:
     its mirror, Lite0's pooled features over five 60 % crops and at 320 px, Lite1 with its mirror,
     then Lite2 with its mirror. The last 1000 columns are Lite2's ImageNet logits, which the label
     bridge reads.
+
+    ``workers`` threads each encode a contiguous share of the photos, every one resizing then
+    running the networks on its own (ONNX Runtime and PIL release the GIL). With one intra-op
+    thread per session, that keeps each core busy with no thread waiting at an operator's barrier
+    for another that the resizing preempted: 9.5 photos per CPU second against 8.2 for one
+    two-thread session with the resizing overlapped in a third thread (reports/bench/ingest.md).
     """
 
-    def __init__(self, parts: Sequence, flip: bool = True):
+    def __init__(self, parts: Sequence, flip: bool = True, workers: int = 1):
         self.parts = list(parts)
         self.flip = flip
+        self.workers = workers
         self.dim = sum(p.dim for p in self.parts)
         self.name = "+".join(p.name for p in self.parts) + ("-flip" if flip else "")
 
@@ -249,26 +251,17 @@ class ConcatImageEncoder:
         return [bool(getattr(p, "flip", self.flip)) and self.flip for p in self.parts]
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if not all(_staged(p) for p in self.parts):
-            return np.concatenate([encode_images_tta(p, images, flip=f)
-                                   for p, f in zip(self.parts, self.part_flips(), strict=True)], axis=1)
-        return self._encode_overlapped(images)
-
-    def _encode_overlapped(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """``encode``, with each network input resized in a thread while the previous one runs
-        (``ml.pipeline.one_ahead``): resizing is about a fifth of the CPU time (13 resized inputs
-        per photo), and this way ONNX Runtime's batch and the next one's resizing share the cores.
-        Bit for bit the vectors of the sequential form."""
-        from ml.pipeline import one_ahead
-
         images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-        mirrored = [ImageOps.mirror(im) for im in images] if any(self.part_flips()) else []
-        steps = [(i, view) for i, flip in enumerate(self.part_flips()) for view in ([images, mirrored] if flip else [images])]
-        outs: list[list[np.ndarray]] = [[] for _ in self.parts]
-        prepared = one_ahead(lambda step: self.parts[step[0]].prepare(step[1]), steps, name="image-resize")
-        for (i, _view), inputs in zip(steps, prepared, strict=True):
-            outs[i].append(self.parts[i].run(inputs))
-        return np.concatenate([(sum(o) / len(o)).astype(np.float32) for o in outs], axis=1)
+        chunks = np.array_split(np.arange(len(images)), max(1, min(self.workers, len(images))))
+        if len(chunks) < 2:
+            return self._encode(images)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(chunks), thread_name_prefix="image-encode") as pool:
+            return np.concatenate(list(pool.map(lambda c: self._encode([images[i] for i in c]), chunks)))
+
+    def _encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return np.concatenate([encode_images_tta(p, images, flip=f) for p, f in zip(self.parts, self.part_flips(), strict=True)], axis=1)
 
 
 @dataclass
@@ -308,16 +301,17 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
                 raise ValueError("the onnx runtime needs onnx_dir: where the exported networks are kept")
             from ml import onnx_encoders
 
-            text_encoder, make_image = onnx_encoders.OnnxMiniLMTextEncoder(onnx_dir), (
-                lambda n, size=None: onnx_encoders.OnnxEfficientNetImageEncoder(n, onnx_dir, size=size,
-                                                                                precision=image_precision))
+            # One intra-op thread per session, one encoding thread per core (ConcatImageEncoder).
+            text_encoder, make_image, workers = onnx_encoders.OnnxMiniLMTextEncoder(onnx_dir), (
+                lambda n, size=None: onnx_encoders.OnnxEfficientNetImageEncoder(
+                    n, onnx_dir, size=size, precision=image_precision, threads=1)), onnx_encoders.available_cores()
         else:
-            text_encoder, make_image = MiniLMTextEncoder(), EfficientNetLiteImageEncoder
+            text_encoder, make_image, workers = MiniLMTextEncoder(), EfficientNetLiteImageEncoder, 1
         names = image_model.split("+")
         if len(names) == 1:
             image = image_part(names[0], make_image)
         else:
-            image = ConcatImageEncoder([image_part(n, make_image) for n in names], flip=True)
+            image = ConcatImageEncoder([image_part(n, make_image) for n in names], flip=True, workers=workers)
         from ml.multilingual import UseTextEncoder
 
         multilingual = UseTextEncoder(onnx_dir) if runtime == "onnx" else UseTextEncoder(runtime="numpy")

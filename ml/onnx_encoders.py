@@ -181,9 +181,10 @@ class OnnxEfficientNetImageEncoder:
     The export takes any batch size and any input height and width (the network is convolutional
     with global pooling), so ``size`` (default: the network's own, 224 for Lite0) is only a
     preprocessing choice; a non-native size is part of ``name``, as in the torch encoder.
-    ``threads=None`` gives ONNX Runtime one intra-op thread per core this process may use:
-    ingestion encodes batches. Measured (reports/bench/ingest.md): two threads with idle threads
-    sleeping cost no more CPU per photo than one, and spinning threads cost 30 % more on a busy box.
+    ``threads=None`` gives ONNX Runtime one intra-op thread per core this process may use; the
+    served features use ``threads=1`` with one encoding thread per core instead
+    (``ml.encoders.ConcatImageEncoder``), which costs less CPU per photo (reports/bench/ingest.md).
+    Idle pool threads sleep: spinning ones cost 30 % more CPU per photo on a busy machine.
     ``precision="int8"`` runs the quantized copy (``ml.onnx_quantize``); its vectors are other
     vectors, so ``-int8`` is part of ``name``.
     """
@@ -216,8 +217,8 @@ class OnnxEfficientNetImageEncoder:
         return self
 
     def prepare(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
-        """The network's input batches (resizing: pure PIL and numpy, so it may run in another
-        thread while ``run`` computes an earlier batch)."""
+        """The network's input batches: ``encode`` is ``run(prepare(images))``, two stages that
+        scripts/bench_ingest.py times apart (resizing, then inference)."""
         return [efficientnet_batch(images[start : start + self.batch_size], self.image_size)
                 for start in range(0, len(images), self.batch_size)]
 

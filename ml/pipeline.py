@@ -1,9 +1,9 @@
 """Overlapping the CPU stages of image ingestion: the next item is made in a thread while the caller
-works on the current one.
+works on the current one (``service.ingest.loader.embed_photos`` reads and decodes the next batch of
+photos while the current one is encoded).
 
-Decoding (PIL) and resizing (PIL, numpy) release the GIL, so they run beside ONNX Runtime's
-inference instead of before it. One item ahead only: the inputs of a batch are large (a batch of
-32 photos in every view is ~270 MB of float32), and one step ahead is enough to hide them.
+Decoding (PIL) releases the GIL, so it runs beside ONNX Runtime's inference instead of before it.
+One item ahead only: decoded photos are large, and one step ahead is enough to hide them.
 """
 from __future__ import annotations
 

@@ -62,8 +62,8 @@ class FiveCropView:
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self._mean(self.encoder.encode(self._crops(images)))
 
-    # Staged form (``ml.encoders.ConcatImageEncoder`` overlaps one part's ``prepare`` with another's
-    # ``run``), present when the wrapped encoder has it.
+    # ``encode`` in its two stages (resizing, then the network), present when the wrapped encoder
+    # has them: scripts/bench_ingest.py times each stage apart.
     def prepare(self, images: Sequence[Image.Image]):
         return self.encoder.prepare(self._crops(images))
 
