@@ -215,6 +215,17 @@ class _CLIPSide:
         return self.clip.encode_text(items) if self.side == "text" else self.clip.encode_images(items)
 
 
+def encode_in_threads(encode, images: Sequence[Image.Image], workers: int) -> np.ndarray:
+    """``encode(images)``, by ``workers`` threads each encoding a contiguous share of the images."""
+    chunks = np.array_split(np.arange(len(images)), max(1, min(workers, len(images))))
+    if len(chunks) < 2:
+        return encode(images)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(chunks), thread_name_prefix="image-encode") as pool:
+        return np.concatenate(list(pool.map(lambda c: encode([images[i] for i in c]), chunks)))
+
+
 def encode_images_tta(encoder, images: Sequence[Image.Image], flip: bool = True) -> np.ndarray:
     """``encoder.encode`` averaged over each image and its horizontal mirror (when ``flip``)."""
     images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
@@ -252,13 +263,7 @@ class ConcatImageEncoder:
 
     def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-        chunks = np.array_split(np.arange(len(images)), max(1, min(self.workers, len(images))))
-        if len(chunks) < 2:
-            return self._encode(images)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(len(chunks), thread_name_prefix="image-encode") as pool:
-            return np.concatenate(list(pool.map(lambda c: self._encode([images[i] for i in c]), chunks)))
+        return encode_in_threads(self._encode, images, self.workers)
 
     def _encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         return np.concatenate([encode_images_tta(p, images, flip=f) for p, f in zip(self.parts, self.part_flips(), strict=True)], axis=1)
