@@ -300,7 +300,8 @@ def _stage_rows(profile: dict, db_write: dict) -> list[str]:
         key = "inference: " + part.split(" (")[0] if kind == "inference" else kind
         groups[key] = groups.get(key, 0.0) + cpu_s
     n = profile["photos"]
-    groups["DB write (binary COPY)"] = db_write["cpu_s"] * n / max(db_write["photos"], 1)
+    groups[f"DB write (binary COPY; this process, PostgreSQL's wall time {1000 * db_write['seconds'] / max(db_write['photos'], 1):.1f} ms per photo)"] = (
+        db_write["cpu_s"] * n / max(db_write["photos"], 1))
     total = sum(groups.values())
     rows = [f"| {k} | {1000 * v / n:.1f} | {100 * v / total:.1f} % |" for k, v in groups.items()]
     return rows + [f"| all | {1000 * total / n:.1f} | 100 % |"]
@@ -339,6 +340,10 @@ def main() -> None:
     if not args.skip_serve:
         result["folder_ingest"] = folder_throughput(settings, others[: args.photos])
         result["cold_start"] = cold_start(None)
+    elif (args.out / "ingest.json").is_file():  # kept from the last full run, and said so
+        previous = json.loads((args.out / "ingest.json").read_text())
+        result["not_measured_in_this_run"] = [k for k in ("uploads", "folder_ingest", "cold_start") if k in previous]
+        result.update({k: previous[k] for k in result["not_measured_in_this_run"]})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ingest.json").write_text(json.dumps(result, indent=2))
     (args.out / "ingest.md").write_text("\n".join(_markdown(result)))
@@ -348,9 +353,10 @@ def main() -> None:
 def _markdown(result: dict) -> list[str]:
     lines = ["# Ingestion, uploads and cold start (scripts/bench_ingest.py)", "",
              f"Served image precision: {result['served_precision']} (WITHSENSE_IMAGE_PRECISION). "
-             f"ONNX Runtime with one intra-op thread per core ({result['cores']}), idle threads sleeping; "
-             "each photo and its mirror image; the next photos are decoded and each network's next input resized "
-             "in a thread while ONNX Runtime runs the current one (ml/pipeline.py).", "",
+             f"Each photo and its mirror image; {result['cores']} encoding threads (one per core), each resizing "
+             "and running the networks for its share of the batch on ONNX Runtime sessions of one intra-op thread "
+             "(idle threads sleep); the next batch is read and decoded in a thread while this one is encoded "
+             "(ml/pipeline.py).", "",
              "| what | photos | seconds | photos/s | CPU s | photos per CPU s | load average |", "|---|---|---|---|---|---|---|"]
     for precision, run in result["ingest"].items():
         e, b = run["encoder_floor"], run["batched_dataset_ingest"]
@@ -369,14 +375,17 @@ def _markdown(result: dict) -> list[str]:
             f"{f['total_s']} | {f['photos_per_s']} | {f['cpu_s']} | {f['photos'] / f['cpu_s']:.2f} | |",
             f"| the same without its process start and model loading ({f['process_start_s']} s) | {f['photos']} | "
             f"{f['total_s'] - f['process_start_s']:.1f} | {f['photos_per_s_after_start']} | | | |"]
-    lines += ["", "On an idle machine photos/s is about cores x photos per CPU second (ONNX Runtime and the "
-              "resizing thread keep the cores busy); the wall-clock columns depend on what else the shared machine "
-              "runs, hence the load average beside each.", ""]
+    lines += ["", "On an idle machine photos/s is about cores x photos per CPU second (one busy encoding thread "
+              "per core); the wall-clock columns depend on what else the shared machine runs, hence the load "
+              "average beside each.", ""]
     for precision, run in result["ingest"].items():
         lines += [f"Stages, {precision}, CPU per photo when run one after another "
                   f"({run['stages']['photos']} photos; DB write from the batched run):", "",
                   "| stage | CPU ms per photo | share |", "|---|---|---|",
                   *_stage_rows(run["stages"], run["batched_dataset_ingest"]["db_write"]), ""]
+    if result.get("not_measured_in_this_run"):
+        lines += ["Not measured in this run (`--skip-serve`), kept from the previous one: "
+                  f"{', '.join(result['not_measured_in_this_run'])}.", ""]
     u, c = result.get("uploads"), result.get("cold_start")
     if u:
         lines += [f"Uploads, `POST /api/photos` one at a time to `withsense serve` (2 workers): p50 {u['p50_ms']} ms, "

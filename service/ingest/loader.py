@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,13 +159,24 @@ def embed_photos(engine: Engine, settings: Settings, image_encoder, *, batch_siz
     batch_size = batch_size or settings.embed_batch
     bar = tqdm(total=len(todo), desc=f"image vectors ({image_encoder.name})", unit="photo", disable=not progress)
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
-    # The next batch is read and decoded while this one is encoded.
-    decoded = one_ahead(lambda batch: [open_photo(settings, key) for _id, key in batch], batches, name="photo-decode")
-    for batch, images in zip(batches, decoded, strict=True):
-        vectors = image_encoder.encode(images)
+
+    def write(batch, vectors) -> None:
         with engine.begin() as conn:
             write_vectors(conn, "photo_embeddings", "photo_id", model_id, [pid for pid, _ in batch], vectors)
         bar.update(len(batch))
+
+    # The encoder keeps the cores busy; around it, the next batch is read and decoded and the last
+    # one's vectors are written (PostgreSQL's work: ~5 ms a photo) in threads of their own.
+    decoded = one_ahead(lambda batch: [open_photo(settings, key) for _id, key in batch], batches, name="photo-decode")
+    with ThreadPoolExecutor(1, thread_name_prefix="vector-write") as writer:
+        written = None
+        for batch, images in zip(batches, decoded, strict=True):
+            vectors = image_encoder.encode(images)
+            if written is not None:
+                written.result()  # in order, one batch at a time; a failed write stops the run here
+            written = writer.submit(write, batch, vectors)
+        if written is not None:
+            written.result()
     bar.close()
     return len(todo)
 
