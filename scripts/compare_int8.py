@@ -13,7 +13,7 @@ photos as training reads them). Both are compared:
   (0.005, ``ml.compare.pick_best``) and inside one fold-to-fold standard deviation of the paired R@1
   differences. The test photos are not used.
 
-    python scripts/compare_int8.py [--scorers listwise_mlp]
+    python scripts/compare_int8.py [--scorers listwise_mlp] [--fp32-from-active]
 """
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scorers", nargs="+", default=["listwise_mlp"],
                         help="reranker families compared (the demo's chosen one by default); joint_cosine always")
+    parser.add_argument("--fp32-from-active", action="store_true",
+                        help="take the fp32 CV from the active ranker's metrics (the demo's own `withsense train`)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
     args = parser.parse_args()
     from sqlalchemy import text
@@ -67,6 +69,7 @@ def main() -> None:
     from service.ingest.loader import open_photo
     from service.runtime import encoders_for
     from service.store.db import make_engine, resolve_url
+    from service.store.model_rows import active_ranker
     from service.training.extra_folders import training_extras
     from service.training.training_data import training_data
 
@@ -79,11 +82,11 @@ def main() -> None:
     data = training_data(engine, settings, fp32)
     with engine.connect() as conn:
         keys = dict(conn.execute(text("SELECT file_name, storage_key FROM photos WHERE split = 'train'")).all())
-    engine.dispose()
     extra = training_extras(settings)
     n_db = sum(1 for k in data.photo_keys if k in keys)
-    stored = [open_photo(settings, keys[k]) for k in data.photo_keys[:n_db]]
-    features = [np.concatenate([int8.image.encode(stored[i : i + 32]) for i in range(0, len(stored), 32)])]
+    names = data.photo_keys[:n_db]
+    features = [np.concatenate([int8.image.encode([open_photo(settings, keys[k]) for k in names[i : i + 32]])
+                                for i in range(0, n_db, 32)])]
     if n_db < len(data.photo_keys):
         features.append(cached_image_features(extra.photo_paths, int8.image, settings.data_dir / "cache"))
     int8_features = np.concatenate(features)
@@ -92,10 +95,22 @@ def main() -> None:
     result = {"photos": int(len(data.photo_keys)), "stored_photos": n_db, "int8_features_s": round(features_s, 1),
               "fp32_encoder": fp32.image.name, "int8_encoder": int8.image.name,
               "cosine": _cosines(data.photo_features, int8_features, int8.image.parts)}
-    for name, d in (("fp32", data), ("int8", data.with_features(int8_features))):
+    if args.fp32_from_active:
+        # The active ranker's own CV: `withsense train` ran this very CV (same data, folds and seeds)
+        # on the fp32 features; on a shared machine it saves the run's longer half.
+        with engine.connect() as conn:
+            model = active_ranker(conn, settings.encoder_key)
+        cv = json.loads((Path(model.artifact_path) / "metrics.json").read_text())["cv"]
+        result["fp32"] = {k: v for k, v in cv.items() if k in ("joint_cosine", *args.scorers)}
+        result["fp32_cv_from"] = f"the active ranker's metrics.json ({Path(model.artifact_path).name})"
+    else:
         t0 = time.perf_counter()
-        result[name] = _cv(d, args.scorers)
-        result[f"{name}_cv_s"] = round(time.perf_counter() - t0, 1)
+        result["fp32"] = _cv(data, args.scorers)
+        result["fp32_cv_s"] = round(time.perf_counter() - t0, 1)
+    engine.dispose()
+    t0 = time.perf_counter()
+    result["int8"] = _cv(data.with_features(int8_features), args.scorers)
+    result["int8_cv_s"] = round(time.perf_counter() - t0, 1)
     verdict = {}
     for scorer in result["fp32"]:
         a, b = result["fp32"][scorer], result["int8"][scorer]
