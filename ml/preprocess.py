@@ -43,9 +43,15 @@ def center_crop_resize(image: Image.Image, size: int) -> Image.Image:
 
 def efficientnet_batch(images: Sequence[Image.Image], size: int) -> np.ndarray:
     """Images as a float32 NCHW batch in EfficientNet-Lite's own scale, ``(x - 127) / 128``."""
-    arrays = [np.asarray(center_crop_resize(im, size), dtype=np.float32) for im in images]
-    x = (np.stack(arrays) - 127.0) / 128.0
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if not len(images):
+        return np.zeros((0, 3, size, size), np.float32)
+    pixels = np.stack([np.asarray(center_crop_resize(im, size)) for im in images]).transpose(0, 3, 1, 2)
+    # One float32 pass from the uint8 pixels into the NCHW layout, then in place: the same values as
+    # (float32(x) - 127) / 128 (both steps are exact in float32), without four temporary arrays.
+    x = np.empty(pixels.shape, np.float32)
+    np.subtract(pixels, 127.0, out=x, dtype=np.float32)
+    x /= 128.0
+    return x
 
 
 def image_encoder_name(network: str, size: int) -> str:

@@ -18,7 +18,8 @@ from service.search.searcher import Searcher
 
 def encoders_for(settings: Settings) -> EncoderPair:
     return load_encoders(settings.encoder, image_model=settings.image_model, clip_path=settings.clip_path,
-                         runtime=settings.encoder_runtime, onnx_dir=settings.onnx_path)
+                         runtime=settings.encoder_runtime, onnx_dir=settings.onnx_path,
+                         image_precision=settings.image_precision)
 
 
 def export_models(settings: Settings) -> list:
@@ -28,7 +29,10 @@ def export_models(settings: Settings) -> list:
     from ml.encoders import image_networks
     from ml.onnx_encoders import TEXT_NETWORK, USE_NETWORK, ensure_exported
 
-    return ensure_exported(settings.onnx_path, [TEXT_NETWORK, USE_NETWORK, *image_networks(settings.image_model)])
+    paths = ensure_exported(settings.onnx_path, [TEXT_NETWORK, USE_NETWORK, *image_networks(settings.image_model)])
+    if settings.image_precision != "fp32":
+        paths += ensure_exported(settings.onnx_path, image_networks(settings.image_model), settings.image_precision)
+    return paths
 
 
 def get_searcher(app: Flask | None = None) -> Searcher:

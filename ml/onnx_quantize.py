@@ -1,0 +1,93 @@
+"""int8 copies of the EfficientNet-Lite exports (ONNX Runtime static quantization), for ingestion.
+
+    python -m ml.onnx_quantize --out DIR [efficientnet-lite0 ...]
+
+EfficientNet-Lite was designed to be quantized (ReLU6, no squeeze-excite), and on a CPU with
+VNNI its int8 graph runs about 2.4 times faster than fp32. The weights are quantized per channel
+(int8), the activations per tensor (uint8) with ranges calibrated (min/max) on a fixed set of
+training photos shipped with the repository (``CALIBRATION_PHOTOS``), in every view the served
+features show the network (the photo, its mirror, the five crops, 320 px): the same file comes
+out on every machine. Only torch-free libraries are needed (onnx, onnxruntime).
+
+int8 features are other vectors: the encoders name them ``<network>-int8``, so they never mix
+with fp32 ones in the database. Whether they rank as well is measured by grouped CV
+(reports/bench/ingest.md, ``scripts/bench_ingest.py --int8-cv``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from ml.preprocess import NATIVE_IMAGE_SIZE, efficientnet_batch
+
+# Twelve training photos of the fixture dataset (never test photos).
+CALIBRATION_PHOTOS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "dataset" / "train_images"
+# The input sizes each network sees in the served features (WITHSENSE_IMAGE_MODEL's views).
+CALIBRATION_SIZES = {"efficientnet-lite0": (224, 320), "efficientnet-lite1": (240,), "efficientnet-lite2": (260,)}
+
+
+def calibration_batches(network: str, photos_dir: Path = CALIBRATION_PHOTOS) -> list[dict]:
+    from ml.views import five_crops
+
+    paths = sorted(photos_dir.glob("*.jpg"))
+    if not paths:
+        raise FileNotFoundError(f"no calibration photos in {photos_dir}: the int8 export needs the repository's "
+                                "tests/fixtures/dataset/train_images")
+    photos = [Image.open(p).convert("RGB") for p in paths]
+    views = photos + [ImageOps.mirror(im) for im in photos]
+    batches = []
+    for size in CALIBRATION_SIZES.get(network, (NATIVE_IMAGE_SIZE[network],)):
+        batches.append({"image": efficientnet_batch(views, size)})
+        if size == NATIVE_IMAGE_SIZE[network] == 224:  # the five-crop view is Lite0 at 224 px
+            batches.append({"image": efficientnet_batch([c for im in photos for c in five_crops(im)], size)})
+    return batches
+
+
+def quantize(fp32_path: Path, int8_path: Path, network: str) -> Path:
+    """Write ``int8_path`` from the fp32 export (under a temporary name, then renamed)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    batches = iter(calibration_batches(network))
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    with tempfile.TemporaryDirectory(dir=int8_path.parent) as tmp:
+        prepared, out = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        # QOperator (QLinearConv) runs MLAS's int8 kernels directly; per-channel weights keep the
+        # depthwise convolutions' cosine to fp32 above 0.99.
+        quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+        os.replace(out, int8_path)
+    return int8_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ml.onnx_encoders import model_path
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("networks", nargs="*", help=f"default: all of {sorted(NATIVE_IMAGE_SIZE)}")
+    args = parser.parse_args(argv)
+    for network in args.networks or sorted(NATIVE_IMAGE_SIZE):
+        print(quantize(model_path(args.out, network), model_path(args.out, network, "int8"), network))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
