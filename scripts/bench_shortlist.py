@@ -11,9 +11,8 @@ shape a search gives it) by exact scan and by the HNSW indexes, from 1,100 photo
 
 Per size: p50/p95 of the shortlist stage (the statement and its binary transfer) by exact scan and
 by the indexes, without and with a 10 % place filter, and the recall of the indexes' candidates
-(the union of the three candidate searches) against the exact ones: computed in numpy over all
-vectors for synthetic sizes (an exact SQL scan of a million vectors takes seconds, so its latency is
-measured on ``--exact-queries`` of them), the exact statement's own for the real library. Also the
+(the union of the three candidate searches) against the exact statement's (for synthetic sizes over
+the first ``--exact-queries`` queries: an exact scan of a million vectors takes seconds). Also the
 load and build times and the disk the tables and indexes take. Writes reports/bench/shortlist.{json,md}.
 
     python scripts/bench_shortlist.py                                # 1,100 (real) + 10k + 100k
@@ -27,6 +26,7 @@ import json
 import sys
 import time
 import uuid
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -45,77 +45,73 @@ TEXT_DIM, MULTILINGUAL_DIM = 384, 512
 DESCRIBED = 0.3  # share of photos with a description
 PLACES = 10  # photo i is at place-(i % 10): a filter on one keeps 10 %
 FILTER_PLACE = "Place-3"  # matched case-insensitively, as a search's filter is
-BUILD_MEMORY_MB = 3072  # the 1M graph (~1.5 GB) must fit, or pgvector builds it on disk, several times slower
+BUILD_MEMORY_MB = 2048  # the 1M graph (~1.2 GB) must fit, or pgvector builds it on disk, several times slower
 
 
-def clustered_vectors(n: int, dim: int, rng: np.random.Generator, n_clusters: int = 1000, seed: int = 12345) -> np.ndarray:
-    """Unit vectors shaped like real embeddings: clusters, a decaying variance spectrum, a shared mean
-    (scripts/bench_scale.py's, for any dimension); ``seed`` fixes the space, ``rng`` the draw."""
+@lru_cache(maxsize=8)
+def _space(dim: int, seed: int, n_clusters: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     space = np.random.default_rng(seed + dim)
     basis, _ = np.linalg.qr(space.standard_normal((dim, dim)))
     spectrum = (1.0 + np.arange(dim)) ** -0.75
-    centres = space.standard_normal((n_clusters, dim)) * spectrum * 2.0
-    mean = space.standard_normal(dim) * 0.5
-    out = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, 100_000):
-        stop = min(n, start + 100_000)
-        z = centres[rng.integers(0, n_clusters, stop - start)] + rng.standard_normal((stop - start, dim)) * spectrum
-        out[start:stop] = (z @ basis.T + mean).astype(np.float32)
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
-    return out
+    return basis, spectrum, space.standard_normal((n_clusters, dim)) * spectrum * 2.0, space.standard_normal(dim) * 0.5
 
 
-class Library:
-    """A synthetic library's vectors, kept in memory for the exact answers."""
+def clustered_vectors(n: int, dim: int, rng: np.random.Generator, seed: int = 12345) -> np.ndarray:
+    """Unit vectors shaped like real embeddings: clusters, a decaying variance spectrum, a shared mean
+    (scripts/bench_scale.py's, for any dimension); ``seed`` fixes the space, ``rng`` the draw."""
+    basis, spectrum, centres, mean = _space(dim, seed)
+    z = centres[rng.integers(0, len(centres), n)] + rng.standard_normal((n, dim)) * spectrum
+    out = (z @ basis.T + mean).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
 
-    def __init__(self, n: int, rng: np.random.Generator, first_id: int = 1, joint: np.ndarray | None = None):
-        self.ids = np.arange(first_id, first_id + n)
-        self.joint = clustered_vectors(n, TEXT_DIM, rng) if joint is None else joint
-        self.bridge = clustered_vectors(n, TEXT_DIM, rng, seed=777)
-        self.place = self.ids % PLACES
-        self.described = np.flatnonzero(rng.random(n) < DESCRIBED)  # row numbers of the described photos
-        self.text = clustered_vectors(len(self.described), TEXT_DIM, rng, seed=99)
-        self.multilingual = clustered_vectors(len(self.described), MULTILINGUAL_DIM, rng, seed=98)
-        self.label_ids = rng.integers(0, 1000, (n, 5)).astype(np.int32)
-        self.label_probs = np.sort(rng.dirichlet(np.ones(6), n)[:, :5].astype(np.float32), axis=1)[:, ::-1]
-        self.mapper_norm = rng.uniform(0.3, 1.0, n).astype(np.float32)
 
-    def write(self, conn, model_id: int, text_model_id: int, multilingual_model_id: int, first_description: int) -> None:
-        raw = conn.connection.driver_connection
+CHUNK = 50_000  # photos generated and written at a time: a million at once took 4-5 GB of client memory
+
+
+def write_library(conn, n: int, rng: np.random.Generator, ids: dict, *, first_photo: int = 1,
+                  first_description: int = 1, near: np.ndarray | None = None) -> None:
+    """N synthetic photos through the product's schema, in chunks: photos, their ranker rows (joint
+    and bridge vectors, top labels, mapper norm), a description for 30 % of them with a vector of
+    each text encoder. ``near``: real joint vectors the synthetic ones scatter around."""
+    raw = conn.connection.driver_connection
+    next_description = first_description
+    for start in range(0, n, CHUNK):
+        photo_ids = np.arange(first_photo + start, first_photo + min(n, start + CHUNK))
+        k = len(photo_ids)
+        if near is None:
+            joint = clustered_vectors(k, TEXT_DIM, rng)
+        else:
+            joint = near[rng.integers(0, len(near), k)] + rng.standard_normal((k, near.shape[1])).astype(np.float32) * 0.02
+            joint /= np.linalg.norm(joint, axis=1, keepdims=True)
+        bridge = clustered_vectors(k, TEXT_DIM, rng, seed=777)
+        described = photo_ids[rng.random(k) < DESCRIBED]
+        description_ids = np.arange(next_description, next_description + len(described))
+        next_description += len(described)
+        label_ids = rng.integers(0, 1000, (k, 5)).astype(np.int32)
+        label_probs = np.sort(rng.dirichlet(np.ones(6), k)[:, :5].astype(np.float32), axis=1)[:, ::-1]
+        mapper_norm = rng.uniform(0.3, 1.0, k).astype(np.float32)
         with raw.cursor() as cur:
             with cur.copy("COPY photos (id, file_name, sha256, bytes, width, height, storage_key, split, place) "
                           "FROM STDIN") as copy:
-                for i in self.ids:
+                for i in photo_ids:
                     copy.write_row((int(i), f"synthetic-{i}.jpg", f"{i:064x}", 1, 1, 1, f"{i:064x}.jpg", "train",
                                     f"place-{i % PLACES}"))
             with cur.copy("COPY photo_embeddings (photo_id, model_id, embedding, bridge, label_ids, label_probs, "
                           "mapper_norm) FROM STDIN WITH (FORMAT BINARY)") as copy:
                 copy.set_types(["int8", "int4", "vector", "vector", "int4[]", "float4[]", "float4"])
-                for r, i in enumerate(self.ids):
-                    copy.write_row((int(i), model_id, self.joint[r], self.bridge[r], self.label_ids[r].tolist(),
-                                    self.label_probs[r].tolist(), float(self.mapper_norm[r])))
-            description_ids = first_description + np.arange(len(self.described))
+                for r, i in enumerate(photo_ids):
+                    copy.write_row((int(i), ids["model"], joint[r], bridge[r], label_ids[r].tolist(),
+                                    label_probs[r].tolist(), float(mapper_norm[r])))
             with cur.copy("COPY descriptions (id, text, source, photo_id) FROM STDIN") as copy:
-                for d, r in zip(description_ids, self.described, strict=True):
-                    copy.write_row((int(d), f"synthetic description {d}", "dataset", int(self.ids[r])))
-            for model, vectors in ((text_model_id, self.text), (multilingual_model_id, self.multilingual)):
+                for d, i in zip(description_ids, described, strict=True):
+                    copy.write_row((int(d), f"synthetic description {d}", "dataset", int(i)))
+            for model, dim, seed in ((ids["text"], TEXT_DIM, 99), (ids["multilingual"], MULTILINGUAL_DIM, 98)):
+                vectors = clustered_vectors(len(described), dim, rng, seed=seed)
                 with cur.copy("COPY description_embeddings (description_id, model_id, embedding) "
                               "FROM STDIN WITH (FORMAT BINARY)") as copy:
                     copy.set_types(["int8", "int4", "vector"])
                     for d, v in zip(description_ids, vectors, strict=True):
                         copy.write_row((int(d), model, v))
-
-    def exact_candidates(self, q: np.ndarray, t: np.ndarray, m: np.ndarray, place: int | None) -> set[int]:
-        """The exact statement's candidates: the union of the three nearest-100 searches."""
-        keep = np.ones(len(self.ids), bool) if place is None else self.place == place
-        out: set[int] = set()
-        for rows, vectors, vector in ((np.arange(len(self.ids)), self.joint, q), (self.described, self.text, t),
-                                      (self.described, self.multilingual, m)):
-            rows_kept = keep[rows]
-            sims = vectors[rows_kept] @ vector
-            top = np.argpartition(-sims, min(K, len(sims) - 1))[:K]
-            out |= set(self.ids[rows[rows_kept][top]].tolist())
-        return out
 
 
 def params_for(q, t, m, ids: dict, place: str | None = None) -> dict:
@@ -204,58 +200,72 @@ def register_models(conn, dims_by_kind: dict) -> dict:
     return ids
 
 
-def synthetic_library(settings: Settings, n: int, n_queries: int, n_exact: int, rng: np.random.Generator) -> dict:
+def measure_library(engine, n: int, queries: list[tuple], n_exact: int, ids: dict) -> dict:
+    """Index latency over every query; the exact statement (the truth of the recall) over the first
+    ``n_exact``: a scan of a million vectors takes seconds."""
+    result = {}
+    for case, place in (("unfiltered", None), ("filtered_10pct", FILTER_PLACE)):
+        indexed = measure(engine, queries, ids, indexed=True, place=place)
+        exact = measure(engine, queries[:n_exact], ids, indexed=False, place=place)
+        truth, found = exact.pop("candidates"), indexed.pop("candidates")
+        result[case] = {"exact": exact, "index": indexed, "index_recall": recall(truth, found[:n_exact])}
+        print(f"  {n:,} {case}: {json.dumps(result[case])}", flush=True)
+    return result
+
+
+def synthetic_library(settings: Settings, n: int, n_queries: int, n_exact: int, rng: np.random.Generator,
+                      database: str | None = None) -> dict:
+    """``database``: a bench database left by an earlier run (its rows loaded): only the missing
+    indexes are built and the statement measured; it is kept."""
     from sqlalchemy.engine import make_url
 
     from service.cli import alembic_config
 
     base_url = resolve_url(settings)
-    name = f"withsense_bench_{uuid.uuid4().hex[:6]}"
+    name = database or f"withsense_bench_{uuid.uuid4().hex[:6]}"
     admin_url = base_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
     url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
     engine = None
+    result = {"n": n, "source": "synthetic", "queries": n_queries}
     try:
-        from alembic import command
+        if database is None:
+            from alembic import command
 
-        command.upgrade(alembic_config(url), "head")
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{name}"')
+            command.upgrade(alembic_config(url), "head")
         engine = make_engine(url, pool_size=1)
-        library = Library(n, rng)
-        queries = synthetic_queries(n_queries, rng)
-        start = time.perf_counter()
-        with engine.begin() as conn:
-            ids = register_models(conn, {"model": ("ranker", "bench", TEXT_DIM),
-                                         "text": ("encoder", "text:minilm-bench", TEXT_DIM),
-                                         "multilingual": ("encoder", "text:use-bench", MULTILINGUAL_DIM)})
-            library.write(conn, ids["model"], ids["text"], ids["multilingual"], 1)
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE"))
-        load_s = time.perf_counter() - start
+        if database is None:
+            start = time.perf_counter()
+            with engine.begin() as conn:
+                ids = register_models(conn, {"model": ("ranker", "bench", TEXT_DIM),
+                                             "text": ("encoder", "text:minilm-bench", TEXT_DIM),
+                                             "multilingual": ("encoder", "text:use-bench", MULTILINGUAL_DIM)})
+                write_library(conn, n, rng, ids)
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+            result["load_s"] = round(time.perf_counter() - start, 1)
+        else:
+            with engine.connect() as conn:
+                ids = dict(zip(("model", "text", "multilingual"), conn.execute(text(
+                    "SELECT id FROM models WHERE name IN ('bench', 'text:minilm-bench', 'text:use-bench') "
+                    "ORDER BY array_position(ARRAY['bench', 'text:minilm-bench', 'text:use-bench'], name)")).scalars(),
+                    strict=True))
         start = time.perf_counter()
         build_index(engine, ids["model"], TEXT_DIM, memory_mb=BUILD_MEMORY_MB)
-        build_s = time.perf_counter() - start
+        result["index_build_s"] = round(time.perf_counter() - start, 1)
         with engine.connect() as conn:
-            sizes = disk(conn)
-        print(f"  {n:,} photos loaded in {load_s:.1f} s, indexes built in {build_s:.1f} s; {sizes}", flush=True)
-        result = {"n": n, "source": "synthetic", "queries": n_queries, "load_s": round(load_s, 1),
-                  "index_build_s": round(build_s, 1), "disk_mb": sizes,
-                  "disk_mb_per_million": round(sum(sizes.values()) * 1e6 / n, 0)}
-        for case, place in (("unfiltered", None), ("filtered_10pct", FILTER_PLACE)):
-            place_no = None if place is None else int(place.split("-")[1])
-            truth = [library.exact_candidates(q, t, m, place_no) for q, t, m in queries]
-            indexed = measure(engine, queries, ids, indexed=True, place=place)
-            exact = measure(engine, queries[:n_exact], ids, indexed=False, place=place)
-            exact_recall = recall(truth[:n_exact], exact.pop("candidates"))
-            result[case] = {"exact": exact, "exact_recall": exact_recall, "index": indexed,
-                            "index_recall": recall(truth, indexed.pop("candidates"))}
-            print(f"  {case}: {json.dumps(result[case])}", flush=True)
+            result["disk_mb"] = disk(conn)
+        result["disk_mb_per_million"] = round(sum(result["disk_mb"].values()) * 1e6 / n, 0)
+        print(f"  {n:,} photos: {json.dumps(result)}", flush=True)
+        result |= measure_library(engine, n, synthetic_queries(n_queries, rng), n_exact, ids)
         return result
     finally:
         if engine is not None:
             engine.dispose()
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if database is None:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def grow_library(settings: Settings, n: int, rng: np.random.Generator) -> None:
@@ -271,21 +281,19 @@ def grow_library(settings: Settings, n: int, rng: np.random.Generator) -> None:
             {"k": settings.encoder_key}).one()
         encoders = dict(conn.execute(text(
             "SELECT name, id FROM models WHERE kind = 'encoder' AND name LIKE 'text:%'")).all())
-        real = np.stack([np.asarray(v, np.float32) for v in conn.execute(text(
+        near = np.stack([np.asarray(v, np.float32) for v in conn.execute(text(
             "SELECT CAST(embedding AS real[]) FROM photo_embeddings WHERE model_id = :m"), {"m": model_id}).scalars()])
         first_photo = conn.execute(text("SELECT max(id) + 1 FROM photos")).scalar_one()
         first_description = conn.execute(text("SELECT max(id) + 1 FROM descriptions")).scalar_one()
     text_id = next(i for name, i in encoders.items() if "minilm" in name.lower())
-    multilingual_id = next(i for name, i in encoders.items() if i != text_id)
-    joint = real[rng.integers(0, len(real), n)] + rng.standard_normal((n, dims)).astype(np.float32) * 0.02
-    joint /= np.linalg.norm(joint, axis=1, keepdims=True)
-    library = Library(n, rng, first_id=first_photo, joint=joint)
+    ids = {"model": model_id, "text": text_id, "multilingual": next(i for i in encoders.values() if i != text_id)}
     start = time.perf_counter()
-    with engine.begin() as conn:
-        library.write(conn, model_id, text_id, multilingual_id, first_description)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for name in (index_name(model_id), description_index_name(text_id), description_index_name(multilingual_id)):
+        for name in (index_name(model_id), *(description_index_name(i) for i in (ids["text"], ids["multilingual"]))):
             conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # a bulk build is far faster than 1M inserts
+    with engine.begin() as conn:
+        write_library(conn, n, rng, ids, first_photo=first_photo, first_description=first_description, near=near)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))
     print(f"{n:,} photos added in {time.perf_counter() - start:.1f} s", flush=True)
     start = time.perf_counter()
@@ -314,8 +322,8 @@ def write_report(payload: dict, out_dir: Path) -> None:
                              f"{c['exact']['p50_ms']} | {c['exact']['p95_ms']} | {c['index']['p50_ms']} | "
                              f"{c['index']['p95_ms']} | {c['index_recall']} | {r.get('index_build_s', '')} | "
                              f"{round(sum(r['disk_mb'].values())) if 'disk_mb' in r else ''} |")
-    lines += ["", "Exact latency of synthetic sizes over the first `exact.queries` queries; recall against exact "
-              "numpy search over all vectors. Disk: the four tables with their TOAST and btree indexes, plus the HNSW "
+    lines += ["", "Synthetic sizes: the exact statement (the recall's truth) over the first `exact.queries` queries, "
+              "the index over all. Disk: the four tables with their TOAST and btree indexes, plus the HNSW "
               "indexes (per relation in shortlist.json).", "",
               f"Chosen: `WITHSENSE_HNSW_MIN_PHOTOS` = {payload['chosen_min_photos']:,} (see docs/scaling.md).", ""]
     (out_dir / "shortlist.md").write_text("\n".join(lines))
@@ -330,6 +338,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
     parser.add_argument("--add-to", type=Path, help="a shortlist.json of an earlier run whose other sizes are kept")
     parser.add_argument("--grow-library", type=int, metavar="N", help="add N synthetic photos to the library instead")
+    parser.add_argument("--database", help="measure a bench database an earlier run left (one size)")
     args = parser.parse_args()
     settings = load_settings()
     rng = np.random.default_rng(0)
@@ -341,7 +350,7 @@ def main() -> None:
         results.append(real_library(settings, args.queries))
         print(json.dumps(results[-1]), flush=True)
     for n in args.sizes:
-        results.append(synthetic_library(settings, n, args.queries, args.exact_queries, rng))
+        results.append(synthetic_library(settings, n, args.queries, args.exact_queries, rng, args.database))
         print(json.dumps(results[-1]), flush=True)
     if args.add_to:
         measured = {(r["n"], r["source"] == "synthetic") for r in results}
