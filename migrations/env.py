@@ -22,9 +22,10 @@ def render_item(type_, obj, autogen_context):
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:
-    """Leave out the per-ranker HNSW indexes: `withsense train` creates one per published ranker
-    (service/store/hnsw.py), so they are data-dependent and not part of the declared schema."""
-    return not (type_ == "index" and reflected and name and name.startswith("photo_embeddings_hnsw_m"))
+    """Leave out the per-model HNSW indexes: `withsense train` creates one per published ranker and
+    per text encoder (service/store/hnsw.py), so they are data-dependent and not part of the declared schema."""
+    return not (type_ == "index" and reflected and name
+                and name.startswith(("photo_embeddings_hnsw_m", "description_embeddings_hnsw_m")))
 
 
 def run_migrations(connection) -> None:

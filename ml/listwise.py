@@ -99,6 +99,43 @@ def _relative(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x - x.max(axis=-1, keepdims=True), (x - x.mean(axis=-1, keepdims=True)) / np.maximum(sd, 1e-6)
 
 
+@dataclass
+class ShortlistCosines:
+    """What the reranker reads about one query's k candidates when the shortlist (in SQL) has
+    already compared the query with their vectors: the serving path, where no vector travels."""
+
+    cos_joint: np.ndarray    # (k,) query . joint
+    cos_bridge: np.ndarray   # (k,) query . bridge
+    label_ids: np.ndarray    # (k, TOP_LABELS) int
+    label_probs: np.ndarray  # (k, TOP_LABELS) float32
+    mapper_norm: np.ndarray  # (k,) float32
+
+    @classmethod
+    def of(cls, query: np.ndarray, photos: PhotoEvidence) -> ShortlistCosines:
+        """The same from the photos' vectors (training and evaluation hold them in memory)."""
+        q = np.asarray(query, np.float32).reshape(-1)
+        return cls(photos.joint @ q, photos.bridge @ q, photos.label_ids, photos.label_probs, photos.mapper_norm)
+
+
+def _label_evidence(label_cos: np.ndarray, ids: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per candidate, its top labels' cosines to the query weighted by their probabilities:
+    ``label_cos`` (n, n_labels), ``ids``/``probs`` (n, g, k) -> (n, g)."""
+    if label_cos.shape[1] == 0:  # an encoder without ImageNet classes (CLIP): no label evidence
+        return np.zeros(ids.shape[:2], np.float32)
+    n = len(label_cos)
+    return (np.take_along_axis(label_cos[:, None, :], ids.reshape(n, -1)[:, None, :], axis=2)
+            .reshape(ids.shape) * probs).sum(-1)
+
+
+def _assemble(cj: np.ndarray, cb: np.ndarray, ev: np.ndarray, mapper_norm: np.ndarray,
+              query_specificity: np.ndarray) -> np.ndarray:
+    cols = [cj, cb, ev, mapper_norm]
+    rel = [_relative(x) for x in (cj, cb, ev)]
+    cols += [r[0] for r in rel] + [r[1] for r in rel]
+    cols.append(np.broadcast_to(np.asarray(query_specificity, np.float32)[:, None], cj.shape))
+    return np.stack(cols, axis=-1).astype(np.float32)
+
+
 def list_features(queries: np.ndarray, candidates: np.ndarray, photos: PhotoEvidence, label_vectors: np.ndarray,
                   query_specificity: np.ndarray) -> np.ndarray:
     """``(n_lists, list_size, len(FEATURES))`` for queries ``(n, d)`` and candidate photo indices
@@ -108,17 +145,22 @@ def list_features(queries: np.ndarray, candidates: np.ndarray, photos: PhotoEvid
     cj = np.einsum("nd,ngd->ng", q, photos.joint[cand])
     cb = np.einsum("nd,ngd->ng", q, photos.bridge[cand])
     label_cos = q @ np.asarray(label_vectors, np.float32).T  # (n, 1000)
-    ids = photos.label_ids[cand]  # (n, g, k)
-    if label_cos.shape[1] == 0:  # an encoder without ImageNet classes (CLIP): no label evidence
-        ev = np.zeros(cj.shape, np.float32)
-    else:
-        ev = (np.take_along_axis(label_cos[:, None, :], ids.reshape(len(q), -1)[:, None, :], axis=2)
-              .reshape(ids.shape) * photos.label_probs[cand]).sum(-1)
-    cols = [cj, cb, ev, photos.mapper_norm[cand]]
-    rel = [_relative(x) for x in (cj, cb, ev)]
-    cols += [r[0] for r in rel] + [r[1] for r in rel]
-    cols.append(np.broadcast_to(np.asarray(query_specificity, np.float32)[:, None], cj.shape))
-    return np.stack(cols, axis=-1).astype(np.float32)
+    ev = _label_evidence(label_cos, photos.label_ids[cand], photos.label_probs[cand])
+    return _assemble(cj, cb, ev, photos.mapper_norm[cand], query_specificity)
+
+
+def shortlist_features(query: np.ndarray, candidates: ShortlistCosines, label_vectors: np.ndarray,
+                       query_specificity: float) -> np.ndarray:
+    """``(1, k, len(FEATURES))``: :func:`list_features` of one query from its candidates' cosines."""
+    q = np.asarray(query, np.float32).reshape(1, -1)
+    label_cos = q @ np.asarray(label_vectors, np.float32).T
+    ev = _label_evidence(label_cos, _one_list(candidates.label_ids, np.int64), _one_list(candidates.label_probs))
+    return _assemble(_one_list(candidates.cos_joint), _one_list(candidates.cos_bridge), ev,
+                     _one_list(candidates.mapper_norm), np.array([query_specificity], np.float32))
+
+
+def _one_list(x, dtype=np.float32) -> np.ndarray:
+    return np.asarray(x, dtype)[None]
 
 
 def clip_to(X: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None) -> np.ndarray:

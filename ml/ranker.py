@@ -5,7 +5,8 @@ Serving needs numpy (and scikit-learn for unpickling a linear reranker), never T
 >>> ranker = Ranker.load(directory)
 >>> evidence = ranker.photo_evidence(features)   # per photo, stored at publish / upload time
 >>> q = ranker.transform_query(text_vector)      # before the SQL shortlist (whitened text space)
->>> scores = ranker.score(q, evidence.take(shortlist))   # (k,) in [0, 1]
+>>> scores = ranker.score(q, evidence.take(shortlist))   # (k,) in [0, 1], from the photos' vectors
+>>> scores = ranker.score(q, cosines)   # the same from ShortlistCosines, as SQL computed them (serving)
 
 ``score`` is the calibrated probability that experts say the description fits the photo
 (``ml.calibration``), computed from the reranker's raw score for each candidate *within the
@@ -20,7 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from ml.calibration import PlattCalibrator, query_signals
-from ml.listwise import FEATURES, NumpyListMLP, PhotoEvidence, list_features, photo_evidence, specificity
+from ml.listwise import (
+    FEATURES,
+    NumpyListMLP,
+    PhotoEvidence,
+    ShortlistCosines,
+    photo_evidence,
+    shortlist_features,
+    specificity,
+)
 from ml.multilingual import QueryBridge, load_query_bridges, save_query_bridges
 from ml.whitening import IdentityText, PartialWhitening
 
@@ -60,20 +69,23 @@ class Ranker:
     def photo_evidence(self, photo_features: np.ndarray) -> PhotoEvidence:
         return photo_evidence(self.mapper, photo_features, self.label_vectors, self.bridge_kind)
 
-    def _features(self, query_vector: np.ndarray, candidates: PhotoEvidence) -> np.ndarray:
+    def _features(self, query_vector: np.ndarray, candidates: PhotoEvidence | ShortlistCosines) -> np.ndarray:
         q = np.asarray(query_vector, np.float32).reshape(1, -1)
-        spec = specificity(q, self.reference_captions)
-        return list_features(q, np.arange(len(candidates.joint))[None, :], candidates, self.label_vectors, spec)
+        if isinstance(candidates, PhotoEvidence):
+            candidates = ShortlistCosines.of(q, candidates)
+        spec = specificity(q, self.reference_captions)[0]
+        return shortlist_features(q, candidates, self.label_vectors, spec)
 
-    def raw_scores(self, query_vector: np.ndarray, candidates: PhotoEvidence) -> np.ndarray:
+    def raw_scores(self, query_vector: np.ndarray, candidates: PhotoEvidence | ShortlistCosines) -> np.ndarray:
         """The reranker's uncalibrated scores of one (transformed) query against its shortlist."""
         return np.asarray(self.scorer.predict(self._features(query_vector, candidates)), np.float64)[0]
 
-    def score(self, query_vector: np.ndarray, candidates: PhotoEvidence) -> np.ndarray:
+    def score(self, query_vector: np.ndarray, candidates: PhotoEvidence | ShortlistCosines) -> np.ndarray:
         """Probabilities in [0, 1] that the description fits, for one transformed query and k photos:
         the calibration of the reranker's score and of how well anything could fit the query
-        (``ml.calibration.QueryCalibrator``; the order within the query is the score's)."""
-        if len(candidates.joint) == 0:
+        (``ml.calibration.QueryCalibrator``; the order within the query is the score's). The photos
+        come as their vectors (training, evaluation) or as the shortlist's cosines (a search)."""
+        if len(candidates.mapper_norm) == 0:
             return np.zeros(0)
         X = self._features(query_vector, candidates)
         raw = np.asarray(self.scorer.predict(X), np.float64)[0]

@@ -146,9 +146,14 @@ def floor(settings: Settings, queries: list[str]) -> dict:
     engine = make_engine(resolve_url(settings))
     with engine.connect() as conn:
         model = active_ranker(conn, settings.encoder_key)
-        rows = conn.execute(text("SELECT embedding FROM photo_embeddings WHERE model_id = :m"), {"m": model.id}).all()
+        n = conn.execute(text("SELECT count(*) FROM photo_embeddings WHERE model_id = :m"), {"m": model.id}).scalar()
+        matrix = np.empty((n, model.dims), np.float32)
+        # Streamed into one array: a million rows fetched at once took gigabytes of row objects.
+        rows = conn.execution_options(yield_per=10_000).execute(
+            text("SELECT embedding FROM photo_embeddings WHERE model_id = :m"), {"m": model.id})
+        for i, r in enumerate(rows):
+            matrix[i] = as_array(r.embedding)
     engine.dispose()
-    matrix = np.stack([as_array(r.embedding) for r in rows])
     topk = []
     for _ in range(200):
         start = time.perf_counter()

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from service.search.searcher import Filters, Searcher
-from service.search.shortlist import EXACT_SHORTLIST_SQL, indexed_shortlist_sql
+from service.search.shortlist import ShortlistShape, Space, shortlist_sql
 from service.store.db import driver_connection
-from service.store.hnsw import index_name
+from service.store.hnsw import description_index_name, index_name
 from tests.helpers import load_library, migrate_to
 
 QUERIES = ["a dog runs through the snow", "two people on a beach", "a man riding a bike", "children at a party"]
@@ -105,9 +105,10 @@ def test_the_shortlist_chooses_the_index_by_library_size(loaded, encoders):
             assert [r.score for r in a.results] == pytest.approx([r.score for r in b.results], abs=1e-6)
 
 
-def test_the_indexed_statement_is_served_by_the_rankers_hnsw_index(loaded, encoders):
+def test_the_indexed_statement_is_served_by_the_hnsw_indexes(loaded, encoders):
     """The ORDER BY matches the index expression and the partial predicate is provable: with the
-    sequential scan and sorting priced out (16 rows would never need the index), the planner picks it."""
+    sequential scan and sorting priced out (16 rows would never need the index), the planner picks
+    the ranker's photo index and the text encoder's description index (migration 0014)."""
     model = loaded["model"]
     query_vector = encoders.text.encode([QUERIES[0]])[0]
     params = {"query_vector": query_vector, "text_vector": query_vector, "model_id": model["id"],
@@ -119,23 +120,32 @@ def test_the_indexed_statement_is_served_by_the_rankers_hnsw_index(loaded, encod
             cur.execute("SET LOCAL enable_indexscan = on")
             cur.execute("SET LOCAL enable_sort = off")  # else a btree scan on model_id + sort beats any index
             cur.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            indexed_plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + indexed_shortlist_sql(384), params))
-            exact_plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + EXACT_SHORTLIST_SQL, params))
+            indexed, exact = (shortlist_sql(ShortlistShape(Space(384, use), Space(384, use))) for use in (True, False))
+            indexed_plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + indexed, params))
+            exact_plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + exact, params))
         conn.rollback()
-    assert index_name(model["id"]) in indexed_plan, indexed_plan
-    assert index_name(model["id"]) not in exact_plan
+    for name in (index_name(model["id"]), description_index_name(loaded["text"])):
+        assert name in indexed_plan, indexed_plan
+        assert name not in exact_plan
 
 
-def test_migration_0007_indexes_active_rankers_and_downgrade_drops_them(own_library):
+def test_migrations_0007_and_0014_index_rankers_and_text_encoders_and_downgrade_drops_them(own_library):
     url, engine = own_library["settings"].database_url, own_library["engine"]
     with engine.connect() as conn:
         active = conn.execute(text("SELECT id FROM models WHERE kind = 'ranker' AND active")).scalar_one()
     migrate_to(url, "0004", down=True)
     with engine.connect() as conn:
         left = conn.execute(text("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'photo_embeddings_hnsw_m%'")).scalar()
+        left += conn.execute(text(
+            "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'description_embeddings_hnsw_m%'")).scalar()
     assert left == 0
-    migrate_to(url, "head")  # a database trained before 0007 gets its active ranker's index
+    migrate_to(url, "head")  # a database trained before 0007 gets its active ranker's index, 0014 its text encoders'
     assert _index_is_valid(engine, active)
+    with engine.connect() as conn:
+        text_models = conn.execute(text("SELECT id FROM models WHERE kind = 'encoder' AND name LIKE 'text:%'")).scalars().all()
+        assert text_models and all(conn.execute(text(
+            "SELECT coalesce(bool_or(indisvalid), false) FROM pg_index WHERE indexrelid = to_regclass(:name)"),
+            {"name": description_index_name(m)}).scalar() for m in text_models)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT attstorage FROM pg_attribute WHERE attrelid = 'photo_embeddings'::regclass "
                                  "AND attname = 'embedding'")).scalar() == "m"

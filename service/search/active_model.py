@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, text
 
 from ml.ranker import Ranker
-from service.store.hnsw import INDEX_PREFIX
+from service.store.hnsw import DESCRIPTION_INDEX_PREFIX, INDEX_PREFIX
 from service.store.model_rows import ModelRow, active_ranker
 
 # What a search needs to know beyond the active ranker's row (``active_ranker``, the query every
@@ -23,10 +23,19 @@ from service.store.model_rows import ModelRow, active_ranker
 # on the read path). Both queries run on one connection, once per refresh.
 SERVING_STATE_SQL = text(
     """
-    SELECT (SELECT e.id FROM models e
-            WHERE e.kind = 'encoder' AND e.name = :text_encoder_name AND e.version = '1') AS text_model_id,
-           (SELECT e.id FROM models e
-            WHERE e.kind = 'encoder' AND e.name = :multilingual_name AND e.version = '1') AS multilingual_model_id,
+    WITH text_encoders AS (
+        SELECT e.id, e.dims, e.name,
+               EXISTS (SELECT 1 FROM pg_index i
+                       WHERE i.indexrelid = to_regclass(:description_index_prefix || e.id) AND i.indisvalid) AS has_index
+        FROM models e
+        WHERE e.kind = 'encoder' AND e.name IN (:text_encoder_name, :multilingual_name) AND e.version = '1'
+    )
+    SELECT (SELECT id FROM text_encoders WHERE name = :text_encoder_name) AS text_model_id,
+           (SELECT dims FROM text_encoders WHERE name = :text_encoder_name) AS text_dims,
+           (SELECT has_index FROM text_encoders WHERE name = :text_encoder_name) AS text_has_index,
+           (SELECT id FROM text_encoders WHERE name = :multilingual_name) AS multilingual_model_id,
+           (SELECT dims FROM text_encoders WHERE name = :multilingual_name) AS multilingual_dims,
+           (SELECT has_index FROM text_encoders WHERE name = :multilingual_name) AS multilingual_has_index,
            (SELECT count(*) FROM photo_embeddings pe WHERE pe.model_id = CAST(:model_id AS integer)) AS n_photos,
            EXISTS (SELECT 1 FROM pg_index i
                    WHERE i.indexrelid = to_regclass(:index_prefix || CAST(:model_id AS integer))
@@ -43,6 +52,10 @@ class ActiveState:
     n_photos: int
     has_index: bool
     multilingual_model_id: int | None = None  # USE's vectors of the descriptions (None: not computed)
+    text_dims: int | None = None
+    multilingual_dims: int | None = None
+    text_has_index: bool = False  # the text encoder's description index (service/store/hnsw.py) is built
+    multilingual_has_index: bool = False
 
 
 class ActiveModelCache:
@@ -77,14 +90,16 @@ class ActiveModelCache:
             row = conn.execute(SERVING_STATE_SQL, {
                 "model_id": model.id if model else None, "text_encoder_name": f"text:{self.text_encoder_name}",
                 "multilingual_name": f"text:{self.multilingual_name}" if self.multilingual_name else None,
-                "index_prefix": INDEX_PREFIX,
+                "index_prefix": INDEX_PREFIX, "description_index_prefix": DESCRIPTION_INDEX_PREFIX,
             }).one()
+        encoders = {"text_model_id": row.text_model_id, "multilingual_model_id": row.multilingual_model_id,
+                    "text_dims": row.text_dims, "multilingual_dims": row.multilingual_dims,
+                    "text_has_index": bool(row.text_has_index), "multilingual_has_index": bool(row.multilingual_has_index)}
         if model is None:
-            return ActiveState(None, None, row.text_model_id, 0, False, row.multilingual_model_id)
+            return ActiveState(None, None, n_photos=0, has_index=False, **encoders)
         previous = self._state
         # Loaded again (and so checked again) when the active row changes, its package versions included.
         same = (previous is not None and previous.model is not None and previous.model.id == model.id
                 and previous.model.package_versions == model.package_versions)
         ranker = previous.ranker if same else self.load(model)
-        return ActiveState(model, ranker, row.text_model_id, int(row.n_photos), bool(row.has_index),
-                           row.multilingual_model_id)
+        return ActiveState(model, ranker, n_photos=int(row.n_photos), has_index=bool(row.has_index), **encoders)

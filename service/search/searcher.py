@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 from sqlalchemy import Engine
 
-from ml.listwise import PhotoEvidence
+from ml.listwise import PhotoEvidence, ShortlistCosines
 from ml.ranker import Ranker
 from service import policy
 from service.config import Settings
@@ -24,7 +24,7 @@ from service.search.active_model import ActiveModelCache, ActiveState
 from service.search.query_vectors import QueryVectorCache
 from service.search.routing import QueryRouter
 from service.search.search_log import SearchLogEntry, SearchLogWriter
-from service.search.shortlist import fetch_shortlist
+from service.search.shortlist import ShortlistShape, Space, fetch_shortlist, filters_set
 from service.store.db import as_array
 from service.store.model_rows import ModelMismatch, ModelRow, check_package_versions, load_ranker
 from service.store.replicas import ReadReplicas, read_with_fallback
@@ -156,10 +156,23 @@ def shortfall_message(*, n_candidates: int, n_passing: int, best: float | None, 
 
 
 def evidence_of(rows) -> PhotoEvidence:
-    """The reranker's per-photo inputs, as stored with the active ranker's rows (migration 0008)."""
+    """The reranker's per-photo inputs with their vectors, as stored with the active ranker's rows
+    (migration 0008): for scoring in memory (service/training/pair_scores.py); a search reads
+    :func:`cosines_of` its shortlist instead."""
     return PhotoEvidence(
         joint=np.stack([as_array(r.photo_vector) for r in rows]),
         bridge=np.stack([as_array(r.photo_bridge) for r in rows]),
+        label_ids=np.array([r.label_ids for r in rows], dtype=np.int64),
+        label_probs=np.array([r.label_probs for r in rows], dtype=np.float32),
+        mapper_norm=np.array([r.mapper_norm for r in rows], dtype=np.float32),
+    )
+
+
+def cosines_of(rows) -> ShortlistCosines:
+    """The reranker's inputs as the shortlist statement returns them (service/search/shortlist.py)."""
+    return ShortlistCosines(
+        cos_joint=np.array([r.cos_joint for r in rows], dtype=np.float32),
+        cos_bridge=np.array([r.cos_bridge for r in rows], dtype=np.float32),
         label_ids=np.array([r.label_ids for r in rows], dtype=np.int64),
         label_probs=np.array([r.label_probs for r in rows], dtype=np.float32),
         mapper_norm=np.array([r.mapper_norm for r in rows], dtype=np.float32),
@@ -212,6 +225,18 @@ class Searcher:
         scan below that is as fast on this machine and exact (reports/bench/scale.md)."""
         return state.has_index and state.n_photos >= self.settings.hnsw_min_photos
 
+    def shape(self, state: ActiveState, params: dict) -> ShortlistShape:
+        """Which candidate searches run, each by its index (above the size threshold, once built)
+        or exactly, and which filters are set: the statement's shape (service/search/shortlist.py)."""
+        large = state.n_photos >= self.settings.hnsw_min_photos
+        return ShortlistShape(
+            photos=Space(state.model.dims, self.uses_index(state)),
+            text=(Space(state.text_dims, large and state.text_has_index)
+                  if params["text_model_id"] is not None else None),
+            multilingual=(Space(state.multilingual_dims, large and state.multilingual_has_index)
+                          if params["multilingual_model_id"] is not None else None),
+            filters=filters_set(params))
+
     def search(self, query: str, *, limit: int = 5, offset: int = 0, min_score: float | None = None,
                filters: Filters | None = None, splits: Sequence[str] | None = None, hybrid: bool = True,
                rerank: bool = True, log: bool = True, scorer: str | None = None) -> SearchOutcome:
@@ -248,22 +273,24 @@ class Searcher:
             query_vector = ranker.query_bridges[route.encoder].transform(multilingual_vector)
         clock.lap("text_encoding")
 
+        params = {
+            "query_vector": query_vector,
+            "text_vector": text_vector,
+            "model_id": model.id,
+            "text_model_id": state.text_model_id if hybrid and text_vector is not None else None,
+            "multilingual_vector": multilingual_vector,
+            "multilingual_model_id": (state.multilingual_model_id if hybrid and multilingual_vector is not None
+                                      else None),
+            "splits": list(splits) if splits else None,
+            "shortlist_size": max(self.settings.shortlist, offset + limit),
+            **asdict(filters),
+        }
+        shape = self.shape(state, params)
+
         def shortlist(engine: Engine):
             with engine.connect() as conn:
-                rows = fetch_shortlist(conn, {
-                    "query_vector": query_vector,
-                    "text_vector": text_vector,
-                    "model_id": model.id,
-                    "text_model_id": state.text_model_id if hybrid and text_vector is not None else None,
-                    "multilingual_vector": multilingual_vector,
-                    "multilingual_model_id": (state.multilingual_model_id if hybrid and multilingual_vector is not None
-                                              else None),
-                    "splits": list(splits) if splits else None,
-                    "shortlist_size": max(self.settings.shortlist, offset + limit),
-                    **asdict(filters),
-                }, use_index=self.uses_index(state), dims=model.dims,
-                   ef_search=max(self.settings.hnsw_ef_search, self.settings.shortlist, offset + limit),
-                   filtered=bool(filters.active() or splits))
+                rows = fetch_shortlist(conn, params, shape, ef_search=max(
+                    self.settings.hnsw_ef_search, self.settings.shortlist, offset + limit))
             if not rows and engine is not self.engine:
                 raise _NotOnReplica  # a model activated a moment ago may not have reached the replica
             return rows
@@ -292,7 +319,7 @@ class Searcher:
         """Every candidate scored and sorted, best first (paging and min_score cut the list after)."""
         if not rows:
             return []
-        scorer_scores = np.asarray(ranker.score(query_vector, evidence_of(rows)), dtype=np.float64)
+        scorer_scores = np.asarray(ranker.score(query_vector, cosines_of(rows)), dtype=np.float64)
         matches = description_evidence(
             np.array([np.nan if r.description_match is None else r.description_match for r in rows], dtype=np.float64),
             np.array([np.nan if r.multilingual_description_match is None else r.multilingual_description_match
@@ -300,7 +327,7 @@ class Searcher:
         final = blend(scorer_scores, matches, self.settings.description_weight)
         order = np.argsort(-final, kind="stable")
         return [
-            Result(rows[i].photo_id, rows[i].file_name, round(float(final[i]), 6), round(float(rows[i].similarity), 6),
+            Result(rows[i].photo_id, rows[i].file_name, round(float(final[i]), 6), round(float(rows[i].cos_joint), 6),
                    round(float(scorer_scores[i]), 6),
                    None if np.isnan(matches[i]) else round(float(matches[i]), 6), rows[i].shows_child)
             for i in order
@@ -309,7 +336,7 @@ class Searcher:
     @staticmethod
     def _shortlist_order(rows) -> list[Result]:
         """Candidates in the SQL shortlist's own order (cosine in the joint space), no scorer."""
-        return [Result(r.photo_id, r.file_name, round(float(r.similarity), 6), round(float(r.similarity), 6),
+        return [Result(r.photo_id, r.file_name, round(float(r.cos_joint), 6), round(float(r.cos_joint), 6),
                        shows_child=r.shows_child) for r in rows]
 
     def _log(self, response: SearchOutcome, model_id: int | None, *, min_score: float | None = None,

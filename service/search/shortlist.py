@@ -1,17 +1,24 @@
-"""The SQL shortlist: one named, parameterised statement, in two forms (exact scan or HNSW index).
+"""The SQL shortlist: one named, parameterised statement per search shape, generated and cached.
 
-Both are the hybrid search of pgvector-python's example: two named candidate searches, then their
-union with both signals per photo. Run through psycopg directly with binary transfer (parsing
-~150 vectors from text would cost more than the query itself), in pipeline mode, so the
-``SET LOCAL`` lines and the query travel to the server in one round trip.
+The hybrid search of pgvector-python's example: named candidate searches, then their union with
+the scalars the reranker reads per photo. Run through psycopg directly with binary transfer, in
+pipeline mode, so the ``SET LOCAL`` lines and the query travel to the server in one round trip.
   semantic_search     - nearest photos to the query in the joint space of the active ranker;
   description_search  - photos whose descriptions (written for that photo, never the held-out
                         test queries) are nearest to the query's text vector;
-  description_match   - for every candidate, its best-matching description (NULL when it has none).
   multilingual_description_search - the same in USE multilingual's space (ml/multilingual.py), so
-                        a description in one language is found by a query in another.
-With text_model_id NULL the description side is empty and this is the image-only shortlist; with
-multilingual_model_id NULL (no USE vectors stored, or the image-only search) so is USE's.
+                        a description in one language is found by a query in another;
+  description_match   - for every candidate, its best-matching description in each space.
+Each candidate comes back with scalars only: its joint and bridge cosines to the query (computed
+here, so no 384-d vector travels: ~0.5 MB a search at a shortlist of 100 before), its top labels
+(ml/listwise.py ``label_evidence``) and its mapper norm.
+
+A search's shape is a :class:`ShortlistShape`: which candidate searches run, each by its HNSW index
+(service/store/hnsw.py) or by an exact scan, and which photo filters are set. Each set filter is a
+plain predicate the planner can see; an unset one is not in the statement at all (a
+``CAST(x AS ..) IS NULL OR ..`` would hide both from it). So there is one statement per shape,
+made once per process by ``shortlist_sql``.
+
 A deleted photo has no vectors (``uploads.delete_photo``), so the joins to ``photo_embeddings`` drop
 it; its descriptions stay, so the description sides skip its tombstone, lest they take shortlist places.
 ``query_vector`` is the query in the ranker's space (photo side), ``text_vector`` the text
@@ -19,6 +26,7 @@ encoder's own vector and ``multilingual_vector`` USE's (description side).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from psycopg.rows import namedtuple_row
@@ -26,100 +34,137 @@ from sqlalchemy import Connection
 
 from service.store.db import driver_connection
 
-# Filters on the photo, shared by both candidate searches; each is off when its parameter is NULL.
-# taken_after/taken_before form a half-open interval [after, before).
-_PHOTO_FILTERS = """
-      (CAST(%(splits)s AS text[]) IS NULL OR p.split = ANY(CAST(%(splits)s AS text[])))
-      AND (CAST(%(camera)s AS text) IS NULL OR lower(p.camera) = lower(CAST(%(camera)s AS text)))
-      AND (CAST(%(place)s AS text) IS NULL OR lower(p.place) = lower(CAST(%(place)s AS text)))
-      AND (CAST(%(uploader)s AS text) IS NULL OR lower(p.uploader) = lower(CAST(%(uploader)s AS text)))
-      AND (CAST(%(taken_after)s AS timestamptz) IS NULL OR p.taken_at >= CAST(%(taken_after)s AS timestamptz))
-      AND (CAST(%(taken_before)s AS timestamptz) IS NULL OR p.taken_at < CAST(%(taken_before)s AS timestamptz))
-"""
+# The photo filters, by parameter name; taken_after/taken_before form a half-open interval [after, before).
+PHOTO_FILTERS = {
+    "splits": "p.split = ANY(%(splits)s)",
+    "camera": "lower(p.camera) = lower(%(camera)s)",
+    "place": "lower(p.place) = lower(%(place)s)",
+    "uploader": "lower(p.uploader) = lower(%(uploader)s)",
+    "taken_after": "p.taken_at >= %(taken_after)s",
+    "taken_before": "p.taken_at < %(taken_before)s",
+}
 
 
-def _hybrid_shortlist_sql(photo_distance: str) -> str:
-    return f"""
-    WITH semantic_search AS (
+@dataclass(frozen=True)
+class Space:
+    """One candidate search's vector space: its dimension and whether its HNSW index serves it."""
+
+    dims: int
+    indexed: bool
+
+
+@dataclass(frozen=True)
+class ShortlistShape:
+    photos: Space
+    text: Space | None = None          # MiniLM's description search; None: off (image-only, or no vectors)
+    multilingual: Space | None = None  # USE's description search; None: off
+    filters: tuple[str, ...] = ()      # names in PHOTO_FILTERS that are set, in its order
+
+    @property
+    def indexed(self) -> bool:
+        return any(s is not None and s.indexed for s in (self.photos, self.text, self.multilingual))
+
+
+_COLUMN_SEPARATOR = ",\n               "
+
+
+def filters_set(params: dict) -> tuple[str, ...]:
+    return tuple(name for name in PHOTO_FILTERS if params.get(name) is not None)
+
+
+def _distance(column: str, vector: str, space: Space) -> str:
+    """The ORDER BY of a candidate search: the index's own expression (halfvec of the stored vector)
+    when the index serves it, so the planner can match it; the full-precision distance otherwise."""
+    if not space.indexed:
+        return f"{column} <=> %({vector})s"
+    half = f"halfvec({int(space.dims)})"
+    return f"{column}::{half} <=> CAST(%({vector})s AS {half})"
+
+
+def _where(*conditions: str, filters: tuple[str, ...]) -> str:
+    return "\n          AND ".join([*conditions, *(PHOTO_FILTERS[name] for name in filters)])
+
+
+def _description_search(name: str, model_param: str, vector: str, space: Space, filters: tuple[str, ...]) -> str:
+    where = _where(f"de.model_id = %({model_param})s", "d.source <> 'test'", "p.deleted_at IS NULL", filters=filters)
+    return f"""{name} AS (
+        SELECT d.photo_id
+        FROM description_embeddings de
+        JOIN descriptions d ON d.id = de.description_id
+        JOIN photos p ON p.id = d.photo_id
+        WHERE {where}
+        ORDER BY {_distance("de.embedding", vector, space)}
+        LIMIT %(shortlist_size)s
+    )"""
+
+
+@lru_cache(maxsize=256)
+def shortlist_sql(shape: ShortlistShape) -> str:
+    """The statement of one search shape (at most 2 x 2 x 2 x 2^6 of them; a process meets a few)."""
+    ctes = [f"""semantic_search AS (
         SELECT e.photo_id
         FROM photo_embeddings e
         JOIN photos p ON p.id = e.photo_id
-        WHERE e.model_id = %(model_id)s AND {_PHOTO_FILTERS}
-        ORDER BY {photo_distance}
+        WHERE {_where("e.model_id = %(model_id)s", filters=shape.filters)}
+        ORDER BY {_distance("e.embedding", "query_vector", shape.photos)}
         LIMIT %(shortlist_size)s
-    ), description_search AS (
-        SELECT d.photo_id
-        FROM description_embeddings de
-        JOIN descriptions d ON d.id = de.description_id
-        JOIN photos p ON p.id = d.photo_id
-        WHERE de.model_id = %(text_model_id)s AND d.source <> 'test' AND p.deleted_at IS NULL AND {_PHOTO_FILTERS}
-        ORDER BY de.embedding <=> %(text_vector)s
-        LIMIT %(shortlist_size)s
-    ), multilingual_description_search AS (
-        SELECT d.photo_id
-        FROM description_embeddings de
-        JOIN descriptions d ON d.id = de.description_id
-        JOIN photos p ON p.id = d.photo_id
-        WHERE de.model_id = %(multilingual_model_id)s AND d.source <> 'test' AND p.deleted_at IS NULL
-          AND {_PHOTO_FILTERS}
-        ORDER BY de.embedding <=> %(multilingual_vector)s
-        LIMIT %(shortlist_size)s
-    ), candidates AS (
-        SELECT photo_id FROM semantic_search
-        UNION
-        SELECT photo_id FROM description_search
-        UNION
-        SELECT photo_id FROM multilingual_description_search
-    ), description_match AS (
-        -- CASE, not FILTER: each space's vectors only ever meet a query vector of their own dimension
+    )"""]
+    searches, matches = ["semantic_search"], []
+    for name, model_param, vector, column, space in (
+            ("description_search", "text_model_id", "text_vector", "description_match", shape.text),
+            ("multilingual_description_search", "multilingual_model_id", "multilingual_vector",
+             "multilingual_description_match", shape.multilingual)):
+        if space is None:
+            continue
+        ctes.append(_description_search(name, model_param, vector, space, shape.filters))
+        searches.append(name)
+        # CASE, not FILTER: each space's vectors only ever meet a query vector of their own dimension
+        matches.append(f"max(CASE WHEN de.model_id = %({model_param})s THEN 1 - (de.embedding <=> %({vector})s) END) "
+                       f"AS {column}")
+    ctes.append("candidates AS (\n        " + "\n        UNION\n        ".join(
+        f"SELECT photo_id FROM {s}" for s in searches) + "\n    )")
+    if matches:
+        spaces = ", ".join(f"%({p})s" for p, s in (("text_model_id", shape.text),
+                                                   ("multilingual_model_id", shape.multilingual)) if s is not None)
+        ctes.append(f"""description_match AS (
         SELECT d.photo_id,
-               max(CASE WHEN de.model_id = %(text_model_id)s THEN 1 - (de.embedding <=> %(text_vector)s) END) AS best,
-               max(CASE WHEN de.model_id = %(multilingual_model_id)s
-                        THEN 1 - (de.embedding <=> %(multilingual_vector)s) END) AS best_multilingual
+               {_COLUMN_SEPARATOR.join(matches)}
         FROM candidates c
         JOIN descriptions d ON d.photo_id = c.photo_id AND d.source <> 'test'
-        JOIN description_embeddings de ON de.description_id = d.id
-             AND de.model_id IN (%(text_model_id)s, %(multilingual_model_id)s)
+        JOIN description_embeddings de ON de.description_id = d.id AND de.model_id IN ({spaces})
         GROUP BY d.photo_id
-    )
-    SELECT p.id AS photo_id, p.file_name, p.shows_child, e.embedding AS photo_vector, e.bridge AS photo_bridge,
+    )""")
+    match_columns = ", ".join(
+        f"dm.{c}" if s is not None else f"NULL::float8 AS {c}"
+        for c, s in (("description_match", shape.text), ("multilingual_description_match", shape.multilingual)))
+    return f"""
+    WITH {", ".join(ctes)}
+    SELECT p.id AS photo_id, p.file_name, p.shows_child,
+           1 - (e.embedding <=> %(query_vector)s) AS cos_joint,
+           1 - (e.bridge <=> %(query_vector)s) AS cos_bridge,
            e.label_ids, e.label_probs, e.mapper_norm,
-           1 - (e.embedding <=> %(query_vector)s) AS similarity,
-           dm.best AS description_match, dm.best_multilingual AS multilingual_description_match
+           {match_columns}
     FROM candidates c
     JOIN photos p ON p.id = c.photo_id
     JOIN photo_embeddings e ON e.photo_id = p.id AND e.model_id = %(model_id)s
-    LEFT JOIN description_match dm ON dm.photo_id = p.id
-    ORDER BY similarity DESC, p.id
+    {"LEFT JOIN description_match dm ON dm.photo_id = p.id" if matches else ""}
+    ORDER BY cos_joint DESC, p.id
 """
 
 
-# Exact: every photo vector of the ranker is compared (full precision); right for small libraries.
-EXACT_SHORTLIST_SQL = _hybrid_shortlist_sql("e.embedding <=> %(query_vector)s")
-
-
-@lru_cache(maxsize=8)
-def indexed_shortlist_sql(dims: int) -> str:
-    """The same statement ordered by the expression the ranker's HNSW index holds
-    (service/store/hnsw.py), so the planner can serve semantic_search from it."""
-    return _hybrid_shortlist_sql(f"e.embedding::halfvec({int(dims)}) <=> CAST(%(query_vector)s AS halfvec({int(dims)}))")
-
-
-def fetch_shortlist(conn: Connection, params: dict, *, use_index: bool, dims: int, ef_search: int,
-                    filtered: bool) -> list:
-    """Candidate rows for one query. With the index: ``hnsw.ef_search`` for this transaction, and an
-    iterative scan when filters are set (a plain HNSW scan would return only the filtered share of
-    its ef_search candidates: recall 0.20 at a 10 % filter in reports/bench/scale.md)."""
+def fetch_shortlist(conn: Connection, params: dict, shape: ShortlistShape, *, ef_search: int) -> list:
+    """Candidate rows for one query. With an index: ``hnsw.ef_search`` for this transaction and an
+    iterative scan, so a filter (the description sides always have one: no test queries, no
+    tombstones) still yields the whole shortlist (a plain HNSW scan would return only the passing
+    share of its ef_search candidates: recall 0.20 at a 10 % filter in reports/bench/scale.md)."""
     raw = driver_connection(conn)
     with raw.pipeline(), raw.cursor(binary=True, row_factory=namedtuple_row) as cur:
-        if use_index:
+        if shape.indexed:
             # Integers from our own settings: SET takes no bind parameters.
             cur.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
-            cur.execute(f"SET LOCAL hnsw.iterative_scan = {'relaxed_order' if filtered else 'off'}")
-            # The index is partial (model_id = <ranker>): a generic plan of a prepared statement could
+            cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            # The indexes are partial (model_id = <model>): a generic plan of a prepared statement could
             # not prove that from a parameter and would fall back to a full scan.
             cur.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            cur.execute(indexed_shortlist_sql(dims), params)
-        else:
-            cur.execute(EXACT_SHORTLIST_SQL, params)
+        cur.execute(shortlist_sql(shape), params)
         return cur.fetchall()
