@@ -152,7 +152,7 @@ def test_calibration_sets_add_one_own_caption_per_photo_as_a_fit():
     own = extra["kind"] == "own_caption"
     assert own.sum() == 3 and extra["label"][own].all() and not extra["label"][~own].any()
     assert len(set(extra["group"][own]) & set(extra["group"][~own])) == 0
-    assert rated["query"].shape[1] == extra["query"].shape[1] == 2  # specificity and its hinge
+    assert rated["query"].shape[1] == extra["query"].shape[1] == 3  # specificity, its hinge, the best joint cosine
     _, plain = _calibration_sets(data, oof, own_captions=False)
     assert not (plain["kind"] == "own_caption").any()
 
