@@ -8,8 +8,10 @@ order, which is what search needs.
 
 The reranker's score is relative to the shortlist: for a query nothing fits, the least bad photo
 still scores high. :class:`QueryCalibrator` adds query-level signals (:data:`QUERY_SIGNALS`: the
-query's specificity, its best cosine to a training caption, and a hinge of it) to the logistic
-regression and is fitted on rated pairs, on no-match queries' best candidates (label 0) and on
+query's specificity, its best cosine to a training caption, a hinge of it, and the shortlist's best
+joint cosine) to the logistic
+regression and is fitted on rated pairs, on no-match queries' best candidates (label 0: written
+sentences, random strings and captions of scenes without people or dogs) and on
 photos scored against one of their own captions (label 1: the experts said all 120 rated pairs of
 that kind fit). A term that is the same for every candidate of a query moves the scores, never the
 order within the query.
@@ -52,8 +54,10 @@ class PlattCalibrator(BaseEstimator):
 # Per query, from its shortlist's features (ml.listwise.FEATURES): how well anything could fit it.
 # "specificity>0.45" is the specificity's excess over 0.45 (a hinge): below it the queries nothing
 # fits (sentences p95 0.47, random strings 0.29), above it the rated pairs (p5 0.38, median 0.55),
-# where specificity says less. The knot was chosen by grouped CV (docs/model.md).
-QUERY_SIGNALS = ("specificity", "specificity>0.45")
+# where specificity says less. The knot was chosen by grouped CV (docs/model.md). "best_joint" is
+# the photo side: the shortlist's best joint cosine, low for a caption-like scene no photo shows;
+# it is a scalar per candidate, so the SQL that returns cosines can serve it.
+QUERY_SIGNALS = ("specificity", "specificity>0.45", "best_joint")
 
 
 def signals_from(base: np.ndarray, base_names, signals=QUERY_SIGNALS) -> np.ndarray:

@@ -104,15 +104,17 @@ def pair_sources(data: TrainingData) -> np.ndarray:
 
 
 def no_match_queries(data: TrainingData, train_photos: np.ndarray, *, n_captions: int = 0,
-                     random_state: int = 0) -> dict[str, np.ndarray]:
+                     caption_pool: np.ndarray | None = None, random_state: int = 0) -> dict[str, np.ndarray]:
     """The no-match queries of one fold: the training negatives (``data.nomatch_vectors``:
     sentences that describe no scene, random strings) and ``n_captions`` captions of photos outside
     the validation gallery (one per photo; ``own`` is their photo, skipped by their specificity).
     Captions are off by default: in Flickr8k galleries the best photo for another photo's caption
     often fits, the experts rated almost none of those pairs (0.2 %), and as negatives they sank
-    the rated pairs' calibration (ECE 0.011 -> 0.105; docs/model.md)."""
+    the rated pairs' calibration (ECE 0.011 -> 0.105; docs/model.md). ``caption_pool`` (a mask over
+    captions, ``ml.no_match.scene_caption_pool``) restricts them to scenes the gallery lacks."""
     rng = np.random.default_rng(random_state)
-    cap = np.flatnonzero(np.isin(data.caption_photo, train_photos) & ~data.caption_blocked)
+    eligible = np.isin(data.caption_photo, train_photos) & ~data.caption_blocked
+    cap = np.flatnonzero(eligible if caption_pool is None else eligible & caption_pool)
     cap = cap[rng.permutation(len(cap))]
     _, first = np.unique(data.caption_photo[cap], return_index=True)
     cap = cap[rng.permutation(first)[:n_captions]]
@@ -229,6 +231,7 @@ def grouped_cv(
     progress: bool = True,
     with_negatives: bool = True,
     caption_negatives: int = 0,
+    caption_pool: np.ndarray | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
     """Mean (over folds) validation metrics per scorer, plus :data:`COSINE` for the joint space
     alone; and per scorer the out-of-fold raw scores of the rated pairs, of right top-1 caption
@@ -259,7 +262,8 @@ def grouped_cv(
                               list_size=list_size, random_state=random_state + fold) if trained else (None, None)
         ref_vectors, ref_photo = reference_captions(tdata)
         reference = (ref_vectors, train_idx[ref_photo])  # the captions' photos in data's indexing
-        negatives = (no_match_queries(data, train_idx, n_captions=caption_negatives, random_state=random_state + fold)
+        negatives = (no_match_queries(data, train_idx, n_captions=caption_negatives, caption_pool=caption_pool,
+                                      random_state=random_state + fold)
                      if with_negatives else None)
         for name, est in scorers.items():
             fitted = clone(est).fit(X, y)

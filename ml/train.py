@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import clone
 
+from ml import no_match
 from ml.calibration import (
     FITS,
     QUERY_SIGNALS,
@@ -159,7 +160,8 @@ def train(
     oof = None
     if run_cv and len(scorers) > 1:
         cv, oof = grouped_cv(data, mapper, scorers, n_splits=n_splits, random_state=random_state,
-                             list_size=list_size, progress=progress)
+                             list_size=list_size, progress=progress, caption_negatives=no_match.N_SCENE_CAPTIONS,
+                             caption_pool=no_match.scene_caption_pool(data.caption_photo, data.caption_texts))
         name = pick_best(cv)
         metrics["cv"] = cv
         metrics["selection_rule"] = SELECTION_RULE

@@ -24,6 +24,7 @@ import numpy as np
 from ml.calibration import PlattCalibrator, held_out_calibration, held_out_mixed, signals_from
 from ml.compare import ALL_SIGNALS, grouped_cv
 from ml.listwise import candidate_scorers
+from ml.no_match import scene_caption_pool
 from ml.train import WHITENING_POWER, _calibration_sets, default_mapper, fit_calibrator
 from ml.whitening import PartialWhitening
 from research.data import load
@@ -40,6 +41,13 @@ VARIANTS = {  # name -> (signals, kinds of negatives)
     "spec_best_joint_sentences_random": (("specificity", "best_joint"), ("sentence", "random")),
     "spec_best_joint_all": (("specificity", "best_joint"), ("sentence", "random", "caption")),
     "best_joint_all": (("best_joint",), ("sentence", "random", "caption")),
+    # with --scene-captions the "caption" negatives are scenes without people or dogs (ml.no_match.scene_caption_pool)
+    "spec_hinge_own_scene": (("specificity", "specificity>0.45"), ("sentence", "random", "own_caption", "caption")),
+    "spec_hinge_best_joint_own_scene": (("specificity", "specificity>0.45", "best_joint"),
+                                        ("sentence", "random", "own_caption", "caption")),
+    "spec_hinge_best_joint_hinge_own_scene": (("specificity", "specificity>0.45", "best_joint", "best_joint>0.5"),
+                                              ("sentence", "random", "own_caption", "caption")),
+    "spec_hinge_best_joint_own": (("specificity", "specificity>0.45", "best_joint"), ("sentence", "random", "own_caption")),
 }
 
 
@@ -89,12 +97,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m research.cv_calibration", description=__doc__.split("\n\n")[0])
     ap.add_argument("--reuse", action="store_true", help="read the out-of-fold output of an earlier run")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--scene-captions", action="store_true",
+                    help="caption negatives: one caption per training photo that shows neither people nor dogs")
+    ap.add_argument("--variants", nargs="*", default=None)
     args = ap.parse_args(argv)
     settings = load_settings()
     t0 = time.time()
     data = load(settings)
     data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
-    cache = settings.data_dir / "research" / "cv_calibration_oof.npz"
+    cache = settings.data_dir / "research" / f"cv_calibration{'_scene' if args.scene_captions else ''}_oof.npz"
     cache.parent.mkdir(parents=True, exist_ok=True)
     if args.reuse and cache.exists():
         with np.load(cache, allow_pickle=True) as z:
@@ -102,11 +113,13 @@ def main(argv: list[str] | None = None) -> None:
         cv = None
     else:
         cv, pooled = grouped_cv(data, default_mapper(data), {"listwise_mlp": candidate_scorers()["listwise_mlp"]},
-                                caption_negatives=400)
+                                caption_negatives=400,
+                                caption_pool=scene_caption_pool(data.caption_photo, data.caption_texts)
+                                if args.scene_captions else None)
         oof = pooled["listwise_mlp"]
         np.savez(cache, **oof)
     out = args.out or settings.data_dir / "research" / "cv_calibration.jsonl"
-    for name in VARIANTS:
+    for name in args.variants or VARIANTS:
         row = variant(name, data, oof)
         row["cv"] = None if cv is None else {k: round(v, 4) for k, v in cv["listwise_mlp"].items() if isinstance(v, float)}
         row["seconds"] = round(time.time() - t0)

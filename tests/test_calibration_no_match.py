@@ -152,6 +152,16 @@ def test_calibration_sets_add_one_own_caption_per_photo_as_a_fit():
     own = extra["kind"] == "own_caption"
     assert own.sum() == 3 and extra["label"][own].all() and not extra["label"][~own].any()
     assert len(set(extra["group"][own]) & set(extra["group"][~own])) == 0
-    assert rated["query"].shape[1] == extra["query"].shape[1] == 2  # specificity and its hinge
+    assert rated["query"].shape[1] == extra["query"].shape[1] == 3  # specificity, its hinge, the best joint cosine
     _, plain = _calibration_sets(data, oof, own_captions=False)
     assert not (plain["kind"] == "own_caption").any()
+
+
+def test_scene_caption_pool_keeps_photos_without_people_or_dogs():
+    photo = np.array([0, 0, 1, 1, 2])
+    texts = np.array(["A kitchen with a refrigerator .", "An oven and a stove .",
+                      "A laptop on a desk .", "A man types on a laptop .",
+                      "Two dogs run on the grass ."], dtype=object)
+    # photo 1 is left out whole: one of its captions names a man
+    assert no_match.scene_caption_pool(photo, texts).tolist() == [True, True, False, False, False]
+    assert no_match.scene_caption_pool(np.zeros(0, np.int64), np.zeros(0, object)).tolist() == []

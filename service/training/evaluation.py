@@ -243,7 +243,7 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
     if "ECE" in cal:
         t = cal["at_threshold"]
         lines += ["", "## Calibration: the score is P(experts say the description fits)", "",
-                  f"A logistic regression on the reranker's score and the query's specificity (`ml.calibration`), "
+                  f"A logistic regression on the reranker's score, the query's specificity and the shortlist's best joint cosine (`ml.calibration`), "
                   f"fitted on out-of-fold rated pairs (with no-match queries and photos with their own caption where "
                   f"the model has them) and reported on other photos' pairs (2-fold by photo): {cal['n']} held-out "
                   f"pairs with expert scores. "
