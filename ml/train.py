@@ -36,6 +36,7 @@ from ml.compare import (
     grouped_cv,
     no_match_queries,
     oof_evidence,
+    pair_targets,
     pick_best,
     reference_captions,
     training_lists,
@@ -52,6 +53,8 @@ WHITENING_POWER = 0.2
 # The calibration also learns from photos scored against their own captions (docs/model.md, "A score
 # for queries that nothing fits").
 OWN_CAPTIONS = True
+# The joint mapper also learns from rated pairs that fit (docs/model.md, "Ratings and votes in the loss").
+MAPPER_RATINGS = True
 
 
 def default_mapper(data: TrainingData):
@@ -67,6 +70,16 @@ class TrainResult:
     scorer_name: str
     alternatives: dict = field(default_factory=dict)  # other families: name -> (serving scorer, calibrator)
     metrics: dict = field(default_factory=dict)
+
+
+def training_pairs(data: TrainingData, used: bool = True) -> dict[str, int]:
+    """How many expert-rated pairs, dataset crowd pairs and live votes entered the loss (the rated
+    lists and the mapper's rows: pairs with a target, not about children); zeros when ``used`` is
+    False (a ranker trained on captions alone)."""
+    ok = ~np.isnan(pair_targets(data)) if used else np.zeros(len(data.pair_photo), bool)
+    return {"expert": int((ok & ~np.isnan(data.pair_expert).all(axis=1)).sum()),
+            "crowd": int((ok & data.pair_dataset_crowd).sum()),
+            "live_votes": int(data.pair_live[ok].sum())}
 
 
 def _fits(data: TrainingData, pair_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +146,7 @@ def train(
     run_cv: bool = True,
     whitening_power: float | None = WHITENING_POWER,
     list_size: int = 100,
+    mapper_ratings: bool = MAPPER_RATINGS,
 ) -> TrainResult:
     """Fit the text transform and mapper, compare the reranker families by grouped CV, refit each
     on all data, calibrate them on their out-of-fold scores of rated pairs.
@@ -155,27 +169,29 @@ def train(
     scorers = candidate_scorers(random_state) if scorers is None else scorers
     metrics: dict = {"n_photos": int(len(data.photo_keys)), "n_captions": int(len(data.caption_photo)),
                      "n_pairs": int(len(data.pair_photo)), "mapper": repr(mapper),
-                     "whitening_power": getattr(text, "power", None), "list_size": list_size}
+                     "whitening_power": getattr(text, "power", None), "list_size": list_size,
+                     "mapper_ratings": mapper_ratings}
     oof = None
     if run_cv and len(scorers) > 1:
         cv, oof = grouped_cv(data, mapper, scorers, n_splits=n_splits, random_state=random_state,
-                             list_size=list_size, progress=progress)
+                             list_size=list_size, progress=progress, mapper_ratings=mapper_ratings)
         name = pick_best(cv)
         metrics["cv"] = cv
         metrics["selection_rule"] = SELECTION_RULE
     else:
         name = next(iter(scorers))
     metrics["chosen"] = name
+    metrics["training_pairs"] = training_pairs(data, getattr(scorers[name], "rated_weight", 0.0) > 0 or mapper_ratings)
     if progress:
         print(f"chosen scorer: {name}; fitting on all data", flush=True)
-    X, y = training_lists(data, oof_evidence(mapper, data, 3, random_state), list_size=list_size,
-                          random_state=random_state)
-    final_mapper = fit_mapper(mapper, data)
+    lists = training_lists(data, oof_evidence(mapper, data, 3, random_state, mapper_ratings), list_size=list_size,
+                           random_state=random_state)
+    final_mapper = fit_mapper(mapper, data, ratings=mapper_ratings)
     reference = reference_captions(data)
     fitted = {}
     for n, est in scorers.items():
         if n == name or oof is not None:
-            fitted[n] = clone(est).fit(X, y)
+            fitted[n] = clone(est).fit(lists.X, lists.target, rated=lists.rated)
     calibrators = {}
     for n, est in fitted.items():
         if oof is not None:
