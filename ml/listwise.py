@@ -124,6 +124,10 @@ def list_features(queries: np.ndarray, candidates: np.ndarray, photos: PhotoEvid
 # How sharply a list's graded targets turn into the distribution the listwise loss matches
 # (:func:`target_distribution`); chosen with the rating weight by grouped CV (docs/model.md).
 TARGET_TEMPERATURE = 0.25
+# The weight of a rated text's list against a caption's list in the loss, and of the network's
+# pointwise term, chosen by grouped CV (docs/model.md, "Ratings and votes in the loss").
+RATED_WEIGHT = 0.3
+POINTWISE_WEIGHT = 0.0
 
 
 def as_targets(y, shape: tuple[int, int]) -> np.ndarray:
@@ -205,8 +209,8 @@ class KerasListwiseMLP(BaseEstimator):
     """
 
     def __init__(self, hidden=(32, 16), epochs: int = 12, batch_size: int = 64, learning_rate: float = 2e-3,
-                 l2: float = 1e-4, random_state: int | None = 0, verbose: int = 0, rated_weight: float = 1.0,
-                 temperature: float = TARGET_TEMPERATURE, pointwise_weight: float = 0.0):
+                 l2: float = 1e-4, random_state: int | None = 0, verbose: int = 0, rated_weight: float = RATED_WEIGHT,
+                 temperature: float = TARGET_TEMPERATURE, pointwise_weight: float = POINTWISE_WEIGHT):
         self.hidden = hidden
         self.epochs = epochs
         self.batch_size = batch_size
@@ -292,7 +296,7 @@ class PointwiseRegressor(BaseEstimator):
     features standardised, each row weighted by its list's weight (:func:`list_weights`). Same
     ``fit(X, y, rated=None)`` / ``predict(X)`` shapes as the network."""
 
-    def __init__(self, estimator=None, columns: tuple | None = None, rated_weight: float = 1.0):
+    def __init__(self, estimator=None, columns: tuple | None = None, rated_weight: float = RATED_WEIGHT):
         self.estimator = estimator
         self.columns = columns  # feature names (FEATURES) to use; None = all
         self.rated_weight = rated_weight
@@ -335,7 +339,7 @@ class TunedPointwise(BaseEstimator):
     is refitted on that sample. ``best_params_`` and ``inner_cv_`` say what was chosen."""
 
     def __init__(self, estimator=None, grid: dict | None = None, inner_splits: int = 2, max_lists: int = 1000,
-                 rated_weight: float = 1.0, random_state: int = 0):
+                 rated_weight: float = RATED_WEIGHT, random_state: int = 0):
         self.estimator = estimator
         self.grid = grid
         self.inner_splits = inner_splits
@@ -402,10 +406,6 @@ class CosineScorer(BaseEstimator):
 # on 99 % zero targets scores every photo 0 (inner R@1+R@5 0.32-0.58 against 1.35 at 0.3 in a first
 # run on the demo data); 0.5 fits 0/1 targets with no error at all by a flat 0.5; C 1 fitted slowest.
 SVR_GRID = {"C": [0.001, 0.01, 0.1], "epsilon": [0.1, 0.3]}
-# The weight of a rated text's list against a caption's list in the loss, and of the network's
-# pointwise term, chosen by grouped CV (docs/model.md, "Ratings and votes in the loss").
-RATED_WEIGHT = 0.3
-POINTWISE_WEIGHT = 0.0
 
 
 def candidate_scorers(random_state: int = 0, rated_weight: float = RATED_WEIGHT) -> dict:
@@ -419,6 +419,5 @@ def candidate_scorers(random_state: int = 0, rated_weight: float = RATED_WEIGHT)
         "linear_svr": TunedPointwise(LinearSVR(loss="epsilon_insensitive", dual=True, max_iter=2000,
                                                random_state=random_state),
                                      grid=SVR_GRID, rated_weight=rated_weight, random_state=random_state),
-        "listwise_mlp": KerasListwiseMLP(random_state=random_state, rated_weight=rated_weight,
-                                         pointwise_weight=POINTWISE_WEIGHT),
+        "listwise_mlp": KerasListwiseMLP(random_state=random_state, rated_weight=rated_weight),
     }
