@@ -30,12 +30,14 @@ from ml.calibration import (
 )
 from ml.compare import (
     ALL_SIGNALS,
+    RATED_FITS,
     SELECTION_RULE,
     evaluate_reranker,
     fit_mapper,
     grouped_cv,
     no_match_queries,
     oof_evidence,
+    pair_sources,
     pair_targets,
     pick_best,
     reference_captions,
@@ -72,11 +74,17 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
 
 
-def training_pairs(data: TrainingData, used: bool = True) -> dict[str, int]:
-    """How many expert-rated pairs, dataset crowd pairs and live votes entered the loss (the rated
-    lists and the mapper's rows: pairs with a target, not about children); zeros when ``used`` is
-    False (a ranker trained on captions alone)."""
-    ok = ~np.isnan(pair_targets(data)) if used else np.zeros(len(data.pair_photo), bool)
+def training_pairs(data: TrainingData, *, lists: bool, mapper: bool) -> dict[str, int]:
+    """How many expert-rated pairs, dataset crowd pairs and live votes entered a loss: every pair
+    with a target (not about children) when the scorer reads the rated lists (``lists``), else
+    those the mapper learns from (``mapper``: the pairs that fit, ``ml.compare.mapper_pairs``)."""
+    t = pair_targets(data)
+    if lists:
+        ok = ~np.isnan(t)
+    elif mapper:
+        ok = (np.nan_to_num(t, nan=0.0) >= RATED_FITS) & (pair_sources(data) != data.pair_photo)
+    else:
+        ok = np.zeros(len(t), bool)
     return {"expert": int((ok & ~np.isnan(data.pair_expert).all(axis=1)).sum()),
             "crowd": int((ok & data.pair_dataset_crowd).sum()),
             "live_votes": int(data.pair_live[ok].sum())}
@@ -181,7 +189,8 @@ def train(
     else:
         name = next(iter(scorers))
     metrics["chosen"] = name
-    metrics["training_pairs"] = training_pairs(data, getattr(scorers[name], "rated_weight", 0.0) > 0 or mapper_ratings)
+    metrics["training_pairs"] = training_pairs(data, lists=getattr(scorers[name], "rated_weight", 0.0) > 0,
+                                               mapper=mapper_ratings)
     if progress:
         print(f"chosen scorer: {name}; fitting on all data", flush=True)
     lists = training_lists(data, oof_evidence(mapper, data, 3, random_state, mapper_ratings), list_size=list_size,
