@@ -17,6 +17,7 @@ Selection rule (:func:`pick_best`): the highest ``R@1 + R@5`` (mean over folds);
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import clone
@@ -25,23 +26,25 @@ from ml import metrics as M
 from ml.data import TrainingData
 from ml.listwise import FEATURES, CosineScorer, PhotoEvidence, list_features, photo_evidence, specificity
 from ml.no_match import sentences
-from ml.targets import expert_mean
+from ml.targets import expert_mean, match_target, training_mask
 
 COSINE = "joint_cosine"  # the reference: cosine in the joint space, no reranking
 SELECTION_RULE = "highest CV R@1 + R@5; within 0.005 of the best, the highest tau-c"
 # The query-level signals kept with every out-of-fold score (ml.calibration.query_signals).
 ALL_SIGNALS = ("specificity", "best_joint")
+# A rated pair the joint mapper learns from as if it were a caption: at least half "fits".
+RATED_FITS = 0.5
 
 
-def fit_mapper(mapper, data: TrainingData, photo_mask: np.ndarray | None = None):
-    """Fit a clone of ``mapper`` on the captions (not about children) of the photos in ``photo_mask``."""
-    cm = ~data.caption_blocked
-    if photo_mask is not None:
-        cm &= photo_mask[data.caption_photo]
-    return clone(mapper).fit(data.photo_features[data.caption_photo[cm]], data.caption_vectors[cm])
+def fit_mapper(mapper, data: TrainingData, photo_mask: np.ndarray | None = None, ratings: bool = True):
+    """Fit a clone of ``mapper`` on the captions (not about children) of the photos in
+    ``photo_mask`` and, with ``ratings``, their rated pairs that fit (:func:`mapper_pairs`)."""
+    photos, vectors, weights = mapper_pairs(data, photo_mask, ratings)
+    return clone(mapper).fit(data.photo_features[photos], vectors, sample_weight=weights)
 
 
-def oof_evidence(mapper, data: TrainingData, n_splits: int = 3, random_state: int = 0) -> PhotoEvidence:
+def oof_evidence(mapper, data: TrainingData, n_splits: int = 3, random_state: int = 0,
+                 ratings: bool = True) -> PhotoEvidence:
     """Evidence of every photo from mappers fitted without that photo (cross-fitting)."""
     rng = np.random.default_rng(random_state)
     folds = np.array_split(rng.permutation(len(data.photo_keys)), n_splits)
@@ -49,7 +52,7 @@ def oof_evidence(mapper, data: TrainingData, n_splits: int = 3, random_state: in
     for f in folds:
         train = np.ones(len(data.photo_keys), bool)
         train[f] = False
-        m = fit_mapper(mapper, data, train)
+        m = fit_mapper(mapper, data, train, ratings)
         parts[tuple(f)] = photo_evidence(m, data.photo_features[f], data.label_vectors, data.bridge_kind)
     order = np.concatenate([np.array(k) for k in parts])
     inv = np.argsort(order)
@@ -63,10 +66,25 @@ def reference_captions(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
     return data.caption_vectors[cm], data.caption_photo[cm]
 
 
+@dataclass
+class TrainingLists:
+    """Shortlists for the reranker's loss: features ``X`` ``(n, list_size, n_features)``, graded
+    targets ``target`` ``(n, list_size)`` in [0, 1], and which lists come from rated pairs
+    (``rated``; the others are caption lists with a one-hot target)."""
+
+    X: np.ndarray
+    target: np.ndarray
+    rated: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
 def training_lists(data: TrainingData, evidence: PhotoEvidence, *, list_size: int = 100, random_state: int = 0,
-                   max_queries: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Shortlists for the listwise loss: each caption (not about children) with its own photo and
-    ``list_size - 1`` other training photos, at a random position. Returns ``(X, true_index)``."""
+                   max_queries: int | None = None, ratings: bool = True) -> TrainingLists:
+    """Shortlists for the listwise loss: each caption (not about children) with its own photo
+    (target 1) and ``list_size - 1`` other training photos (target 0), at a random position; with
+    ``ratings``, also one list per rated text (:func:`rated_lists`)."""
     rng = np.random.default_rng(random_state)
     qs = np.flatnonzero(~data.caption_blocked)
     if max_queries is not None and len(qs) > max_queries:
@@ -84,7 +102,85 @@ def training_lists(data: TrainingData, evidence: PhotoEvidence, *, list_size: in
     ref, ref_photo = reference_captions(data)
     spec = specificity(data.caption_vectors[qs], ref, exclude=own, caption_group=ref_photo)
     X = list_features(data.caption_vectors[qs], cand, evidence, data.label_vectors, spec)
-    return X, pos
+    target = np.zeros(cand.shape, np.float32)
+    target[np.arange(len(qs)), pos] = 1.0
+    lists = TrainingLists(X, target, np.zeros(len(qs), bool))
+    if not ratings:
+        return lists
+    rated = rated_lists(data, evidence, list_size=size, rng=rng)
+    return TrainingLists(np.concatenate([lists.X, rated.X]), np.concatenate([lists.target, rated.target]),
+                         np.concatenate([lists.rated, rated.rated]))
+
+
+def pair_targets(data: TrainingData) -> np.ndarray:
+    """Each rated pair's graded target (``ml.targets.match_target``: expert mean and crowd share,
+    live votes pooled into the share); NaN for pairs not to train on (no rating, about children)."""
+    t = match_target(data.pair_expert, data.pair_crowd)
+    return np.where(training_mask(t, data.pair_blocked), t, np.nan)
+
+
+def rated_lists(data: TrainingData, evidence: PhotoEvidence, *, list_size: int, rng) -> TrainingLists:
+    """One list per rated text: the photos rated for it with their graded targets, the photo it is
+    the caption of (target 1 unless rated), and other training photos (target 0) up to
+    ``list_size``. Texts whose every target is 0 are left out: a list with nothing that fits says
+    nothing a softmax can learn."""
+    t = pair_targets(data)
+    source = pair_sources(data)
+    ok = ~np.isnan(t)
+    texts, inverse = np.unique(data.pair_texts[ok], return_inverse=True)
+    rows_of = np.flatnonzero(ok)
+    n = len(data.photo_keys)
+    size = min(list_size, n)
+    queries, cands, targets, owns = [], [], [], []
+    for k in range(len(texts)):
+        rows = rows_of[inverse == k]
+        graded = {}
+        for r in rows[np.argsort(-t[rows], kind="stable")][:size]:  # a text rated on more photos: the best
+            graded.setdefault(int(data.pair_photo[r]), float(t[r]))
+        own = int(source[rows[0]])
+        if own >= 0 and own not in graded:
+            graded[own] = 1.0
+        if max(graded.values()) <= 0 or len(graded) > size:
+            continue
+        rest = np.setdiff1d(np.arange(n), np.fromiter(graded, np.int64))
+        fill = rng.choice(rest, size - len(graded), replace=False)
+        cand = np.concatenate([np.fromiter(graded, np.int64), fill])
+        tg = np.concatenate([np.fromiter(graded.values(), np.float32), np.zeros(len(fill), np.float32)])
+        order = rng.permutation(size)
+        queries.append(rows[0])
+        cands.append(cand[order])
+        targets.append(tg[order])
+        owns.append(own)
+    if not queries:
+        return TrainingLists(np.zeros((0, size, len(FEATURES)), np.float32), np.zeros((0, size), np.float32),
+                         np.zeros(0, bool))
+    q = data.pair_vectors[np.array(queries)]
+    ref, ref_photo = reference_captions(data)
+    spec = specificity(q, ref, exclude=np.array(owns), caption_group=ref_photo)
+    X = list_features(q, np.stack(cands), evidence, data.label_vectors, spec)
+    return TrainingLists(X, np.stack(targets), np.ones(len(queries), bool))
+
+
+def mapper_pairs(data: TrainingData, photo_mask: np.ndarray | None = None,
+                 ratings: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the joint mapper learns from: (photo index, text vector, weight) rows. Every caption
+    (not about children) with weight 1; with ``ratings``, every rated pair that fits (target >= 0.5)
+    and is not already a caption of its photo, weighted by its target: a photo people said fits a
+    text moves towards that text in the joint space, for that text and its paraphrases."""
+    cm = ~data.caption_blocked
+    if photo_mask is not None:
+        cm &= photo_mask[data.caption_photo]
+    photos, vectors, weights = [data.caption_photo[cm]], [data.caption_vectors[cm]], [np.ones(int(cm.sum()))]
+    if ratings and len(data.pair_photo):
+        t = pair_targets(data)
+        pm = np.nan_to_num(t, nan=0.0) >= RATED_FITS
+        pm &= pair_sources(data) != data.pair_photo
+        if photo_mask is not None:
+            pm &= photo_mask[data.pair_photo]
+        photos.append(data.pair_photo[pm])
+        vectors.append(data.pair_vectors[pm])
+        weights.append(t[pm])
+    return np.concatenate(photos), np.concatenate(vectors), np.concatenate(weights)
 
 
 def _galleries(photo_index: np.ndarray, size: int, rng) -> list[np.ndarray]:
@@ -232,13 +328,16 @@ def grouped_cv(
     with_negatives: bool = True,
     caption_negatives: int = 0,
     caption_pool: np.ndarray | None = None,
+    mapper_ratings: bool = True,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
     """Mean (over folds) validation metrics per scorer, plus :data:`COSINE` for the joint space
     alone; and per scorer the out-of-fold raw scores of the rated pairs, of right top-1 caption
     queries and (``with_negatives``) of no-match queries' top candidates (:func:`evaluate_reranker`).
 
     Folds: GroupKFold by photo over the photos that have rated pairs (the other photos, caption-only,
-    always train)."""
+    always train). The scorers train on caption lists and the training photos' rated lists
+    (:func:`training_lists`; each scorer's ``rated_weight`` says how much those count);
+    ``mapper_ratings``: the joint mapper also learns from rated pairs that fit (:func:`mapper_pairs`)."""
     from sklearn.model_selection import GroupKFold
 
     rated = np.unique(data.pair_photo)
@@ -248,6 +347,7 @@ def grouped_cv(
     scorers = {COSINE: CosineScorer(), **scorers}
     results: dict[str, list[dict]] = {name: [] for name in scorers}
     oof: dict[str, list[dict]] = {name: [] for name in scorers}
+    inner: dict[str, list[dict]] = {}  # hyper-parameters an inner CV chose, per fold
     for fold, (_, val_pos) in enumerate(GroupKFold(n_splits=n_splits).split(shuffled, groups=shuffled)):
         t0 = time.time()
         val = shuffled[val_pos]
@@ -255,24 +355,29 @@ def grouped_cv(
         train_mask[val] = False
         train_idx = np.flatnonzero(train_mask)
         tdata = data.subset_photos(train_idx)
-        m = fit_mapper(mapper, tdata)
+        m = fit_mapper(mapper, tdata, ratings=mapper_ratings)
         evidence = photo_evidence(m, data.photo_features, data.label_vectors, data.bridge_kind)
         trained = any(not isinstance(est, CosineScorer) for est in scorers.values())
-        X, y = training_lists(tdata, oof_evidence(mapper, tdata, inner_splits, random_state + fold),
-                              list_size=list_size, random_state=random_state + fold) if trained else (None, None)
+        lists = training_lists(tdata, oof_evidence(mapper, tdata, inner_splits, random_state + fold, mapper_ratings),
+                               list_size=list_size, random_state=random_state + fold) if trained else None
+        chosen_params: dict[str, list] = {}
         ref_vectors, ref_photo = reference_captions(tdata)
         reference = (ref_vectors, train_idx[ref_photo])  # the captions' photos in data's indexing
         negatives = (no_match_queries(data, train_idx, n_captions=caption_negatives, caption_pool=caption_pool,
                                       random_state=random_state + fold)
                      if with_negatives else None)
         for name, est in scorers.items():
-            fitted = clone(est).fit(X, y)
+            fitted = clone(est).fit(lists.X, lists.target, rated=lists.rated) if lists is not None else est
+            if hasattr(fitted, "best_params_"):
+                chosen_params[name] = fitted.best_params_
             r, o = evaluate_reranker(fitted, data, evidence, val, reference, gallery_size=gallery_size, random_state=fold,
                                      negatives=negatives)
             if negatives is not None:
                 o["neg_query"] = o["neg_query"] + fold * len(negatives["vectors"])  # one group per (fold, query)
             results[name].append(r)
             oof[name].append(o)
+        for name, params in chosen_params.items():
+            inner.setdefault(name, []).append(params)
         if progress:
             print(f"fold {fold + 1}/{n_splits} ({time.time() - t0:.0f}s): "
                   + "; ".join(f"{n} R@1 {r[-1]['R@1']:.3f} R@5 {r[-1]['R@5']:.3f} tau {r[-1]['tau_c']:.3f}"
@@ -280,6 +385,8 @@ def grouped_cv(
     means = {name: {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]} for name, rs in results.items()}
     for name, rs in results.items():
         means[name]["R@1_per_fold"] = [round(r["R@1"], 4) for r in rs]
+        if name in inner:
+            means[name]["inner_cv_per_fold"] = inner[name]
     pooled = {name: {k: np.concatenate([o[k] for o in os]) for k in os[0]} for name, os in oof.items()}
     return means, pooled
 

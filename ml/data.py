@@ -31,6 +31,8 @@ class TrainingData:
     pair_expert       (r, 3) f32   the three expert scores 1..4, NaN when the pair has none
     pair_crowd        (r,) f32     crowd share of "yes" 0..1, NaN when the pair has none
     pair_blocked      (r,) bool    text is about children
+    pair_live         (r,) int     how many live votes (``POST /api/ratings``) ``pair_crowd`` pools
+    pair_dataset_crowd (r,) bool   the dataset's crowd voted on the pair (not only live votes)
     label_vectors     (1000, t) f32  text vectors of the ImageNet label phrases (label bridge)
     extra_texts       (k,) str     captions whose photos are absent (text only)
     extra_vectors     (k, t) f32
@@ -56,9 +58,16 @@ class TrainingData:
     nomatch_texts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     nomatch_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
     bridge_kind: str = "imagenet_labels"  # how ml.features.photo_bridges views a photo in the text space
+    pair_live: np.ndarray | None = None           # None: no live votes (zeros)
+    pair_dataset_crowd: np.ndarray | None = None  # None: every crowd share is the dataset's
 
     def __post_init__(self) -> None:
         n, m, r = len(self.photo_keys), len(self.caption_photo), len(self.pair_photo)
+        if self.pair_live is None:
+            self.pair_live = np.zeros(r, np.int64)
+        if self.pair_dataset_crowd is None:
+            self.pair_dataset_crowd = ~np.isnan(np.asarray(self.pair_crowd, np.float64))
+        assert len(self.pair_live) == r and len(self.pair_dataset_crowd) == r
         assert self.photo_features.shape[0] == n
         assert len(self.caption_texts) == m and self.caption_vectors.shape[0] == m and len(self.caption_blocked) == m
         assert len(self.pair_texts) == r and self.pair_vectors.shape[0] == r
@@ -88,6 +97,8 @@ class TrainingData:
             pair_expert=self.pair_expert[pm],
             pair_crowd=self.pair_crowd[pm],
             pair_blocked=self.pair_blocked[pm],
+            pair_live=self.pair_live[pm],
+            pair_dataset_crowd=self.pair_dataset_crowd[pm],
             label_vectors=self.label_vectors,
             extra_texts=self.extra_texts,
             extra_vectors=self.extra_vectors,

@@ -48,16 +48,20 @@ class KernelRidgeMapper(BaseEstimator):
         d = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * (A @ B.T)
         return np.exp(-self.gamma * np.maximum(d, 0.0))
 
-    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray) -> KernelRidgeMapper:
+    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray,
+            sample_weight: np.ndarray | None = None) -> KernelRidgeMapper:
+        """``sample_weight``: how much each (photo, text) row counts, as a fraction of a caption
+        (a rated pair that fits, weighted by its target; ``ml.compare.mapper_pairs``)."""
         X = np.asarray(image_features, np.float32)
         Y = np.asarray(text_vectors, np.float64)
+        w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, np.float64)
         self.mean_, self.scale_ = _standardise_fit(X)
         Z = self._z(X)
         support, inv = np.unique(Z, axis=0, return_inverse=True)
         inv = inv.ravel()
-        counts = np.bincount(inv).astype(np.float64)
+        counts = np.bincount(inv, weights=w).astype(np.float64)
         T = np.zeros((len(support), Y.shape[1]))
-        np.add.at(T, inv, Y)
+        np.add.at(T, inv, Y * w[:, None])
         T /= counts[:, None]
         K = self._kernel(support.astype(np.float64), support.astype(np.float64))
         self.dual_coef_ = np.linalg.solve(K + np.diag(self.alpha / counts), T).astype(np.float32)
@@ -112,10 +116,12 @@ class BridgeMixMapper(BaseEstimator):
         self.label_vectors = label_vectors
         self.bridge_kind = bridge_kind
 
-    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray) -> BridgeMixMapper:
+    def fit(self, image_features: np.ndarray, text_vectors: np.ndarray,
+            sample_weight: np.ndarray | None = None) -> BridgeMixMapper:
         from sklearn.base import clone
 
-        self.mapper_ = clone(self.mapper if self.mapper is not None else KernelRidgeMapper()).fit(image_features, text_vectors)
+        self.mapper_ = clone(self.mapper if self.mapper is not None else KernelRidgeMapper()).fit(
+            image_features, text_vectors, sample_weight=sample_weight)
         self.label_vectors_ = np.asarray(self.label_vectors, np.float32)
         return self
 

@@ -31,12 +31,15 @@ from ml.calibration import (
 )
 from ml.compare import (
     ALL_SIGNALS,
+    RATED_FITS,
     SELECTION_RULE,
     evaluate_reranker,
     fit_mapper,
     grouped_cv,
     no_match_queries,
     oof_evidence,
+    pair_sources,
+    pair_targets,
     pick_best,
     reference_captions,
     training_lists,
@@ -53,6 +56,8 @@ WHITENING_POWER = 0.2
 # The calibration also learns from photos scored against their own captions (docs/model.md, "A score
 # for queries that nothing fits").
 OWN_CAPTIONS = True
+# The joint mapper also learns from rated pairs that fit (docs/model.md, "Ratings and votes in the loss").
+MAPPER_RATINGS = True
 
 
 def default_mapper(data: TrainingData):
@@ -68,6 +73,22 @@ class TrainResult:
     scorer_name: str
     alternatives: dict = field(default_factory=dict)  # other families: name -> (serving scorer, calibrator)
     metrics: dict = field(default_factory=dict)
+
+
+def training_pairs(data: TrainingData, *, lists: bool, mapper: bool) -> dict[str, int]:
+    """How many expert-rated pairs, dataset crowd pairs and live votes entered a loss: every pair
+    with a target (not about children) when the scorer reads the rated lists (``lists``), else
+    those the mapper learns from (``mapper``: the pairs that fit, ``ml.compare.mapper_pairs``)."""
+    t = pair_targets(data)
+    if lists:
+        ok = ~np.isnan(t)
+    elif mapper:
+        ok = (np.nan_to_num(t, nan=0.0) >= RATED_FITS) & (pair_sources(data) != data.pair_photo)
+    else:
+        ok = np.zeros(len(t), bool)
+    return {"expert": int((ok & ~np.isnan(data.pair_expert).all(axis=1)).sum()),
+            "crowd": int((ok & data.pair_dataset_crowd).sum()),
+            "live_votes": int(data.pair_live[ok].sum())}
 
 
 def _fits(data: TrainingData, pair_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +155,7 @@ def train(
     run_cv: bool = True,
     whitening_power: float | None = WHITENING_POWER,
     list_size: int = 100,
+    mapper_ratings: bool = MAPPER_RATINGS,
 ) -> TrainResult:
     """Fit the text transform and mapper, compare the reranker families by grouped CV, refit each
     on all data, calibrate them on their out-of-fold scores of rated pairs.
@@ -156,28 +178,32 @@ def train(
     scorers = candidate_scorers(random_state) if scorers is None else scorers
     metrics: dict = {"n_photos": int(len(data.photo_keys)), "n_captions": int(len(data.caption_photo)),
                      "n_pairs": int(len(data.pair_photo)), "mapper": repr(mapper),
-                     "whitening_power": getattr(text, "power", None), "list_size": list_size}
+                     "whitening_power": getattr(text, "power", None), "list_size": list_size,
+                     "mapper_ratings": mapper_ratings}
     oof = None
     if run_cv and len(scorers) > 1:
         cv, oof = grouped_cv(data, mapper, scorers, n_splits=n_splits, random_state=random_state,
                              list_size=list_size, progress=progress, caption_negatives=no_match.N_SCENE_CAPTIONS,
-                             caption_pool=no_match.scene_caption_pool(data.caption_photo, data.caption_texts))
+                             caption_pool=no_match.scene_caption_pool(data.caption_photo, data.caption_texts),
+                             mapper_ratings=mapper_ratings)
         name = pick_best(cv)
         metrics["cv"] = cv
         metrics["selection_rule"] = SELECTION_RULE
     else:
         name = next(iter(scorers))
     metrics["chosen"] = name
+    metrics["training_pairs"] = training_pairs(data, lists=getattr(scorers[name], "rated_weight", 0.0) > 0,
+                                               mapper=mapper_ratings)
     if progress:
         print(f"chosen scorer: {name}; fitting on all data", flush=True)
-    X, y = training_lists(data, oof_evidence(mapper, data, 3, random_state), list_size=list_size,
-                          random_state=random_state)
-    final_mapper = fit_mapper(mapper, data)
+    lists = training_lists(data, oof_evidence(mapper, data, 3, random_state, mapper_ratings), list_size=list_size,
+                           random_state=random_state)
+    final_mapper = fit_mapper(mapper, data, ratings=mapper_ratings)
     reference = reference_captions(data)
     fitted = {}
     for n, est in scorers.items():
         if n == name or oof is not None:
-            fitted[n] = clone(est).fit(X, y)
+            fitted[n] = clone(est).fit(lists.X, lists.target, rated=lists.rated)
     calibrators = {}
     for n, est in fitted.items():
         if oof is not None:

@@ -44,9 +44,9 @@ class SeedEnsemble(KerasListwiseMLP):
         super().__init__(random_state=random_state)
         self.n_members = n_members
 
-    def fit(self, X, y) -> SeedEnsemble:
+    def fit(self, X, y, rated=None) -> SeedEnsemble:
         seed = self.random_state or 0
-        nets = [KerasListwiseMLP(random_state=seed + i).fit(X, y).numpy_ for i in range(self.n_members)]
+        nets = [KerasListwiseMLP(random_state=seed + i).fit(X, y, rated=rated).numpy_ for i in range(self.n_members)]
         self.numpy_ = average_networks(nets)
         return self
 

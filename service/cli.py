@@ -337,6 +337,18 @@ def cmd_train(args, settings: Settings) -> int:
         if active:
             print(f"using the active model {active}")
             return 0
+    if args.if_better:
+        from service.store.model_rows import active_ranker
+        from service.training.selection import arrived_since
+
+        with _engine(settings).connect() as conn:
+            current = active_ranker(conn, settings.encoder_key)
+            arrived = arrived_since(conn, current) if current else None
+        if arrived is not None and not any(arrived.values()):
+            print(f"nothing arrived since the active model {current.version}: not retrained")
+            return 0
+        if arrived:
+            print(f"since the active model {current.version}: " + ", ".join(f"{n} {k}" for k, n in arrived.items()))
     model = train_and_publish(_engine(settings), settings, encoders_for(settings), run_cv=not args.no_cv,
                               force=args.force, progress=not args.quiet)
     print(json.dumps(model, indent=2))
@@ -538,7 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fit the ranker; activate it if it beats the active one")
     train.add_argument("--quiet", action="store_true")
     train.add_argument("--no-cv", action="store_true", help="skip the model comparison (one linear scorer)")
-    train.add_argument("--force", action="store_true", help="activate even if not better")
+    when = train.add_mutually_exclusive_group()
+    when.add_argument("--force", action="store_true", help="activate even if not better")
+    when.add_argument("--if-better", action="store_true",
+                      help="retrain only if votes, descriptions or photos arrived since the active model, and "
+                           "activate only on a better CV R@1+R@5 (for a schedule: docs/deploy.md)")
     train.add_argument("--if-no-active", action="store_true",
                        help="do nothing when a model is already active for these encoders (docker-compose's init)")
     train.set_defaults(func=cmd_train)

@@ -177,3 +177,12 @@ def test_replica_streams_from_the_primary_and_the_app_reads_from_it(services):
     assert urlparse(urls).hostname == "replica"
     hba_script = next(v for v in services["db"]["volumes"] if "docker-entrypoint-initdb.d" in v).split(":")[0]
     assert "host replication" in (ROOT / hba_script).read_text()
+
+
+def test_retrain_runs_train_if_better_after_init_on_the_apps_data(services):
+    retrain = services["retrain"]
+    assert "withsense train --quiet --if-better" in _command(retrain)
+    assert "sleep" in _command(retrain) and retrain["restart"] == "unless-stopped"
+    assert retrain["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert _environment(retrain)["DATABASE_URL"] == _environment(services["app"])["DATABASE_URL"]
+    assert dict(_mount(v) for v in retrain["volumes"])["/data"] == "app-data"

@@ -182,6 +182,71 @@ def test_listwise_network_in_numpy_equals_keras_and_learns_the_order():
     assert (linear.predict(X).argmax(1) == y).mean() < (numpy_scores.argmax(1) == y).mean()
 
 
+def test_target_distribution_keeps_caption_lists_one_hot_and_orders_grades():
+    from ml.listwise import as_targets, target_distribution
+
+    one_hot = as_targets(np.array([2]), (1, 4))
+    assert one_hot.tolist() == [[0, 0, 1, 0]]
+    assert target_distribution(one_hot).tolist() == [[0, 0, 1, 0]]
+    p = target_distribution(np.array([[1.0, 2 / 3, 0.0, 1 / 3]]), temperature=0.25)[0]
+    assert p.sum() == pytest.approx(1.0) and p[2] == 0.0 and p[0] > p[1] > p[3] > 0
+    assert p[0] / p[1] == pytest.approx(np.expm1(4.0) / np.expm1(8 / 3), rel=1e-5)
+
+
+def test_rated_lists_hold_each_texts_graded_photos_and_its_own_photo():
+    from ml.compare import pair_sources, pair_targets, rated_lists, training_lists
+    from ml.joint import BridgeMixMapper
+    from ml.listwise import photo_evidence
+
+    data = _tiny_training_data()
+    mapper = BridgeMixMapper(KernelRidgeMapper(), label_vectors=data.label_vectors).fit(
+        data.photo_features[data.caption_photo], data.caption_vectors)
+    ev = photo_evidence(mapper, data.photo_features, data.label_vectors)
+    rng = np.random.default_rng(0)
+    lists = rated_lists(data, ev, list_size=10, rng=rng)
+    t, source = pair_targets(data), pair_sources(data)
+    texts = {tx for tx, tt in zip(data.pair_texts, t, strict=True) if not np.isnan(tt)}
+    assert lists.rated.all() and 0 < len(lists) <= len(texts) and lists.X.shape == (len(lists), 10, len(FEATURES))
+    # every list has something that fits, and as many non-zero targets as its text's graded photos
+    assert (lists.target.max(axis=1) > 0).all()
+    assert np.isnan(t[data.pair_blocked]).all()  # texts about children never train
+    # the caption's own photo is in its text's list with target 1 (its own caption fits it)
+    assert (source >= 0).all()
+    both = training_lists(data, ev, list_size=10)
+    assert both.rated.sum() == len(rated_lists(data, ev, list_size=10, rng=np.random.default_rng(0)))
+    assert (both.target[~both.rated].sum(axis=1) == 1).all()
+
+
+def test_kernel_ridge_sample_weight_pulls_a_photo_towards_its_weighted_text():
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(6, 5)), l2_normalize(rng.normal(size=(6, 3)))
+    # photo 0 described twice: its caption (Y[0]) and a rated text that fits (Y[1]), at some weight
+    rows, texts = np.vstack([X, X[:1]]), np.vstack([Y, Y[1:2]])
+    plain = KernelRidgeMapper(alpha=0.5).fit(X, Y)
+    assert np.allclose(KernelRidgeMapper(alpha=0.5).fit(X, Y, sample_weight=np.ones(6)).predict_raw(X),
+                       plain.predict_raw(X))
+    cos = [KernelRidgeMapper(alpha=0.5).fit(rows, texts, sample_weight=np.r_[np.ones(6), w]).transform(X[:1])[0] @ Y[1]
+           for w in (0.25, 1.0, 4.0)]
+    assert plain.transform(X[:1])[0] @ Y[1] < cos[0] < cos[1] < cos[2]
+
+
+def test_tuned_svr_chooses_by_inner_cv_and_differs_from_linear_regression():
+    from sklearn.svm import LinearSVR
+
+    from ml.listwise import SVR_GRID, TunedPointwise
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 10, 4)).astype(np.float32)
+    y = np.argmax(X[..., 0] + 0.3 * X[..., 1], axis=1)
+    svr = TunedPointwise(LinearSVR(loss="epsilon_insensitive", dual=True, max_iter=5000, random_state=0),
+                         grid=SVR_GRID).fit(X, y)
+    assert len(svr.inner_cv_) == 6 and svr.best_params_ in [{k: v for k, v in r.items() if k != "R@1+R@5"}
+                                                             for r in svr.inner_cv_]
+    assert (svr.predict(X).argmax(1) == y).mean() > 0.5
+    linear = PointwiseRegressor().fit(X, y)
+    assert not np.allclose(svr.predict(X), linear.predict(X))
+
+
 def test_platt_calibration_is_monotone_and_reliable():
     rng = np.random.default_rng(0)
     s = rng.normal(size=4000)

@@ -4,7 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Connection, text
+
 from service.store.model_rows import ModelRow
+
+# What training reads that may have changed since a ranker was published: votes (a replaced vote
+# gets a new created_at), descriptions, photos added or deleted.
+ARRIVED_SQL = text(
+    """
+    SELECT (SELECT count(*) FROM crowd_votes v WHERE v.created_at > m.created_at) AS votes,
+           (SELECT count(*) FROM descriptions d WHERE d.created_at > m.created_at) AS descriptions,
+           (SELECT count(*) FROM photos p WHERE p.created_at > m.created_at OR p.deleted_at > m.created_at) AS photos
+    FROM models m WHERE m.id = :model_id
+    """
+)
+
+
+def arrived_since(conn: Connection, model: ModelRow) -> dict[str, int]:
+    """How many votes, descriptions and photos arrived (or went) since ``model`` was published."""
+    row = conn.execute(ARRIVED_SQL, {"model_id": model.id}).one()
+    return {"votes": row.votes, "descriptions": row.descriptions, "photos": row.photos}
 
 
 def headline(metrics: dict | None) -> float | None:

@@ -51,7 +51,9 @@ RATED_PAIRS_SQL = text(
            CASE WHEN coalesce(r.crowd_yes + r.crowd_no, 0) + r.live_yes + r.live_no > 0
                 THEN (coalesce(r.crowd_yes, 0) + r.live_yes)::float8
                      / (coalesce(r.crowd_yes + r.crowd_no, 0) + r.live_yes + r.live_no)
-                ELSE r.crowd_share END AS crowd_share
+                ELSE r.crowd_share END AS crowd_share,
+           r.live_yes + r.live_no AS live_votes,
+           r.crowd_share IS NOT NULL AS dataset_crowd
     FROM analyst_rated_pairs r
     JOIN descriptions d ON d.id = r.description_id  -- the text itself: the view shows the notice for flagged ones
     JOIN description_embeddings de ON de.description_id = r.description_id AND de.model_id = :text_model_id
@@ -64,7 +66,8 @@ RATED_PAIRS_SQL = text(
 QUERY_VOTES_SQL = text(
     """
     SELECT v.photo_id, v.query AS text,
-           avg(CASE WHEN v.match THEN 1.0 ELSE 0.0 END)::float8 AS crowd_share
+           avg(CASE WHEN v.match THEN 1.0 ELSE 0.0 END)::float8 AS crowd_share,
+           count(*) AS live_votes
     FROM crowd_votes v
     JOIN photos p ON p.id = v.photo_id AND p.split = 'train'
     WHERE v.description_id IS NULL
@@ -120,11 +123,12 @@ def training_data(engine: Engine, settings: Settings, encoders, *, exclude: froz
                         train_sha256=[p.sha256 for p in photos] + extra_sha,
                         test_sha256=[t.sha256 for t in test_photos], train_flickr_ids=extra_flickr_ids)
 
-    pairs = [(index[r.photo_id], r.text, as_array(r.text_vector), [r.expert_1, r.expert_2, r.expert_3], r.crowd_share)
-             for r in pair_rows]
+    pairs = [(index[r.photo_id], r.text, as_array(r.text_vector), [r.expert_1, r.expert_2, r.expert_3], r.crowd_share,
+              r.live_votes, r.dataset_crowd) for r in pair_rows]
     if vote_rows:
         vote_vectors = encoders.text.encode([r.text for r in vote_rows])
-        pairs += [(index[r.photo_id], r.text, v, [None] * 3, r.crowd_share) for r, v in zip(vote_rows, vote_vectors, strict=True)]
+        pairs += [(index[r.photo_id], r.text, v, [None] * 3, r.crowd_share, r.live_votes, False)
+                  for r, v in zip(vote_rows, vote_vectors, strict=True)]
     dim = encoders.text.dim
     label_vectors = (cached_text_vectors(imagenet_label_texts(), encoders.text, cache_dir)
                      if settings.encoder != "clip" else np.zeros((0, dim), np.float32))
@@ -149,6 +153,8 @@ def training_data(engine: Engine, settings: Settings, encoders, *, exclude: froz
         pair_expert=np.array([[np.nan if s is None else s for s in p[3]] for p in pairs], dtype=np.float32).reshape(-1, 3),
         pair_crowd=np.array([np.nan if p[4] is None else p[4] for p in pairs], dtype=np.float32),
         pair_blocked=np.array([is_about_children(p[1]) for p in pairs], dtype=bool),
+        pair_live=np.array([p[5] for p in pairs], dtype=np.int64),
+        pair_dataset_crowd=np.array([bool(p[6]) for p in pairs], dtype=bool),
         label_vectors=label_vectors,
         nomatch_texts=np.array(nomatch, dtype=object),
         nomatch_vectors=np.asarray(nomatch_vectors, np.float32),
