@@ -472,7 +472,7 @@ def cmd_demo(args, settings: Settings) -> int:
         return 1
     if cmd_ingest(argparse.Namespace(path=None, quiet=False), settings) != 0:
         return 1
-    cmd_train(argparse.Namespace(quiet=False, no_cv=False, force=False, if_no_active=True), settings)
+    cmd_train(argparse.Namespace(quiet=False, no_cv=False, force=False, if_no_active=True, if_better=False), settings)
     # Serve from a fresh interpreter in this process's place. The steps above loaded torch,
     # TensorFlow and ONNX Runtime: workers forked from here would carry gigabytes they never use,
     # and ONNX Runtime's inherited thread pools abort them at exit (SIGABRT/SIGSEGV on shutdown).

@@ -100,7 +100,8 @@ def app_for(library: dict, encoders, **overrides):
                       "onnx_dir": settings.onnx_dir, **overrides})
     app.config["TESTING"] = True
     app.extensions["withsense.encoders"] = encoders  # share the loaded models with the app
-    start_embedding_worker(library, encoders)
+    if "engine" in library:  # a library without one (a database not migrated or not there) has nothing to embed
+        start_embedding_worker(library, encoders)
     return app
 
 

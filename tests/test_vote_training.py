@@ -31,13 +31,10 @@ def library(make_database, settings_for, encoders):
 
 @pytest.fixture(scope="module")
 def server(library, encoders):
-    from service.runtime import stop_embedding_worker
-
     app = app_for(library, encoders, model_refresh_seconds=0.0)
     base, http = serve(app)
     yield base
     http.shutdown()
-    stop_embedding_worker(app)
 
 
 @pytest.fixture()
