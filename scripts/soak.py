@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="stop after this many requests")
     parser.add_argument("--warmup", type=float, help="seconds of load before the baseline RSS (default 15 %% of the run, 5..60)")
     parser.add_argument("--max-growth", type=float, default=0.10, help="allowed RSS growth per worker after warm-up")
+    parser.add_argument("--image-worker-max-mb", type=float, default=1200.0,
+                        help="the image worker's RSS limit; with --short it replaces the growth check for it")
     parser.add_argument("--timeout", type=float, default=120.0, help="per request, seconds")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "soak.json")
     parser.add_argument("--keep", action="store_true", help="keep the uploads, votes and log lines the run wrote")
@@ -378,8 +380,18 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"{len(load.errors)} errors")
         if workers_after != workers:
             problems.append(f"workers changed: {workers} -> {workers_after} (a worker died or was restarted)")
-        if any(g > args.max_growth for g in growth.values()):
-            problems.append(f"RSS grew more than {args.max_growth:.0%} after warm-up: {growth}")
+        # The image worker climbs to its ~800 MB plateau over the first 10-30 s of uploads (its batches'
+        # buffers), then stays flat (+0.9 % over 50 s after it, docs/scaling.md): a short run cannot tell
+        # that climb from a leak, so there it is held to an absolute limit instead; longer runs check both.
+        image_workers = {pid for pid in rss_warm if Path(f"/proc/{pid}").exists()
+                         and b"service.cli\0worker" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+        checked = {str(pid): g for pid, g in zip(rss_warm, growth.values(), strict=True)
+                   if not (args.short and pid in image_workers)}
+        if any(g > args.max_growth for g in checked.values()):
+            problems.append(f"RSS grew more than {args.max_growth:.0%} after warm-up: {checked}")
+        for pid in image_workers:
+            if rss_end.get(pid, 0) / 1024 > args.image_worker_max_mb:
+                problems.append(f"the image worker holds {rss_end[pid] / 1024:.0f} MB (limit {args.image_worker_max_mb:.0f} MB)")
         result = {
             "ok": not problems, "problems": problems,
             "config": {"seconds": duration, "clients": args.clients, "workers": args.workers,
