@@ -15,19 +15,24 @@ import argparse
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
-import psycopg
-from pgvector.psycopg import register_vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_scale import DIM, HNSW_EF_CONSTRUCTION, HNSW_M, K, embedding_like_vectors, exact_top_k, measure  # noqa: E402
+from bench_scale import (  # noqa: E402
+    DIM,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    K,
+    embedding_like_vectors,
+    exact_top_k,
+    measure,
+    scratch_vector_database,
+)
 
-from service.config import REPO_ROOT, load_settings  # noqa: E402
-from service.store.db import resolve_url  # noqa: E402
+from service.config import REPO_ROOT  # noqa: E402
 
 KINDS = {
     "halfvec": (f"(embedding::halfvec({DIM})) halfvec_cosine_ops",
@@ -46,44 +51,31 @@ def main() -> None:
     parser.add_argument("--oversample", type=int, nargs="+", default=[4, 10])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
     args = parser.parse_args()
-    base_url = resolve_url(load_settings()).replace("postgresql+psycopg://", "postgresql://")
-    db_name = f"withsense_bench_{uuid.uuid4().hex[:6]}"
     rng = np.random.default_rng(0)
     vectors, queries = embedding_like_vectors(args.size, rng), embedding_like_vectors(args.queries, rng)
     truth = exact_top_k(vectors, queries, K)
     rows = []
-    with psycopg.connect(base_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{db_name}"')
-    try:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(base_url).set(database=db_name).render_as_string(hide_password=False)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION vector")
-            register_vector(conn)
-            conn.execute(f"CREATE TABLE bench_vectors (id bigint PRIMARY KEY, embedding vector({DIM}))")
-            with conn.cursor().copy("COPY bench_vectors (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-                copy.set_types(["int8", "vector"])
-                for i, v in enumerate(vectors):
-                    copy.write_row((i, v))
-            conn.execute("VACUUM ANALYZE bench_vectors")
-            for kind, (column, sql) in KINDS.items():
-                conn.execute("SET maintenance_work_mem = '2GB'")
-                start = time.perf_counter()
-                conn.execute(f"CREATE INDEX bench_{kind} ON bench_vectors USING hnsw ({column}) "
-                             f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
-                build_s = round(time.perf_counter() - start, 1)
-                size_mb = round(conn.execute("SELECT pg_relation_size(%s)", (f"bench_{kind}",)).fetchone()[0] / 2**20, 1)
-                for oversample in (args.oversample if kind == "binary" else [1]):
-                    ef = max(100, K * oversample)  # the inner LIMIT must be within ef_search
-                    m = measure(conn, sql.format(oversample=oversample), queries, truth, {"hnsw.ef_search": str(ef)})
-                    rows.append({"kind": kind, "oversample": oversample, "ef_search": ef, "build_s": build_s,
-                                 "size_mb": size_mb, **m})
-                    print(json.dumps(rows[-1]), flush=True)
-                conn.execute(f"DROP INDEX bench_{kind}")
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    with scratch_vector_database() as conn:
+        conn.execute(f"CREATE TABLE bench_vectors (id bigint PRIMARY KEY, embedding vector({DIM}))")
+        with conn.cursor().copy("COPY bench_vectors (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "vector"])
+            for i, v in enumerate(vectors):
+                copy.write_row((i, v))
+        conn.execute("VACUUM ANALYZE bench_vectors")
+        for kind, (column, sql) in KINDS.items():
+            conn.execute("SET maintenance_work_mem = '2GB'")
+            start = time.perf_counter()
+            conn.execute(f"CREATE INDEX bench_{kind} ON bench_vectors USING hnsw ({column}) "
+                         f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
+            build_s = round(time.perf_counter() - start, 1)
+            size_mb = round(conn.execute("SELECT pg_relation_size(%s)", (f"bench_{kind}",)).fetchone()[0] / 2**20, 1)
+            for oversample in (args.oversample if kind == "binary" else [1]):
+                ef = max(100, K * oversample)  # the inner LIMIT must be within ef_search
+                m = measure(conn, sql.format(oversample=oversample), queries, truth, {"hnsw.ef_search": str(ef)})
+                rows.append({"kind": kind, "oversample": oversample, "ef_search": ef, "build_s": build_s,
+                             "size_mb": size_mb, **m})
+                print(json.dumps(rows[-1]), flush=True)
+            conn.execute(f"DROP INDEX bench_{kind}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quantize.json").write_text(json.dumps({"n": args.size, "k": K, "results": rows}, indent=2))
     lines = [f"# halfvec HNSW against binary quantisation + re-rank, {args.size:,} vectors (scripts/bench_quantize.py)", "",

@@ -19,6 +19,7 @@ import platform
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +185,27 @@ def write_report(results: list[dict], defaults: dict, out_dir: Path) -> None:
     (out_dir / "scale.md").write_text("\n".join(lines))
 
 
+@contextmanager
+def scratch_vector_database():
+    """An autocommit psycopg connection (pgvector registered) to a throwaway database on the
+    configured server, dropped afterwards whatever happens."""
+    from sqlalchemy.engine import make_url
+
+    base_url = resolve_url(load_settings()).replace("postgresql+psycopg://", "postgresql://")
+    db_name = f"withsense_bench_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(base_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{db_name}"')
+    try:
+        url = make_url(base_url).set(database=db_name).render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION vector")
+            register_vector(conn)
+            yield conn
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -192,22 +214,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
     args = parser.parse_args()
 
-    base_url = resolve_url(load_settings()).replace("postgresql+psycopg://", "postgresql://")
-    db_name = f"withsense_bench_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(base_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{db_name}"')
-    try:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(base_url).set(database=db_name).render_as_string(hide_password=False)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION vector")
-            register_vector(conn)
-            rng = np.random.default_rng(0)
-            results = [bench_size(conn, n, args.queries, args.ef, rng) for n in args.sizes]
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    with scratch_vector_database() as conn:
+        rng = np.random.default_rng(0)
+        results = [bench_size(conn, n, args.queries, args.ef, rng) for n in args.sizes]
     defaults = choose_defaults(results)
     write_report(results, defaults, args.out)
     print(f"\nwritten: {args.out / 'scale.json'}, {args.out / 'scale.md'}\nchosen: {defaults}")
