@@ -9,8 +9,7 @@ order, which is what search needs.
 The reranker's score is relative to the shortlist: for a query nothing fits, the least bad photo
 still scores high. :class:`QueryCalibrator` adds query-level signals (:data:`QUERY_SIGNALS`: the
 query's specificity, its best cosine to a training caption, a hinge of it, and the shortlist's best
-joint cosine) to the logistic
-regression and is fitted on rated pairs, on no-match queries' best candidates (label 0: written
+joint cosine; ``ml.listwise``) to the logistic regression and is fitted on rated pairs, on no-match queries' best candidates (label 0: written
 sentences, random strings and captions of scenes without people or dogs) and on
 photos scored against one of their own captions (label 1: the experts said all 120 rated pairs of
 that kind fit). A term that is the same for every candidate of a query moves the scores, never the
@@ -22,10 +21,15 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
+from ml.fitted import PlattMap, QueryPlattMap
+from ml.listwise import QUERY_SIGNALS
+
 FITS = 3.0  # expert mean at or above which a description "fits"
 
 
-class PlattCalibrator(BaseEstimator):
+class PlattCalibrator(BaseEstimator, PlattMap):
+    """Platt scaling: a logistic regression on the raw score alone (inference: ``ml.fitted.PlattMap``)."""
+
     def __init__(self, C: float = 1e4):
         self.C = C
 
@@ -34,60 +38,12 @@ class PlattCalibrator(BaseEstimator):
         self.a_, self.b_ = float(lr.coef_[0, 0]), float(lr.intercept_[0])
         return self
 
-    def predict(self, scores, query=None) -> np.ndarray:
-        """``query`` (the query-level signals) is ignored: the score alone is calibrated."""
-        z = self.a_ * np.asarray(scores, np.float64) + self.b_
-        return 1.0 / (1.0 + np.exp(-z))
 
-    def to_dict(self) -> dict:
-        return {"kind": "platt", "a": self.a_, "b": self.b_}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PlattCalibrator:
-        if d.get("kind", "platt") == QueryCalibrator.KIND:
-            return QueryCalibrator.from_dict(d)
-        c = cls()
-        c.a_, c.b_ = float(d["a"]), float(d["b"])
-        return c
-
-
-# Per query, from its shortlist's features (ml.listwise.FEATURES): how well anything could fit it.
-# "specificity>0.45" is the specificity's excess over 0.45 (a hinge): below it the queries nothing
-# fits (sentences p95 0.47, random strings 0.29), above it the rated pairs (p5 0.38, median 0.55),
-# where specificity says less. The knot was chosen by grouped CV (docs/model.md). "best_joint" is
-# the photo side: the shortlist's best joint cosine, low for a caption-like scene no photo shows;
-# it is a scalar per candidate, so the SQL that returns cosines can serve it.
-QUERY_SIGNALS = ("specificity", "specificity>0.45", "best_joint")
-
-
-def signals_from(base: np.ndarray, base_names, signals=QUERY_SIGNALS) -> np.ndarray:
-    """``signals`` from columns ``base`` named ``base_names`` (``specificity``, ``best_joint``);
-    ``name>t`` is ``max(name - t, 0)``."""
-    base = np.asarray(base, np.float64).reshape(len(base), len(base_names))
-    cols = []
-    for s in signals:
-        name, _, knot = s.partition(">")
-        col = base[:, list(base_names).index(name)]
-        cols.append(np.maximum(col - float(knot), 0.0) if knot else col)
-    return np.stack(cols, axis=-1) if cols else np.zeros((len(base), 0))
-
-
-def query_signals(X: np.ndarray, feature_names, signals=QUERY_SIGNALS) -> np.ndarray:
-    """``(n_lists, len(signals))`` from list features ``X`` ``(n_lists, list_size, n_features)``:
-    ``specificity`` (the query's best cosine to a training caption, the same in every row),
-    ``best_joint`` (the shortlist's best joint cosine), and hinges of them (:func:`signals_from`)."""
-    X = np.asarray(X)
-    names = list(feature_names)
-    base = np.column_stack([X[:, 0, names.index("specificity")], X[..., names.index("cos_joint")].max(axis=-1)])
-    return signals_from(base, ("specificity", "best_joint"), signals)
-
-
-class QueryCalibrator(BaseEstimator):
+class QueryCalibrator(BaseEstimator, QueryPlattMap):
     """Logistic regression on the reranker's raw score and query-level signals:
-    ``P(fits) = sigmoid(a * score + w . query + b)``. With ``a > 0`` the order within a query is the
-    score's; ``query`` shifts the whole list, down for a query nothing fits."""
-
-    KIND = "query_platt"
+    ``P(fits) = sigmoid(a * score + w . query + b)`` (inference: ``ml.fitted.QueryPlattMap``). With
+    ``a > 0`` the order within a query is the score's; ``query`` shifts the whole list, down for a
+    query nothing fits."""
 
     def __init__(self, signals: tuple = QUERY_SIGNALS, C: float = 1e4):
         self.signals = signals
@@ -100,23 +56,6 @@ class QueryCalibrator(BaseEstimator):
         if self.a_ <= 0:  # the order within a query must stay the reranker's
             raise ValueError(f"calibration slope {self.a_:.3g} <= 0: the score would reverse the ranking")
         return self
-
-    def predict(self, scores, query=None) -> np.ndarray:
-        s = np.asarray(scores, np.float64)
-        if query is None:
-            raise ValueError("QueryCalibrator.predict needs the query-level signals")
-        q = np.asarray(query, np.float64)
-        z = self.a_ * s + (q @ self.w_ if q.ndim > 1 else float(q @ self.w_)) + self.b_
-        return 1.0 / (1.0 + np.exp(-z))
-
-    def to_dict(self) -> dict:
-        return {"kind": self.KIND, "signals": list(self.signals), "a": self.a_, "w": self.w_.tolist(), "b": self.b_}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> QueryCalibrator:
-        c = cls(tuple(d["signals"]))
-        c.a_, c.w_, c.b_ = float(d["a"]), np.asarray(d["w"], np.float64), float(d["b"])
-        return c
 
 
 def reliability(prob: np.ndarray, fits: np.ndarray, n_bins: int = 10) -> dict:

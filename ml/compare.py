@@ -24,13 +24,14 @@ from sklearn.base import clone
 
 from ml import metrics as M
 from ml.data import TrainingData
-from ml.listwise import FEATURES, CosineScorer, PhotoEvidence, list_features, photo_evidence, specificity
+from ml.listwise import FEATURES, PhotoEvidence, list_features, photo_evidence, specificity
 from ml.no_match import sentences
+from ml.scorers import CosineScorer
 from ml.targets import expert_mean, match_target, training_mask
 
 COSINE = "joint_cosine"  # the reference: cosine in the joint space, no reranking
 SELECTION_RULE = "highest CV R@1 + R@5; within 0.005 of the best, the highest tau-c"
-# The query-level signals kept with every out-of-fold score (ml.calibration.query_signals).
+# The query-level signals kept with every out-of-fold score (ml.listwise.query_signals).
 ALL_SIGNALS = ("specificity", "best_joint")
 # A rated pair the joint mapper learns from as if it were a caption: at least half "fits".
 RATED_FITS = 0.5
@@ -246,7 +247,7 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
     and with ``negatives`` (:func:`no_match_queries`) the ``top_k`` candidates of each no-match
     query, labelled by the experts where the pair is rated, else 0 (``neg_*``; the best candidate
     only by default: with the top 3 the rated pairs' ECE was worse, docs/model.md)."""
-    from ml.calibration import query_signals
+    from ml.listwise import query_signals
 
     rng = np.random.default_rng(random_state)
     ranks, pair_rows, pair_scores, pair_sig, hit_scores, hit_sig = [], [], [], [], [], []

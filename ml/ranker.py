@@ -1,6 +1,7 @@
 """The ranker the service loads: text transform + joint mapper + listwise reranker + calibration.
 
-Serving needs numpy (and scikit-learn for unpickling a linear reranker), never TensorFlow or torch.
+Serving needs numpy only (``ml.fitted``, ``ml.listwise``; scikit-learn only to unpickle a linear
+reranker, should one win the CV), never TensorFlow or torch.
 
 >>> ranker = Ranker.load(directory)
 >>> evidence = ranker.photo_evidence(features)   # per photo, stored at publish / upload time
@@ -20,18 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.calibration import PlattCalibrator, query_signals
+from ml.fitted import PlattMap, QueryPlattMap, load_calibration, load_mapper, load_text_transform
 from ml.listwise import (
     FEATURES,
     NumpyListMLP,
     PhotoEvidence,
     ShortlistCosines,
     photo_evidence,
+    query_signals,
     shortlist_features,
     specificity,
 )
 from ml.multilingual import QueryBridge, load_query_bridges, save_query_bridges
-from ml.whitening import IdentityText, PartialWhitening
 
 MANIFEST = "ranker.json"
 # 3: the calibration may read query-level signals (calibration.json kind "query_platt"), which code
@@ -40,13 +41,24 @@ FORMAT = 3
 READS = (2, 3)
 
 
+class _ArtifactUnpickler(pickle.Unpickler):
+    """Reads scorers pickled before the model families moved from ``ml.listwise`` to ``ml.scorers``
+    (2026-12), which published libraries keep in their artifact folders."""
+
+    MOVED = {("ml.listwise", n): "ml.scorers" for n in (
+        "KerasListwiseMLP", "PointwiseRegressor", "TunedPointwise", "CosineScorer")}
+
+    def find_class(self, module, name):
+        return super().find_class(self.MOVED.get((module, name), module), name)
+
+
 class Ranker:
-    def __init__(self, text_transform, mapper, scorer, calibrator: PlattCalibrator, label_vectors: np.ndarray,
+    def __init__(self, text_transform, mapper, scorer, calibrator: PlattMap | QueryPlattMap, label_vectors: np.ndarray,
                  reference_captions: np.ndarray, *, dims: int, bridge_kind: str = "imagenet_labels",
                  name: str = "ranker"):
         self.dims = dims  # the text space's dimension (= the text encoder's)
         self.text_transform = text_transform
-        self.mapper = mapper
+        self._mapper = mapper  # or the path to load it from (``mapper``)
         self.scorer = scorer
         self.calibrator = calibrator
         self.label_vectors = np.asarray(label_vectors, np.float32)  # in the transformed space
@@ -56,6 +68,15 @@ class Ranker:
         # Other text encoders' spaces mapped into this ranker's (ml.multilingual: USE for queries
         # in other languages), by encoder name; fitted after training, saved and loaded with it.
         self.query_bridges: dict[str, QueryBridge] = {}
+
+    @property
+    def mapper(self):
+        """The photo side, loaded on first use: a web worker scores shortlists from the cosines SQL
+        computed and never maps a photo, and a loaded kernel ridge holds its ~1,800 training photos'
+        features (~35 MB)."""
+        if isinstance(self._mapper, Path):
+            self._mapper = load_mapper(self._mapper)
+        return self._mapper
 
     def transform_query(self, query_vector: np.ndarray) -> np.ndarray:
         """A text encoder vector (or rows of them) into the ranker's space, where SQL compares."""
@@ -93,7 +114,7 @@ class Ranker:
         return np.clip(self.calibrator.predict(raw, query), 0.0, 1.0)
 
     @staticmethod
-    def save_scorer(directory: Path, scorer, calibrator: PlattCalibrator) -> str:
+    def save_scorer(directory: Path, scorer, calibrator: PlattMap | QueryPlattMap) -> str:
         """A reranker and its calibration into ``directory``; returns the scorer's file name."""
         directory.mkdir(parents=True, exist_ok=True)
         if isinstance(scorer, NumpyListMLP):
@@ -112,7 +133,7 @@ class Ranker:
         if path.suffix == ".npz":
             return NumpyListMLP.from_arrays(np.load(path))
         with open(path, "rb") as f:
-            return pickle.load(f)  # our own artifact, written by save_scorer()
+            return _ArtifactUnpickler(f).load()  # our own artifact, written by save_scorer()
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
@@ -133,8 +154,6 @@ class Ranker:
     def load(cls, directory: str | Path, scorer: str | None = None) -> Ranker:
         """The ranker saved in ``directory``; ``scorer`` names another family saved beside the
         chosen one (``alternatives/<name>/``, for side-by-side evaluations)."""
-        from ml.joint import load_mapper
-
         directory = Path(directory)
         meta = json.loads((directory / MANIFEST).read_text())
         if meta.get("format") not in READS:
@@ -143,10 +162,9 @@ class Ranker:
         scorer_dir = directory if scorer is None else directory / "alternatives" / scorer
         scorer_file = meta["scorer_file"] if scorer is None else next(
             f.name for f in scorer_dir.iterdir() if f.name.startswith("scorer"))
-        calibrator = PlattCalibrator.from_dict(json.loads((scorer_dir / "calibration.json").read_text()))
-        t = np.load(directory / "text_transform.npz")
-        text_transform = IdentityText() if np.isnan(float(t["power"])) else PartialWhitening.from_arrays(t)
-        ranker = cls(text_transform, load_mapper(directory / "mapper.npz"), cls._load_scorer(scorer_dir, scorer_file),
+        calibrator = load_calibration(json.loads((scorer_dir / "calibration.json").read_text()))
+        text_transform = load_text_transform(np.load(directory / "text_transform.npz"))
+        ranker = cls(text_transform, directory / "mapper.npz", cls._load_scorer(scorer_dir, scorer_file),
                      calibrator, np.load(directory / "label_vectors.npy"),
                      np.load(directory / "reference_captions.npy").astype(np.float32), dims=meta["dims"],
                      bridge_kind=meta["bridge_kind"], name=meta["name"] if scorer is None else f"{meta['name']}[{scorer}]")

@@ -20,15 +20,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ml import no_match
-from ml.calibration import (
-    FITS,
-    QUERY_SIGNALS,
-    PlattCalibrator,
-    fit_query_calibration,
-    held_out_calibration,
-    held_out_mixed,
-    signals_from,
-)
+from ml.calibration import FITS, PlattCalibrator, fit_query_calibration, held_out_calibration, held_out_mixed
 from ml.compare import (
     ALL_SIGNALS,
     RATED_FITS,
@@ -46,8 +38,9 @@ from ml.compare import (
 )
 from ml.data import TrainingData
 from ml.joint import BridgeMixMapper, KernelRidgeMapper
-from ml.listwise import candidate_scorers, photo_evidence
+from ml.listwise import QUERY_SIGNALS, photo_evidence, signals_from
 from ml.ranker import Ranker
+from ml.scorers import candidate_scorers
 from ml.targets import expert_mean
 from ml.whitening import PartialWhitening
 

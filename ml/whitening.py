@@ -14,10 +14,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 
-from ml.encoders import l2_normalize
+from ml.fitted import IdentityMap, WhiteningMap
 
 
-class PartialWhitening(TransformerMixin, BaseEstimator):
+class PartialWhitening(TransformerMixin, BaseEstimator, WhiteningMap):
+    """Fitted by PCA; ``transform`` and the file format are ``ml.fitted.WhiteningMap``'s."""
+
     def __init__(self, power: float = 0.2):
         self.power = power
 
@@ -38,41 +40,9 @@ class PartialWhitening(TransformerMixin, BaseEstimator):
         self.projection_ = (components.T * ev ** -self.power).astype(np.float32)  # (d, d)
         return self
 
-    def transform(self, X) -> np.ndarray:
-        X = np.asarray(X, np.float32)
-        return l2_normalize((X - self.mean_) @ self.projection_)
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"power": np.array(self.power), "mean": self.mean_, "projection": self.projection_}
-
-    def linear_form(self, dims: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(weights, bias)`` with ``transform(x) = unit(x @ weights - bias)``: the transform
-        as data that SQL can apply (the ``ranker_text_transform`` table, migration 0010)."""
-        del dims  # the projection's own shape
-        projection = np.asarray(self.projection_, np.float64)
-        return projection.astype(np.float32), np.asarray(self.mean_, np.float64) @ projection
-
-    @classmethod
-    def from_arrays(cls, a) -> PartialWhitening:
-        w = cls(power=float(a["power"]))
-        w.mean_, w.projection_ = np.asarray(a["mean"], np.float32), np.asarray(a["projection"], np.float32)
-        return w
-
-
-class IdentityText(TransformerMixin, BaseEstimator):
-    """The raw text space (no whitening), with the same interface."""
-
-    power = None
+class IdentityText(TransformerMixin, BaseEstimator, IdentityMap):
+    """The raw text space (no whitening), as an estimator: CV compares it with the whitened one."""
 
     def fit(self, X, y=None) -> IdentityText:
         return self
-
-    def transform(self, X) -> np.ndarray:
-        return l2_normalize(np.asarray(X, np.float32))
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"power": np.array(np.nan)}
-
-    def linear_form(self, dims: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(identity, zeros)``: see ``PartialWhitening.linear_form``."""
-        return np.eye(dims, dtype=np.float32), np.zeros(dims)

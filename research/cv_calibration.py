@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.calibration import PlattCalibrator, held_out_calibration, held_out_mixed, signals_from
+from ml.calibration import PlattCalibrator, held_out_calibration, held_out_mixed
 from ml.compare import ALL_SIGNALS, grouped_cv
-from ml.listwise import candidate_scorers
+from ml.listwise import signals_from
 from ml.no_match import scene_caption_pool
+from ml.scorers import candidate_scorers
 from ml.train import WHITENING_POWER, _calibration_sets, default_mapper, fit_calibrator
 from ml.whitening import PartialWhitening
 from research.data import load

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ml.compare import grouped_cv
-from ml.listwise import KerasListwiseMLP, NumpyListMLP
+from ml.listwise import NumpyListMLP
+from ml.scorers import KerasListwiseMLP
 from ml.train import WHITENING_POWER, default_mapper
 from ml.whitening import PartialWhitening
 from research.data import append_result, load

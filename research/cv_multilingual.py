@@ -30,8 +30,9 @@ import numpy as np
 from ml.compare import evaluate_reranker, fit_mapper, reference_captions
 from ml.data import TrainingData, cached_text_vectors
 from ml.encoders import imagenet_label_texts
-from ml.listwise import CosineScorer, photo_evidence
+from ml.listwise import photo_evidence
 from ml.multilingual import QueryBridge
+from ml.scorers import CosineScorer
 from ml.train import WHITENING_POWER, default_mapper
 from ml.whitening import PartialWhitening
 from research.data import load

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ml.compare import grouped_cv
-from ml.listwise import KerasListwiseMLP, candidate_scorers
+from ml.scorers import KerasListwiseMLP, candidate_scorers
 from ml.train import WHITENING_POWER, default_mapper
 from ml.whitening import PartialWhitening
 from research.data import append_result, load

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ml.compare import grouped_cv
-from ml.listwise import candidate_scorers
+from ml.scorers import candidate_scorers
 from ml.train import default_mapper
 from ml.whitening import IdentityText, PartialWhitening
 from research.data import append_result, load

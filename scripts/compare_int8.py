@@ -34,7 +34,7 @@ TIE_BAND = 0.005  # ml.compare.pick_best: candidates within it of the best are t
 
 def _cv(data, scorer_names: list[str]) -> dict:
     from ml.compare import grouped_cv
-    from ml.listwise import candidate_scorers
+    from ml.scorers import candidate_scorers
     from ml.train import WHITENING_POWER, default_mapper
     from ml.whitening import PartialWhitening
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from ml import no_match
-from ml.calibration import PlattCalibrator, QueryCalibrator, held_out_mixed, query_signals
-from ml.listwise import FEATURES
+from ml.calibration import PlattCalibrator, QueryCalibrator, held_out_mixed
+from ml.fitted import PlattMap, QueryPlattMap, load_calibration
+from ml.listwise import FEATURES, query_signals
 from service.training.evaluation import NO_MATCH_EXAMPLES, no_match_lines, no_match_queries
 
 
@@ -41,9 +42,9 @@ def test_query_calibrator_keeps_the_order_within_a_query_and_sinks_no_match_quer
     # Plattt alone, fitted on the rated pairs, gives the same no-match tops a high score
     platt = PlattCalibrator().fit(rated["score"], rated["fits"])
     assert np.median(platt.predict(neg["score"])) > np.median(c.predict(neg["score"], neg["query"])) + 0.2
-    # serialised as calibration.json, read back through PlattCalibrator.from_dict as Ranker.load does
-    back = PlattCalibrator.from_dict(json.loads(json.dumps(c.to_dict())))
-    assert isinstance(back, QueryCalibrator) and back.signals == ("specificity",)
+    # serialised as calibration.json, read back as Ranker.load does (numpy only)
+    back = load_calibration(json.loads(json.dumps(c.to_dict())))
+    assert isinstance(back, QueryPlattMap) and back.signals == ("specificity",)
     assert np.allclose(back.predict(scores, np.array([0.5])), c.predict(scores, np.array([0.5])))
     with pytest.raises(ValueError):
         c.predict(scores)  # without its signals it would silently give the wrong probability
@@ -69,8 +70,8 @@ def test_query_signals_from_list_features():
 
 def test_ranker_with_query_calibration_orders_as_the_raw_score_and_format_2_still_loads(tmp_path):
     from ml.joint import KernelRidgeMapper
-    from ml.listwise import PointwiseRegressor
     from ml.ranker import Ranker
+    from ml.scorers import PointwiseRegressor
     from ml.train import train
     from tests.test_ml import _tiny_training_data
 
@@ -95,7 +96,7 @@ def test_ranker_with_query_calibration_orders_as_the_raw_score_and_format_2_stil
     meta = json.loads((directory / "ranker.json").read_text())
     (directory / "ranker.json").write_text(json.dumps({**meta, "format": 2}))
     old = Ranker.load(directory)
-    assert isinstance(old.calibrator, PlattCalibrator)
+    assert isinstance(old.calibrator, PlattMap)
     assert np.allclose(old.score(q, ev), 1 / (1 + np.exp(-(2 * old.raw_scores(q, ev) - 1))))
 
 

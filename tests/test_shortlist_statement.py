@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from ml.calibration import query_signals
-from ml.listwise import FEATURES, PhotoEvidence, list_features, specificity
+from ml.listwise import FEATURES, PhotoEvidence, list_features, query_signals, specificity
 from service.search.searcher import Filters, Searcher, cosines_of
 from service.search.shortlist import PHOTO_FILTERS, ShortlistShape, Space, fetch_shortlist, shortlist_sql
 from service.store.db import as_array

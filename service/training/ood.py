@@ -30,7 +30,7 @@ from sqlalchemy import Engine, text
 
 from ml import metrics as M
 from ml.features import cached_image_features, file_sha256
-from ml.listwise import CosineScorer
+from ml.scorers import CosineScorer
 from service.config import Settings
 from service.policy import is_about_children
 from service.search.searcher import Searcher
@@ -97,7 +97,7 @@ def _rank(searcher: Searcher, query: str, answer: int, library_size: int, shortl
 
 def ood_check(engine: Engine, settings: Settings, encoders, *, family: str = "listwise_mlp", n: int = 100,
               progress: bool = True) -> dict:
-    from ml.listwise import candidate_scorers
+    from ml.scorers import candidate_scorers
     from ml.train import train
 
     held = held_out_coco(settings, n)

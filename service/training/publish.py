@@ -57,7 +57,7 @@ def _quick_scorers() -> dict:
     """The reranker for `train --no-cv` (and the test fixtures): the joint cosine itself, calibrated.
     On a handful of photos (the 16-photo fixture) no reranker can be learned: fitted there, even a
     ridge on the three cosines ranked an uploaded cup of coffee below unrelated photos."""
-    from ml.listwise import CosineScorer
+    from ml.scorers import CosineScorer
 
     return {"joint_cosine": CosineScorer()}
 
