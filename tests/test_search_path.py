@@ -154,3 +154,18 @@ def test_migrations_0007_and_0014_index_rankers_and_text_encoders_and_downgrade_
     from service.cli import alembic_config
 
     command.check(alembic_config(url))  # the per-ranker indexes are not schema drift (migrations/env.py)
+
+
+def test_the_vectors_the_shortlist_reads_are_stored_in_their_rows(loaded):
+    """Migration 0015: no ranker photo vector and no description vector (USE's 512-d ones too) is in
+    a TOAST table, where each candidate would cost the shortlist a second lookup."""
+    with loaded["engine"].connect() as conn:
+        external, use_vectors = conn.execute(text("""
+            SELECT (SELECT count(*) FROM photo_embeddings e JOIN models m ON m.id = e.model_id
+                    WHERE m.kind = 'ranker' AND (pg_column_toast_chunk_id(e.embedding) IS NOT NULL
+                                                 OR pg_column_toast_chunk_id(e.bridge) IS NOT NULL))
+                 + (SELECT count(*) FROM description_embeddings WHERE pg_column_toast_chunk_id(embedding) IS NOT NULL),
+                   (SELECT count(*) FROM description_embeddings WHERE vector_dims(embedding) = 512)""")).one()
+        ranker_rows = conn.execute(text(
+            "SELECT count(*) FROM photo_embeddings e JOIN models m ON m.id = e.model_id WHERE m.kind = 'ranker'")).scalar()
+    assert external == 0 and use_vectors > 0 and ranker_rows > 0
