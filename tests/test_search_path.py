@@ -169,3 +169,37 @@ def test_the_vectors_the_shortlist_reads_are_stored_in_their_rows(loaded):
         ranker_rows = conn.execute(text(
             "SELECT count(*) FROM photo_embeddings e JOIN models m ON m.id = e.model_id WHERE m.kind = 'ranker'")).scalar()
     assert external == 0 and use_vectors > 0 and ranker_rows > 0
+
+
+def test_similar_photos_use_the_rankers_index_by_the_shortlists_rule(loaded, encoders):
+    """Above the size threshold similar photos are found through the ranker's HNSW index (an
+    iterative scan, re-sorted); on 16 photos the graph finds every neighbour, so the page is the
+    exact scan's."""
+    from sqlalchemy.orm import Session
+
+    from service.search.similar import similar_photos_sql, similar_to_photo
+    from service.store.hnsw import index_name
+
+    engine, settings = loaded["engine"], loaded["settings"]
+    indexed = Searcher(engine, settings.with_overrides({"hnsw_min_photos": 0}), encoders.text)
+    exact = Searcher(engine, settings, encoders.text)
+    model_id = indexed.index_model_id()
+    assert model_id == loaded["model"]["id"] and exact.index_model_id() is None
+    with Session(engine) as session:
+        photos = session.execute(text("SELECT id, sha256 FROM photos ORDER BY id LIMIT 3")).all()
+        for photo in photos:
+            pages = [similar_to_photo(session=session, settings=settings, photo=photo, limit=8, indexed_model_id=m)
+                     for m in (None, model_id)]
+            session.rollback()  # the SET LOCALs end with the transaction
+            assert [n.photo_id for n in pages[0].results] == [n.photo_id for n in pages[1].results]
+            assert [n.score for n in pages[0].results] == pytest.approx([n.score for n in pages[1].results], abs=1e-6)
+            assert photo.id not in [n.photo_id for n in pages[1].results]
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        session.execute(text("SET LOCAL enable_sort = off"))  # 16 rows would never need the index otherwise
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        vector = encoders.text.encode([QUERIES[0]])[0]
+        plans = {use: "\n".join(r[0] for r in session.execute(
+            text("EXPLAIN " + similar_photos_sql(Space(384, use)).text),
+            {"vector": vector, "model_id": model_id, "photo_id": None, "sha256": "", "limit": 8}))
+            for use in (True, False)}
+    assert index_name(model_id) in plans[True] and index_name(model_id) not in plans[False], plans

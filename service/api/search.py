@@ -65,17 +65,20 @@ def similar():
     replicated yet) is looked up again on the primary.
     """
     settings = current_app.config["WITHSENSE"]
+    indexed = get_searcher().index_model_id()
     if request.context.form is not None:
         form: schemas.SimilarUpload = request.context.form
         data, limit, image_encoder = form.file.read(), form.limit, get_encoders().image
-        neighbours = run_read(lambda session: similar_to_image(session=session, settings=settings,
-                                                               image_encoder=image_encoder, data=data, limit=limit))
+        neighbours = run_read(lambda session: similar_to_image(
+            session=session, settings=settings, image_encoder=image_encoder, data=data, limit=limit,
+            indexed_model_id=indexed))
     else:
         body: schemas.SimilarRequest = request.context.json
 
         def nearest(session):
             photo = uploads.require(session=session, photo_id=body.photo_id, field="photo_id")
-            return similar_to_photo(session=session, settings=settings, photo=photo, limit=body.limit)
+            return similar_to_photo(session=session, settings=settings, photo=photo, limit=body.limit,
+                                    indexed_model_id=indexed)
 
         neighbours = run_read(nearest, retry_on_primary=(uploads.PhotoNotFound, NoVector))
     return reply(_similar_response(neighbours))

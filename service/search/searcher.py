@@ -264,6 +264,12 @@ class Searcher:
         scan below that is as fast on this machine and exact (reports/bench/scale.md)."""
         return state.has_index and state.n_photos >= self.settings.hnsw_min_photos
 
+    def index_model_id(self) -> int | None:
+        """The active ranker's id when its HNSW index serves nearest-neighbour searches, else None
+        (similar photos follow the shortlist's rule, ``service.search.similar``)."""
+        state = self.active_state()
+        return state.model.id if self.uses_index(state) else None
+
     def shape(self, state: ActiveState, params: dict) -> ShortlistShape:
         """Which candidate searches run, each by its index (above the size threshold, once built)
         or exactly, and which filters are set: the statement's shape (service/search/shortlist.py)."""

@@ -72,13 +72,14 @@ def filters_set(params: dict) -> tuple[str, ...]:
     return tuple(name for name in PHOTO_FILTERS if params.get(name) is not None)
 
 
-def _distance(column: str, vector: str, space: Space) -> str:
-    """The ORDER BY of a candidate search: the index's own expression (halfvec of the stored vector)
-    when the index serves it, so the planner can match it; the full-precision distance otherwise."""
+def nearest_order(column: str, vector: str, space: Space) -> str:
+    """The ORDER BY of a nearest-neighbour search against the placeholder ``vector``: the index's own
+    expression (halfvec of the stored vector) when the index serves it, so the planner can match it;
+    the full-precision distance otherwise."""
     if not space.indexed:
-        return f"{column} <=> %({vector})s"
+        return f"{column} <=> {vector}"
     half = f"halfvec({int(space.dims)})"
-    return f"{column}::{half} <=> CAST(%({vector})s AS {half})"
+    return f"{column}::{half} <=> CAST({vector} AS {half})"
 
 
 def _where(*conditions: str, filters: tuple[str, ...]) -> str:
@@ -93,7 +94,7 @@ def _description_search(name: str, model_param: str, vector: str, space: Space, 
         JOIN descriptions d ON d.id = de.description_id
         JOIN photos p ON p.id = d.photo_id
         WHERE {where}
-        ORDER BY {_distance("de.embedding", vector, space)}
+        ORDER BY {nearest_order("de.embedding", f"%({vector})s", space)}
         LIMIT %(shortlist_size)s
     )"""
 
@@ -106,7 +107,7 @@ def shortlist_sql(shape: ShortlistShape) -> str:
         FROM photo_embeddings e
         JOIN photos p ON p.id = e.photo_id
         WHERE {_where("e.model_id = %(model_id)s", filters=shape.filters)}
-        ORDER BY {_distance("e.embedding", "query_vector", shape.photos)}
+        ORDER BY {nearest_order("e.embedding", "%(query_vector)s", shape.photos)}
         LIMIT %(shortlist_size)s
     )"""]
     searches, matches = ["semantic_search"], []
