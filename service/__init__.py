@@ -29,7 +29,6 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     elif overrides:
         settings = settings.with_overrides(overrides)
     app = Flask(__name__)
-    app.config["WITHSENSE"] = settings
     app.json.sort_keys = False
     app.url_map.converters["int"] = BigintConverter
 
@@ -44,6 +43,13 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     from service.web.views import bp as web_bp
 
     db_session.init_app(app, settings)
+    if not settings.image_precision:
+        # The library's own precision (service/store/library_precision.py). An explicit one was
+        # checked against the library by the process's entry point (the CLI, gunicorn_conf.py).
+        from service.store.library_precision import library_settings
+
+        settings = library_settings(app.extensions["withsense.engine"], settings)
+    app.config["WITHSENSE"] = settings
     headers.init_app(app, behind_tls=settings.behind_tls)  # on every response, errors included
     i18n.init_app(app)  # the page's language (the API stays English)
     errors.init_app(app)

@@ -23,7 +23,8 @@ def encoders_for(settings: Settings) -> EncoderPair:
 
 
 def export_models(settings: Settings) -> list:
-    """Make sure the configured networks are exported to ONNX (in a child process when missing)."""
+    """Make sure the configured networks are exported to ONNX (in a child process when missing): the
+    image networks' int8 copies too unless the precision is fp32 (empty: a new library's is int8)."""
     if settings.encoder != "minilm" or settings.encoder_runtime != "onnx":
         return []
     from ml.encoders import image_networks
@@ -31,7 +32,7 @@ def export_models(settings: Settings) -> list:
 
     paths = ensure_exported(settings.onnx_path, [TEXT_NETWORK, USE_NETWORK, *image_networks(settings.image_model)])
     if settings.image_precision != "fp32":
-        paths += ensure_exported(settings.onnx_path, image_networks(settings.image_model), settings.image_precision)
+        paths += ensure_exported(settings.onnx_path, image_networks(settings.image_model), "int8")
     return paths
 
 
