@@ -10,10 +10,12 @@ from __future__ import annotations
 import threading
 
 from flask import Flask, current_app
+from sqlalchemy.exc import OperationalError
 
 from ml.encoders import EncoderPair, load_encoders
 from service.config import Settings
 from service.search.searcher import Searcher
+from service.store.library_precision import library_settings
 
 
 def encoders_for(settings: Settings) -> EncoderPair:
@@ -36,11 +38,30 @@ def export_models(settings: Settings) -> list:
     return paths
 
 
+def app_settings(app: Flask | None = None) -> Settings:
+    """The app's settings with the library's image precision decided (service/store/library_precision.py),
+    once; until the database answers, its error is raised (each request tries again: ``decide_early``)."""
+    app = app or current_app
+    if not app.extensions.get("withsense.precision_decided"):
+        app.config["WITHSENSE"] = library_settings(app.extensions["withsense.engine"], app.config["WITHSENSE"])
+        app.extensions["withsense.precision_decided"] = True
+    return app.config["WITHSENSE"]
+
+
+def decide_early(app: Flask | None = None) -> None:
+    """``app_settings`` at start and before each request until it succeeds; a database that does not
+    answer yet fails only the requests that need it (readiness says so), as it did before."""
+    try:
+        app_settings(app)
+    except OperationalError:
+        pass
+
+
 def get_searcher(app: Flask | None = None) -> Searcher:
     app = app or current_app
     searcher = app.extensions.get("withsense.searcher")
     if searcher is None:
-        settings = app.config["WITHSENSE"]
+        settings = app_settings(app)
         encoders = get_encoders(app)
         searcher = Searcher(app.extensions["withsense.engine"], settings, encoders.text,
                             replicas=app.extensions.get("withsense.replicas"), multilingual=encoders.multilingual)
@@ -52,7 +73,7 @@ def get_encoders(app: Flask | None = None) -> EncoderPair:
     app = app or current_app
     encoders = app.extensions.get("withsense.encoders")
     if encoders is None:
-        encoders = encoders_for(app.config["WITHSENSE"])
+        encoders = encoders_for(app_settings(app))
         app.extensions["withsense.encoders"] = encoders
     return encoders
 
@@ -60,6 +81,10 @@ def get_encoders(app: Flask | None = None) -> EncoderPair:
 def warm_up(app: Flask) -> None:
     """Load models and run one search-sized encoding, so the first real search is as fast as any."""
     with app.app_context():
+        try:
+            app_settings(app)
+        except OperationalError:  # no database yet: the first search decides and loads
+            return
         searcher = get_searcher(app)
         # USE is on every search's path (descriptions are matched in its space too), so the worker
         # waits for it; it opens in a thread of its own while MiniLM, lingua and the ranker load

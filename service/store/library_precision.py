@@ -11,12 +11,13 @@ precision would ingest vectors that its ranker never reads, and would serve no m
   package versions are (``check_package_versions``).
 
 Every entry point that opens a library calls ``library_settings``: the CLI's commands, `withsense
-serve` before it forks, gunicorn's configuration file, and ``create_app``.
+serve` before it forks, gunicorn's configuration file, and each web worker's app
+(``service.runtime.app_settings``).
 """
 from __future__ import annotations
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from service.config import Settings
 from service.store.db import make_engine, resolve_url
@@ -78,9 +79,13 @@ def library_settings(engine: Engine, settings: Settings) -> Settings:
 
 def resolved_settings(settings: Settings) -> Settings:
     """``library_settings`` for a process that holds no engine yet (gunicorn's configuration file,
-    `withsense serve` before it forks, the benchmarks): one is opened for the question and closed."""
+    `withsense serve` before it forks, the benchmarks): one is opened for the question and closed.
+    A database that does not answer yet leaves ``settings`` as they are: a server starts anyway, and
+    its web workers decide once it answers (``service.runtime.app_settings``)."""
     engine = make_engine(resolve_url(settings))
     try:
         return library_settings(engine, settings)
+    except OperationalError:
+        return settings
     finally:
         engine.dispose()
