@@ -22,6 +22,9 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY migrations ./migrations
 COPY ml ./ml
 COPY service ./service
+# The 12 photos the int8 copies of the image networks are calibrated on (ml/onnx_quantize.py):
+# `models export` below makes them, and a new library runs them (WITHSENSE_IMAGE_PRECISION).
+COPY tests/fixtures/dataset/train_images ./tests/fixtures/dataset/train_images
 # --no-deps: everything came from the lock above. Editable, so alembic.ini and migrations/ stay
 # where service.config.REPO_ROOT looks for them.
 # The networks are exported to ONNX once, here: the server runs them without torch.

@@ -30,6 +30,7 @@ from research.cv_multilingual import cv_retrieval
 from research.data import load
 from service.config import load_settings
 from service.runtime import encoders_for
+from service.store.library_precision import resolved_settings
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--variants", nargs="*", default=["ridge", "mlp512", "mlp512_nce", "knn10", "centroid"])
     args = parser.parse_args()
-    settings = load_settings()
+    settings = resolved_settings(load_settings())  # the library's image precision
     data = load(settings)
     use = encoders_for(settings).multilingual
     cache = settings.data_dir / "cache"

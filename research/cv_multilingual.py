@@ -38,6 +38,7 @@ from ml.whitening import PartialWhitening
 from research.data import load
 from service.config import load_settings
 from service.runtime import encoders_for
+from service.store.library_precision import resolved_settings
 
 
 def folds(data: TrainingData, n_splits: int, random_state: int = 0):
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--extra-text", action="store_true",
                         help="also fit the bridge on the Flickr8k captions of photos absent here (text only)")
     args = parser.parse_args()
-    settings = load_settings()
+    settings = resolved_settings(load_settings())  # the library's image precision
     data = load(settings, extra_text=args.extra_text)
     extra_minilm, extra_texts = data.extra_vectors, data.extra_texts
     # the photo side stays the product's: the whitening reads no text-only captions

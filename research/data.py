@@ -30,6 +30,7 @@ from service.config import Settings, load_settings
 from service.ingest.dataset import read_dataset
 from service.runtime import encoders_for
 from service.store.db import make_engine, resolve_url
+from service.store.library_precision import resolved_settings
 from service.training.extra_folders import read_extra_folder
 from service.training.training_data import training_data
 
@@ -37,7 +38,7 @@ from service.training.training_data import training_data
 def load(settings: Settings | None = None, *, image_model: str | None = None, coco: bool = True,
          extra_text: bool = False) -> TrainingData:
     """The database's training data (``service.training``), then the knobs above."""
-    settings = settings or load_settings()
+    settings = resolved_settings(settings or load_settings())  # the library's image precision
     encoders = encoders_for(settings)
     exclude = frozenset()
     if not coco:  # every COCO photo held out, as `evaluate --ood` holds out 100 of them

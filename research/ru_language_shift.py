@@ -26,12 +26,13 @@ from ml.whitening import PartialWhitening
 from research.data import load
 from service.config import load_settings
 from service.runtime import encoders_for
+from service.store.library_precision import resolved_settings
 
 CAPTIONS = Path(__file__).with_name("ru_train_captions.tsv")
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = resolved_settings(load_settings())  # the library's image precision
     data = load(settings)
     use = encoders_for(settings).multilingual
     cache = settings.data_dir / "cache"

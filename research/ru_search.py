@@ -29,6 +29,7 @@ from service.runtime import encoders_for
 from service.search.routing import Route
 from service.search.searcher import Searcher
 from service.store.db import make_engine, resolve_url
+from service.store.library_precision import resolved_settings
 from service.training.training_data import training_data
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument("--ru", type=Path, required=True)
     parser.add_argument("--variants", nargs="*", default=["minilm", "served", "bridge_raw", "bridge_whitened_nolabels"])
     args = parser.parse_args()
-    settings = load_settings()
+    settings = resolved_settings(load_settings())  # the library's image precision
     engine = make_engine(resolve_url(settings))
     encoders = encoders_for(settings)
     searcher = Searcher(engine, settings, encoders.text, multilingual=encoders.multilingual)

@@ -168,7 +168,8 @@ def folder_throughput(settings: Settings, files: list[Path]) -> dict:
         for f in files:
             shutil.copy(f, folder / f.name)
         env = dict(os.environ, WITHSENSE_DATA_DIR=str(Path(tmp) / "data"), DATABASE_URL="",
-                   WITHSENSE_ONNX_DIR=str(settings.onnx_path))
+                   WITHSENSE_ONNX_DIR=str(settings.onnx_path),
+                   WITHSENSE_IMAGE_PRECISION=settings.image_precision or settings.new_library_precision)
         cli = [sys.executable, "-m", "service.cli"]
         subprocess.run(cli + ["migrate"], env=env, check=True, capture_output=True)
         start, cpu = time.perf_counter(), _children_cpu()
@@ -283,9 +284,14 @@ def cold_start(data_dir: Path | None) -> dict:
             raise SystemExit("no answer within 120 s")
     finally:
         _stop(proc)
+    from service.store.library_precision import resolved_settings
+
+    env = dict(os.environ, **({"WITHSENSE_DATA_DIR": str(data_dir)} if data_dir else {}))
+    # The library's precision, as the server's workers were handed it (the floor opens no database).
+    env["WITHSENSE_IMAGE_PRECISION"] = resolved_settings(load_settings(**({"data_dir": data_dir} if data_dir else {}))
+                                                         ).image_precision
     start, cpu = time.perf_counter(), _children_cpu()
-    out = subprocess.run([sys.executable, "-c", COLD_FLOOR], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, **({"WITHSENSE_DATA_DIR": str(data_dir)} if data_dir else {})))
+    out = subprocess.run([sys.executable, "-c", COLD_FLOOR], capture_output=True, text=True, check=True, env=env)
     floor, floor_cpu = time.perf_counter() - start, _children_cpu() - cpu
     imports_s, encoder_s = (float(x) for x in out.stdout.split())
     return {"first_search_s": round(first, 2), "floor_s": round(floor, 2), "floor_cpu_s": round(floor_cpu, 2),
@@ -324,14 +330,15 @@ def main() -> None:
 
     for precision in args.precisions:
         export_models(settings.with_overrides({"image_precision": precision}))
-    result: dict = {"served_precision": settings.image_precision, "cores": len(os.sched_getaffinity(0)), "ingest": {}}
+    served = settings.image_precision or settings.new_library_precision  # each run here is a new library
+    result: dict = {"served_precision": served, "cores": len(os.sched_getaffinity(0)), "ingest": {}}
     for precision in args.precisions:
         with tempfile.TemporaryDirectory(prefix="ws-bench-", dir="/tmp") as tmp:
             run = {"encoder_floor": encoder_floor(settings, train[: args.photos], precision),
                    "batched_dataset_ingest": batched_throughput(settings, args.photos, dataset, Path(tmp), precision),
                    "stages": stage_profile(settings, train[: args.photos], precision)}
             result["ingest"][precision] = run
-            if precision == settings.image_precision and not args.skip_serve:
+            if precision == served and not args.skip_serve:
                 # The batched run's database is still up under tmp: uploads go to a server over it.
                 result["uploads"] = upload_latency(settings, others[args.photos : args.photos + args.uploads], Path(tmp))
             from service.store import embedded

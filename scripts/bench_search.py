@@ -313,6 +313,11 @@ def main() -> None:
     parser.add_argument("--cold-start", type=int, metavar="RUNS", default=0,
                         help="measure only the cold start, RUNS times; writes cold-start.json/.md")
     args = parser.parse_args()
+    from service.store.library_precision import resolved_settings
+
+    settings = resolved_settings(settings)
+    # The library's image precision, for the processes started here too (the floor, the servers).
+    os.environ["WITHSENSE_IMAGE_PRECISION"] = settings.image_precision
     if args.cold_start:
         result = cold_start(args.port, args.workers, args.threads, args.cold_start)
         write_cold_start(result, args.out)

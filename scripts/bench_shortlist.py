@@ -159,9 +159,11 @@ def real_library(settings: Settings, n_queries: int) -> dict:
     from service.policy import is_about_children
     from service.runtime import encoders_for
     from service.search.active_model import ActiveModelCache
+    from service.store.library_precision import library_settings
     from service.store.model_rows import load_ranker
 
     engine = make_engine(resolve_url(settings))
+    settings = library_settings(engine, settings)
     encoders = encoders_for(settings)
     state = ActiveModelCache(engine, encoder_key=settings.encoder_key, text_encoder_name=encoders.text.name,
                              multilingual_name=encoders.multilingual.name if encoders.multilingual else None,
@@ -273,8 +275,10 @@ def grow_library(settings: Settings, n: int, rng: np.random.Generator) -> None:
     vectors near its real photos' ones, so real queries find neighbours as they would), descriptions
     for 30 % with vectors of its text encoders, and its indexes rebuilt: for scripts/bench_search.py."""
     from service.store.hnsw import description_index_name, index_name
+    from service.store.library_precision import library_settings
 
     engine = make_engine(resolve_url(settings))
+    settings = library_settings(engine, settings)
     with engine.connect() as conn:
         model_id, dims = conn.execute(text(
             "SELECT id, dims FROM models WHERE kind = 'ranker' AND active AND encoder_key = :k"),

@@ -69,12 +69,14 @@ def main() -> None:
     from service.ingest.loader import open_photo
     from service.runtime import encoders_for
     from service.store.db import make_engine, resolve_url
+    from service.store.library_precision import library_settings
     from service.store.model_rows import active_ranker
     from service.training.extra_folders import training_extras
     from service.training.training_data import training_data
 
-    settings = load_settings()
+    settings = load_settings(image_precision="fp32")  # an fp32 library's features against their int8 copies
     engine = make_engine(resolve_url(settings))
+    settings = library_settings(engine, settings)
     fp32 = encoders_for(settings)
     int8 = load_encoders(settings.encoder, image_model=settings.image_model, runtime="onnx",
                          onnx_dir=settings.onnx_path, image_precision="int8")

@@ -29,7 +29,6 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     elif overrides:
         settings = settings.with_overrides(overrides)
     app = Flask(__name__)
-    app.config["WITHSENSE"] = settings
     app.json.sort_keys = False
     app.url_map.converters["int"] = BigintConverter
 
@@ -43,7 +42,14 @@ def create_app(overrides: dict | None = None, *, settings: Settings | None = Non
     from service.web import i18n
     from service.web.views import bp as web_bp
 
+    app.config["WITHSENSE"] = settings
     db_session.init_app(app, settings)
+    # The library's image precision (service/store/library_precision.py), before anything reads the
+    # encoder key; first of the request hooks, so a database that was away at start is asked again.
+    from service.runtime import decide_early
+
+    decide_early(app)
+    app.before_request(decide_early)
     headers.init_app(app, behind_tls=settings.behind_tls)  # on every response, errors included
     i18n.init_app(app)  # the page's language (the API stays English)
     errors.init_app(app)

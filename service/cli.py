@@ -18,6 +18,15 @@ def _engine(settings: Settings):
     return make_engine(resolve_url(settings))
 
 
+def _library(settings: Settings):
+    """The engine and the settings of the library it opens, its image precision decided
+    (service/store/library_precision.py): every command that reads or writes vectors starts here."""
+    from service.store.library_precision import library_settings
+
+    engine = _engine(settings)
+    return engine, library_settings(engine, settings)
+
+
 def cmd_db_replica(args, settings: Settings) -> int:
     """The embedded primary's streaming replica on ``--port`` (service/store/embedded_replica.py)."""
     from sqlalchemy.exc import DBAPIError
@@ -117,13 +126,20 @@ def cmd_migrate(args, settings: Settings) -> int:
 
 
 def cmd_models_export(args, settings: Settings) -> int:
-    """Export the networks to ONNX into the data directory (done on first use anyway; this does it now)."""
-    from ml.onnx_encoders import WEIGHTS_DISTRIBUTIONS, OnnxModelMissing, ensure_exported
+    """Export the networks to ONNX into the data directory (done on first use anyway; this does it now).
+
+    With WITHSENSE_IMAGE_PRECISION empty, the image networks' int8 copies too: a new library runs
+    them, an fp32 one does not, and this command opens no library (the Docker image runs it at build)."""
+    from ml.onnx_encoders import TEXT_NETWORK, USE_NETWORK, WEIGHTS_DISTRIBUTIONS, OnnxModelMissing, ensure_exported
     from service.runtime import export_models
 
     try:
-        paths = (ensure_exported(settings.onnx_path, sorted(WEIGHTS_DISTRIBUTIONS)) if args.all
-                 else export_models(settings))
+        if args.all:
+            images = [n for n in sorted(WEIGHTS_DISTRIBUTIONS) if n not in (TEXT_NETWORK, USE_NETWORK)]
+            paths = (ensure_exported(settings.onnx_path, sorted(WEIGHTS_DISTRIBUTIONS))
+                     + ensure_exported(settings.onnx_path, images, "int8"))
+        else:
+            paths = export_models(settings)
     except OnnxModelMissing as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -154,7 +170,7 @@ def cmd_ingest(args, settings: Settings) -> int:
     except DatasetInvalid as exc:
         print(exc, file=sys.stderr)
         return 1
-    engine = _engine(settings)
+    engine, settings = _library(settings)
     report = loader.load_dataset(engine, settings, dataset, progress=not args.quiet)
     encoders = encoders_for(settings)
     n_photos = loader.embed_photos(engine, settings, encoders.image, progress=not args.quiet)
@@ -182,7 +198,8 @@ def _add_files(paths: list[Path], args, settings: Settings, metadata: dict) -> i
     from service.ingest import folder
     from service.runtime import encoders_for
 
-    report = folder.add_files(paths, engine=_engine(settings), settings=settings, encoders=encoders_for(settings),
+    engine, settings = _library(settings)
+    report = folder.add_files(paths, engine=engine, settings=settings, encoders=encoders_for(settings),
                               progress=not args.quiet, **metadata)
     for line in report.lines():
         print(line)
@@ -236,7 +253,8 @@ def cmd_worker(args, settings: Settings) -> int:
         from service.ingest.embedding_worker import drain
         from service.runtime import encoders_for
 
-        engine, image_encoder = _engine(settings), encoders_for(settings).image
+        engine, settings = _library(settings)
+        image_encoder = encoders_for(settings).image
         print(f"image vectors computed for {drain(engine, settings, image_encoder, progress=not args.quiet)} queued photo(s)")
         return 0
     stopping = threading.Event()
@@ -249,7 +267,8 @@ def cmd_worker(args, settings: Settings) -> int:
     from service.photos import embedding_queue
     from service.runtime import encoders_for
 
-    engine, image_encoder = _engine(settings), encoders_for(settings).image
+    engine, settings = _library(settings)
+    image_encoder = encoders_for(settings).image
     if stopping.is_set():
         return 0
     # Open the networks at the batch size the worker runs (ONNX Runtime keeps its largest batch's
@@ -320,28 +339,22 @@ def cmd_users(args, settings: Settings) -> int:
     return 0
 
 
-def _active_model_version(settings: Settings) -> str | None:
-    from service.store.model_rows import active_ranker
-
-    with _engine(settings).connect() as conn:
-        model = active_ranker(conn, settings.encoder_key)
-    return model.version if model else None
-
-
 def cmd_train(args, settings: Settings) -> int:
     from service.runtime import encoders_for
+    from service.store.model_rows import active_ranker
     from service.training.publish import train_and_publish
 
+    engine, settings = _library(settings)
     if args.if_no_active:
-        active = _active_model_version(settings)
+        with engine.connect() as conn:
+            active = active_ranker(conn, settings.encoder_key)
         if active:
-            print(f"using the active model {active}")
+            print(f"using the active model {active.version}")
             return 0
     if args.if_better:
-        from service.store.model_rows import active_ranker
         from service.training.selection import arrived_since
 
-        with _engine(settings).connect() as conn:
+        with engine.connect() as conn:
             current = active_ranker(conn, settings.encoder_key)
             arrived = arrived_since(conn, current) if current else None
         if arrived is not None and not any(arrived.values()):
@@ -349,7 +362,7 @@ def cmd_train(args, settings: Settings) -> int:
             return 0
         if arrived:
             print(f"since the active model {current.version}: " + ", ".join(f"{n} {k}" for k, n in arrived.items()))
-    model = train_and_publish(_engine(settings), settings, encoders_for(settings), run_cv=not args.no_cv,
+    model = train_and_publish(engine, settings, encoders_for(settings), run_cv=not args.no_cv,
                               force=args.force, progress=not args.quiet)
     print(json.dumps(model, indent=2))
     if not model["activated"]:
@@ -363,7 +376,7 @@ def cmd_evaluate(args, settings: Settings) -> int:
     from service.search.searcher import Searcher
     from service.training.evaluation import evaluate, no_match_report, write_reports
 
-    engine = _engine(settings)
+    engine, settings = _library(settings)
     encoders = encoders_for(settings)
     searcher = Searcher(engine, settings, encoders.text, multilingual=encoders.multilingual)
     report = evaluate(engine, settings, searcher, progress=not args.quiet)
@@ -394,8 +407,9 @@ def cmd_search(args, settings: Settings) -> int:
     from service.runtime import encoders_for
     from service.search.searcher import Searcher
 
+    engine, settings = _library(settings)
     encoders = encoders_for(settings)
-    searcher = Searcher(_engine(settings), settings, encoders.text, multilingual=encoders.multilingual)
+    searcher = Searcher(engine, settings, encoders.text, multilingual=encoders.multilingual)
     response = searcher.search(args.query, limit=args.limit)
     searcher.close()  # writes its search-log line
     if args.json:
@@ -447,6 +461,7 @@ def _database_running(settings: Settings) -> bool:
 
 def cmd_serve(args, settings: Settings) -> int:
     from service.store.db import resolve_url
+    from service.store.library_precision import resolved_settings
 
     try:
         settings = serve_settings(args, settings)
@@ -457,6 +472,8 @@ def cmd_serve(args, settings: Settings) -> int:
     # Workers share one database: resolve (and start) the embedded server once, before forking;
     # the workers are forked with these settings, so the resolved URL is the one they use.
     settings = settings.with_overrides({"database_url": resolve_url(settings)})
+    # The library's image precision, decided once, before forking: the web workers run it.
+    settings = resolved_settings(settings)
     # gunicorn forked from this process, beside the image worker (service/processes.py): a second
     # interpreter (execv) would start Python and import the settings again, which the cold start pays for.
     from service.processes import serve
@@ -466,8 +483,11 @@ def cmd_serve(args, settings: Settings) -> int:
 
 def cmd_demo(args, settings: Settings) -> int:
     """Everything `make demo` needs, each step a no-op when already done."""
+    from service.store.library_precision import resolved_settings
+
     owns_database = not _database_running(settings)
     cmd_migrate(argparse.Namespace(revision=None, downgrade=False), settings)
+    settings = resolved_settings(settings)  # so the export makes the networks of this library's precision only
     if cmd_models_export(argparse.Namespace(all=False), settings) != 0:
         return 1
     if cmd_ingest(argparse.Namespace(path=None, quiet=False), settings) != 0:
@@ -502,7 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="the encoder networks")
     models_sub = models.add_subparsers(dest="what", required=True)
     export = models_sub.add_parser("export", help="export the configured networks to ONNX, if not done yet")
-    export.add_argument("--all", action="store_true", help="every packaged network (MiniLM, EfficientNet-Lite0/1/2)")
+    export.add_argument("--all", action="store_true",
+                        help="every packaged network (MiniLM, USE, EfficientNet-Lite0/1/2 and their int8 copies)")
     export.set_defaults(func=cmd_models_export)
 
     ingest = sub.add_parser("ingest", help="load photos")
@@ -601,7 +622,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    return args.func(args, settings) or 0
+    from service.store.model_rows import ModelMismatch
+
+    try:
+        return args.func(args, settings) or 0
+    except ModelMismatch as exc:  # vectors that must not meet (another precision, other packages): what to do
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -75,9 +75,11 @@ class Settings(BaseSettings):
                                 "image network(s) and views (`/crop5`, `@320`) for the minilm backend, `+`-joined")
     encoder_runtime: Literal["onnx", "torch"] = _setting("onnx",
                                                          "`onnx` (ONNX Runtime, no torch in the server) or `torch` for the minilm backend's networks")
-    image_precision: Literal["fp32", "int8"] = _setting("fp32",
-                                                        "`fp32`, or `int8`: the image networks quantized (ONNX Runtime only), "
-                                                        "2.4x faster; other vectors, stored and ranked apart")
+    image_precision: Literal["", "fp32", "int8"] = _setting("",
+                                                            "`int8` (the image networks quantized, ONNX Runtime only, "
+                                                            "about 2x faster ingestion) or `fp32`; empty = the library's "
+                                                            "own, `int8` for a new one. Other vectors, stored and ranked "
+                                                            "apart: a value other than the library's is refused")
     onnx_dir: str = _setting("",
                              "where the networks exported to ONNX are kept; empty = `$WITHSENSE_DATA_DIR/onnx`")
     embed_batch: int = _setting(32,
@@ -186,11 +188,26 @@ class Settings(BaseSettings):
         return Path(self.onnx_dir).resolve() if self.onnx_dir else self.data_dir / "onnx"
 
     @property
+    def new_library_precision(self) -> str:
+        """The image precision of a library that has no ranker and no image vectors yet: int8 where
+        it runs (grouped CV ranks it as well as fp32: docs/scaling.md, "Ingestion throughput")."""
+        return "int8" if self.encoder == "minilm" and self.encoder_runtime == "onnx" else "fp32"
+
+    @property
     def encoder_key(self) -> str:
         """Names the encoder pair; vectors are stored under it so different encoders never mix."""
+        if self.encoder != "clip" and not self.image_precision:
+            # Empty means "the library's own", which only the library knows: a key guessed here
+            # would store or serve vectors under the other precision's key.
+            raise RuntimeError("the image precision is not decided yet: "
+                               "service.store.library_precision.library_settings decides it for a library")
+        return self.encoder_key_at(self.image_precision)
+
+    def encoder_key_at(self, precision: str) -> str:
+        """The encoder key these settings would have with image precision ``precision``."""
         if self.encoder == "clip":
             return f"clip:{Path(self.clip_path).resolve().name}" if self.clip_path else "clip"
-        return f"{self.encoder}+{self.image_model}" + ("" if self.image_precision == "fp32" else f"+{self.image_precision}")
+        return f"{self.encoder}+{self.image_model}" + ("" if precision == "fp32" else f"+{precision}")
 
     def with_overrides(self, overrides: dict) -> Settings:
         return load_settings(**{**self.model_dump(), **overrides})

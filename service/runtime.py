@@ -10,10 +10,12 @@ from __future__ import annotations
 import threading
 
 from flask import Flask, current_app
+from sqlalchemy.exc import OperationalError
 
 from ml.encoders import EncoderPair, load_encoders
 from service.config import Settings
 from service.search.searcher import Searcher
+from service.store.library_precision import library_settings
 
 
 def encoders_for(settings: Settings) -> EncoderPair:
@@ -23,7 +25,8 @@ def encoders_for(settings: Settings) -> EncoderPair:
 
 
 def export_models(settings: Settings) -> list:
-    """Make sure the configured networks are exported to ONNX (in a child process when missing)."""
+    """Make sure the configured networks are exported to ONNX (in a child process when missing): the
+    image networks' int8 copies too unless the precision is fp32 (empty: a new library's is int8)."""
     if settings.encoder != "minilm" or settings.encoder_runtime != "onnx":
         return []
     from ml.encoders import image_networks
@@ -31,15 +34,34 @@ def export_models(settings: Settings) -> list:
 
     paths = ensure_exported(settings.onnx_path, [TEXT_NETWORK, USE_NETWORK, *image_networks(settings.image_model)])
     if settings.image_precision != "fp32":
-        paths += ensure_exported(settings.onnx_path, image_networks(settings.image_model), settings.image_precision)
+        paths += ensure_exported(settings.onnx_path, image_networks(settings.image_model), "int8")
     return paths
+
+
+def app_settings(app: Flask | None = None) -> Settings:
+    """The app's settings with the library's image precision decided (service/store/library_precision.py),
+    once; until the database answers, its error is raised (each request tries again: ``decide_early``)."""
+    app = app or current_app
+    if not app.extensions.get("withsense.precision_decided"):
+        app.config["WITHSENSE"] = library_settings(app.extensions["withsense.engine"], app.config["WITHSENSE"])
+        app.extensions["withsense.precision_decided"] = True
+    return app.config["WITHSENSE"]
+
+
+def decide_early(app: Flask | None = None) -> None:
+    """``app_settings`` at start and before each request until it succeeds; a database that does not
+    answer yet fails only the requests that need it (readiness says so), as it did before."""
+    try:
+        app_settings(app)
+    except OperationalError:
+        pass
 
 
 def get_searcher(app: Flask | None = None) -> Searcher:
     app = app or current_app
     searcher = app.extensions.get("withsense.searcher")
     if searcher is None:
-        settings = app.config["WITHSENSE"]
+        settings = app_settings(app)
         encoders = get_encoders(app)
         searcher = Searcher(app.extensions["withsense.engine"], settings, encoders.text,
                             replicas=app.extensions.get("withsense.replicas"), multilingual=encoders.multilingual)
@@ -51,7 +73,7 @@ def get_encoders(app: Flask | None = None) -> EncoderPair:
     app = app or current_app
     encoders = app.extensions.get("withsense.encoders")
     if encoders is None:
-        encoders = encoders_for(app.config["WITHSENSE"])
+        encoders = encoders_for(app_settings(app))
         app.extensions["withsense.encoders"] = encoders
     return encoders
 
@@ -62,6 +84,10 @@ WARM_UP_QUERY = "a dog runs on the grass"
 def warm_up(app: Flask) -> None:
     """Load models and run one search-sized encoding, so the first real search is as fast as any."""
     with app.app_context():
+        try:
+            app_settings(app)
+        except OperationalError:  # no database yet: the first search decides and loads
+            return
         searcher = get_searcher(app)
         # USE is on every search's path (descriptions are matched in its space too), so the worker
         # waits for it; it opens in a thread of its own while MiniLM, lingua and the ranker load

@@ -76,19 +76,23 @@ def settings_for(tmp_path_factory, onnx_dir):
     def make(url: str, **overrides):
         data_dir = tmp_path_factory.mktemp("data")
         overrides.setdefault("onnx_dir", str(onnx_dir))
-        return load_settings(database_url=url, data_dir=data_dir, extra_dataset="", captioned_extra="",
-                             **overrides)
+        settings = load_settings(database_url=url, data_dir=data_dir, extra_dataset="", captioned_extra="",
+                                 **overrides)
+        # A new library's precision, as `library_settings` gives it (the ``encoders`` fixture's).
+        return settings.with_overrides({"image_precision": settings.image_precision or settings.new_library_precision})
 
     return make
 
 
 @pytest.fixture(scope="session")
 def encoders(onnx_dir):
-    """The served encoders: MiniLM and EfficientNet-Lite on ONNX Runtime (exported on first use)."""
+    """The served encoders of a new library: MiniLM and EfficientNet-Lite on ONNX Runtime, the image
+    networks in int8 (exported and quantized on first use)."""
     from ml.encoders import load_encoders
 
     settings = load_settings()
-    return load_encoders("minilm", image_model=settings.image_model, runtime="onnx", onnx_dir=onnx_dir)
+    return load_encoders("minilm", image_model=settings.image_model, runtime="onnx", onnx_dir=onnx_dir,
+                         image_precision=settings.image_precision or settings.new_library_precision)
 
 
 @pytest.fixture(scope="session")

@@ -66,15 +66,16 @@ def migrate_to(url: str, revision: str, *, down: bool = False) -> None:
     (command.downgrade if down else command.upgrade)(config, revision)
 
 
-def load_library(url: str, settings_for, encoders) -> dict:
-    """A migrated database at ``url`` with the fixture dataset loaded, vectors computed, a ranker trained."""
+def load_library(url: str, settings_for, encoders, **overrides) -> dict:
+    """A migrated database at ``url`` with the fixture dataset loaded, vectors computed, a ranker
+    trained; ``overrides`` go to its settings (``image_precision`` must be that of ``encoders``)."""
     from service.ingest import loader
     from service.ingest.dataset import read_dataset
     from service.store.db import make_engine
     from service.store.model_rows import encoder_model_ids
     from service.training.publish import train_and_publish
 
-    settings = settings_for(url, api_token="test-token")
+    settings = settings_for(url, api_token="test-token", **overrides)
     engine = make_engine(settings.database_url)
     dataset = read_dataset(FIXTURE_DATASET)
     report = loader.load_dataset(engine, settings, dataset, progress=False)

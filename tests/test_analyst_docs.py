@@ -401,8 +401,9 @@ def full_library(make_database, settings_for, onnx_dir):
     # shortlist of a whitening ranker, whatever the image features; this keeps the 1,100 photos'
     # encoding to a fraction of a minute.
     image_model = "efficientnet-lite0"
-    encoders = load_encoders("minilm", image_model=image_model, runtime="onnx", onnx_dir=onnx_dir)
     settings = settings_for(make_database(), image_model=image_model)
+    encoders = load_encoders("minilm", image_model=image_model, runtime="onnx", onnx_dir=onnx_dir,
+                             image_precision=settings.image_precision)
     engine = make_engine(settings.database_url)
     loader.load_dataset(engine, settings, read_dataset(FULL_DATASET), progress=False)
     loader.embed_photos(engine, settings, encoders.image, progress=False)

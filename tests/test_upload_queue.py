@@ -144,7 +144,8 @@ CRASHING_WORKER = textwrap.dedent("""
     from service.store.db import make_engine
 
     settings = load_settings(**json.loads(sys.argv[1]))
-    real = load_encoders("minilm", image_model=settings.image_model, runtime="onnx", onnx_dir=settings.onnx_path).image
+    real = load_encoders("minilm", image_model=settings.image_model, runtime="onnx", onnx_dir=settings.onnx_path,
+                         image_precision=settings.image_precision).image
 
     class DiesAfterEncoding:
         # The real encoder; the process is killed after the work, before the transaction commits.
@@ -165,7 +166,7 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_be_retried(queue_library, enc
     settings, engine = queue_library
     photo_id = _add(settings, engine, encoders, _jpeg(20))
     overrides = {"database_url": settings.database_url, "data_dir": str(settings.data_dir),
-                 "onnx_dir": settings.onnx_dir, "extra_dataset": ""}
+                 "onnx_dir": settings.onnx_dir, "extra_dataset": "", "image_precision": settings.image_precision}
     done = subprocess.run([sys.executable, "-c", CRASHING_WORKER, json.dumps(overrides)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "HOME": "/tmp"})
