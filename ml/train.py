@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import clone
 
+from ml import metrics as M
 from ml import no_match
 from ml.calibration import FITS, PlattCalibrator, fit_query_calibration, held_out_calibration, held_out_mixed
 from ml.compare import (
@@ -97,6 +98,16 @@ def _calibrator(scores: np.ndarray, fits: np.ndarray) -> PlattCalibrator:
         c.a_, c.b_ = 1.0, 0.0
         return c
     return PlattCalibrator().fit(scores, fits)
+
+
+def served_tau_c(data: TrainingData, pair_index: np.ndarray, prob: np.ndarray) -> float:
+    """Kendall tau-c against the expert mean of the score a search returns: the calibrated
+    probability, held out (``prob``: ``held_out_*``'s, one per rated pair with expert scores, in
+    ``pair_index``'s order). The CV's tau-c reads the reranker's raw score, which is relative to its
+    shortlist; the served score adds the query-level signals, so pairs of different queries compare."""
+    em = expert_mean(data.pair_expert[pair_index]) if len(pair_index) else np.zeros(0)
+    em = em[~np.isnan(em)]
+    return float(M.kendall_tau_c(prob, em)) if len(em) > 1 else float("nan")
 
 
 def _calibration_sets(data: TrainingData, oof: dict, signals=QUERY_SIGNALS, own_captions: bool = OWN_CAPTIONS,
@@ -209,7 +220,7 @@ def train(
                     report["right_top1_median_cv"] = float(np.median(calibrators[n].predict(oof[n]["hit_score"], hit)))
                 else:
                     report = held_out_calibration(rated["score"], rated["fits"], rated["group"])
-                report.pop("prob")
+                report["tau_c_served"] = served_tau_c(data, oof[n]["pair_index"], report.pop("prob"))
                 report["calibrator"] = calibrators[n].to_dict()
                 metrics["calibration"] = report
         else:  # in-sample: the quick path has no held-out pairs

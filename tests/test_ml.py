@@ -440,3 +440,15 @@ def test_five_crop_view_sees_the_corners_and_keeps_pooled_features_only():
     assert isinstance(big, PooledView) and big.name == "efficientnet-lite0@320-pooled" and big.dim == 1280
     with pytest.raises(ValueError):
         image_part("efficientnet-lite0/zoom")
+
+
+def test_served_tau_c_reads_the_held_out_probabilities_against_the_expert_mean():
+    from ml.train import served_tau_c
+
+    data = _tiny_training_data()
+    pairs = np.arange(len(data.pair_photo))
+    em = expert_mean(data.pair_expert[pairs])
+    rated = em[~np.isnan(em)]
+    assert len(rated) > 10 and len(rated) < len(pairs)  # pairs without experts are skipped, in order
+    assert served_tau_c(data, pairs, rated / 4) == pytest.approx(M.kendall_tau_c(rated, rated))
+    assert served_tau_c(data, pairs, -rated) < -0.5

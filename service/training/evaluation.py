@@ -134,6 +134,8 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
         "cv_held_out": cv,
         "cv_chosen": chosen,
         "kendall_tau_c_held_out": (cv.get(chosen) or {}).get("tau_c"),
+        # the served score (calibrated, with its query-level signals), held out: what a user sees
+        "kendall_tau_c_served": (metrics.get("calibration") or {}).get("tau_c_served"),
         "selection_rule": metrics.get("selection_rule"),
         "alternatives": alternatives,
         "calibration": metrics.get("calibration"),
@@ -234,7 +236,10 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
     if cv:
         lines += ["", "## Model comparison (grouped 5-fold CV by photo, training photos only)", "",
                   f"Chosen: `{report['cv_chosen']}` (rule: {report.get('selection_rule')}). "
-                  f"Kendall tau-c against the expert mean on held-out photos: {report['kendall_tau_c_held_out']:.3f}.", "",
+                  f"Kendall tau-c against the expert mean on held-out photos: {report['kendall_tau_c_held_out']:.3f} "
+                  "for the reranker's raw score"
+                  + (f", {report['kendall_tau_c_served']:.3f} for the served score (calibrated with the query-level "
+                     "signals, held out)." if report.get("kendall_tau_c_served") is not None else "."), "",
                   "| reranker | tau-c | ROC-AUC | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---|---|---|---|"]
         for name, m in cv.items():
             cells = [m.get(k) for k in ("tau_c", "ROC_AUC", "R@1", "R@5", "R@10", "MRR")]
