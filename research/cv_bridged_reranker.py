@@ -46,8 +46,9 @@ import numpy as np
 from ml.compare import TrainingLists, evaluate_reranker, fit_mapper, oof_evidence, reference_captions, training_lists
 from ml.data import TrainingData, cached_text_vectors
 from ml.encoders import imagenet_label_texts
-from ml.listwise import FEATURES, CosineScorer, KerasListwiseMLP, photo_evidence, specificity
+from ml.listwise import FEATURES, photo_evidence, specificity
 from ml.multilingual import QueryBridge
+from ml.scorers import CosineScorer, KerasListwiseMLP
 from ml.train import WHITENING_POWER, default_mapper
 from ml.whitening import PartialWhitening
 from research.data import append_result, load
