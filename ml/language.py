@@ -6,15 +6,17 @@ The rule, chosen by measurement (docs/model.md, "Queries in other languages"):
 1. a letter of any script but Latin (Cyrillic, CJK, Arabic, Thai, Hangul, ...) -> not English. The
    script alone decides, so a Russian query with a Latin brand name in it ("кафе Starbucks") is
    never sent to MiniLM, and Cyrillic costs no detector;
-2. Latin letters only -> lingua, restricted to the Latin-script languages USE serves, in its high
-   accuracy mode, answering only when the best language leads the next by a relative distance of
-   at least 0.15; English when it is unsure. English is the default because a misrouted English
-   query loses little (USE through the bridge) while short English words ("pizza", "BMX") are
-   the commonest ambiguous input.
+2. Latin letters only -> lingua, restricted to the Latin-script languages USE serves, answering
+   only when the best language leads the next by a relative distance of at least 0.15; English
+   when it is unsure. Its low-accuracy mode asks first; a text it puts in another language is asked
+   again in high-accuracy mode between English and that language alone (``QueryLanguage``, mode
+   ``"low_then_pair"``). English is the default because a misrouted English query loses little
+   (USE through the bridge) while short English words ("pizza", "BMX") are the commonest
+   ambiguous input.
 
 On the 7,477 English captions of the dataset (500 test queries, 977 training captions, 6,000
-Flickr8k extra captions) this sends 4 to USE; it sends all 161 Russian test queries to USE, and
-38 of 39 short inputs in other languages ("Hund im Schnee", "perro", "海辺の犬", "bmx трюк").
+Flickr8k extra captions) this sends 2 to USE (`python -m research.routing_detector`); it sends
+all 161 Russian test queries to USE (the script decides).
 """
 from __future__ import annotations
 
