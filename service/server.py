@@ -179,6 +179,18 @@ def limit_malloc_arenas() -> None:
     mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
+def limit_blas_threads() -> None:
+    """One BLAS thread in a web worker: its request threads are its parallelism, and a search's
+    matrix products are small (the query against the ranker's ~6,600 reference captions, the
+    scorer's layers). BLAS's own pool of one thread per core woke for each of them and fought the
+    request threads for the two cores: the reference-caption product alone took p50 0.09 ms but p95
+    8.0 ms with 2 BLAS threads on a loaded machine, p50 0.18 ms and p95 0.26 ms with one
+    (2026-12-02). Called in each worker, after the fork (the pool is per process)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def when_ready(server):
     # The address actually bound (a --bind on gunicorn's command line overrides WITHSENSE_BIND).
     print(f"With Sense is up: {server.LISTENERS[0]}/", flush=True)
@@ -217,6 +229,7 @@ def post_worker_init(worker):
     # Load the encoders and the active model now, so no user waits for the first search's imports.
     from service.runtime import warm_up
 
+    limit_blas_threads()
     with warm_up_turns.turn():
         warm_up(worker.wsgi)
 

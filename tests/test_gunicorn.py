@@ -3,6 +3,7 @@ clients that do not stall searches, a body read that is cut after WITHSENSE_READ
 silence, and search-log lines written before the workers exit."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -213,3 +214,21 @@ def test_search_log_lines_are_written_before_workers_exit(writable, tmp_path):
     assert sorted(r.query for r in rows) == sorted(queries)
     assert {(r.blocked, r.n_results) for r in rows} == {(False, 5)}
     assert {r.model_id for r in rows} == {writable["model"]["id"]}
+
+
+def test_a_web_worker_runs_blas_on_one_thread():
+    """post_worker_init limits BLAS to one thread (service.server.limit_blas_threads): its pool would
+    otherwise fight the request threads for the cores. Run in a fresh process, as a worker would."""
+    code = ("import numpy, json; from threadpoolctl import threadpool_info; "
+            "from service.server import limit_blas_threads; "
+            "before = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']; "
+            "limit_blas_threads(); "
+            "after = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']; "
+            "print(json.dumps([before, after]))")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}  # as on any machine with two cores or more
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=REPO_ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before and all(n == 2 for n in before), before
+    assert after == [1] * len(before), after
