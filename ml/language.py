@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import unicodedata
-from functools import lru_cache
+from functools import cache, lru_cache
 
 ENGLISH = "en"
 UNDETERMINED = "und"  # no letters at all ("123", "!!!"): served as English
@@ -126,3 +126,9 @@ class QueryLanguage:
 
     def is_english(self, text: str) -> bool:
         return self.detect(text) in (ENGLISH, UNDETERMINED)
+
+
+@cache
+def shared_detector() -> QueryLanguage:
+    """The process's detector: the query router and the description writers share its models."""
+    return QueryLanguage()

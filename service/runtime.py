@@ -78,6 +78,15 @@ def get_encoders(app: Flask | None = None) -> EncoderPair:
     return encoders
 
 
+def descriptions_written(app: Flask | None = None) -> None:
+    """A description was stored by this process: its searches read the libraries' languages again at
+    once (an English query matches descriptions in other languages in USE's space only where there
+    are some, ``Searcher.shape``); other processes see it within WITHSENSE_MODEL_REFRESH_SECONDS."""
+    searcher = (app or current_app).extensions.get("withsense.searcher")
+    if searcher is not None:
+        searcher.models.invalidate()
+
+
 WARM_UP_QUERY = "a dog runs on the grass"
 
 

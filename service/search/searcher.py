@@ -228,7 +228,8 @@ class Searcher:
         self.replicas = replicas  # the shortlist reads from a healthy one when there is one
         self.models = ActiveModelCache(engine, encoder_key=settings.encoder_key, text_encoder_name=text_encoder.name,
                                        load=self.ranker_for, refresh_seconds=settings.model_refresh_seconds,
-                                       multilingual_name=multilingual.name if multilingual is not None else None)
+                                       multilingual_name=multilingual.name if multilingual is not None else None,
+                                       other_language_cap=settings.hnsw_min_photos)
         self.query_vectors = QueryVectorCache(text_encoder, settings.query_cache_size)
         self.multilingual_vectors = (QueryVectorCache(multilingual, settings.query_cache_size)
                                      if multilingual is not None else None)
@@ -274,13 +275,18 @@ class Searcher:
         """Which candidate searches run, each by its index (above the size threshold, once built)
         or exactly, and which filters are set: the statement's shape (service/search/shortlist.py)."""
         large = state.n_photos >= self.settings.hnsw_min_photos
+        # A query MiniLM reads matches only the descriptions in other languages in USE's space: by
+        # the index once there are as many of them as photos that need one, else exactly.
+        other_languages = params["text_vector"] is not None
+        multilingual_indexed = state.multilingual_has_index and (
+            state.other_language_descriptions >= self.settings.hnsw_min_photos if other_languages else large)
         return ShortlistShape(
             photos=Space(state.model.dims, self.uses_index(state)),
             text=(Space(state.text_dims, large and state.text_has_index)
                   if params["text_model_id"] is not None else None),
-            multilingual=(Space(state.multilingual_dims, large and state.multilingual_has_index)
+            multilingual=(Space(state.multilingual_dims, multilingual_indexed)
                           if params["multilingual_model_id"] is not None else None),
-            filters=filters_set(params))
+            filters=filters_set(params), multilingual_other_languages=other_languages)
 
     def search(self, query: str, *, limit: int = 5, offset: int = 0, min_score: float | None = None,
                filters: Filters | None = None, splits: Sequence[str] | None = None, hybrid: bool = True,
@@ -304,10 +310,11 @@ class Searcher:
         ranker = state.ranker if scorer is None else self.ranker_for(model, scorer)
         route = self.router.route(query, ranker)
         # Descriptions are matched in USE's space too (when their USE vectors are stored), so a
-        # description in one language is found by a query in another.
+        # description in one language is found by a query in another; for a query MiniLM reads, only
+        # where some description is in another language (``shape``).
         multilingual_vector = (self.multilingual_vectors.get(query)
                                if hybrid and self.multilingual_vectors is not None and state.multilingual_model_id
-                               else None)
+                               and state.other_language_descriptions else None)
         if route.encoder == self.text_encoder.name:
             text_vector = self.query_vectors.get(query)
             # Photos are compared in the ranker's (whitened) text space; descriptions in the raw one.

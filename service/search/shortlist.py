@@ -13,6 +13,10 @@ Each candidate comes back with scalars only: its joint and bridge cosines to the
 here, so no 384-d vector travels: ~0.5 MB a search at a shortlist of 100 before), its top labels
 (ml/listwise.py ``label_evidence``) and its mapper norm.
 
+An English query (routed to MiniLM) matches in USE's space only the descriptions in other
+languages (``descriptions.language``, migration 0016): MiniLM's side reads the English ones, and a
+library with none in another language has no USE side for it at all.
+
 A search's shape is a :class:`ShortlistShape`: which candidate searches run, each by its HNSW index
 (service/store/hnsw.py) or by an exact scan, and which photo filters are set. Each set filter is a
 plain predicate the planner can see; an unset one is not in the statement at all (a
@@ -45,6 +49,11 @@ PHOTO_FILTERS = {
 }
 
 
+# Descriptions MiniLM does not read (ml.language's answer is not English, or not known); the same
+# predicate as the partial index ix_descriptions_other_language.
+OTHER_LANGUAGE = "(d.language IS NULL OR d.language NOT IN ('en', 'und'))"
+
+
 @dataclass(frozen=True)
 class Space:
     """One candidate search's vector space: its dimension and whether its HNSW index serves it."""
@@ -59,6 +68,8 @@ class ShortlistShape:
     text: Space | None = None          # MiniLM's description search; None: off (image-only, or no vectors)
     multilingual: Space | None = None  # USE's description search; None: off
     filters: tuple[str, ...] = ()      # names in PHOTO_FILTERS that are set, in its order
+    # USE's side only among descriptions in other languages (an English query: MiniLM reads the rest)
+    multilingual_other_languages: bool = False
 
     @property
     def indexed(self) -> bool:
@@ -86,8 +97,10 @@ def _where(*conditions: str, filters: tuple[str, ...]) -> str:
     return "\n          AND ".join([*conditions, *(PHOTO_FILTERS[name] for name in filters)])
 
 
-def _description_search(name: str, model_param: str, vector: str, space: Space, filters: tuple[str, ...]) -> str:
-    where = _where(f"de.model_id = %({model_param})s", "d.source <> 'test'", "p.deleted_at IS NULL", filters=filters)
+def _description_search(name: str, model_param: str, vector: str, space: Space, filters: tuple[str, ...],
+                        other_languages: bool = False) -> str:
+    where = _where(f"de.model_id = %({model_param})s", "d.source <> 'test'", "p.deleted_at IS NULL",
+                   *((OTHER_LANGUAGE,) if other_languages else ()), filters=filters)
     return f"""{name} AS (
         SELECT d.photo_id
         FROM description_embeddings de
@@ -101,7 +114,7 @@ def _description_search(name: str, model_param: str, vector: str, space: Space, 
 
 @lru_cache(maxsize=256)
 def shortlist_sql(shape: ShortlistShape) -> str:
-    """The statement of one search shape (at most 2 x 2 x 2 x 2^6 of them; a process meets a few)."""
+    """The statement of one search shape (a few hundred are possible; a process meets a few)."""
     ctes = [f"""semantic_search AS (
         SELECT e.photo_id
         FROM photo_embeddings e
@@ -111,17 +124,17 @@ def shortlist_sql(shape: ShortlistShape) -> str:
         LIMIT %(shortlist_size)s
     )"""]
     searches, matches = ["semantic_search"], []
-    for name, model_param, vector, column, space in (
-            ("description_search", "text_model_id", "text_vector", "description_match", shape.text),
+    for name, model_param, vector, column, space, other_languages in (
+            ("description_search", "text_model_id", "text_vector", "description_match", shape.text, False),
             ("multilingual_description_search", "multilingual_model_id", "multilingual_vector",
-             "multilingual_description_match", shape.multilingual)):
+             "multilingual_description_match", shape.multilingual, shape.multilingual_other_languages)):
         if space is None:
             continue
-        ctes.append(_description_search(name, model_param, vector, space, shape.filters))
+        ctes.append(_description_search(name, model_param, vector, space, shape.filters, other_languages))
         searches.append(name)
         # CASE, not FILTER: each space's vectors only ever meet a query vector of their own dimension
-        matches.append(f"max(CASE WHEN de.model_id = %({model_param})s THEN 1 - (de.embedding <=> %({vector})s) END) "
-                       f"AS {column}")
+        when = f"de.model_id = %({model_param})s" + (f" AND {OTHER_LANGUAGE}" if other_languages else "")
+        matches.append(f"max(CASE WHEN {when} THEN 1 - (de.embedding <=> %({vector})s) END) AS {column}")
     ctes.append("candidates AS (\n        " + "\n        UNION\n        ".join(
         f"SELECT photo_id FROM {s}" for s in searches) + "\n    )")
     if matches:

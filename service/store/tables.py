@@ -151,6 +151,9 @@ class Description(Base):
     __table_args__ = (
         CheckConstraint(_in("source", DESCRIPTION_SOURCES), name="source"),
         CheckConstraint("length(btrim(text)) BETWEEN 1 AND 2000", name="text_length"),
+        # The descriptions an English query matches in USE's space too (migration 0016).
+        Index("ix_descriptions_other_language", "photo_id",
+              postgresql_where=text("language IS NULL OR language NOT IN ('en', 'und')")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -166,6 +169,9 @@ class Description(Base):
     # The content rule on the text (service.policy.is_about_children), set by its writer (migration
     # 0010); NULL = not checked. Analyst views show the text only when it is false.
     about_children: Mapped[bool | None] = mapped_column(Boolean)
+    # ml.language's answer for the text, set by its writer (migration 0016); NULL = not known,
+    # searched as another language.
+    language: Mapped[str | None] = mapped_column(Text)
 
 
 class ExpertRating(Base):
