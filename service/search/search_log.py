@@ -68,6 +68,7 @@ class SearchLogWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._queue: queue.Queue[SearchLogEntry | None] = queue.Queue(maxsize=MAX_QUEUED)
+        self._wake = threading.Event()  # set by flush() and close(): write now, do not wait for a batch
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
@@ -88,6 +89,7 @@ class SearchLogWriter:
             return
         done = threading.Event()
         self._queue.put(_FlushMarker(done))
+        self._wake.set()
         done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -98,6 +100,7 @@ class SearchLogWriter:
                 return
             self._closed = True
         self._queue.put(None)
+        self._wake.set()
         self._thread.join(timeout)
 
     def _ensure_thread(self) -> None:
@@ -117,36 +120,28 @@ class SearchLogWriter:
     def _run(self) -> None:
         stop = False
         while not stop:
-            first = self._queue.get()
-            batch: list[SearchLogEntry] = []
-            markers: list[_FlushMarker] = []
-            item = first
-            while True:
-                if item is None:
-                    stop = True
-                elif isinstance(item, _FlushMarker):
-                    markers.append(item)
-                else:
-                    batch.append(item)
-                if stop or markers or len(batch) >= BATCH_SIZE:
-                    break
+            items = [self._queue.get()]  # sleeps until a search is logged
+            if isinstance(items[0], SearchLogEntry) and self._queue.qsize() < BATCH_SIZE - 1:
+                # Let a batch gather while asleep: waking for every entry (a get() per entry) took the
+                # GIL from the request threads once per search. A backlog is written without waiting.
+                self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()  # before draining: a flush marker queued by now is drained below
+            while len(items) < BATCH_SIZE:
                 try:
-                    item = self._queue.get(timeout=FLUSH_INTERVAL_S)
+                    items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            stop = any(i is None for i in items)
             if stop:  # drain what is left behind the stop sentinel
                 while True:
                     try:
-                        item = self._queue.get_nowait()
+                        items.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                    if isinstance(item, SearchLogEntry):
-                        batch.append(item)
-                    elif isinstance(item, _FlushMarker):
-                        markers.append(item)
+            batch = [i for i in items if isinstance(i, SearchLogEntry)]
             for start in range(0, len(batch), BATCH_SIZE):
                 self._write(batch[start:start + BATCH_SIZE])
-            for marker in markers:
+            for marker in (i for i in items if isinstance(i, _FlushMarker)):
                 marker.done.set()
 
     def _write(self, batch: list[SearchLogEntry]) -> None:
