@@ -89,6 +89,7 @@ def test_analyst_cannot_read_raw_texts(analyst, statement):
 def test_analyst_reads_the_other_columns(analyst):
     with analyst.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM descriptions WHERE about_children")).scalar() > 0
+        assert conn.execute(text("SELECT DISTINCT language FROM descriptions")).scalars().all() == ["en"]
         assert conn.execute(text("SELECT count(id), count(blocked) FROM search_log")).one()[0] >= 1
         assert conn.execute(text("SELECT count(DISTINCT component) FROM ranker_text_transform")).scalar() == 384
 

@@ -12,7 +12,8 @@ space.
 set by every writer from now on; NULL means not known, and such a description counts as another
 language (searched in both spaces, as before). Existing dataset captions (``source`` ``dataset`` or
 ``test``, loaded by `withsense ingest dataset` from Flickr8k-format files) are English and marked so
-here; other existing descriptions stay NULL. The partial index serves the count the search reads
+here; other existing descriptions stay NULL. Analysts may read it, as every column but the text.
+The partial index serves the count the search reads
 (how many descriptions are in another language) and the scan of just those.
 
 Revision ID: 0016
@@ -36,8 +37,11 @@ def upgrade() -> None:
     op.execute("UPDATE descriptions SET language = 'en' WHERE source IN ('dataset', 'test')")
     op.create_index("ix_descriptions_other_language", "descriptions", ["photo_id"],
                     postgresql_where=sa.text(OTHER_LANGUAGE))
+    # Analysts read every column of descriptions but the text (migrations 0010 and 0011).
+    op.execute("GRANT SELECT (language) ON descriptions TO analyst")
 
 
 def downgrade() -> None:
+    op.execute("REVOKE SELECT (language) ON descriptions FROM analyst")
     op.drop_index("ix_descriptions_other_language", table_name="descriptions")
     op.drop_column("descriptions", "language")
