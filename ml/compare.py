@@ -251,7 +251,7 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
 
     rng = np.random.default_rng(random_state)
     ranks, pair_rows, pair_scores, pair_sig, hit_scores, hit_sig = [], [], [], [], [], []
-    own_scores, own_sig, own_photo = [], [], []
+    own_scores, own_sig, own_photo, hit_caption, own_caption = [], [], [], [], []
     neg = {k: [] for k in ("score", "signals", "label", "query", "kind", "top1")}
     pair_ok = ~data.pair_blocked
     sources = pair_sources(data)
@@ -269,9 +269,11 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
             sig = query_signals(X, FEATURES, ALL_SIGNALS)
             hit_scores.append(S.max(axis=1)[r == 1])
             hit_sig.append(sig[r == 1])
+            hit_caption.append(qs[r == 1])
             own_scores.append(S[np.arange(len(qs)), pos[data.caption_photo[qs]]])
             own_sig.append(sig)
             own_photo.append(data.caption_photo[qs])
+            own_caption.append(qs)
         ps = np.flatnonzero((pos[data.pair_photo] >= 0) & pair_ok)
         if len(ps):
             spec = specificity(data.pair_vectors[ps], reference[0], exclude=sources[ps], caption_group=reference[1])
@@ -309,7 +311,8 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
     cat = lambda parts, shape=(0,): np.concatenate(parts) if parts else np.zeros(shape)  # noqa: E731
     oof = {"pair_index": rows, "score": scores, "signals": cat(pair_sig, (0, n_sig)),
            "hit_score": cat(hit_scores), "hit_signals": cat(hit_sig, (0, n_sig)),
-           "own_score": cat(own_scores), "own_signals": cat(own_sig, (0, n_sig)), "own_photo": cat(own_photo)}
+           "own_score": cat(own_scores), "own_signals": cat(own_sig, (0, n_sig)), "own_photo": cat(own_photo),
+           "hit_caption": cat(hit_caption).astype(np.int64), "own_caption": cat(own_caption).astype(np.int64)}
     if negatives is not None:
         oof.update({f"neg_{k}": cat(v, (0, n_sig) if k == "signals" else (0,)) for k, v in neg.items()})
     return out, oof
@@ -330,6 +333,7 @@ def grouped_cv(
     caption_negatives: int = 0,
     caption_pool: np.ndarray | None = None,
     mapper_ratings: bool = True,
+    models: dict | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
     """Mean (over folds) validation metrics per scorer, plus :data:`COSINE` for the joint space
     alone; and per scorer the out-of-fold raw scores of the rated pairs, of right top-1 caption
@@ -338,7 +342,9 @@ def grouped_cv(
     Folds: GroupKFold by photo over the photos that have rated pairs (the other photos, caption-only,
     always train). The scorers train on caption lists and the training photos' rated lists
     (:func:`training_lists`; each scorer's ``rated_weight`` says how much those count);
-    ``mapper_ratings``: the joint mapper also learns from rated pairs that fit (:func:`mapper_pairs`)."""
+    ``mapper_ratings``: the joint mapper also learns from rated pairs that fit (:func:`mapper_pairs`).
+    ``models``: if given, filled with each scorer's fold models as served (``serving()``, in fold
+    order): the networks whose out-of-fold scores the calibration is fitted on."""
     from sklearn.model_selection import GroupKFold
 
     rated = np.unique(data.pair_photo)
@@ -377,6 +383,8 @@ def grouped_cv(
                 o["neg_query"] = o["neg_query"] + fold * len(negatives["vectors"])  # one group per (fold, query)
             results[name].append(r)
             oof[name].append(o)
+            if models is not None and hasattr(fitted, "serving"):
+                models.setdefault(name, []).append(fitted.serving())
         for name, params in chosen_params.items():
             inner.setdefault(name, []).append(params)
         if progress:

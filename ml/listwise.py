@@ -204,6 +204,43 @@ class NumpyListMLP:
         return out
 
     @classmethod
+    def mean_of(cls, nets: list[NumpyListMLP]) -> NumpyListMLP:
+        """One network whose output is the mean of ``nets``' (each standardised and clipped by its
+        own training data, the grouped CV's fold networks): each member's standardisation folded
+        into its first layer, hidden layers side by side (the first concatenated, deeper ones
+        block-diagonal), output layer and skip divided by the count. Inputs are clipped to the
+        range every member saw (the intersection), the one place it can differ from the members'
+        mean: for a feature beyond some member's range but inside another's."""
+        k = len(nets)
+        if k == 1:
+            return nets[0]
+        depth = len(nets[0].weights)
+        first_w, first_b, skip, offset = [], [], np.zeros_like(nets[0].skip), 0.0
+        for n in nets:  # z = (x - mean) / scale  ->  x @ (W / scale) - (mean / scale) @ W
+            inv = 1.0 / n.scale
+            first_w.append(n.weights[0] * inv[:, None])
+            first_b.append(n.biases[0] - (n.mean * inv) @ n.weights[0])
+            skip += n.skip * inv[:, None] / k
+            offset -= float(((n.mean * inv) @ n.skip).ravel()[0]) / k
+        weights = [np.concatenate(first_w, axis=1)]
+        for i in range(1, depth - 1):
+            blocks = [n.weights[i] for n in nets]
+            w = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)))
+            r = c = 0
+            for b in blocks:
+                w[r:r + b.shape[0], c:c + b.shape[1]] = b
+                r, c = r + b.shape[0], c + b.shape[1]
+            weights.append(w)
+        weights.append(np.concatenate([n.weights[-1] for n in nets], axis=0) / k)
+        biases = [np.concatenate(first_b)] + [np.concatenate([n.biases[i] for n in nets]) for i in range(1, depth - 1)]
+        biases.append(np.mean([n.biases[-1] for n in nets], axis=0) + offset)
+        width = len(nets[0].mean)
+        bounded = all(n.lo is not None for n in nets)
+        lo = np.max([n.lo for n in nets], axis=0) if bounded else None
+        hi = np.min([n.hi for n in nets], axis=0) if bounded else None
+        return cls(weights, biases, skip, np.zeros(width), np.ones(width), lo, hi)
+
+    @classmethod
     def from_arrays(cls, a) -> NumpyListMLP:
         n = int(a["n_layers"])
         bounds = (a["lo"], a["hi"]) if "lo" in a else (None, None)

@@ -39,7 +39,7 @@ from ml.compare import (
 )
 from ml.data import TrainingData
 from ml.joint import BridgeMixMapper, KernelRidgeMapper
-from ml.listwise import QUERY_SIGNALS, photo_evidence, signals_from
+from ml.listwise import QUERY_SIGNALS, NumpyListMLP, photo_evidence, signals_from
 from ml.ranker import Ranker
 from ml.scorers import candidate_scorers
 from ml.targets import expert_mean
@@ -52,6 +52,10 @@ WHITENING_POWER = 0.2
 OWN_CAPTIONS = True
 # The joint mapper also learns from rated pairs that fit (docs/model.md, "Ratings and votes in the loss").
 MAPPER_RATINGS = True
+# The listwise network served is the mean of the grouped CV's fold networks, not one refitted on all
+# photos: its scores are then on the scale the calibration was fitted on (docs/model.md, "A score for
+# queries that nothing fits").
+FOLD_MEAN = True
 
 
 def default_mapper(data: TrainingData):
@@ -162,7 +166,8 @@ def train(
     mapper_ratings: bool = MAPPER_RATINGS,
 ) -> TrainResult:
     """Fit the text transform and mapper, compare the reranker families by grouped CV, refit each
-    on all data, calibrate them on their out-of-fold scores of rated pairs.
+    on all data (the listwise network: the mean of its fold networks, :data:`FOLD_MEAN`), calibrate
+    them on their out-of-fold scores of rated pairs.
 
     With ``run_cv=False`` the first scorer is fitted without comparison and calibrated in-sample
     (quick runs, CI).
@@ -185,11 +190,12 @@ def train(
                      "whitening_power": getattr(text, "power", None), "list_size": list_size,
                      "mapper_ratings": mapper_ratings}
     oof = None
+    fold_models: dict = {}
     if run_cv and len(scorers) > 1:
         cv, oof = grouped_cv(data, mapper, scorers, n_splits=n_splits, random_state=random_state,
                              list_size=list_size, progress=progress, caption_negatives=no_match.N_SCENE_CAPTIONS,
                              caption_pool=no_match.scene_caption_pool(data.caption_photo, data.caption_texts),
-                             mapper_ratings=mapper_ratings)
+                             mapper_ratings=mapper_ratings, models=fold_models)
         name = pick_best(cv)
         metrics["cv"] = cv
         metrics["selection_rule"] = SELECTION_RULE
@@ -204,9 +210,15 @@ def train(
                            random_state=random_state)
     final_mapper = fit_mapper(mapper, data, ratings=mapper_ratings)
     reference = reference_captions(data)
-    fitted = {}
+    fitted, serving = {}, {}
     for n, est in scorers.items():
-        if n == name or oof is not None:
+        if FOLD_MEAN and oof is not None and fold_models.get(n) and all(
+                isinstance(m, NumpyListMLP) for m in fold_models[n]):
+            # The listwise loss leaves each network's level free (docs/model.md, "A score for queries
+            # that nothing fits"): the network that serves is the mean of the fold networks whose
+            # out-of-fold scores the calibration reads, so it is on their scale.
+            fitted[n], serving[n] = est, NumpyListMLP.mean_of(fold_models[n])
+        elif n == name or oof is not None:
             fitted[n] = clone(est).fit(lists.X, lists.target, rated=lists.rated)
     calibrators = {}
     for n, est in fitted.items():
@@ -230,7 +242,8 @@ def train(
                                      random_state=random_state, negatives=negatives)
             calibrators[n] = fit_calibrator(*_calibration_sets(data, o))
             metrics["calibration"] = {"note": "in-sample (train --no-cv)"}
-    serving = {n: est.serving() for n, est in fitted.items()}
+    metrics["served_fold_mean"] = sorted(serving)  # families served as the mean of their fold networks
+    serving = {n: serving[n] if n in serving else est.serving() for n, est in fitted.items()}
     ranker = Ranker(text, final_mapper, serving[name], calibrators[name], data.label_vectors, reference[0],
                     dims=data.caption_vectors.shape[1], bridge_kind=data.bridge_kind,
                     name=f"{type(final_mapper).__name__}+{name}")

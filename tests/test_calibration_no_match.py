@@ -166,3 +166,31 @@ def test_scene_caption_pool_keeps_photos_without_people_or_dogs():
     # photo 1 is left out whole: one of its captions names a man
     assert no_match.scene_caption_pool(photo, texts).tolist() == [True, True, False, False, False]
     assert no_match.scene_caption_pool(np.zeros(0, np.int64), np.zeros(0, object)).tolist() == []
+
+
+def test_the_mean_of_fold_networks_is_one_network_with_their_mean_output(tmp_path):
+    """``train`` serves the listwise family as the mean of its fold networks (each standardised
+    by its own fold's data), so the served scores are on the scale the calibration was fitted on."""
+    from ml.listwise import NumpyListMLP
+
+    rng = np.random.default_rng(0)
+
+    def net(seed):
+        r = np.random.default_rng(seed)
+        return NumpyListMLP([r.normal(size=(4, 6)), r.normal(size=(6, 3)), r.normal(size=(3, 1))],
+                            [r.normal(size=6), r.normal(size=3), r.normal(size=1)], r.normal(size=(4, 1)),
+                            r.normal(size=4), r.uniform(0.5, 2, size=4), -3 - r.uniform(size=4), 3 + r.uniform(size=4))
+
+    nets = [net(s) for s in range(3)]
+    mean = NumpyListMLP.mean_of(nets)
+    X = rng.uniform(-3, 3, size=(5, 7, 4))  # inside every member's range
+    assert np.allclose(mean.predict(X), np.mean([n.predict(X) for n in nets], axis=0))
+    assert NumpyListMLP.mean_of(nets[:1]) is nets[0]
+    again = NumpyListMLP.from_arrays(dict(np.load(_saved(tmp_path, mean))))
+    assert np.allclose(again.predict(X), mean.predict(X))
+
+
+def _saved(tmp_path, net):
+    path = tmp_path / "net.npz"
+    np.savez(path, **net.to_arrays())
+    return path

@@ -265,6 +265,9 @@ def test_ranker_roundtrip_and_alternatives(tmp_path):
     assert set(result.metrics["cv"]) == {"joint_cosine", "lr", "mlp"}
     assert {"tau_c", "ROC_AUC", "R@1", "R@5", "R@10"} <= set(result.metrics["cv"]["lr"])
     assert result.scorer_name in scorers and "ECE" in result.metrics["calibration"]
+    assert result.metrics["served_fold_mean"] == ["mlp"]  # the fold networks' mean, on the calibration's scale
+    mlp = result.ranker.scorer if result.scorer_name == "mlp" else result.alternatives["mlp"][0]
+    assert mlp.weights[0].shape[1] == 2 * 8  # two folds' first layers side by side
     # Saved as `withsense train` publishes it: the ranker, then the other families beside it.
     directory = result.ranker.save(tmp_path / "art")
     for name, (scorer, calibrator) in result.alternatives.items():
