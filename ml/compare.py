@@ -334,6 +334,7 @@ def grouped_cv(
     caption_pool: np.ndarray | None = None,
     mapper_ratings: bool = True,
     models: dict | None = None,
+    query_variants: dict[str, TrainingData] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
     """Mean (over folds) validation metrics per scorer, plus :data:`COSINE` for the joint space
     alone; and per scorer the out-of-fold raw scores of the rated pairs, of right top-1 caption
@@ -344,7 +345,11 @@ def grouped_cv(
     (:func:`training_lists`; each scorer's ``rated_weight`` says how much those count);
     ``mapper_ratings``: the joint mapper also learns from rated pairs that fit (:func:`mapper_pairs`).
     ``models``: if given, filled with each scorer's fold models as served (``serving()``, in fold
-    order): the networks whose out-of-fold scores the calibration is fitted on."""
+    order): the networks whose out-of-fold scores the calibration is fitted on.
+
+    ``query_variants``: other encodings of the held-out queries (``data`` with other caption, pair
+    and no-match vectors: another query encoder), each scorer fitted on ``data`` evaluated on each
+    too, as ``<scorer>@<variant>``: what serving a query encoder other than the training one gives."""
     from sklearn.model_selection import GroupKFold
 
     rated = np.unique(data.pair_photo)
@@ -352,8 +357,10 @@ def grouped_cv(
         rated = np.arange(len(data.photo_keys))
     shuffled = np.random.default_rng(random_state).permutation(rated)
     scorers = {COSINE: CosineScorer(), **scorers}
-    results: dict[str, list[dict]] = {name: [] for name in scorers}
-    oof: dict[str, list[dict]] = {name: [] for name in scorers}
+    views = {"": data, **(query_variants or {})}  # the queries each fitted scorer is evaluated on
+    keys = [f"{name}@{view}" if view else name for name in scorers for view in views]
+    results: dict[str, list[dict]] = {key: [] for key in keys}
+    oof: dict[str, list[dict]] = {key: [] for key in keys}
     inner: dict[str, list[dict]] = {}  # hyper-parameters an inner CV chose, per fold
     for fold, (_, val_pos) in enumerate(GroupKFold(n_splits=n_splits).split(shuffled, groups=shuffled)):
         t0 = time.time()
@@ -370,19 +377,21 @@ def grouped_cv(
         chosen_params: dict[str, list] = {}
         ref_vectors, ref_photo = reference_captions(tdata)
         reference = (ref_vectors, train_idx[ref_photo])  # the captions' photos in data's indexing
-        negatives = (no_match_queries(data, train_idx, n_captions=caption_negatives, caption_pool=caption_pool,
-                                      random_state=random_state + fold)
-                     if with_negatives else None)
+        negatives = {view: no_match_queries(d, train_idx, n_captions=caption_negatives, caption_pool=caption_pool,
+                                            random_state=random_state + fold) if with_negatives else None
+                     for view, d in views.items()}
         for name, est in scorers.items():
             fitted = clone(est).fit(lists.X, lists.target, rated=lists.rated) if lists is not None else est
             if hasattr(fitted, "best_params_"):
                 chosen_params[name] = fitted.best_params_
-            r, o = evaluate_reranker(fitted, data, evidence, val, reference, gallery_size=gallery_size, random_state=fold,
-                                     negatives=negatives)
-            if negatives is not None:
-                o["neg_query"] = o["neg_query"] + fold * len(negatives["vectors"])  # one group per (fold, query)
-            results[name].append(r)
-            oof[name].append(o)
+            for view, d in views.items():
+                key, neg = f"{name}@{view}" if view else name, negatives[view]
+                r, o = evaluate_reranker(fitted, d, evidence, val, reference, gallery_size=gallery_size,
+                                         random_state=fold, negatives=neg)
+                if neg is not None:
+                    o["neg_query"] = o["neg_query"] + fold * len(neg["vectors"])  # one group per (fold, query)
+                results[key].append(r)
+                oof[key].append(o)
             if models is not None and hasattr(fitted, "serving"):
                 models.setdefault(name, []).append(fitted.serving())
         for name, params in chosen_params.items():

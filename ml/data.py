@@ -163,7 +163,10 @@ def assert_no_test_leak(
 
 def cached_text_vectors(texts: Sequence[str], encoder, cache_dir, *, save_every: int = 2048) -> np.ndarray:
     """``encoder.encode(texts)`` with a per-text disk cache (``cache_dir/<encoder>-text.npz``),
-    saved every ``save_every`` new texts so an interrupted run keeps what it encoded."""
+    saved every ``save_every`` new texts so an interrupted run keeps what it encoded. Full precision
+    only: a query encoder's int8 vectors carry the same name and must not enter the cache."""
+    if getattr(encoder, "precision", "fp32") != "fp32":
+        raise ValueError(f"{encoder.name} at {encoder.precision} encodes queries only; its vectors are not cached")
     cache_file = Path(cache_dir) / f"{encoder.name}-text.npz"
     cache: dict[str, np.ndarray] = {}
     if cache_file.exists():

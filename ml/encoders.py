@@ -275,6 +275,14 @@ class EncoderPair:
     image: ImageEncoder
     # USE multilingual (ml/multilingual.py): queries in other languages, descriptions across languages
     multilingual: TextEncoder | None = None
+    # What search queries are encoded with when it is not ``text`` (MiniLM int8: same name, vectors
+    # close to ``text``'s and compared with the stored ones; it stores nothing). None: ``text``.
+    query: TextEncoder | None = None
+
+    @property
+    def query_text(self) -> TextEncoder:
+        """The search path's text encoder (``text`` unless a query precision of its own is set)."""
+        return self.query if self.query is not None else self.text
 
 
 RUNTIMES = ("onnx", "torch")
@@ -282,7 +290,7 @@ RUNTIMES = ("onnx", "torch")
 
 def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip_path: str | None = None,
                   runtime: str = "torch", onnx_dir: str | os.PathLike | None = None,
-                  image_precision: str = "fp32") -> EncoderPair:
+                  image_precision: str = "fp32", query_precision: str = "fp32") -> EncoderPair:
     """The encoders for a backend: ``"minilm"`` (MiniLM text + EfficientNet-Lite images) or ``"clip"``.
 
     ``image_model`` names one EfficientNet-Lite or several joined by ``+``
@@ -295,6 +303,9 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
     ``onnx_dir`` (``ml.onnx_encoders``): same names, same vectors within 1e-4, and no torch in the
     process. The CLIP backend always runs on torch. ``image_precision="int8"`` (ONNX Runtime only)
     runs the image networks' int8 copies (``ml.onnx_quantize``), whose vectors are named apart.
+    ``query_precision="int8"`` adds MiniLM's int8 copy as the search queries' encoder (``query``;
+    the minilm backend on ONNX Runtime only, fp32 elsewhere): ``text`` stays fp32 for everything
+    stored (descriptions, training).
     """
     if image_precision != "fp32" and (backend != "minilm" or runtime != "onnx"):
         raise ValueError("int8 image networks run on ONNX Runtime only (WITHSENSE_ENCODER_RUNTIME=onnx, encoder minilm)")
@@ -320,7 +331,9 @@ def load_encoders(backend: str, *, image_model: str = "efficientnet-lite0", clip
         from ml.multilingual import UseTextEncoder
 
         multilingual = UseTextEncoder(onnx_dir) if runtime == "onnx" else UseTextEncoder(runtime="numpy")
-        return EncoderPair(text=text_encoder, image=image, multilingual=multilingual)
+        query = (onnx_encoders.OnnxMiniLMTextEncoder(onnx_dir, precision=query_precision)
+                 if runtime == "onnx" and query_precision != "fp32" else None)
+        return EncoderPair(text=text_encoder, image=image, multilingual=multilingual, query=query)
     if backend == "clip":
         if not clip_path:
             raise ValueError("the clip encoder needs WITHSENSE_CLIP_PATH: a local directory with CLIPModel weights")

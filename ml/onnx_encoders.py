@@ -127,15 +127,24 @@ class OnnxMiniLMTextEncoder:
 
     ``threads=1`` by default: a search encodes one short query, which a second thread barely
     speeds up, and each server worker has a core to itself.
+
+    ``precision="int8"`` runs the quantized copy (``ml.onnx_quantize.quantize_text``), for search
+    queries only (``WITHSENSE_QUERY_PRECISION``): its vectors approximate fp32's (cosine 0.99) and
+    are compared with the fp32 ones stored and learnt, so it keeps the name (the descriptions'
+    vectors and the ranker it queries are MiniLM's). Nothing it encodes is stored or cached.
     """
 
     name = TEXT_NETWORK
     dim = 384
 
-    def __init__(self, onnx_dir: str | os.PathLike, batch_size: int = 64, threads: int | None = 1):
+    def __init__(self, onnx_dir: str | os.PathLike, batch_size: int = 64, threads: int | None = 1,
+                 precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; one of {PRECISIONS}")
         self.onnx_dir = Path(onnx_dir)
         self.batch_size = batch_size
         self.threads = threads
+        self.precision = precision
 
     @cached_property
     def _tokenizer(self):
@@ -151,7 +160,7 @@ class OnnxMiniLMTextEncoder:
 
     @cached_property
     def _session(self):
-        (path,) = ensure_exported(self.onnx_dir, [TEXT_NETWORK])
+        (path,) = ensure_exported(self.onnx_dir, [TEXT_NETWORK], self.precision)
         return _session(path, self.threads)
 
     def load(self) -> OnnxMiniLMTextEncoder:

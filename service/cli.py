@@ -129,7 +129,8 @@ def cmd_models_export(args, settings: Settings) -> int:
     """Export the networks to ONNX into the data directory (done on first use anyway; this does it now).
 
     With WITHSENSE_IMAGE_PRECISION empty, the image networks' int8 copies too: a new library runs
-    them, an fp32 one does not, and this command opens no library (the Docker image runs it at build)."""
+    them, an fp32 one does not, and this command opens no library (the Docker image runs it at build).
+    MiniLM's int8 copy too unless WITHSENSE_QUERY_PRECISION=fp32 (search queries run it)."""
     from ml.onnx_encoders import TEXT_NETWORK, USE_NETWORK, WEIGHTS_DISTRIBUTIONS, OnnxModelMissing, ensure_exported
     from service.runtime import export_models
 
@@ -137,7 +138,7 @@ def cmd_models_export(args, settings: Settings) -> int:
         if args.all:
             images = [n for n in sorted(WEIGHTS_DISTRIBUTIONS) if n not in (TEXT_NETWORK, USE_NETWORK)]
             paths = (ensure_exported(settings.onnx_path, sorted(WEIGHTS_DISTRIBUTIONS))
-                     + ensure_exported(settings.onnx_path, images, "int8"))
+                     + ensure_exported(settings.onnx_path, [*images, TEXT_NETWORK], "int8"))
         else:
             paths = export_models(settings)
     except OnnxModelMissing as exc:
@@ -378,7 +379,7 @@ def cmd_evaluate(args, settings: Settings) -> int:
 
     engine, settings = _library(settings)
     encoders = encoders_for(settings)
-    searcher = Searcher(engine, settings, encoders.text, multilingual=encoders.multilingual)
+    searcher = Searcher(engine, settings, encoders.query_text, multilingual=encoders.multilingual)
     report = evaluate(engine, settings, searcher, progress=not args.quiet)
     report["no_match"] = no_match_report(searcher, report.get("calibration"), progress=not args.quiet)
     if args.ood:
@@ -409,7 +410,7 @@ def cmd_search(args, settings: Settings) -> int:
 
     engine, settings = _library(settings)
     encoders = encoders_for(settings)
-    searcher = Searcher(engine, settings, encoders.text, multilingual=encoders.multilingual)
+    searcher = Searcher(engine, settings, encoders.query_text, multilingual=encoders.multilingual)
     response = searcher.search(args.query, limit=args.limit)
     searcher.close()  # writes its search-log line
     if args.json:

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
                                                             "about 2x faster ingestion) or `fp32`; empty = the library's "
                                                             "own, `int8` for a new one. Other vectors, stored and ranked "
                                                             "apart: a value other than the library's is refused")
+    query_precision: Literal["fp32", "int8"] = _setting("int8",
+                                                        "the precision search queries are encoded at: `int8` (MiniLM "
+                                                        "quantized, 2x faster, ranks as well by grouped CV) or `fp32`; "
+                                                        "the minilm backend on ONNX Runtime only (fp32 elsewhere). "
+                                                        "Stored vectors and training stay fp32, so it may change any time")
     onnx_dir: str = _setting("",
                              "where the networks exported to ONNX are kept; empty = `$WITHSENSE_DATA_DIR/onnx`")
     embed_batch: int = _setting(32,
@@ -208,6 +213,11 @@ class Settings(BaseSettings):
         if self.encoder == "clip":
             return f"clip:{Path(self.clip_path).resolve().name}" if self.clip_path else "clip"
         return f"{self.encoder}+{self.image_model}" + ("" if precision == "fp32" else f"+{precision}")
+
+    @property
+    def served_query_precision(self) -> str:
+        """``query_precision`` where it applies (MiniLM on ONNX Runtime), else fp32."""
+        return self.query_precision if self.encoder == "minilm" and self.encoder_runtime == "onnx" else "fp32"
 
     def with_overrides(self, overrides: dict) -> Settings:
         return load_settings(**{**self.model_dump(), **overrides})

@@ -21,12 +21,13 @@ from service.store.library_precision import library_settings
 def encoders_for(settings: Settings) -> EncoderPair:
     return load_encoders(settings.encoder, image_model=settings.image_model, clip_path=settings.clip_path,
                          runtime=settings.encoder_runtime, onnx_dir=settings.onnx_path,
-                         image_precision=settings.image_precision)
+                         image_precision=settings.image_precision, query_precision=settings.served_query_precision)
 
 
 def export_models(settings: Settings) -> list:
     """Make sure the configured networks are exported to ONNX (in a child process when missing): the
-    image networks' int8 copies too unless the precision is fp32 (empty: a new library's is int8)."""
+    image networks' int8 copies too unless the precision is fp32 (empty: a new library's is int8),
+    and MiniLM's unless the query precision is fp32."""
     if settings.encoder != "minilm" or settings.encoder_runtime != "onnx":
         return []
     from ml.encoders import image_networks
@@ -35,6 +36,8 @@ def export_models(settings: Settings) -> list:
     paths = ensure_exported(settings.onnx_path, [TEXT_NETWORK, USE_NETWORK, *image_networks(settings.image_model)])
     if settings.image_precision != "fp32":
         paths += ensure_exported(settings.onnx_path, image_networks(settings.image_model), "int8")
+    if settings.served_query_precision != "fp32":
+        paths += ensure_exported(settings.onnx_path, [TEXT_NETWORK], settings.served_query_precision)
     return paths
 
 
@@ -63,7 +66,9 @@ def get_searcher(app: Flask | None = None) -> Searcher:
     if searcher is None:
         settings = app_settings(app)
         encoders = get_encoders(app)
-        searcher = Searcher(app.extensions["withsense.engine"], settings, encoders.text,
+        # Queries at WITHSENSE_QUERY_PRECISION; descriptions added here use ``encoders.text`` (fp32).
+        queries = encoders.text if settings.served_query_precision == "fp32" else encoders.query_text
+        searcher = Searcher(app.extensions["withsense.engine"], settings, queries,
                             replicas=app.extensions.get("withsense.replicas"), multilingual=encoders.multilingual)
         app.extensions["withsense.searcher"] = searcher
     return searcher

@@ -87,12 +87,14 @@ def settings_for(tmp_path_factory, onnx_dir):
 @pytest.fixture(scope="session")
 def encoders(onnx_dir):
     """The served encoders of a new library: MiniLM and EfficientNet-Lite on ONNX Runtime, the image
-    networks in int8 (exported and quantized on first use)."""
+    networks in int8 (exported and quantized on first use), and search queries at the served
+    precision (``query``: MiniLM int8; ``text`` stays fp32 for what is stored)."""
     from ml.encoders import load_encoders
 
     settings = load_settings()
     return load_encoders("minilm", image_model=settings.image_model, runtime="onnx", onnx_dir=onnx_dir,
-                         image_precision=settings.image_precision or settings.new_library_precision)
+                         image_precision=settings.image_precision or settings.new_library_precision,
+                         query_precision=settings.served_query_precision)
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,9 @@ def library(make_database, settings_for, encoders):
 
     library = load_library(make_database(), settings_for, encoders)
     library["model"] = whitening_ranker(library, encoders)
-    app = app_for(library, encoders)
+    # Queries at fp32: the SQL reads the stored (fp32) vectors, and the service must compute the very
+    # same thing for the checks to be exact (its int8 queries agree to a cosine of 0.99, not 1e-4).
+    app = app_for(library, encoders, query_precision="fp32")
     base, server = serve(app)
     searches = [
         {"query": "a dog runs through the grass"},

@@ -59,3 +59,4 @@ def test_defaults_are_what_the_readme_says(monkeypatch):
     assert (settings.max_upload_mb, settings.max_pixels, settings.encoder) == (20, 50_000_000, "minilm")
     # "the library's; int8 for a new one" (service/store/library_precision.py decides the library's)
     assert (settings.image_precision, settings.new_library_precision) == ("", "int8")
+    assert settings.query_precision == "int8"  # search queries only: nothing stored changes

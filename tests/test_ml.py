@@ -455,3 +455,24 @@ def test_served_tau_c_reads_the_held_out_probabilities_against_the_expert_mean()
     assert len(rated) > 10 and len(rated) < len(pairs)  # pairs without experts are skipped, in order
     assert served_tau_c(data, pairs, rated / 4) == pytest.approx(M.kendall_tau_c(rated, rated))
     assert served_tau_c(data, pairs, -rated) < -0.5
+
+
+def test_grouped_cv_evaluates_the_same_fitted_scorers_on_other_query_vectors():
+    from dataclasses import replace
+
+    from ml.compare import grouped_cv
+
+    data = _tiny_training_data()
+    mapper = KernelRidgeMapper(alpha=1.0, gamma=1.0)
+    scorers = {"lr": PointwiseRegressor()}
+    rng = np.random.default_rng(1)
+    noisy = replace(data, caption_vectors=l2_normalize(data.caption_vectors + 0.3 * rng.normal(size=data.caption_vectors.shape)),
+                    pair_vectors=l2_normalize(data.pair_vectors + 0.3 * rng.normal(size=data.pair_vectors.shape)))
+    plain, _ = grouped_cv(data, mapper, scorers, n_splits=2, list_size=10, progress=False)
+    cv, oof = grouped_cv(data, mapper, scorers, n_splits=2, list_size=10, progress=False,
+                         query_variants={"same": data, "noisy": noisy})
+    assert set(cv) == set(oof) == {f"{n}{v}" for n in ("joint_cosine", "lr") for v in ("", "@same", "@noisy")}
+    for name in ("joint_cosine", "lr"):
+        # The base entries are those of a run without variants, and the same queries give the same figures.
+        assert cv[name] == plain[name] == cv[f"{name}@same"]
+        assert cv[f"{name}@noisy"]["R@1_per_fold"] != cv[name]["R@1_per_fold"]

@@ -46,7 +46,11 @@ def _ensure_encoder(conn: Connection, name: str, dims: int, encoder_key: str) ->
 
 
 def encoder_model_ids(engine: Engine, settings: Settings, *, text_encoder=None, image_encoder=None) -> dict[str, int]:
-    """Model ids of the given encoders, registering them on first use."""
+    """Model ids of the given encoders, registering them on first use. A query-only encoder (MiniLM
+    int8, ``WITHSENSE_QUERY_PRECISION``) stores nothing: it has no row of its own and gets none."""
+    if getattr(text_encoder, "precision", "fp32") != "fp32":
+        raise ValueError(f"{text_encoder.name} at {text_encoder.precision} encodes search queries only: "
+                         "stored text vectors are full precision")
     ids = {}
     with engine.begin() as conn:
         if text_encoder is not None:

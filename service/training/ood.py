@@ -135,7 +135,7 @@ def ood_check(engine: Engine, settings: Settings, encoders, *, family: str = "li
             ranker = train(d, run_cv=False, progress=False, **kw).ranker
             publish(scratch, scratch_settings, ranker, photo_ids, f, params={"ood_recipe": name}, metrics={},
                     progress=False)
-            searcher = Searcher(scratch, scratch_settings, encoders.text)
+            searcher = Searcher(scratch, scratch_settings, encoders.query_text)
             try:
                 ranks = np.array([_rank(searcher, t, held_ids[i], len(photo_ids), settings.shortlist)
                                   for i, t in texts])
