@@ -134,7 +134,7 @@ def floor(settings: Settings, queries: list[str]) -> dict:
     from service.store.db import as_array, make_engine, resolve_url
     from service.store.model_rows import active_ranker
 
-    encoder = encoders_for(settings).text
+    encoder = encoders_for(settings).query_text  # the encoder searches use (MiniLM int8 by default)
     if "torch" in sys.modules:  # as in a gunicorn worker (service/server.py): one intra-op thread
         sys.modules["torch"].set_num_threads(1)
     encoder.encode(["warm up"])
@@ -190,7 +190,7 @@ FLOOR_PROBE = (
     "from service.config import load_settings\n"
     "from service.runtime import encoders_for\n"
     "import service.api.search\n"
-    f"encoders_for(load_settings()).text.encode([{COLD_QUERY!r}])\n")
+    f"encoders_for(load_settings()).query_text.encode([{COLD_QUERY!r}])\n")
 
 
 def cold_start(port: int, workers: int, threads: int, runs: int) -> dict:

@@ -103,14 +103,13 @@ def warm_up(app: Flask) -> None:
         except OperationalError:  # no database yet: the first search decides and loads
             return
         searcher = get_searcher(app)
-        # USE is on every search's path (descriptions are matched in its space too), so the worker
-        # waits for it; it opens in a thread of its own while MiniLM, lingua and the ranker load
-        # here: ONNX Runtime lets go of the GIL while it builds a session, and a worker is ready
-        # about one network sooner on two cores.
-        use = None
+        # USE serves queries in other languages (and English ones where some description is in
+        # another language): it opens in a thread of its own that the worker does not wait for, since
+        # ONNX Runtime lets go of the GIL while it builds a session. A first search that needs USE
+        # before then waits for the same session (the encoder's cached_property), never builds a second.
         if searcher.multilingual is not None:
-            use = threading.Thread(target=searcher.multilingual.encode, args=(["warm up"],), name="use-warm-up")
-            use.start()
+            threading.Thread(target=searcher.multilingual.encode, args=(["warm up"],), name="use-warm-up",
+                             daemon=True).start()
         searcher.text_encoder.encode(["warm up"])
         searcher.router.load()  # lingua's low-accuracy models (~0.2 s; ml/language.py)
         try:
@@ -118,9 +117,6 @@ def warm_up(app: Flask) -> None:
         except Exception:  # noqa: BLE001 - no model (or no database) yet: the first search will say so
             searcher.models.invalidate()
             return
-        finally:
-            if use is not None:
-                use.join()
         # One search, not logged: the first statement on a connection, SQLAlchemy's compiled
         # statements and the rows' pages cost the first user ~0.2 s otherwise. Plainly English:
         # "warm up" read as another language loaded a high-accuracy lingua pair (0.14 s) for it.
