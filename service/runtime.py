@@ -67,8 +67,7 @@ def get_searcher(app: Flask | None = None) -> Searcher:
         settings = app_settings(app)
         encoders = get_encoders(app)
         # Queries at WITHSENSE_QUERY_PRECISION; descriptions added here use ``encoders.text`` (fp32).
-        queries = encoders.text if settings.served_query_precision == "fp32" else encoders.query_text
-        searcher = Searcher(app.extensions["withsense.engine"], settings, queries,
+        searcher = Searcher(app.extensions["withsense.engine"], settings, encoders.query_text,
                             replicas=app.extensions.get("withsense.replicas"), multilingual=encoders.multilingual)
         app.extensions["withsense.searcher"] = searcher
     return searcher
@@ -106,7 +105,8 @@ def warm_up(app: Flask) -> None:
         # USE serves queries in other languages (and English ones where some description is in
         # another language): it opens in a thread of its own that the worker does not wait for, since
         # ONNX Runtime lets go of the GIL while it builds a session. A first search that needs USE
-        # before then waits for the same session (the encoder's cached_property), never builds a second.
+        # before then waits for the same session (the encoder's cached_property, which Python 3.11
+        # locks), never builds a second.
         if searcher.multilingual is not None:
             threading.Thread(target=searcher.multilingual.encode, args=(["warm up"],), name="use-warm-up",
                              daemon=True).start()

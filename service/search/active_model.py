@@ -17,12 +17,13 @@ from sqlalchemy import Engine, text
 from ml.ranker import Ranker
 from service.store.hnsw import DESCRIPTION_INDEX_PREFIX, INDEX_PREFIX
 from service.store.model_rows import ModelRow, active_ranker
+from service.store.tables import OTHER_LANGUAGE
 
 # What a search needs to know beyond the active ranker's row (``active_ranker``, the query every
 # reader of that row shares); read-only (the text encoder's row is registered by ingestion, never
 # on the read path). Both queries run on one connection, once per refresh.
 SERVING_STATE_SQL = text(
-    """
+    f"""
     WITH text_encoders AS (
         SELECT e.id, e.dims, e.name,
                EXISTS (SELECT 1 FROM pg_index i
@@ -38,8 +39,7 @@ SERVING_STATE_SQL = text(
            (SELECT has_index FROM text_encoders WHERE name = :multilingual_name) AS multilingual_has_index,
            (SELECT count(*) FROM photo_embeddings pe WHERE pe.model_id = CAST(:model_id AS integer)) AS n_photos,
            -- counted up to the size at which an index serves them: all that decides the statement
-           (SELECT count(*) FROM (SELECT 1 FROM descriptions d
-                                  WHERE (d.language IS NULL OR d.language NOT IN ('en', 'und')) AND d.source <> 'test'
+           (SELECT count(*) FROM (SELECT 1 FROM descriptions WHERE {OTHER_LANGUAGE} AND source <> 'test'
                                   LIMIT :other_language_cap) o) AS other_language_descriptions,
            EXISTS (SELECT 1 FROM pg_index i
                    WHERE i.indexrelid = to_regclass(:index_prefix || CAST(:model_id AS integer))

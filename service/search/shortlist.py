@@ -37,6 +37,7 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection
 
 from service.store.db import driver_connection
+from service.store.tables import OTHER_LANGUAGE
 
 # The photo filters, by parameter name; taken_after/taken_before form a half-open interval [after, before).
 PHOTO_FILTERS = {
@@ -47,11 +48,6 @@ PHOTO_FILTERS = {
     "taken_after": "p.taken_at >= %(taken_after)s",
     "taken_before": "p.taken_at < %(taken_before)s",
 }
-
-
-# Descriptions MiniLM does not read (ml.language's answer is not English, or not known); the same
-# predicate as the partial index ix_descriptions_other_language.
-OTHER_LANGUAGE = "(d.language IS NULL OR d.language NOT IN ('en', 'und'))"
 
 
 @dataclass(frozen=True)

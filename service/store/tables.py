@@ -146,14 +146,19 @@ class Photo(Base):
     deleted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
+# Descriptions MiniLM does not read: ml.language's answer for the text is not English (or not
+# known). One predicate for the partial index and the statements that must match it; only
+# ``descriptions`` has a ``language`` column, so it reads unqualified in their joins.
+OTHER_LANGUAGE = "(language IS NULL OR language NOT IN ('en', 'und'))"
+
+
 class Description(Base):
     __tablename__ = "descriptions"
     __table_args__ = (
         CheckConstraint(_in("source", DESCRIPTION_SOURCES), name="source"),
         CheckConstraint("length(btrim(text)) BETWEEN 1 AND 2000", name="text_length"),
         # The descriptions an English query matches in USE's space too (migration 0016).
-        Index("ix_descriptions_other_language", "photo_id",
-              postgresql_where=text("language IS NULL OR language NOT IN ('en', 'und')")),
+        Index("ix_descriptions_other_language", "photo_id", postgresql_where=text(OTHER_LANGUAGE)),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
