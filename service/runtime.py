@@ -67,7 +67,10 @@ def get_searcher(app: Flask | None = None) -> Searcher:
         settings = app_settings(app)
         encoders = get_encoders(app)
         # Queries at WITHSENSE_QUERY_PRECISION; descriptions added here use ``encoders.text`` (fp32).
-        searcher = Searcher(app.extensions["withsense.engine"], settings, encoders.query_text,
+        # Decided by the settings, not by which encoders the pair holds: an app may be handed a pair
+        # built for other settings (the tests share one across apps).
+        queries = encoders.text if settings.served_query_precision == "fp32" else encoders.query_text
+        searcher = Searcher(app.extensions["withsense.engine"], settings, queries,
                             replicas=app.extensions.get("withsense.replicas"), multilingual=encoders.multilingual)
         app.extensions["withsense.searcher"] = searcher
     return searcher
