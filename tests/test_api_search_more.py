@@ -108,7 +108,10 @@ def test_a_description_added_by_someone_is_found_at_rank_1(writable_server, writ
     assert r.status_code == 201
     body = _search(writable_server, query=description, explain=True).json()
     assert body["results"][0]["photo_id"] == photo_id
-    assert body["results"][0]["explain"]["description_match"] == pytest.approx(1.0, abs=1e-4)
+    # The query's own text: 1 but for MiniLM's int8 copy encoding the query against the description's
+    # stored fp32 vector (cosine 0.98-1 on captions, reports/bench/int8_text_cv.md); an English
+    # query over an English description reads MiniLM's space alone (migration 0016).
+    assert 0.98 <= body["results"][0]["explain"]["description_match"] <= 1.0 + 1e-6
     assert before[:1] != [photo_id]  # the description, not luck, put it first
 
 
