@@ -102,13 +102,12 @@ def load_dataset(engine: Engine, settings: Settings, dataset: Dataset, *, progre
             text("SELECT i.file_name, p.id FROM incoming_photos i JOIN photos p USING (sha256)")
         ).all())
         report.added["descriptions"] = _insert_from_temp(
-            conn, "incoming_captions",
-            "dataset_key text, text text, source text, photo_id bigint, about_children boolean, language text",
-            ("dataset_key", "text", "source", "photo_id", "about_children", "language"),
-            [(c.key, c.text, c.source, photo_ids.get(c.photo_file), is_about_children(c.text), DATASET_LANGUAGE)
-             for c in captions],
-            """INSERT INTO descriptions (dataset_key, text, source, photo_id, author, about_children, language)
-               SELECT dataset_key, text, source, photo_id, 'flickr8k', about_children, language FROM incoming_captions
+            conn, "incoming_captions", "dataset_key text, text text, source text, photo_id bigint, about_children boolean",
+            ("dataset_key", "text", "source", "photo_id", "about_children"),
+            [(c.key, c.text, c.source, photo_ids.get(c.photo_file), is_about_children(c.text)) for c in captions],
+            f"""INSERT INTO descriptions (dataset_key, text, source, photo_id, author, about_children, language)
+               SELECT dataset_key, text, source, photo_id, 'flickr8k', about_children, '{DATASET_LANGUAGE}'
+               FROM incoming_captions
                ON CONFLICT (dataset_key) DO NOTHING""",
         )
         child_marks.mark_described(conn, [(photo_ids.get(c.photo_file), c.text) for c in captions])

@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ml.language import ENGLISH, UNDETERMINED
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -149,7 +151,7 @@ class Photo(Base):
 # Descriptions MiniLM does not read: ml.language's answer for the text is not English (or not
 # known). One predicate for the partial index and the statements that must match it; only
 # ``descriptions`` has a ``language`` column, so it reads unqualified in their joins.
-OTHER_LANGUAGE = "(language IS NULL OR language NOT IN ('en', 'und'))"
+OTHER_LANGUAGE = f"(language IS NULL OR language NOT IN ('{ENGLISH}', '{UNDETERMINED}'))"
 
 
 class Description(Base):
