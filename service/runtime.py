@@ -71,7 +71,8 @@ def get_searcher(app: Flask | None = None) -> Searcher:
         # built for other settings (the tests share one across apps).
         queries = encoders.text if settings.served_query_precision == "fp32" else encoders.query_text
         searcher = Searcher(app.extensions["withsense.engine"], settings, queries,
-                            replicas=app.extensions.get("withsense.replicas"), multilingual=encoders.multilingual)
+                            replicas=app.extensions.get("withsense.replicas"), multilingual=encoders.multilingual,
+                            shortlist_engine=app.extensions["withsense.autocommit_engine"])
         app.extensions["withsense.searcher"] = searcher
     return searcher
 

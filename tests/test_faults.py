@@ -124,6 +124,24 @@ def test_database_outage_is_503_with_retry_after_and_recovers(own_server, outage
     assert client.get("/readyz").status_code == 200
 
 
+@pytest.mark.slow  # restarts the module's own PostgreSQL
+def test_a_search_after_a_restart_it_did_not_see_is_answered(own_server, outage_app):
+    """The shortlist's connections are not pinged before use (service.store.db.make_autocommit_engine):
+    the first search after a restart meets a connection the server dropped, and is read again."""
+    from service.store import embedded
+
+    pgdata, url = own_server
+    client = outage_app.test_client()
+    assert client.post("/api/search", json={"query": "a dog runs"}).status_code == 200
+    autocommit = outage_app.extensions["withsense.autocommit_engine"]
+    assert autocommit.pool.checkedin() >= 1  # the connection the search used waits in the pool
+    assert embedded.stop(pgdata)
+    assert _restart(pgdata) == url
+    r = client.post("/api/search", json={"query": "a cat sleeps"})
+    assert r.status_code == 200, r.json
+    assert r.json["results"]
+
+
 def test_connection_failures_are_told_apart_from_bad_statements():
     from sqlalchemy.exc import (
         DataError,

@@ -86,8 +86,9 @@ def database_error(err: DBAPIError) -> ApiError:
     """The one mapping of database exceptions to API errors.
 
     Unreachable database, a dropped connection, or another transient failure psycopg reports as
-    OperationalError (deadlock, statement timeout): 503 with Retry-After (the pool pings before
-    each checkout, so the first request after the database is back reconnects by itself).
+    OperationalError (deadlock, statement timeout): 503 with Retry-After (the primary's pool pings
+    before each checkout, and a search's shortlist, read without a ping, is read once more on a
+    dropped connection: the first request after the database is back reconnects by itself).
     A value the database refuses (e.g. an integer out of bigint range): 400. Anything else is a
     bug: 500, logged with its traceback.
     """

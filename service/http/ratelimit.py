@@ -39,13 +39,12 @@ import threading
 import time
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from service.config import Settings
 from service.http.errors import ApiError
-from service.store.db import resolve_url
 
 LIMITED_ENDPOINTS = frozenset({"search.search", "search.similar"})
 WINDOW_S = 60
@@ -74,8 +73,8 @@ PURGE_SQL = text("DELETE FROM rate_counters WHERE window_start < now() - make_in
 
 
 class SharedLimits:
-    """Counters in the ``rate_counters`` table, on an engine of their own (autocommit, no pre-ping:
-    one round trip per hit; a dropped connection fails that request with 503 and is replaced)."""
+    """Counters in the ``rate_counters`` table, on the app's autocommit engine (no pre-ping: one round
+    trip per hit; a dropped connection fails that request with 503 and is replaced)."""
 
     def __init__(self, engine: Engine, window: int = WINDOW_S):
         self.engine = engine
@@ -161,9 +160,7 @@ def client_address() -> str:
 
 def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["withsense.trusted_proxies"] = _networks(settings.trusted_proxies)
-    engine = create_engine(resolve_url(settings), isolation_level="AUTOCOMMIT", pool_size=settings.threads,
-                           max_overflow=settings.threads)
-    app.extensions[EXTENSION] = SharedLimits(engine)
+    app.extensions[EXTENSION] = SharedLimits(app.extensions["withsense.autocommit_engine"])
     if settings.write_rate_limit > 0:
         app.extensions["withsense.write_ratelimit"] = settings.write_rate_limit  # counted in auth.require_write
     limit = settings.rate_limit

@@ -25,7 +25,7 @@ from service.search.query_vectors import QueryVectorCache
 from service.search.routing import QueryRouter
 from service.search.search_log import SearchLogEntry, SearchLogWriter
 from service.search.shortlist import ShortlistShape, Space, fetch_shortlist, filters_set
-from service.store.db import as_array
+from service.store.db import as_array, retry_if_disconnected
 from service.store.model_rows import ModelMismatch, ModelRow, check_package_versions, load_ranker
 from service.store.replicas import ReadReplicas, read_with_fallback
 
@@ -220,8 +220,10 @@ def cosines_of(rows) -> ShortlistCosines:
 
 class Searcher:
     def __init__(self, engine: Engine, settings: Settings, text_encoder, replicas: ReadReplicas | None = None,
-                 multilingual=None) -> None:
+                 multilingual=None, shortlist_engine: Engine | None = None) -> None:
         self.engine = engine  # the primary: the active model row is read and the search log written there
+        # The shortlist's on the primary: the app's autocommit engine (service.store.db), else ``engine``.
+        self.shortlist_engine = shortlist_engine or engine
         self.settings = settings
         self.text_encoder = text_encoder
         self.multilingual = multilingual  # USE (ml/multilingual.py): other languages, descriptions across them
@@ -340,14 +342,16 @@ class Searcher:
         shape = self.shape(state, params)
 
         def shortlist(engine: Engine):
-            with engine.connect() as conn:
+            # Autocommit: a read alone needs no BEGIN and ROLLBACK round trips (``fetch_shortlist``).
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 rows = fetch_shortlist(conn, params, shape, ef_search=max(
                     self.settings.hnsw_ef_search, self.settings.shortlist, offset + limit))
-            if not rows and engine is not self.engine:
+            if not rows and engine is not self.shortlist_engine:
                 raise _NotOnReplica  # a model activated a moment ago may not have reached the replica
             return rows
 
-        rows = read_with_fallback(self.engine, self.replicas, shortlist, retry_on_primary=(_NotOnReplica,))
+        rows = retry_if_disconnected(lambda: read_with_fallback(
+            self.shortlist_engine, self.replicas, shortlist, retry_on_primary=(_NotOnReplica,)))
         clock.lap("shortlist")
 
         ranking = self._rerank(ranker, query_vector, rows) if rerank else Ranking.in_shortlist_order(rows)

@@ -36,7 +36,7 @@ from functools import lru_cache
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection
 
-from service.store.db import driver_connection
+from service.store.db import driver_connection, driver_errors
 from service.store.tables import OTHER_LANGUAGE
 
 # The photo filters, by parameter name; taken_after/taken_before form a half-open interval [after, before).
@@ -166,15 +166,23 @@ def fetch_shortlist(conn: Connection, params: dict, shape: ShortlistShape, *, ef
     """Candidate rows for one query. With an index: ``hnsw.ef_search`` for this transaction and an
     iterative scan, so a filter (the description sides always have one: no test queries, no
     tombstones) still yields the whole shortlist (a plain HNSW scan would return only the passing
-    share of its ef_search candidates: recall 0.20 at a 10 % filter in reports/bench/scale.md)."""
+    share of its ef_search candidates: recall 0.20 at a 10 % filter in reports/bench/scale.md).
+
+    On an autocommit connection (the searcher's) the statement runs alone, and the settings an index
+    needs go with it in one pipelined ``BEGIN ... COMMIT``: one round trip to the server in all. A
+    connection in a transaction would cost a ``BEGIN`` and a ``ROLLBACK`` round trip more per search
+    (docs/scaling.md, "Round trips"); there the block is a savepoint."""
     raw = driver_connection(conn)
-    with raw.pipeline(), raw.cursor(binary=True, row_factory=namedtuple_row) as cur:
+    with driver_errors(conn), raw.pipeline(), raw.cursor(binary=True, row_factory=namedtuple_row) as cur:
         if shape.indexed:
-            # Integers from our own settings: SET takes no bind parameters.
-            cur.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
-            cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            # The indexes are partial (model_id = <model>): a generic plan of a prepared statement could
-            # not prove that from a parameter and would fall back to a full scan.
-            cur.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        cur.execute(shortlist_sql(shape), params)
+            with raw.transaction():
+                # Integers from our own settings: SET takes no bind parameters.
+                cur.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+                cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                # The indexes are partial (model_id = <model>): a generic plan of a prepared statement
+                # could not prove that from a parameter and would fall back to a full scan.
+                cur.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+                cur.execute(shortlist_sql(shape), params)
+        else:
+            cur.execute(shortlist_sql(shape), params)
         return cur.fetchall()

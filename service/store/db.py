@@ -9,16 +9,21 @@ argument.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import numpy as np
+import psycopg
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
 from service.store import embedded
+
+T = TypeVar("T")
 
 
 def resolve_url(settings: Settings) -> str:
@@ -50,6 +55,29 @@ def make_engine(url: str, *, pool_size: int = 5, connect_timeout: int | None = N
     return engine
 
 
+def make_autocommit_engine(url: str, *, pool_size: int) -> Engine:
+    """The engine of the statements a request runs alone, on its hot path: the search's shortlist and
+    the shared rate counters. Autocommit, so no ``BEGIN`` and ``ROLLBACK`` round trips, and no ping
+    before each use (``pool_pre_ping``'s ``SELECT 1``): each is a round trip, and the ping alone was
+    1.7 of a shortlist stage's 8.8 ms here (docs/scaling.md, "Round trips"). A connection that a
+    server restart broke fails its first statement, which makes the pool drop every connection made
+    before it: ``retry_if_disconnected`` repeats a read once."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine, "connect", _register_vector)
+    return engine
+
+
+def retry_if_disconnected(read: Callable[[], T]) -> T:
+    """``read()``, once more if it failed on a connection the server had dropped (a restart): by then
+    the pool has replaced its connections, so a second failure is a real one."""
+    try:
+        return read()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        return read()
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session for CLI and scripts: commit on success, roll back on error."""
@@ -71,3 +99,19 @@ def as_array(value) -> np.ndarray:
 def driver_connection(conn):
     """The psycopg connection under a SQLAlchemy one, for COPY and binary-transfer queries."""
     return conn.connection.driver_connection
+
+
+@contextmanager
+def driver_errors(conn) -> Iterator[None]:
+    """Driver-level work (psycopg under the SQLAlchemy connection ``conn``) whose broken connection
+    SQLAlchemy learns of: it did not see the error, so a statement through it is made to fail the
+    same way. SQLAlchemy then does what it does for a disconnect of its own: it drops every pooled
+    connection made before (a server restart broke them all) and raises its ``DBAPIError`` with
+    ``connection_invalidated``, which the app answers with 503 and ``retry_if_disconnected`` repeats."""
+    try:
+        yield
+    except psycopg.Error:
+        raw = driver_connection(conn)
+        if raw.closed or raw.broken:
+            conn.exec_driver_sql(";")  # psycopg refuses at once: the connection is lost
+        raise
