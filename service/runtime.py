@@ -114,8 +114,12 @@ def warm_up(app: Flask) -> None:
         if searcher.multilingual is not None:
             threading.Thread(target=searcher.multilingual.encode, args=(["warm up"],), name="use-warm-up",
                              daemon=True).start()
+        # lingua's low-accuracy models (~0.2 s; ml/language.py) load while MiniLM's session opens:
+        # lingua holds the GIL, ONNX Runtime lets go of it, so on two cores the two overlap.
+        languages = threading.Thread(target=searcher.router.load, name="lingua-warm-up")
+        languages.start()
         searcher.text_encoder.encode(["warm up"])
-        searcher.router.load()  # lingua's low-accuracy models (~0.2 s; ml/language.py)
+        languages.join()
         try:
             searcher.active_state()  # reads the active ranker's row and loads it into the cache
         except Exception:  # noqa: BLE001 - no model (or no database) yet: the first search will say so
