@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import shutil
 import socket
@@ -232,6 +233,10 @@ def post_worker_init(worker):
     limit_blas_threads()
     with warm_up_turns.turn():
         warm_up(worker.wsgi)
+    # What is loaded by now (modules, models, the app: ~125k objects) lives as long as the worker:
+    # frozen, the collector no longer walks it, and a collection between two searches cannot take
+    # 13 ms as one did among 400 (2026-12-02; 0.5 ms at most with it frozen).
+    gc.freeze()
 
 
 def worker_exit(server, worker):

@@ -232,3 +232,29 @@ def test_a_web_worker_runs_blas_on_one_thread():
     before, after = json.loads(done.stdout.strip().splitlines()[-1])
     assert before and all(n == 2 for n in before), before
     assert after == [1] * len(before), after
+
+
+def test_a_web_worker_is_warm_and_frozen_before_it_serves(loaded, encoders):
+    """post_worker_init, as gunicorn calls it in each worker: BLAS on one thread, the models loaded
+    by a warm-up search, then everything loaded so far frozen out of the collector's walks."""
+    import gc
+    from types import SimpleNamespace
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from service.server import post_worker_init
+    from tests.helpers import app_for
+
+    app = app_for(loaded, encoders, rate_limit=0)
+    blas = threadpool_limits(limits=None)  # what to give back: this process goes on running tests
+    try:
+        post_worker_init(SimpleNamespace(wsgi=app))
+        frozen = gc.get_freeze_count()
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+    finally:
+        gc.unfreeze()
+        blas.restore_original_limits()
+    assert frozen > 50_000, frozen  # the app, its models and the modules they import
+    assert "withsense.searcher" in app.extensions  # warmed: its searcher built and its ranker loaded
+    r = app.test_client().post("/api/search", json={"query": "a dog runs on the grass"})
+    assert r.status_code == 200 and r.json["results"]
