@@ -182,6 +182,39 @@ def test_slow_clients_do_not_stall_searches(gunicorn_server):
             c.close()
 
 
+def test_a_saturated_worker_sends_kept_alive_clients_back_to_the_listen_queue(gunicorn_server):
+    """A worker with requests waiting for a thread answers "Connection: close": a kept-alive client's
+    next request skips the listen queue, and new connections waited there as long as kept-alive
+    clients kept the threads busy (4.4 s at 16 clients). A client alone keeps its connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, _, _ = gunicorn_server
+    with requests.Session() as alone:
+        for _ in range(3):
+            r = alone.post(f"{base}/api/search", json={"query": "a dog runs on the grass"}, timeout=60)
+            assert r.status_code == 200 and r.headers.get("Connection", "").lower() != "close", r.headers
+    clients = 4 * WORKERS * THREADS
+    sessions = [requests.Session() for _ in range(clients)]
+    try:
+        for s in sessions:  # each connected and kept alive, one at a time
+            assert s.post(f"{base}/api/search", json={"query": "a red car"}, timeout=60).status_code == 200
+        start = threading.Barrier(clients)
+
+        def search(session):
+            start.wait()
+            r = session.post(f"{base}/api/search", json={"query": "two people on a beach"}, timeout=60)
+            return r.status_code, r.headers.get("Connection", "").lower()
+
+        with ThreadPoolExecutor(clients) as pool:
+            answers = list(pool.map(search, sessions))
+    finally:
+        for s in sessions:
+            s.close()
+    assert [code for code, _ in answers] == [200] * clients
+    closed = sum(connection == "close" for _, connection in answers)
+    assert 0 < closed < clients, answers  # the requests that waited for a thread, not the first ones
+
+
 def test_a_client_that_goes_silent_mid_body_is_cut_off(gunicorn_server):
     base, _, _ = gunicorn_server
     host, port = base.removeprefix("http://").split(":")
