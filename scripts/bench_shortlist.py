@@ -16,7 +16,7 @@ the first ``--exact-queries`` queries: an exact scan of a million vectors takes 
 load and build times and the disk the tables and indexes take. Writes reports/bench/shortlist.{json,md}.
 
 The index path is measured as a serving host sees it: warm (``--warm`` other queries through it
-first, untimed) and before any exact scan, whose rows (5 GB at a million photos) would push the
+first, untimed) and before any exact scan, whose rows (4 GB at a million photos) would push the
 indexes out of the server's buffers. Each figure carries the 1-minute load average before and after
 it and the server's ``shared_buffers``. A million-photo library takes 12-15 minutes to load and
 index: ``--keep`` keeps it (its name is printed) and ``--database`` measures it again.
@@ -158,9 +158,12 @@ def recall(truth: list[set], found: list[set]) -> float:
 
 
 def disk(conn) -> dict:
-    """MB per relation: the tables a photo and its description fill, and the HNSW indexes."""
+    """MB per relation: the tables a photo and its description fill (with their TOAST and btree
+    indexes), and the HNSW indexes, each counted once (a table's total holds its HNSW indexes too)."""
     rows = conn.execute(text(
-        "SELECT c.relname, pg_total_relation_size(c.oid) AS total, pg_relation_size(c.oid) AS main FROM pg_class c "
+        "SELECT c.relname, pg_total_relation_size(c.oid) - coalesce((SELECT sum(pg_relation_size(i.indexrelid)) "
+        "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid "
+        "AND ic.relname LIKE '%\\_hnsw\\_m%'), 0)::bigint AS total, pg_relation_size(c.oid) AS main FROM pg_class c "
         "WHERE c.relname IN ('photos', 'photo_embeddings', 'descriptions', 'description_embeddings') "
         "OR c.relname LIKE '%\\_hnsw\\_m%' ORDER BY c.relname")).all()
     return {r.relname: round((r.main if "_hnsw_m" in r.relname else r.total) / 2**20, 1) for r in rows}
@@ -216,7 +219,7 @@ def register_models(conn, dims_by_kind: dict) -> dict:
 
 def warm_up(engine, queries, ids: dict, *, place=None, ef_search=100) -> None:
     """The index path over queries that are not timed: a serving host's indexes are in its buffers,
-    not evicted by the exact scans this script also runs (4.7 GB of rows at a million photos)."""
+    not evicted by the exact scans this script also runs (4 GB of rows at a million photos)."""
     measure(engine, queries, ids, indexed=True, place=place, ef_search=ef_search)
 
 
