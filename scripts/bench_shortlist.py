@@ -15,14 +15,23 @@ by the indexes, without and with a 10 % place filter, and the recall of the inde
 the first ``--exact-queries`` queries: an exact scan of a million vectors takes seconds). Also the
 load and build times and the disk the tables and indexes take. Writes reports/bench/shortlist.{json,md}.
 
+The index path is measured as a serving host sees it: warm (``--warm`` other queries through it
+first, untimed) and before any exact scan, whose rows (4 GB at a million photos) would push the
+indexes out of the server's buffers. Each figure carries the 1-minute load average before and after
+it and the server's ``shared_buffers``. A million-photo library takes 12-15 minutes to load and
+index: ``--keep`` keeps it (its name is printed) and ``--database`` measures it again.
+
     python scripts/bench_shortlist.py                                # 1,100 (real) + 10k + 100k
-    python scripts/bench_shortlist.py --no-real --sizes 1000000 --add-to reports/bench/shortlist.json
+    python scripts/bench_shortlist.py --no-real --sizes 1000000 --keep   # build once, keep
+    python scripts/bench_shortlist.py --no-real --sizes 1000000 --database withsense_bench_1000000_xxxxxx \
+        --add-to reports/bench/shortlist.json
     python scripts/bench_shortlist.py --grow-library 1000000         # into WITHSENSE_DATA_DIR's library
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -121,14 +130,16 @@ def params_for(q, t, m, ids: dict, place: str | None = None) -> dict:
             "taken_before": None}
 
 
-def shape_for(ids: dict, *, indexed: bool, place: str | None, multilingual: bool = True) -> ShortlistShape:
-    return ShortlistShape(Space(TEXT_DIM, indexed), Space(TEXT_DIM, indexed),
+def shape_for(ids: dict, *, indexed: bool, place: str | None, multilingual: bool = True,
+              descriptions: bool = True) -> ShortlistShape:
+    return ShortlistShape(Space(TEXT_DIM, indexed), Space(TEXT_DIM, indexed) if descriptions else None,
                           Space(MULTILINGUAL_DIM, indexed) if multilingual else None, ("place",) if place else ())
 
 
-def measure(engine, queries, ids: dict, *, indexed: bool, place=None, ef_search=100, multilingual=True) -> dict:
+def measure(engine, queries, ids: dict, *, indexed: bool, place=None, ef_search=100, multilingual=True,
+            descriptions: bool = True) -> dict:
     latencies, candidates = [], []
-    shape = shape_for(ids, indexed=indexed, place=place, multilingual=multilingual)
+    shape = shape_for(ids, indexed=indexed, place=place, multilingual=multilingual, descriptions=descriptions)
     with engine.connect() as conn:  # one pooled connection, as a worker thread holds one per search
         for warm in (True, False):
             for q, t, m in queries[:1] if warm else queries:
@@ -147,9 +158,12 @@ def recall(truth: list[set], found: list[set]) -> float:
 
 
 def disk(conn) -> dict:
-    """MB per relation: the tables a photo and its description fill, and the HNSW indexes."""
+    """MB per relation: the tables a photo and its description fill (with their TOAST and btree
+    indexes), and the HNSW indexes, each counted once (a table's total holds its HNSW indexes too)."""
     rows = conn.execute(text(
-        "SELECT c.relname, pg_total_relation_size(c.oid) AS total, pg_relation_size(c.oid) AS main FROM pg_class c "
+        "SELECT c.relname, pg_total_relation_size(c.oid) - coalesce((SELECT sum(pg_relation_size(i.indexrelid)) "
+        "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid "
+        "AND ic.relname LIKE '%\\_hnsw\\_m%'), 0)::bigint AS total, pg_relation_size(c.oid) AS main FROM pg_class c "
         "WHERE c.relname IN ('photos', 'photo_embeddings', 'descriptions', 'description_embeddings') "
         "OR c.relname LIKE '%\\_hnsw\\_m%' ORDER BY c.relname")).all()
     return {r.relname: round((r.main if "_hnsw_m" in r.relname else r.total) / 2**20, 1) for r in rows}
@@ -178,8 +192,9 @@ def real_library(settings: Settings, n_queries: int) -> dict:
     m = encoders.multilingual.encode(texts) if state.multilingual_model_id else [None] * len(texts)
     queries = list(zip(state.ranker.transform_query(t), t, m, strict=True))
     ids = {"model": state.model.id, "text": state.text_model_id, "multilingual": state.multilingual_model_id}
-    exact = measure(engine, queries, ids, indexed=False, multilingual=bool(state.multilingual_model_id))
+    # the index path first: the exact scans' rows would evict the indexes from the buffers
     indexed = measure(engine, queries, ids, indexed=True, multilingual=bool(state.multilingual_model_id))
+    exact = measure(engine, queries, ids, indexed=False, multilingual=bool(state.multilingual_model_id))
     truth = exact.pop("candidates")
     result = {"n": state.n_photos, "source": f"library {settings.data_dir} (ranker {state.model.version})",
               "queries": len(texts), "disk_mb": sizes,
@@ -202,29 +217,59 @@ def register_models(conn, dims_by_kind: dict) -> dict:
     return ids
 
 
-def measure_library(engine, n: int, queries: list[tuple], n_exact: int, ids: dict) -> dict:
-    """Index latency over every query; the exact statement (the truth of the recall) over the first
-    ``n_exact``: a scan of a million vectors takes seconds."""
+def warm_up(engine, queries, ids: dict, *, place=None, ef_search=100) -> None:
+    """The index path over queries that are not timed: a serving host's indexes are in its buffers,
+    not evicted by the exact scans this script also runs (4 GB of rows at a million photos)."""
+    measure(engine, queries, ids, indexed=True, place=place, ef_search=ef_search)
+
+
+def measure_library(engine, n: int, queries: list[tuple], n_exact: int, ids: dict,
+                    warm_queries: list[tuple] = ()) -> dict:
+    """Index latency over every query, measured first and warm (each case after ``warm_queries``, a
+    separate draw, through the index path in that case), beside its floor (the photo search alone);
+    then the exact statement (the truth of the recall) over the first ``n_exact``: a scan of a
+    million vectors takes seconds, and its rows evict the indexes."""
+    cases = (("unfiltered", None), ("filtered_10pct", FILTER_PLACE))
     result = {}
-    for case, place in (("unfiltered", None), ("filtered_10pct", FILTER_PLACE)):
-        indexed = measure(engine, queries, ids, indexed=True, place=place)
+    for case, place in cases:
+        if warm_queries:  # each case right after its own: a filtered search reads ten times the rows
+            warm_up(engine, warm_queries, ids, place=place)
+        load = os.getloadavg()[0]
+        result[case] = {"index": measure(engine, queries, ids, indexed=True, place=place)}
+        result[case]["index"]["load_avg_1m"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+        # The floor of the same run: the photo search alone (one HNSW scan, its 100 rows' scalars).
+        floor = measure(engine, queries, ids, indexed=True, place=place, descriptions=False, multilingual=False)
+        result[case]["floor_photo_search_p50_ms"] = floor["p50_ms"]
+        print(f"  {n:,} {case} index: {json.dumps({k: v for k, v in result[case]['index'].items() if k != 'candidates'})}"
+              f", photo search alone p50 {floor['p50_ms']} ms", flush=True)
+    for case, place in cases:
+        if n_exact <= 0:
+            result[case]["index"].pop("candidates")
+            continue
         exact = measure(engine, queries[:n_exact], ids, indexed=False, place=place)
-        truth, found = exact.pop("candidates"), indexed.pop("candidates")
-        result[case] = {"exact": exact, "index": indexed, "index_recall": recall(truth, found[:n_exact])}
+        truth, found = exact.pop("candidates"), result[case]["index"].pop("candidates")
+        result[case] = {"exact": exact, **result[case], "index_recall": recall(truth, found[:n_exact])}
         print(f"  {n:,} {case}: {json.dumps(result[case])}", flush=True)
     return result
 
 
+def server_settings(conn) -> dict:
+    """The settings the figures depend on, recorded beside them."""
+    return {name: conn.execute(text(f"SHOW {name}")).scalar_one()
+            for name in ("shared_buffers", "effective_cache_size", "work_mem", "max_parallel_workers_per_gather")}
+
+
 def synthetic_library(settings: Settings, n: int, n_queries: int, n_exact: int, rng: np.random.Generator,
-                      database: str | None = None) -> dict:
-    """``database``: a bench database left by an earlier run (its rows loaded): only the missing
-    indexes are built and the statement measured; it is kept."""
+                      database: str | None = None, *, keep: bool = False, warm: int = 0) -> dict:
+    """``database``: a bench database left by an earlier run (``keep``, its rows loaded): only the
+    missing indexes are built and the statement measured; it is kept. A kept database carries its
+    build's figures (load and index build times) as its comment, so a later run reports them."""
     from sqlalchemy.engine import make_url
 
     from service.cli import alembic_config
 
     base_url = resolve_url(settings)
-    name = database or f"withsense_bench_{uuid.uuid4().hex[:6]}"
+    name = database or f"withsense_bench_{n}_{uuid.uuid4().hex[:6]}"
     admin_url = base_url.replace("postgresql+psycopg://", "postgresql://")
     url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
     engine = None
@@ -237,6 +282,7 @@ def synthetic_library(settings: Settings, n: int, n_queries: int, n_exact: int, 
                 admin.execute(f'CREATE DATABASE "{name}"')
             command.upgrade(alembic_config(url), "head")
         engine = make_engine(url, pool_size=1)
+        built = {}
         if database is None:
             start = time.perf_counter()
             with engine.begin() as conn:
@@ -253,19 +299,34 @@ def synthetic_library(settings: Settings, n: int, n_queries: int, n_exact: int, 
                     "SELECT id FROM models WHERE name IN ('bench', 'text:minilm-bench', 'text:use-bench') "
                     "ORDER BY array_position(ARRAY['bench', 'text:minilm-bench', 'text:use-bench'], name)")).scalars(),
                     strict=True))
+                comment = conn.execute(text("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                                            "WHERE datname = current_database()")).scalar_one()
+            built = json.loads(comment) if comment and comment.startswith("{") else {}
+            result |= {k: v for k, v in built.items() if k in ("load_s", "index_build_s", "built_at")}
+            result["database"] = name
         start = time.perf_counter()
         build_index(engine, ids["model"], TEXT_DIM, memory_mb=BUILD_MEMORY_MB)
-        result["index_build_s"] = round(time.perf_counter() - start, 1)
+        if "index_build_s" not in built:
+            result["index_build_s"] = round(time.perf_counter() - start, 1)
         with engine.connect() as conn:
             result["disk_mb"] = disk(conn)
+            result["server"] = server_settings(conn)
         result["disk_mb_per_million"] = round(sum(result["disk_mb"].values()) * 1e6 / n, 0)
+        if keep and database is None:
+            result |= {"database": name, "built_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            facts = json.dumps({k: result[k] for k in ("load_s", "index_build_s", "built_at")})
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f"COMMENT ON DATABASE \"{name}\" IS '{facts}'")  # our own numbers: no quotes
+            print(f"  kept: --database {name}", flush=True)
         print(f"  {n:,} photos: {json.dumps(result)}", flush=True)
-        result |= measure_library(engine, n, synthetic_queries(n_queries, rng), n_exact, ids)
+        queries = synthetic_queries(n_queries, rng)
+        warm_queries = synthetic_queries(warm, np.random.default_rng(1)) if warm else []
+        result |= measure_library(engine, n, queries, n_exact, ids, warm_queries)
         return result
     finally:
         if engine is not None:
             engine.dispose()
-        if database is None:
+        if database is None and not keep:
             with psycopg.connect(admin_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -316,18 +377,23 @@ def write_report(payload: dict, out_dir: Path) -> None:
              "candidates (the union of the three searches) that the index path also returns. "
              "Client and database share the 2 cores with other work: compare columns within a row.", "",
              "| photos | library | case | exact p50 ms | exact p95 ms | index p50 ms | index p95 ms | index recall | "
-             "index build s | disk MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "index build s | disk MB | shared_buffers | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in payload["results"]:
         for case in ("unfiltered", "filtered_10pct"):
             if case in r:
                 c = r[case]
                 lines.append(f"| {r['n']:,} | {r['source'].split(' (')[0]} | {case.replace('_10pct', ' (10 % place)')} | "
-                             f"{c['exact']['p50_ms']} | {c['exact']['p95_ms']} | {c['index']['p50_ms']} | "
-                             f"{c['index']['p95_ms']} | {c['index_recall']} | {r.get('index_build_s', '')} | "
-                             f"{round(sum(r['disk_mb'].values())) if 'disk_mb' in r else ''} |")
+                             f"{c.get('exact', {}).get('p50_ms', '')} | {c.get('exact', {}).get('p95_ms', '')} | "
+                             f"{c['index']['p50_ms']} | {c['index']['p95_ms']} | {c.get('index_recall', '')} | "
+                             f"{r.get('index_build_s', '')} | "
+                             f"{round(sum(r['disk_mb'].values())) if 'disk_mb' in r else ''} | "
+                             f"{r.get('server', {}).get('shared_buffers', '')} | "
+                             f"{'-'.join(map(str, c['index'].get('load_avg_1m', [])))} |")
     lines += ["", "Synthetic sizes: the exact statement (the recall's truth) over the first `exact.queries` queries, "
-              "the index over all. Disk: the four tables with their TOAST and btree indexes, plus the HNSW "
+              "the index over all, measured first and warm (rows with a shared_buffers figure; earlier rows ran the "
+              "exact scans first, so their indexes were partly evicted). Load avg: the 1-minute load average "
+              "before and after the index figure, on 2 cores. Disk: the four tables with their TOAST and btree indexes, plus the HNSW "
               "indexes (per relation in shortlist.json).", "",
               f"Chosen: `WITHSENSE_HNSW_MIN_PHOTOS` = {payload['chosen_min_photos']:,} (see docs/scaling.md).", ""]
     (out_dir / "shortlist.md").write_text("\n".join(lines))
@@ -342,7 +408,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
     parser.add_argument("--add-to", type=Path, help="a shortlist.json of an earlier run whose other sizes are kept")
     parser.add_argument("--grow-library", type=int, metavar="N", help="add N synthetic photos to the library instead")
-    parser.add_argument("--database", help="measure a bench database an earlier run left (one size)")
+    parser.add_argument("--database", help="measure a bench database an earlier run kept (one size)")
+    parser.add_argument("--keep", action="store_true", help="keep the synthetic database (its name is printed) "
+                        "for later runs with --database")
+    parser.add_argument("--warm", type=int, default=200, metavar="N",
+                        help="N further queries through the index path, not timed, before it is timed (0: none)")
     args = parser.parse_args()
     settings = load_settings()
     rng = np.random.default_rng(0)
@@ -354,7 +424,8 @@ def main() -> None:
         results.append(real_library(settings, args.queries))
         print(json.dumps(results[-1]), flush=True)
     for n in args.sizes:
-        results.append(synthetic_library(settings, n, args.queries, args.exact_queries, rng, args.database))
+        results.append(synthetic_library(settings, n, args.queries, args.exact_queries, rng, args.database,
+                                          keep=args.keep, warm=args.warm))
         print(json.dumps(results[-1]), flush=True)
     if args.add_to:
         measured = {(r["n"], r["source"] == "synthetic") for r in results}

@@ -2,6 +2,7 @@
 log written in the background, the HNSW index built by training and used by the shortlist."""
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import asdict
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from service.search.searcher import Filters, Searcher
-from service.search.shortlist import ShortlistShape, Space, shortlist_sql
+from service.search.shortlist import INLINED, ShortlistShape, Space, fetch_shortlist, shortlist_sql
 from service.store.db import driver_connection
 from service.store.hnsw import description_index_name, index_name
 from tests.helpers import load_library, migrate_to
@@ -127,6 +128,46 @@ def test_the_indexed_statement_is_served_by_the_hnsw_indexes(loaded, encoders):
     for name in (index_name(model["id"]), description_index_name(loaded["text"])):
         assert name in indexed_plan, indexed_plan
         assert name not in exact_plan
+
+
+def test_an_unfiltered_indexed_statement_has_one_generic_plan_through_the_hnsw_indexes(loaded, encoders):
+    """``fetch_shortlist`` writes the model ids and the shortlist size of an unfiltered index search
+    into the text and runs it under a generic plan: that plan still proves the partial indexes'
+    predicates (the planner prices a full scan out here as above), and its rows are those of the
+    statement planned for each query's values."""
+    model = loaded["model"]
+    query_vector = encoders.text.encode([QUERIES[1]])[0]
+    params = {"query_vector": query_vector, "text_vector": query_vector, "model_id": model["id"],
+              "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, **asdict(Filters()),
+              "multilingual_vector": None, "multilingual_model_id": None}
+    shape = ShortlistShape(Space(384, True), Space(384, True))
+    inlined = tuple((name, params[name]) for name in INLINED if params[name] is not None)
+    sql = shortlist_sql(shape, inlined)
+    assert "%(model_id)s" not in sql and "%(shortlist_size)s" not in sql and f"= {model['id']}" in sql
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    assert names == ["query_vector", "text_vector"]  # only the vectors, which no estimate reads
+    prepared = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}::vector", sql)
+    literal = "'[" + ",".join(f"{x:.6f}" for x in query_vector) + "]'"
+    with loaded["engine"].connect() as conn:
+        with driver_connection(conn).cursor() as cur:
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute("SET LOCAL enable_sort = off")
+            cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            cur.execute(f"PREPARE generic_shortlist AS {prepared}")
+            plan = "\n".join(r[0] for r in cur.execute(f"EXPLAIN EXECUTE generic_shortlist({literal}, {literal})"))
+            cur.execute("DEALLOCATE generic_shortlist")
+        conn.rollback()
+        assert "$1" in plan  # generic: planned without the vectors' values
+        for name in (index_name(model["id"]), description_index_name(loaded["text"])):
+            assert name in plan, plan
+        generic = fetch_shortlist(conn, params, shape, ef_search=100)
+        conn.rollback()
+        with driver_connection(conn).cursor() as cur:
+            cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            custom = cur.execute(shortlist_sql(shape), params).fetchall()
+        conn.rollback()
+    assert [r.photo_id for r in generic] == [r[0] for r in custom]
+    assert [r.cos_joint for r in generic] == pytest.approx([r[3] for r in custom], abs=1e-9)
 
 
 def test_migrations_0007_and_0014_index_rankers_and_text_encoders_and_downgrade_drops_them(own_library):

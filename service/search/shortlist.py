@@ -108,13 +108,28 @@ def _description_search(name: str, model_param: str, vector: str, space: Space, 
     )"""
 
 
+# Integer parameters an unfiltered index search writes into its statement's text, so that one
+# generic plan serves every query (``fetch_shortlist``): the partial indexes' ``model_id = <model>``
+# must be provable from the text, and a LIMIT the planner cannot see is planned as 10 % of the rows.
+INLINED = ("model_id", "text_model_id", "multilingual_model_id", "shortlist_size")
+
+
 @lru_cache(maxsize=256)
-def shortlist_sql(shape: ShortlistShape) -> str:
-    """The statement of one search shape (a few hundred are possible; a process meets a few)."""
+def shortlist_sql(shape: ShortlistShape, inlined: tuple[tuple[str, int], ...] = ()) -> str:
+    """The statement of one search shape (a few hundred are possible; a process meets a few), with
+    the ``inlined`` (name, integer) parameters written into the text instead of their placeholders."""
+    sql = _statement(shape)
+    for name, value in inlined:
+        sql = sql.replace(f"%({name})s", str(int(value)))
+    return sql
+
+
+def _statement(shape: ShortlistShape) -> str:
+    # photos only when a filter reads them: a deleted photo has no vectors, so nothing else needs them
+    photos = "\n        JOIN photos p ON p.id = e.photo_id" if shape.filters else ""
     ctes = [f"""semantic_search AS (
         SELECT e.photo_id
-        FROM photo_embeddings e
-        JOIN photos p ON p.id = e.photo_id
+        FROM photo_embeddings e{photos}
         WHERE {_where("e.model_id = %(model_id)s", filters=shape.filters)}
         ORDER BY {nearest_order("e.embedding", "%(query_vector)s", shape.photos)}
         LIMIT %(shortlist_size)s
@@ -173,16 +188,23 @@ def fetch_shortlist(conn: Connection, params: dict, shape: ShortlistShape, *, ef
     connection in a transaction would cost a ``BEGIN`` and a ``ROLLBACK`` round trip more per search
     (docs/scaling.md, "Round trips"); there the block is a savepoint."""
     raw = driver_connection(conn)
+    # Unfiltered by the index: the model ids and the shortlist size are in the text and only the query
+    # vectors are parameters, which no estimate reads, so one generic plan (psycopg prepares a statement
+    # run 5 times on a connection) is the plan every query would get: planning 1.1-1.6 ms of ~15 saved
+    # at a million photos (docs/scaling.md). A filter's value changes the plan (one place holds 10 % of
+    # the photos, one uploader a handful), so a filtered statement is planned for its values.
+    generic = shape.indexed and not shape.filters
+    inlined = tuple((name, params[name]) for name in INLINED if params.get(name) is not None) if generic else ()
     with driver_errors(conn), raw.pipeline(), raw.cursor(binary=True, row_factory=namedtuple_row) as cur:
         if shape.indexed:
             with raw.transaction():
                 # Integers from our own settings: SET takes no bind parameters.
                 cur.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
                 cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                # The indexes are partial (model_id = <model>): a generic plan of a prepared statement
-                # could not prove that from a parameter and would fall back to a full scan.
-                cur.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-                cur.execute(shortlist_sql(shape), params)
+                # The indexes are partial (model_id = <model>): a generic plan could not prove that from
+                # a parameter and would fall back to a full scan, hence the model ids in the text above.
+                cur.execute(f"SET LOCAL plan_cache_mode = {'force_generic_plan' if generic else 'force_custom_plan'}")
+                cur.execute(shortlist_sql(shape, inlined), params)
         else:
             cur.execute(shortlist_sql(shape), params)
         return cur.fetchall()
