@@ -17,11 +17,14 @@ German text (the first that needs a second opinion) while a thread counts 1 ms t
 between two ticks is how long that text held the GIL, i.e. how long it stalled a web worker's other
 request threads.
 
+``--held-out`` adds the Flickr8k extra captions after the first 6,000 (33,753 distinct) and
+HELD_OUT_OTHER, 40 short texts in the 8 other languages written after the served rule was chosen.
+
 English texts: the dataset's test queries, its training captions and the first 6,000 Flickr8k
 extra captions (WITHSENSE_DATASET's layout under /work/shared/data), plus SHORT_ENGLISH; other
 languages: SHORT_OTHER. Each variant is measured in a fresh process (memory and load time).
 
-    python -m research.routing_detector [--data /work/shared/data]
+    python -m research.routing_detector [--data /work/shared/data] [--held-out]
 """
 from __future__ import annotations
 
@@ -60,6 +63,27 @@ SHORT_OTHER = [  # (text, language) written for this measurement
     ("czarny kot na kanapie", "pl"), ("zachód słońca nad morzem", "pl"),
     ("kumsalda köpek", "tr"), ("parkta oynayan çocuklar", "tr"), ("bisikletli adam", "tr"),
     ("kanepede siyah kedi", "tr"), ("denizde gün batımı", "tr"),
+]
+
+# Written after the word-frequency rule's threshold was chosen (ml/language.py), to check it on texts
+# it had not seen; with the Flickr8k extra captions after the first 6,000 (``--held-out``).
+HELD_OUT_OTHER = [
+    ("Pferd auf der Wiese", "de"), ("ein Junge springt ins Wasser", "de"), ("rotes Auto in der Stadt", "de"),
+    ("Frau mit Regenschirm", "de"), ("Berge im Winter", "de"),
+    ("caballo en el campo", "es"), ("un niño saltando al agua", "es"), ("coche rojo en la ciudad", "es"),
+    ("mujer con paraguas", "es"), ("bicicleta en la calle", "es"),
+    ("cheval dans le pré", "fr"), ("un garçon saute dans l'eau", "fr"), ("voiture rouge en ville", "fr"),
+    ("femme avec un parapluie", "fr"), ("montagnes en hiver", "fr"),
+    ("cavallo nel prato", "it"), ("un ragazzo salta in acqua", "it"), ("macchina rossa in città", "it"),
+    ("donna con l'ombrello", "it"), ("montagne d'inverno", "it"),
+    ("cavalo no campo", "pt"), ("um menino pulando na água", "pt"), ("carro vermelho na cidade", "pt"),
+    ("mulher com guarda-chuva", "pt"), ("montanhas no inverno", "pt"),
+    ("paard in de wei", "nl"), ("een jongen springt in het water", "nl"), ("rode auto in de stad", "nl"),
+    ("vrouw met een paraplu", "nl"), ("bergen in de winter", "nl"),
+    ("koń na łące", "pl"), ("chłopiec skacze do wody", "pl"), ("czerwony samochód w mieście", "pl"),
+    ("kobieta z parasolem", "pl"), ("góry zimą", "pl"),
+    ("çayırda at", "tr"), ("suya atlayan çocuk", "tr"), ("şehirde kırmızı araba", "tr"), ("şemsiyeli kadın", "tr"),
+    ("kışın dağlar", "tr"),
 ]
 
 PROBE = r"""
@@ -114,6 +138,11 @@ print(json.dumps({"answer": answer, "load_s": load_seconds, "load_rss_mb": after
 """
 
 
+def held_out_english(data: Path) -> list[str]:
+    with open(data / "flickr8k_extra" / "captions.tsv") as f:
+        return list(dict.fromkeys(row["caption"] for row in csv.DictReader(f, delimiter="\t")))[6000:]
+
+
 def english_texts(data: Path) -> list[str]:
     photos = data / "photos"
     with open(photos / "test_queries.csv") as f:
@@ -128,6 +157,8 @@ def english_texts(data: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--held-out", action="store_true",
+                        help="also count misroutes on HELD_OUT_OTHER and the extra captions after the first 6,000")
     args = parser.parse_args()
     english = english_texts(args.data)
     texts = english + SHORT_ENGLISH + [t for t, _ in SHORT_OTHER]
@@ -151,6 +182,16 @@ def main() -> None:
                                           capture_output=True, check=True).stdout)
         report[variant].update({key: round(value, 4 if key.endswith("_s") else 1) if isinstance(value, float) else value
                                 for key, value in stall.items()})
+        if args.held_out:
+            held_english = held_out_english(args.data)
+            done = subprocess.run([sys.executable, "-c", PROBE, variant], text=True, capture_output=True, check=True,
+                                  input=json.dumps(held_english + [t for t, _ in HELD_OUT_OTHER]))
+            answers = json.loads(done.stdout)["answers"]
+            report[variant].update({
+                "held_out_english_to_use": sum(a not in ("en", "und") for a in answers[:len(held_english)]),
+                "held_out_english_texts": len(held_english),
+                "held_out_other_missed": sum(a in ("en", "und") for a in answers[len(held_english):]),
+                "held_out_other_texts": len(HELD_OUT_OTHER)})
         print(variant, json.dumps(report[variant]), flush=True)
 
 
