@@ -114,8 +114,9 @@ def warm_up(app: Flask) -> None:
         if searcher.multilingual is not None:
             threading.Thread(target=searcher.multilingual.encode, args=(["warm up"],), name="use-warm-up",
                              daemon=True).start()
-        # lingua's low-accuracy models (~0.2 s; ml/language.py) load while MiniLM's session opens:
-        # lingua holds the GIL, ONNX Runtime lets go of it, so on two cores the two overlap.
+        # lingua's low-accuracy models (~0.2 s; ml/language.py) and the word-frequency tables of its
+        # second opinion (0.15-0.4 s of Python, ~7 MB) load while MiniLM's session opens: ONNX Runtime
+        # lets go of the GIL, so on two cores the two overlap.
         languages = threading.Thread(target=searcher.router.load, name="lingua-warm-up")
         languages.start()
         searcher.text_encoder.encode(["warm up"])
@@ -127,7 +128,7 @@ def warm_up(app: Flask) -> None:
             return
         # One search, not logged: the first statement on a connection, SQLAlchemy's compiled
         # statements and the rows' pages cost the first user ~0.2 s otherwise. Plainly English:
-        # "warm up" read as another language loaded a high-accuracy lingua pair (0.14 s) for it.
+        # "warm up" read as another language would have asked the second opinion for nothing.
         searcher.search(WARM_UP_QUERY, log=False)
 
 

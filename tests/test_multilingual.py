@@ -154,3 +154,35 @@ def test_the_api_says_which_path_served_a_search(client):
     assert (english["query_language"], english["text_encoder"]) == ("en", "minilm-l6-v2")
     blocked = client.post("/api/search", json={"query": "a boy on a bike"}).get_json()
     assert blocked["blocked"] and blocked["text_encoder"] is None
+
+
+def test_second_opinion_loads_no_high_accuracy_model_and_holds_no_worker():
+    """A text lingua's low accuracy puts in another language is confirmed by word frequencies: no
+    high-accuracy lingua model loads while serving (0.4-1.2 s of GIL per language pair under
+    ``low_then_pair``), and building the word tables lets other threads run."""
+    import threading
+    import time
+
+    from ml.language import QueryLanguage
+
+    detector = QueryLanguage()
+    ticks, done = [], threading.Event()
+
+    def tick():
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=tick)
+    thread.start()
+    try:
+        detector.load()
+        answers = [detector.detect(text) for text in ("Hund im Schnee", "gato negro", "pizza", "piano", "plage")]
+    finally:
+        done.set()
+        thread.join()
+    assert answers == ["de", "es", "en", "en", "fr"]
+    assert all(low for _, low in detector._detectors)  # lingua's low-accuracy detector only
+    assert detector._words is not None
+    longest_gap = max(b - a for a, b in zip(ticks, ticks[1:], strict=False))
+    assert longest_gap < 0.2, f"a thread waited {longest_gap:.3f} s"  # lingua's high accuracy: 0.4-1.2 s
