@@ -57,8 +57,8 @@ from service.runtime import get_searcher
 searcher = get_searcher(app)
 searcher.text_encoder.encode(["warm up"]); step("MiniLM (ONNX Runtime session)")
 searcher.multilingual.encode(["warm up"]); step("USE multilingual (ONNX Runtime session)")
-searcher.router.load(); step("lingua, low-accuracy models")
-searcher.router.language.detect("ein Hund im Schnee"); step("lingua, high accuracy for English and German (the first German query)")
+searcher.router.load(); step("the query router: lingua's low-accuracy models and the word-frequency tables")
+searcher.router.language.detect("ein Hund im Schnee"); step("the first German query (its second opinion from the word tables)")
 searcher.active_state(); step("the active ranker")
 import sys
 print(json.dumps({"steps": steps, "heavy": [m for m in ("torch", "tensorflow") if m in sys.modules]}))
