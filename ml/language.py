@@ -206,26 +206,20 @@ class QueryLanguage:
         return detector
 
     def _latin_code(self, text: str) -> str | None:
-        """The ISO 639-1 code of a Latin-script text's language, None when English or unsure."""
+        """The ISO 639-1 code of a Latin-script text's language (``"en"`` or None when English or unsure):
+        the first opinion and, for a text it puts in another language, the mode's second."""
         if self.mode == "words":
             return self._word_frequencies().language(text)
-        if self.mode == "low_then_words":
-            language = self._latin_detector(low=True).detect_language_of(text)
-            if language is None or language.iso_code_639_1.name == "EN":
-                return None
-            return self._word_frequencies().language(text)
-        language = self._latin(text)
-        return None if language is None else language.iso_code_639_1.name.lower()
-
-    def _latin(self, text: str):
         if self.mode == "high":
-            return self._latin_detector(low=False).detect_language_of(text)
+            return _code(self._latin_detector(low=False).detect_language_of(text))
         language = self._latin_detector(low=True).detect_language_of(text)
         if self.mode == "low" or language is None or language.iso_code_639_1.name == "EN":
-            return language
+            return _code(language)
+        if self.mode == "low_then_words":
+            return self._word_frequencies().language(text)
         if self.mode == "low_then_pair":  # high accuracy between English and that language alone
-            return self._latin_detector(low=False, languages=("ENGLISH", language.name)).detect_language_of(text)
-        return self._latin_detector(low=False).detect_language_of(text)
+            return _code(self._latin_detector(low=False, languages=("ENGLISH", language.name)).detect_language_of(text))
+        return _code(self._latin_detector(low=False).detect_language_of(text))
 
     def detect(self, text: str) -> str:
         script = non_latin_script(text)
@@ -239,6 +233,11 @@ class QueryLanguage:
 
     def is_english(self, text: str) -> bool:
         return self.detect(text) in (ENGLISH, UNDETERMINED)
+
+
+def _code(language) -> str | None:
+    """A lingua ``Language`` as its lowercase ISO 639-1 code; None for no answer."""
+    return None if language is None else language.iso_code_639_1.name.lower()
 
 
 @cache
