@@ -45,8 +45,14 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.config import REPO_ROOT, Settings, load_settings  # noqa: E402
-from service.search.shortlist import ShortlistShape, Space, fetch_shortlist  # noqa: E402
-from service.store.db import make_engine, resolve_url  # noqa: E402
+from service.search.shortlist import (  # noqa: E402
+    ShortlistShape,
+    Space,
+    fetch_shortlist,
+    search_ef,
+    session_settings,
+)
+from service.store.db import make_autocommit_engine, make_engine, resolve_url  # noqa: E402
 from service.store.hnsw import build_index  # noqa: E402
 
 K = 100
@@ -140,9 +146,12 @@ def measure(engine, queries, ids: dict, *, indexed: bool, place=None, ef_search=
             descriptions: bool = True) -> dict:
     latencies, candidates = [], []
     shape = shape_for(ids, indexed=indexed, place=place, multilingual=multilingual, descriptions=descriptions)
-    # One connection in autocommit, as the searcher's shortlist engine hands a search
-    # (``Searcher.search``): the statement alone, no BEGIN and ROLLBACK around it.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    # One connection of the engine the app searches with (service/http/db_session.py): autocommit,
+    # its session started with what an unfiltered index search needs, so no BEGIN and ROLLBACK and
+    # no SET LOCAL go with the statement that they do not need in the product either.
+    searching = make_autocommit_engine(engine.url.render_as_string(hide_password=False), pool_size=1,
+                                       session_settings=session_settings(search_ef(ef_search, K)))
+    with searching.connect() as conn:
         for warm in (True, False):
             for q, t, m in queries[:1] if warm else queries:
                 start = time.perf_counter()
@@ -150,6 +159,7 @@ def measure(engine, queries, ids: dict, *, indexed: bool, place=None, ef_search=
                 if not warm:
                     latencies.append((time.perf_counter() - start) * 1000)
                     candidates.append({r.photo_id for r in rows})
+    searching.dispose()
     return {"p50_ms": round(float(np.percentile(latencies, 50)), 3), "p95_ms": round(float(np.percentile(latencies, 95)), 3),
             "p99_ms": round(float(np.percentile(latencies, 99)), 3), "queries": len(latencies), "candidates": candidates}
 

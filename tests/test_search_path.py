@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from service.search.searcher import Filters, Searcher
 from service.search.shortlist import INLINED, ShortlistShape, Space, fetch_shortlist, shortlist_sql
-from service.store.db import driver_connection
+from service.store.db import driver_connection, session_settings_of
 from service.store.hnsw import description_index_name, index_name
 from tests.helpers import load_library, migrate_to
 
@@ -168,6 +168,41 @@ def test_an_unfiltered_indexed_statement_has_one_generic_plan_through_the_hnsw_i
         conn.rollback()
     assert [r.photo_id for r in generic] == [r[0] for r in custom]
     assert [r.cos_joint for r in generic] == pytest.approx([r[3] for r in custom], abs=1e-9)
+
+
+def test_a_search_connection_starts_with_the_index_settings_and_sends_the_statement_alone(loaded, encoders):
+    """The app's search engine opens each session with ``hnsw.ef_search`` and the iterative scan
+    (``session_settings``), so an unfiltered index search is its statement alone, prepared at once;
+    one that needs another ``ef_search`` (a deep page) still sets it for its transaction. Both give
+    the rows of a connection without the settings."""
+    from service import create_app
+
+    model = loaded["model"]
+    query_vector = encoders.text.encode([QUERIES[2]])[0]
+    params = {"query_vector": query_vector, "text_vector": query_vector, "model_id": model["id"],
+              "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, **asdict(Filters()),
+              "multilingual_vector": None, "multilingual_model_id": None}
+    shape = ShortlistShape(Space(384, True), Space(384, True))
+    settings = loaded["settings"].with_overrides({"hnsw_ef_search": 40, "shortlist": 100})
+    searching = create_app(settings=settings).extensions["withsense.autocommit_engine"]
+    prepared = "SELECT count(*) FROM pg_prepared_statements WHERE strpos(statement, 'semantic_search') > 0"
+    with loaded["engine"].connect() as conn:
+        plain = fetch_shortlist(conn, params, shape, ef_search=100)
+        conn.rollback()
+    with searching.connect() as conn:
+        assert session_settings_of(conn) == {"hnsw.ef_search": "100", "hnsw.iterative_scan": "relaxed_order"}
+        assert conn.exec_driver_sql("SHOW hnsw.ef_search").scalar() == "100"
+        assert conn.exec_driver_sql("SHOW hnsw.iterative_scan").scalar() == "relaxed_order"
+        deeper = fetch_shortlist(conn, params, shape, ef_search=120)  # another ef_search: SET LOCAL
+        assert conn.exec_driver_sql(prepared).scalar() == 0
+        alone = fetch_shortlist(conn, params, shape, ef_search=100)
+        assert conn.exec_driver_sql(prepared).scalar() == 1  # the statement alone, prepared
+        assert conn.exec_driver_sql("SHOW hnsw.ef_search").scalar() == "100"  # the SET LOCAL did not stay
+    searching.dispose()
+    assert len(plain) == 16
+    for rows in (alone, deeper):
+        assert [r.photo_id for r in rows] == [r.photo_id for r in plain]
+        assert [r.cos_joint for r in rows] == pytest.approx([r.cos_joint for r in plain], abs=1e-9)
 
 
 def test_migrations_0007_and_0014_index_rankers_and_text_encoders_and_downgrade_drops_them(own_library):

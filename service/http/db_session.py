@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
+from service.search import shortlist
 from service.store.db import make_autocommit_engine, make_engine, resolve_url
 from service.store.replicas import ReadReplicas, read_with_fallback
 
@@ -35,7 +36,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     engine = make_engine(url)
     app.extensions["withsense.engine"] = engine
     # Searches' shortlists and the rate counters: one statement each, no transaction, no ping.
-    app.extensions["withsense.autocommit_engine"] = make_autocommit_engine(url, pool_size=settings.threads)
+    app.extensions["withsense.autocommit_engine"] = make_autocommit_engine(
+        url, pool_size=settings.threads, session_settings=shortlist.session_settings(shortlist.search_ef(settings.hnsw_ef_search, settings.shortlist)))
     app.extensions["withsense.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.extensions["withsense.replicas"] = ReadReplicas(
         settings.replica_url_list, max_lag_s=settings.max_replica_lag_s, engine_factory=make_engine)

@@ -24,7 +24,7 @@ from service.search.active_model import ActiveModelCache, ActiveState
 from service.search.query_vectors import QueryVectorCache
 from service.search.routing import QueryRouter
 from service.search.search_log import SearchLogEntry, SearchLogWriter
-from service.search.shortlist import ShortlistShape, Space, fetch_shortlist, filters_set
+from service.search.shortlist import ShortlistShape, Space, fetch_shortlist, filters_set, search_ef
 from service.store.db import as_array, retry_if_disconnected
 from service.store.model_rows import ModelMismatch, ModelRow, check_package_versions, load_ranker
 from service.store.replicas import ReadReplicas, read_with_fallback
@@ -344,8 +344,8 @@ class Searcher:
         def shortlist(engine: Engine):
             # Autocommit: a read alone needs no BEGIN and ROLLBACK round trips (``fetch_shortlist``).
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                rows = fetch_shortlist(conn, params, shape, ef_search=max(
-                    self.settings.hnsw_ef_search, self.settings.shortlist, offset + limit))
+                rows = fetch_shortlist(conn, params, shape,
+                                       ef_search=search_ef(self.settings.hnsw_ef_search, params["shortlist_size"]))
             if not rows and engine is not self.shortlist_engine:
                 raise _NotOnReplica  # a model activated a moment ago may not have reached the replica
             return rows

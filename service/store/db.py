@@ -9,14 +9,14 @@ argument.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
 import psycopg
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -55,16 +55,35 @@ def make_engine(url: str, *, pool_size: int = 5, connect_timeout: int | None = N
     return engine
 
 
-def make_autocommit_engine(url: str, *, pool_size: int) -> Engine:
+# Where a connection's session settings (``make_autocommit_engine``) are recorded: its pool
+# record's ``info``, which SQLAlchemy keeps as long as the connection itself.
+SESSION_SETTINGS = "withsense.session_settings"
+
+
+def make_autocommit_engine(url: str, *, pool_size: int, session_settings: Mapping[str, str] | None = None) -> Engine:
     """The engine of the statements a request runs alone, on its hot path: the search's shortlist and
     the shared rate counters. Autocommit, so no ``BEGIN`` and ``ROLLBACK`` round trips, and no ping
     before each use (``pool_pre_ping``'s ``SELECT 1``): each is a round trip, and the ping alone was
     1.7 of a shortlist stage's 8.8 ms here (docs/scaling.md, "Round trips"). A connection that a
     server restart broke fails its first statement, which makes the pool drop every connection made
-    before it: ``retry_if_disconnected`` repeats a read once."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=pool_size)
+    before it: ``retry_if_disconnected`` repeats a read once.
+
+    ``session_settings`` (name -> value) go to the server in the connection's startup packet, so
+    they cost no statement; each connection records them (``session_settings_of``), for a caller
+    to skip the ``SET LOCAL`` they make unnecessary."""
+    settings = dict(session_settings or {})
+    options = [make_url(url).query.get("options"), *(f"-c {name}={value}" for name, value in settings.items())]
+    connect_args = {"options": " ".join(o for o in options if o)} if settings else {}
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=pool_size,
+                           connect_args=connect_args)
     event.listen(engine, "connect", _register_vector)
+    event.listen(engine, "connect", lambda _dbapi, record: record.info.__setitem__(SESSION_SETTINGS, settings))
     return engine
+
+
+def session_settings_of(conn) -> Mapping[str, str]:
+    """The settings the SQLAlchemy connection ``conn``'s session started with (none for most engines)."""
+    return conn.connection.info.get(SESSION_SETTINGS, {})
 
 
 def retry_if_disconnected(read: Callable[[], T]) -> T:
