@@ -36,8 +36,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     engine = make_engine(url)
     app.extensions["withsense.engine"] = engine
     # Searches' shortlists and the rate counters: one statement each, no transaction, no ping.
+    # Their sessions start with what an unfiltered index search needs (``fetch_shortlist``).
+    search_ef = shortlist.search_ef(settings.hnsw_ef_search, settings.shortlist)
     app.extensions["withsense.autocommit_engine"] = make_autocommit_engine(
-        url, pool_size=settings.threads, session_settings=shortlist.session_settings(shortlist.search_ef(settings.hnsw_ef_search, settings.shortlist)))
+        url, pool_size=settings.threads, session_settings=shortlist.session_settings(search_ef))
     app.extensions["withsense.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.extensions["withsense.replicas"] = ReadReplicas(
         settings.replica_url_list, max_lag_s=settings.max_replica_lag_s, engine_factory=make_engine)

@@ -199,8 +199,8 @@ def fetch_shortlist(conn: Connection, params: dict, shape: ShortlistShape, *, ef
     connection in a transaction would cost a ``BEGIN`` and a ``ROLLBACK`` round trip more per search
     (docs/scaling.md, "Round trips"); there the block is a savepoint. A connection whose session
     started with :func:`session_settings` for this ``ef_search`` runs an unfiltered index search as
-    its statement alone, prepared: the block's four more statements cost 0.6 ms of ~12 at a million
-    photos (docs/scaling.md)."""
+    its statement alone, prepared: the block's four more statements cost about 0.5 ms of 10-15 at a
+    million photos (docs/scaling.md, "Fifth session")."""
     raw = driver_connection(conn)
     # Unfiltered by the index: the model ids and the shortlist size are in the text and only the query
     # vectors are parameters, which no estimate reads, so one generic plan (psycopg prepares a statement
