@@ -106,15 +106,20 @@ def test_the_shortlist_chooses_the_index_by_library_size(loaded, encoders):
             assert [r.score for r in a.results] == pytest.approx([r.score for r in b.results], abs=1e-6)
 
 
+def _shortlist_params(loaded, query_vector) -> dict:
+    """A photo and MiniLM description search's parameters, no filter (the query vector stands in for both)."""
+    return {"query_vector": query_vector, "text_vector": query_vector, "model_id": loaded["model"]["id"],
+            "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, **asdict(Filters()),
+            "multilingual_vector": None, "multilingual_model_id": None}
+
+
 def test_the_indexed_statement_is_served_by_the_hnsw_indexes(loaded, encoders):
     """The ORDER BY matches the index expression and the partial predicate is provable: with the
     sequential scan and sorting priced out (16 rows would never need the index), the planner picks
     the ranker's photo index and the text encoder's description index (migration 0014)."""
     model = loaded["model"]
     query_vector = encoders.text.encode([QUERIES[0]])[0]
-    params = {"query_vector": query_vector, "text_vector": query_vector, "model_id": model["id"],
-              "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, **asdict(Filters()),
-              "multilingual_vector": None, "multilingual_model_id": None}
+    params = _shortlist_params(loaded, query_vector)
     with loaded["engine"].connect() as conn:
         with driver_connection(conn).cursor() as cur:
             cur.execute("SET LOCAL enable_seqscan = off")
@@ -137,9 +142,7 @@ def test_an_unfiltered_indexed_statement_has_one_generic_plan_through_the_hnsw_i
     statement planned for each query's values."""
     model = loaded["model"]
     query_vector = encoders.text.encode([QUERIES[1]])[0]
-    params = {"query_vector": query_vector, "text_vector": query_vector, "model_id": model["id"],
-              "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, **asdict(Filters()),
-              "multilingual_vector": None, "multilingual_model_id": None}
+    params = _shortlist_params(loaded, query_vector)
     shape = ShortlistShape(Space(384, True), Space(384, True))
     inlined = tuple((name, params[name]) for name in INLINED if params[name] is not None)
     sql = shortlist_sql(shape, inlined)
@@ -177,11 +180,8 @@ def test_a_search_connection_starts_with_the_index_settings_and_sends_the_statem
     the rows of a connection without the settings."""
     from service import create_app
 
-    model = loaded["model"]
     query_vector = encoders.text.encode([QUERIES[2]])[0]
-    params = {"query_vector": query_vector, "text_vector": query_vector, "model_id": model["id"],
-              "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, **asdict(Filters()),
-              "multilingual_vector": None, "multilingual_model_id": None}
+    params = _shortlist_params(loaded, query_vector)
     shape = ShortlistShape(Space(384, True), Space(384, True))
     settings = loaded["settings"].with_overrides({"hnsw_ef_search": 40, "shortlist": 100})
     searching = create_app(settings=settings).extensions["withsense.autocommit_engine"]
