@@ -272,7 +272,7 @@ def test_unknown_photos_are_404_for_edit_and_delete(writable_server, people):
 
 # --- deletion -------------------------------------------------------------------------------
 
-def test_a_deleted_photo_is_gone_at_once_and_its_ratings_stay(writable_server, writable, people):
+def test_a_deleted_photo_is_gone_at_once_and_its_ratings_stay(writable_server, writable, people, encoders):
     engine, settings = writable["engine"], writable["settings"]
     ana, cy = people["ana"], people["cy"]
     description = "a violet umbrella abandoned on a wet zebra crossing"
@@ -310,6 +310,13 @@ def test_a_deleted_photo_is_gone_at_once_and_its_ratings_stay(writable_server, w
     assert not list(settings.photo_store_dir.glob(f"thumbnails/**/{paths[0].stem}.jpg"))
     assert _scalar(engine, "SELECT count(*) FROM photo_embeddings WHERE photo_id = :p", p=photo_id) == 0
     assert _scalar(engine, "SELECT count(*) FROM embedding_jobs WHERE photo_id = :p", p=photo_id) == 0
+    # Its descriptions' vectors go too (a description search then needs no tombstone check), and
+    # `withsense ingest` does not compute them again.
+    from service.ingest.loader import embed_descriptions
+
+    assert embed_descriptions(engine, settings, encoders.text, progress=False) == 0
+    assert _scalar(engine, "SELECT count(*) FROM description_embeddings WHERE description_id = :d",
+                   d=description_id) == 0
     # Its descriptions and ratings stay, marked by the tombstone.
     with engine.connect() as conn:
         tomb = conn.execute(text("SELECT deleted_at, deleted_by FROM photos WHERE id = :p"), {"p": photo_id}).one()
@@ -347,6 +354,45 @@ def test_deleting_a_photo_whose_vectors_are_being_computed_leaves_no_vectors(wri
     time.sleep(1.0)  # anything a worker still had in hand has landed by now
     assert _scalar(engine, "SELECT count(*) FROM photo_embeddings e JOIN photos p ON p.id = e.photo_id "
                            "WHERE p.deleted_at IS NOT NULL") == 0
+
+
+def test_a_description_written_while_its_photo_is_deleted_leaves_no_vectors(writable_server, writable, people,
+                                                                           encoders):
+    """A description's writer holds its photo FOR SHARE until it commits (uploads.add_description):
+    a deletion that starts meanwhile waits, then deletes the new description's vectors; a writer
+    that comes after the deletion finds no photo."""
+    from sqlalchemy.orm import Session
+
+    from service.photos import uploads
+
+    engine, settings = writable["engine"], writable["settings"]
+    photo_id = _upload(writable_server, 170031, people["ana"]).json()["photo_id"]
+
+    def describe(session: Session) -> int:
+        return uploads.add_description(session=session, settings=settings, text_encoder=encoders.text,
+                                       photo_id=photo_id, text_="a red kite over a grey beach", source="user",
+                                       author=None, multilingual=encoders.multilingual)
+
+    deleted = threading.Event()
+
+    def delete() -> None:
+        with Session(engine) as session:
+            uploads.delete_photo(session=session, photo_id=photo_id, user_id=people["ana"]["user_id"])
+            session.commit()
+        deleted.set()
+
+    with Session(engine) as writer:
+        description_id = describe(writer)
+        deleter = threading.Thread(target=delete)
+        deleter.start()
+        assert not deleted.wait(1.0)  # the tombstone waits for the writer's lock
+        writer.commit()
+    deleter.join(30)
+    assert deleted.is_set()
+    assert _scalar(engine, "SELECT count(*) FROM description_embeddings WHERE description_id = :d",
+                   d=description_id) == 0
+    with Session(engine) as late, pytest.raises(uploads.PhotoNotFound):
+        describe(late)
 
 
 @pytest.fixture(scope="module")

@@ -197,6 +197,8 @@ def embed_descriptions(engine: Engine, settings: Settings, text_encoder, *, batc
             """SELECT d.id, d.text FROM descriptions d
                WHERE NOT EXISTS (SELECT 1 FROM description_embeddings e
                                  WHERE e.description_id = d.id AND e.model_id = :m)
+                 -- a deleted photo's descriptions keep no vectors (uploads.delete_photo)
+                 AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.id = d.photo_id AND p.deleted_at IS NOT NULL)
                ORDER BY d.id"""
         ), {"m": model_id}).all()
     bar = tqdm(total=len(todo), desc=f"text vectors ({text_encoder.name})", unit="text", disable=not progress)

@@ -115,6 +115,15 @@ TOMBSTONE_SQL = text(
 )
 DELETE_JOB_SQL = text("DELETE FROM embedding_jobs WHERE photo_id = :photo_id")
 DELETE_VECTORS_SQL = text("DELETE FROM photo_embeddings WHERE photo_id = :photo_id")
+# Its descriptions' vectors too: a description search then needs no probe of `photos` for the
+# tombstone (service/search/shortlist.py). The texts stay for analysts.
+DELETE_DESCRIPTION_VECTORS_SQL = text(
+    """DELETE FROM description_embeddings
+       WHERE description_id IN (SELECT id FROM descriptions WHERE photo_id = :photo_id)"""
+)
+# A description's writer holds this (FOR SHARE) on its photo until it commits; the tombstone's UPDATE
+# waits for it, so the deletion's statements see the new description's vectors and delete them.
+LIVE_PHOTO_SHARE_SQL = text("SELECT 1 FROM photos WHERE id = :photo_id AND deleted_at IS NULL FOR SHARE")
 LIVE_KEY_SQL = text("SELECT 1 FROM photos WHERE storage_key = :key AND deleted_at IS NULL LIMIT 1")
 
 EDITABLE = ("place", "camera", "taken_at", "shows_child")
@@ -296,6 +305,8 @@ def add_description(*, session: Session, settings: Settings, text_encoder, photo
     A description about a child marks its photo (``child_marks``): the photo still ranks, but
     responses withhold its image and show the notice in place of the flagged text.
     """
+    if session.execute(LIVE_PHOTO_SHARE_SQL, {"photo_id": photo_id}).first() is None:
+        raise PhotoNotFound(photo_id)  # deleted since the caller looked
     description_id = session.execute(INSERT_DESCRIPTION_SQL, {
         "text": text_, "source": source, "author": author, "photo_id": photo_id,
         "about_children": is_about_children(text_), "author_id": author_id,
@@ -366,14 +377,16 @@ def update_metadata(*, session: Session, photo: Photo, changes: dict) -> None:
 
 
 def delete_photo(*, session: Session, photo_id: int, user_id: int) -> tuple[str, str] | None:
-    """Tombstone the photo and delete its vectors and queue job (see the SQL's comment for the
-    order); returns its (storage key, sha256), for ``remove_files`` after the commit, or None when
-    it was deleted already. Descriptions and ratings stay, for analysts (``photos.deleted_at`` marks them)."""
+    """Tombstone the photo and delete its vectors, its descriptions' vectors and its queue job (see
+    the SQL's comment for the order); returns its (storage key, sha256), for ``remove_files`` after
+    the commit, or None when it was deleted already. Descriptions and ratings stay, for analysts
+    (``photos.deleted_at`` marks them); without vectors, neither search nor training reads them."""
     row = session.execute(TOMBSTONE_SQL, {"photo_id": photo_id, "user_id": user_id}).first()
     if row is None:
         return None
     session.execute(DELETE_JOB_SQL, {"photo_id": photo_id})
     session.execute(DELETE_VECTORS_SQL, {"photo_id": photo_id})
+    session.execute(DELETE_DESCRIPTION_VECTORS_SQL, {"photo_id": photo_id})
     return row.storage_key, row.sha256
 
 

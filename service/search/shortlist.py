@@ -23,8 +23,9 @@ plain predicate the planner can see; an unset one is not in the statement at all
 ``CAST(x AS ..) IS NULL OR ..`` would hide both from it). So there is one statement per shape,
 made once per process by ``shortlist_sql``.
 
-A deleted photo has no vectors (``uploads.delete_photo``), so the joins to ``photo_embeddings`` drop
-it; its descriptions stay, so the description sides skip its tombstone, lest they take shortlist places.
+A deleted photo has no vectors, and its descriptions none either (``uploads.delete_photo``), so no
+candidate search meets it and none probes ``photos`` for its tombstone (0.5 ms of ~10 at a million
+photos, docs/scaling.md); a search reads ``photos`` only for a filter and for the page's file names.
 ``query_vector`` is the query in the ranker's space (photo side), ``text_vector`` the text
 encoder's own vector and ``multilingual_vector`` USE's (description side).
 """
@@ -95,13 +96,14 @@ def _where(*conditions: str, filters: tuple[str, ...]) -> str:
 
 def _description_search(name: str, model_param: str, vector: str, space: Space, filters: tuple[str, ...],
                         other_languages: bool = False) -> str:
-    where = _where(f"de.model_id = %({model_param})s", "d.source <> 'test'", "p.deleted_at IS NULL",
+    where = _where(f"de.model_id = %({model_param})s", "d.source <> 'test'",
                    *((OTHER_LANGUAGE,) if other_languages else ()), filters=filters)
+    # photos only when a filter reads them: a deleted photo's descriptions have no vectors
+    photos = "\n        JOIN photos p ON p.id = d.photo_id" if filters else ""
     return f"""{name} AS (
         SELECT d.photo_id
         FROM description_embeddings de
-        JOIN descriptions d ON d.id = de.description_id
-        JOIN photos p ON p.id = d.photo_id
+        JOIN descriptions d ON d.id = de.description_id{photos}
         WHERE {where}
         ORDER BY {nearest_order("de.embedding", f"%({vector})s", space)}
         LIMIT %(shortlist_size)s
