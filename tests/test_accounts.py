@@ -376,9 +376,11 @@ def test_a_description_written_while_its_photo_is_deleted_leaves_no_vectors(writ
     deleted = threading.Event()
 
     def delete() -> None:
-        with Session(engine) as session:
-            uploads.delete_photo(session=session, photo_id=photo_id, user_id=people["ana"]["user_id"])
+        with Session(engine) as session:  # as DELETE /api/photos/<id> does it
+            storage_key, sha256 = uploads.delete_photo(session=session, photo_id=photo_id,
+                                                       user_id=people["ana"]["user_id"])
             session.commit()
+            uploads.remove_files(session=session, settings=settings, storage_key=storage_key, sha256=sha256)
         deleted.set()
 
     with Session(engine) as writer:
