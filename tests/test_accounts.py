@@ -253,6 +253,123 @@ def test_the_owner_edits_place_camera_taken_at_and_the_child_mark(writable_serve
     assert r.status_code == 409 and r.json()["field"] == "shows_child" and "description" in r.json()["error"]
 
 
+def _facets(engine, photo_id: int) -> dict[str, list]:
+    """The facets beside each vector of the photo and of its descriptions (migration 0018)."""
+    with engine.connect() as conn:
+        return {"photo": conn.execute(text("SELECT DISTINCT facets FROM photo_embeddings WHERE photo_id = :p"),
+                                      {"p": photo_id}).scalars().all(),
+                "descriptions": conn.execute(text(
+                    "SELECT DISTINCT de.facets FROM description_embeddings de JOIN descriptions d "
+                    "ON d.id = de.description_id WHERE d.photo_id = :p"), {"p": photo_id}).scalars().all()}
+
+
+def test_an_edited_place_is_what_a_filtered_search_finds_at_once(writable_server, writable, people):
+    """The place, camera and uploader travel beside the vectors (migration 0018): an edit rewrites
+    them on the photo's vectors and on its descriptions', so the next filtered search sees it."""
+    engine, ana = writable["engine"], people["ana"]
+    description = "a teal rowing boat tied to a birch jetty"
+    photo_id = _upload(writable_server, 170004, ana, place="Bergen", camera="Nikon D750", uploader="Ana Lund",
+                       description=description).json()["photo_id"]
+    wait_searchable(writable_server, photo_id)
+    uploader = "ana lund"
+    assert _facets(engine, photo_id) == {
+        "photo": [["place:bergen", "camera:nikon d750", f"uploader:{uploader}"]],
+        "descriptions": [["place:bergen", "camera:nikon d750", f"uploader:{uploader}"]]}
+    assert photo_id in _search_ids(writable_server, description, place="BERGEN")
+    requests.patch(f"{writable_server}/api/photos/{photo_id}", headers=ana["auth"], timeout=TIMEOUT,
+                   json={"place": "Ålesund", "camera": None}).raise_for_status()
+    assert _facets(engine, photo_id) == {"photo": [["place:ålesund", f"uploader:{uploader}"]],
+                                         "descriptions": [["place:ålesund", f"uploader:{uploader}"]]}
+    assert photo_id not in _search_ids(writable_server, description, place="Bergen")
+    assert photo_id not in _search_ids(writable_server, description, camera="Nikon D750")
+    assert photo_id in _search_ids(writable_server, description, place="ÅLESUND", uploader="ANA LUND")
+
+
+def _in_thread(work) -> tuple[threading.Thread, threading.Event]:
+    done = threading.Event()
+
+    def run() -> None:
+        work()
+        done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, done
+
+
+def _set_place(engine, photo_id: int, place: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE photos SET place = :place WHERE id = :p"), {"place": place, "p": photo_id})
+
+
+def test_a_description_vector_written_while_its_photo_is_edited_gets_the_new_place(writable_server, writable,
+                                                                                   people, encoders):
+    """A few vector rows in a short transaction hold their photos FOR SHARE (facets.share_described_photos,
+    as loader.embed_descriptions writes them): an edit that starts meanwhile waits, then rewrites them."""
+    from service.store.facets import share_described_photos
+    from service.store.vectors import write_vectors
+
+    engine = writable["engine"]
+    photo_id = _upload(writable_server, 170005, people["ana"], place="Tromsø",
+                       description="a yellow kayak on a frozen fjord").json()["photo_id"]
+    with engine.begin() as conn:  # the description's MiniLM vector, gone as if not computed yet
+        description_id, model_id = conn.execute(text(
+            "DELETE FROM description_embeddings WHERE description_id = (SELECT min(id) FROM descriptions "
+            "WHERE photo_id = :p) AND model_id = (SELECT id FROM models WHERE name = :name) "
+            "RETURNING description_id, model_id"), {"p": photo_id, "name": f"text:{encoders.text.name}"}).one()
+    with engine.begin() as writer:
+        share_described_photos(writer, [description_id])
+        write_vectors(writer, "description_embeddings", "description_id", model_id, [description_id],
+                      encoders.text.encode(["a yellow kayak on a frozen fjord"]))
+        editor, edited = _in_thread(lambda: _set_place(engine, photo_id, "Narvik"))
+        assert not edited.wait(1.0)  # the edit waits for the writer's lock
+    editor.join(30)
+    assert edited.is_set()
+    assert _facets(engine, photo_id) == {"photo": [["place:narvik"]], "descriptions": [["place:narvik"]]}
+
+
+def test_a_ranker_row_written_while_its_photo_is_edited_or_deleted_is_settled(writable_server, writable, people):
+    """A ranker's rows for many photos settle at the end of their transaction (facets.settle_ranker_rows,
+    as a new ranker's are published): an edit or a deletion that committed meanwhile could not see
+    them, and does not wait for them; the settling rewrites the one and drops the other."""
+    from sqlalchemy.orm import Session
+
+    from service.photos import uploads
+    from service.store.facets import settle_ranker_rows
+
+    engine = writable["engine"]
+    edited_photo = _upload(writable_server, 170006, people["ana"], place="Bodø").json()["photo_id"]
+    deleted_photo = _upload(writable_server, 170007, people["ana"]).json()["photo_id"]
+    for photo_id in (edited_photo, deleted_photo):
+        wait_searchable(writable_server, photo_id)
+    columns = "photo_id, model_id, embedding, bridge, label_ids, label_probs, mapper_norm"
+    with engine.begin() as conn:  # their rows under the active ranker, gone as if not projected yet
+        model_id = _scalar(engine, "SELECT id FROM models WHERE kind = 'ranker' AND active")
+        rows = conn.execute(text(f"DELETE FROM photo_embeddings WHERE model_id = :m AND photo_id IN (:a, :b) "
+                                 f"RETURNING {columns}"), {"m": model_id, "a": edited_photo, "b": deleted_photo}).all()
+    assert len(rows) == 2
+
+    def delete() -> None:
+        with Session(engine) as session:
+            uploads.delete_photo(session=session, photo_id=deleted_photo, user_id=people["ana"]["user_id"])
+            session.commit()
+
+    row_facets = text("SELECT facets FROM photo_embeddings WHERE model_id = :m AND photo_id = :p")
+    with engine.begin() as writer:
+        for row in rows:
+            writer.execute(text(f"INSERT INTO photo_embeddings ({columns}) VALUES (:photo_id, :model_id, "
+                                ":embedding, :bridge, :label_ids, :label_probs, :mapper_norm)"), row._asdict())
+        for work in (lambda: _set_place(engine, edited_photo, "Narvik"), delete):
+            thread, done = _in_thread(work)
+            thread.join(30)
+            assert done.is_set()  # neither waits for the writer
+        assert writer.execute(row_facets, {"m": model_id, "p": edited_photo}).scalar() == ["place:bodø"]  # the gap
+        assert settle_ranker_rows(writer, model_id) == (1, 1)
+    assert _scalar(engine, "SELECT facets FROM photo_embeddings WHERE model_id = :m AND photo_id = :p",
+                   m=model_id, p=edited_photo) == ["place:narvik"]
+    assert _scalar(engine, "SELECT count(*) FROM photo_embeddings WHERE photo_id = :p", p=deleted_photo) == 0
+
+
 @pytest.mark.parametrize("body, fragment", [
     ({}, "at least one of"), ({"owner": "me"}, "not a field"), ({"shows_child": None}, "'shows_child' is required"),
     ({"taken_at": 12}, "date-time"), ({"place": "x" * 201}, "at most 200"), ({"place": " "}, "is empty"),

@@ -11,7 +11,15 @@ from sqlalchemy import text
 
 from ml.listwise import FEATURES, PhotoEvidence, list_features, query_signals, specificity
 from service.search.searcher import Filters, Searcher, cosines_of
-from service.search.shortlist import PHOTO_FILTERS, ShortlistShape, Space, fetch_shortlist, shortlist_sql
+from service.search.shortlist import (
+    FACET_FILTERS,
+    FILTERS,
+    PHOTO_FILTERS,
+    ShortlistShape,
+    Space,
+    fetch_shortlist,
+    shortlist_sql,
+)
 from service.store.db import as_array
 
 QUERIES = ["a dog runs through the snow", "two people on a beach", "a man riding a bike", "a girl in a pink dress",
@@ -75,14 +83,20 @@ def test_cosines_computed_in_sql_score_as_the_vectors_did(loaded, encoders, use_
 
 def test_each_set_filter_is_a_plain_predicate_and_an_unset_one_is_absent():
     shape_of = lambda filters: ShortlistShape(Space(384, True), Space(384, True), Space(512, False), filters)  # noqa: E731
-    names = tuple(PHOTO_FILTERS)
-    for n in range(len(names) + 1):
-        for chosen in itertools.combinations(names, n):
+    for n in range(len(FILTERS) + 1):
+        for chosen in itertools.combinations(FILTERS, n):
             sql = shortlist_sql(shape_of(chosen))
             assert "IS NULL OR" not in sql
+            # Once in each of the three candidate searches when set, nowhere when not.
             for name, predicate in PHOTO_FILTERS.items():
-                # Once in each of the three candidate searches when set, nowhere when not.
                 assert sql.count(predicate) == (3 if name in chosen else 0), (chosen, name)
+            for name in FACET_FILTERS:
+                assert sql.count(f"{name} => %({name})s") == (3 if name in chosen else 0), (chosen, name)
+            # The facets in the vector row the scan reads; photos joined only for its own filters.
+            facets = [name for name in chosen if name in FACET_FILTERS]
+            assert sql.count(" e.facets @> photo_facets(") == (1 if facets else 0)
+            assert sql.count("de.facets @> photo_facets(") == (2 if facets else 0)
+            assert sql.count("JOIN photos p") == 1 + (3 if set(chosen) & set(PHOTO_FILTERS) else 0)
             assert shortlist_sql(shape_of(chosen)) is sql  # made once per shape
     image_only = shortlist_sql(ShortlistShape(Space(384, False)))
     assert "description_embeddings" not in image_only and "NULL::float8 AS description_match" in image_only

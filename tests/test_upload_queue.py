@@ -136,6 +136,38 @@ def test_a_claimed_job_is_skipped_by_other_workers(queue_library, encoders):
     assert _state(settings, engine, photo_id)["state"] == "not_indexed"
 
 
+def test_a_claimed_photo_holds_its_edits_and_an_edited_photo_waits_for_the_next_claim(queue_library, encoders):
+    """The claim holds each photo FOR SHARE (service/store/facets.py): an edit of its place waits for
+    the worker's commit, and a photo an edit holds is skipped now and embedded by a later claim."""
+    import threading
+
+    from service.ingest.embedding_worker import process_batch
+    from service.photos import embedding_queue
+
+    settings, engine = queue_library
+    photo_id = _add(settings, engine, encoders, _jpeg(11), place="Hamar")
+    edited = threading.Event()
+
+    def edit() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE photos SET place = 'Gjøvik' WHERE id = :p"), {"p": photo_id})
+        edited.set()
+
+    with engine.connect() as worker, worker.begin():
+        assert [j[0] for j in embedding_queue.claim(worker, limit=10)] == [photo_id]
+        editor = threading.Thread(target=edit)
+        editor.start()
+        assert not edited.wait(1.0)  # waits for the worker's commit
+    editor.join(30)
+    assert edited.is_set()
+    with engine.connect() as editor_conn, editor_conn.begin():
+        editor_conn.execute(text("SELECT 1 FROM photos WHERE id = :p FOR NO KEY UPDATE"), {"p": photo_id})
+        assert process_batch(engine, settings, encoders.image, limit=10) == 0  # skipped, not waited for
+    assert process_batch(engine, settings, encoders.image, limit=10) == 1
+    assert _scalar(engine, "SELECT DISTINCT facets FROM photo_embeddings WHERE photo_id = :p", p=photo_id) == [
+        "place:gjøvik"]
+
+
 CRASHING_WORKER = textwrap.dedent("""
     import json, os, sys
     from ml.encoders import load_encoders

@@ -26,6 +26,7 @@ from service.photos.images import decode_image
 from service.policy import is_about_children
 from service.store import photo_files
 from service.store.db import driver_connection
+from service.store.facets import share_described_photos
 from service.store.model_rows import encoder_model_ids
 from service.store.vectors import write_vectors
 
@@ -206,6 +207,7 @@ def embed_descriptions(engine: Engine, settings: Settings, text_encoder, *, batc
         batch = todo[start : start + batch_size]
         vectors = text_encoder.encode([t for _id, t in batch])
         with engine.begin() as conn:
+            share_described_photos(conn, [i for i, _ in batch])  # an edit of their place waits for this commit
             write_vectors(conn, "description_embeddings", "description_id", model_id, [i for i, _ in batch], vectors)
         bar.update(len(batch))
     bar.close()

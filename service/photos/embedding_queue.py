@@ -3,7 +3,9 @@
 An upload stores the photo and ``enqueue``s it in its own transaction; a worker
 (``service.ingest.embedding_worker``) claims a batch with ``CLAIM_JOBS_SQL`` (``FOR UPDATE SKIP
 LOCKED``: concurrent workers take different photos and never wait for each other), writes the
-vectors and ``finish``es the jobs before it commits. The row lock lasts as long as that transaction,
+vectors and ``finish``es the jobs before it commits. The claim holds each photo ``FOR SHARE`` too
+(skipping one an edit or a deletion holds; the next poll takes it): an edit of its place waits for
+the vectors and then rewrites their facets (service/store/facets.py). The row lock lasts as long as that transaction,
 so a worker that dies mid-job (killed, out of memory, connection lost) leaves the job queued for the
 next claim. A job that raises counts an attempt (``record_failure``) and is ``failed`` after
 ``MAX_ATTEMPTS``, so one bad file cannot hold the queue.
@@ -41,7 +43,7 @@ CLAIM_JOBS_SQL = text(
     WHERE j.state = 'queued'
     ORDER BY j.enqueued_at, j.photo_id
     LIMIT :limit
-    FOR UPDATE OF j SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED FOR SHARE OF p SKIP LOCKED
     """
 )
 

@@ -21,12 +21,16 @@ A search's shape is a :class:`ShortlistShape`: which candidate searches run, eac
 (service/store/hnsw.py) or by an exact scan, and which photo filters are set. Each set filter is a
 plain predicate the planner can see; an unset one is not in the statement at all (a
 ``CAST(x AS ..) IS NULL OR ..`` would hide both from it). So there is one statement per shape,
-made once per process by ``shortlist_sql``.
+made once per process by ``shortlist_sql``. Place, camera and uploader are tested in the vector's
+own row (its ``facets``, migration 0018: ``facets @> photo_facets(place => ..)``, the function that
+made them), so the index scan that meets a vector decides it without probing ``photos`` (at a
+10 % place filter it meets about ten vectors per candidate); its GIN index serves a filter that
+keeps a few photos.
 
 A deleted photo has no vectors, and its descriptions none either (``uploads.delete_photo``), so no
 candidate search meets it and none probes ``photos`` for its tombstone (0.5 ms of ~10 at a million
-photos, docs/scaling.md); a search reads ``photos`` only for a filter and for its candidates' file
-names and content marks. (The loader may still write vectors for a description whose photo is deleted
+photos, docs/scaling.md); a search reads ``photos`` only for a ``taken_at`` or ``splits`` filter and
+for its candidates' file names and content marks. (The loader may still write vectors for a description whose photo is deleted
 meanwhile: such a candidate has no photo vectors, so the final join drops it.)
 ``query_vector`` is the query in the ranker's space (photo side), ``text_vector`` the text
 encoder's own vector and ``multilingual_vector`` USE's (description side).
@@ -42,15 +46,16 @@ from sqlalchemy import Connection
 from service.store.db import driver_connection, driver_errors, session_settings_of
 from service.store.tables import OTHER_LANGUAGE
 
-# The photo filters, by parameter name; taken_after/taken_before form a half-open interval [after, before).
+# The filters a vector row carries (its photo's ``facets``, migration 0018), matched case-insensitively:
+# tested in the row the index scan reads, with no probe of ``photos``.
+FACET_FILTERS = ("camera", "place", "uploader")
+# The filters read from ``photos``; taken_after/taken_before form a half-open interval [after, before).
 PHOTO_FILTERS = {
     "splits": "p.split = ANY(%(splits)s)",
-    "camera": "lower(p.camera) = lower(%(camera)s)",
-    "place": "lower(p.place) = lower(%(place)s)",
-    "uploader": "lower(p.uploader) = lower(%(uploader)s)",
     "taken_after": "p.taken_at >= %(taken_after)s",
     "taken_before": "p.taken_at < %(taken_before)s",
 }
+FILTERS = (*FACET_FILTERS, *PHOTO_FILTERS)
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class ShortlistShape:
     photos: Space
     text: Space | None = None          # MiniLM's description search; None: off (image-only, or no vectors)
     multilingual: Space | None = None  # USE's description search; None: off
-    filters: tuple[str, ...] = ()      # names in PHOTO_FILTERS that are set, in its order
+    filters: tuple[str, ...] = ()      # names in FILTERS that are set, in its order
     # USE's side only among descriptions in other languages (an English query: MiniLM reads the rest)
     multilingual_other_languages: bool = False
 
@@ -79,7 +84,7 @@ _COLUMN_SEPARATOR = ",\n               "
 
 
 def filters_set(params: dict) -> tuple[str, ...]:
-    return tuple(name for name in PHOTO_FILTERS if params.get(name) is not None)
+    return tuple(name for name in FILTERS if params.get(name) is not None)
 
 
 def nearest_order(column: str, vector: str, space: Space) -> str:
@@ -92,20 +97,30 @@ def nearest_order(column: str, vector: str, space: Space) -> str:
     return f"{column}::{half} <=> CAST({vector} AS {half})"
 
 
-def _where(*conditions: str, filters: tuple[str, ...]) -> str:
-    return "\n          AND ".join([*conditions, *(PHOTO_FILTERS[name] for name in filters)])
+def _where(alias: str, *conditions: str, filters: tuple[str, ...]) -> str:
+    """The conditions, then the set facet filters as one test of the vector row's ``facets`` (the
+    same function made both sides), then the set filters of ``photos``."""
+    facets = [name for name in filters if name in FACET_FILTERS]
+    if facets:
+        wanted = ", ".join(f"{name} => %({name})s" for name in facets)
+        conditions = (*conditions, f"{alias}.facets @> photo_facets({wanted})")
+    return "\n          AND ".join([*conditions, *(PHOTO_FILTERS[name] for name in filters if name in PHOTO_FILTERS)])
+
+
+def _photos_join(filters: tuple[str, ...], photo_id: str) -> str:
+    """``photos`` only when a filter of it is set: a deleted photo has no vectors, and the facets
+    travel with the vectors, so nothing else needs it."""
+    return f"\n        JOIN photos p ON p.id = {photo_id}" if any(f in PHOTO_FILTERS for f in filters) else ""
 
 
 def _description_search(name: str, model_param: str, vector: str, space: Space, filters: tuple[str, ...],
                         other_languages: bool = False) -> str:
-    where = _where(f"de.model_id = %({model_param})s", "d.source <> 'test'",
+    where = _where("de", f"de.model_id = %({model_param})s", "d.source <> 'test'",
                    *((OTHER_LANGUAGE,) if other_languages else ()), filters=filters)
-    # photos only when a filter reads them: a deleted photo's descriptions have no vectors
-    photos = "\n        JOIN photos p ON p.id = d.photo_id" if filters else ""
     return f"""{name} AS (
         SELECT d.photo_id
         FROM description_embeddings de
-        JOIN descriptions d ON d.id = de.description_id{photos}
+        JOIN descriptions d ON d.id = de.description_id{_photos_join(filters, "d.photo_id")}
         WHERE {where}
         ORDER BY {nearest_order("de.embedding", f"%({vector})s", space)}
         LIMIT %(shortlist_size)s
@@ -129,12 +144,10 @@ def shortlist_sql(shape: ShortlistShape, inlined: tuple[tuple[str, int], ...] = 
 
 
 def _statement(shape: ShortlistShape) -> str:
-    # photos only when a filter reads them: a deleted photo has no vectors, so nothing else needs them
-    photos = "\n        JOIN photos p ON p.id = e.photo_id" if shape.filters else ""
     ctes = [f"""semantic_search AS (
         SELECT e.photo_id
-        FROM photo_embeddings e{photos}
-        WHERE {_where("e.model_id = %(model_id)s", filters=shape.filters)}
+        FROM photo_embeddings e{_photos_join(shape.filters, "e.photo_id")}
+        WHERE {_where("e", "e.model_id = %(model_id)s", filters=shape.filters)}
         ORDER BY {nearest_order("e.embedding", "%(query_vector)s", shape.photos)}
         LIMIT %(shortlist_size)s
     )"""]

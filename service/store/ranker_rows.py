@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ml.ranker import Ranker
 from service.config import Settings
 from service.store.db import as_array, driver_connection
+from service.store.facets import settle_ranker_rows
 from service.store.model_rows import active_ranker, load_ranker
 
 BATCH = 500  # photos projected and written per COPY
@@ -56,6 +57,7 @@ def project_missing_photos(engine: Engine, settings: Settings, image_model_id: i
     with engine.begin() as conn:
         project_photos(conn, model.id, load_ranker(model.artifact_path), [r.photo_id for r in rows],
                        np.stack([as_array(r.embedding) for r in rows]))
+        settle_ranker_rows(conn, model.id)
     return len(rows)
 
 

@@ -112,13 +112,6 @@ class Photo(Base):
         CheckConstraint("bytes > 0 AND width > 0 AND height > 0", name="positive_size"),
         CheckConstraint(f"shows_child_source IS NULL OR {_in('shows_child_source', CHILD_MARK_SOURCES)}",
                         name="shows_child_source"),
-        # The search filters' own expressions (service/search/shortlist.py, migration 0014): their
-        # statistics tell the planner a place holds 10 % of the photos, not the 0.5 % it guesses
-        # for an expression (it then scanned every description exactly), and one uploader's few
-        # photos are found by the index, not by walking the vector graph past them.
-        Index("ix_photos_lower_place", text("lower(place)")),
-        Index("ix_photos_lower_camera", text("lower(camera)")),
-        Index("ix_photos_lower_uploader", text("lower(uploader)")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -298,10 +291,18 @@ class RankerPairScore(Base):
     in_shortlist: Mapped[bool] = mapped_column(Boolean)  # false: a search would not have shown the photo
 
 
+def _facets_column() -> Mapped[list[str]]:
+    """The photo's place, camera and uploader beside each of its vectors (migration 0018), as the SQL
+    function ``photo_facets`` makes them and triggers keep them, so a filtered search tests them in the
+    row its index scan reads (service/search/shortlist.py) instead of probing ``photos``."""
+    return mapped_column(ARRAY(Text), server_default=text("'{}'"))
+
+
 class PhotoEmbedding(Base):
     """A photo's vector under one model: raw image features (encoder) or joint-space vector (ranker)."""
 
     __tablename__ = "photo_embeddings"
+    __table_args__ = (Index(None, "facets", postgresql_using="gin"),)
 
     photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
     model_id: Mapped[int] = mapped_column(
@@ -314,6 +315,7 @@ class PhotoEmbedding(Base):
     label_ids: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
     label_probs: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
     mapper_norm: Mapped[float | None] = mapped_column(REAL)
+    facets: Mapped[list[str]] = _facets_column()
 
 
 JOB_STATES = ("queued", "failed")
@@ -338,6 +340,7 @@ class EmbeddingJob(Base):
 
 class DescriptionEmbedding(Base):
     __tablename__ = "description_embeddings"
+    __table_args__ = (Index(None, "facets", postgresql_using="gin"),)
 
     description_id: Mapped[int] = mapped_column(
         ForeignKey("descriptions.id", ondelete="CASCADE"), primary_key=True
@@ -346,6 +349,7 @@ class DescriptionEmbedding(Base):
         ForeignKey("models.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     embedding: Mapped[Any] = mapped_column(Vector())
+    facets: Mapped[list[str]] = _facets_column()
 
 
 class SearchLog(Base):

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from ml.ranker import Ranker
 from service.config import Settings
+from service.store.facets import settle_ranker_rows
 from service.store.hnsw import build_index
 from service.store.model_rows import activate_ranker, active_ranker, encoder_model_ids, insert_ranker
 from service.store.ranker_rows import project_photos, write_text_transform
@@ -77,6 +78,7 @@ def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.nd
         project_photos(conn, model_id, ranker, photo_ids, features, progress=progress)
         if text_model_id is not None:  # the expert-rated pairs' scores, for analysts (needs the text vectors)
             score_expert_pairs(conn, model_id, ranker, text_model_id, settings.shortlist)
+        settle_ranker_rows(conn, model_id)  # last: photos takes no writes from here to the commit
     # The HNSW index exists before the ranker can be searched, so no search ever scans a large
     # library exactly while it is built; built CONCURRENTLY, so uploads are not blocked meanwhile.
     index = build_index(engine, model_id, ranker.dims)
