@@ -253,6 +253,19 @@ def test_the_owner_edits_place_camera_taken_at_and_the_child_mark(writable_serve
     assert r.status_code == 409 and r.json()["field"] == "shows_child" and "description" in r.json()["error"]
 
 
+def _delete(library: dict, photo_id: int, who: dict) -> None:
+    """Delete a photo as DELETE /api/photos/<id> does, its files too (the shared store must hold no
+    orphans: test_api_photos checks it), in this thread's own transaction."""
+    from sqlalchemy.orm import Session
+
+    from service.photos import uploads
+
+    with Session(library["engine"]) as session:
+        storage_key, sha256 = uploads.delete_photo(session=session, photo_id=photo_id, user_id=who["user_id"])
+        session.commit()
+        uploads.remove_files(session=session, settings=library["settings"], storage_key=storage_key, sha256=sha256)
+
+
 def _facets(engine, photo_id: int) -> dict[str, list]:
     """The facets beside each vector of the photo and of its descriptions (migration 0018)."""
     with engine.connect() as conn:
@@ -332,9 +345,7 @@ def test_a_ranker_row_written_while_its_photo_is_edited_or_deleted_is_settled(wr
     """A ranker's rows for many photos settle at the end of their transaction (facets.settle_ranker_rows,
     as a new ranker's are published): an edit or a deletion that committed meanwhile could not see
     them, and does not wait for them; the settling rewrites the one and drops the other."""
-    from sqlalchemy.orm import Session
 
-    from service.photos import uploads
     from service.store.facets import settle_ranker_rows
 
     engine = writable["engine"]
@@ -349,17 +360,13 @@ def test_a_ranker_row_written_while_its_photo_is_edited_or_deleted_is_settled(wr
                                  f"RETURNING {columns}"), {"m": model_id, "a": edited_photo, "b": deleted_photo}).all()
     assert len(rows) == 2
 
-    def delete() -> None:
-        with Session(engine) as session:
-            uploads.delete_photo(session=session, photo_id=deleted_photo, user_id=people["ana"]["user_id"])
-            session.commit()
-
     row_facets = text("SELECT facets FROM photo_embeddings WHERE model_id = :m AND photo_id = :p")
     with engine.begin() as writer:
         for row in rows:
             writer.execute(text(f"INSERT INTO photo_embeddings ({columns}) VALUES (:photo_id, :model_id, "
                                 ":embedding, :bridge, :label_ids, :label_probs, :mapper_norm)"), row._asdict())
-        for work in (lambda: _set_place(engine, edited_photo, "Narvik"), delete):
+        for work in (lambda: _set_place(engine, edited_photo, "Narvik"), lambda: _delete(writable, deleted_photo,
+                                                                                       people["ana"])):
             thread, done = _in_thread(work)
             thread.join(30)
             assert done.is_set()  # neither waits for the writer
@@ -493,11 +500,7 @@ def test_a_description_written_while_its_photo_is_deleted_leaves_no_vectors(writ
     deleted = threading.Event()
 
     def delete() -> None:
-        with Session(engine) as session:  # as DELETE /api/photos/<id> does it
-            storage_key, sha256 = uploads.delete_photo(session=session, photo_id=photo_id,
-                                                       user_id=people["ana"]["user_id"])
-            session.commit()
-            uploads.remove_files(session=session, settings=settings, storage_key=storage_key, sha256=sha256)
+        _delete(writable, photo_id, people["ana"])
         deleted.set()
 
     with Session(engine) as writer:
