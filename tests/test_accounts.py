@@ -345,7 +345,6 @@ def test_a_ranker_row_written_while_its_photo_is_edited_or_deleted_is_settled(wr
     """A ranker's rows for many photos settle at the end of their transaction (facets.settle_ranker_rows,
     as a new ranker's are published): an edit or a deletion that committed meanwhile could not see
     them, and does not wait for them; the settling rewrites the one and drops the other."""
-
     from service.store.facets import settle_ranker_rows
 
     engine = writable["engine"]
@@ -354,8 +353,8 @@ def test_a_ranker_row_written_while_its_photo_is_edited_or_deleted_is_settled(wr
     for photo_id in (edited_photo, deleted_photo):
         wait_searchable(writable_server, photo_id)
     columns = "photo_id, model_id, embedding, bridge, label_ids, label_probs, mapper_norm"
+    model_id = _scalar(engine, "SELECT id FROM models WHERE kind = 'ranker' AND active")
     with engine.begin() as conn:  # their rows under the active ranker, gone as if not projected yet
-        model_id = _scalar(engine, "SELECT id FROM models WHERE kind = 'ranker' AND active")
         rows = conn.execute(text(f"DELETE FROM photo_embeddings WHERE model_id = :m AND photo_id IN (:a, :b) "
                                  f"RETURNING {columns}"), {"m": model_id, "a": edited_photo, "b": deleted_photo}).all()
     assert len(rows) == 2
@@ -365,8 +364,9 @@ def test_a_ranker_row_written_while_its_photo_is_edited_or_deleted_is_settled(wr
         for row in rows:
             writer.execute(text(f"INSERT INTO photo_embeddings ({columns}) VALUES (:photo_id, :model_id, "
                                 ":embedding, :bridge, :label_ids, :label_probs, :mapper_norm)"), row._asdict())
-        for work in (lambda: _set_place(engine, edited_photo, "Narvik"), lambda: _delete(writable, deleted_photo,
-                                                                                       people["ana"])):
+        edit, delete = (lambda: _set_place(engine, edited_photo, "Narvik"),
+                        lambda: _delete(writable, deleted_photo, people["ana"]))
+        for work in (edit, delete):
             thread, done = _in_thread(work)
             thread.join(30)
             assert done.is_set()  # neither waits for the writer

@@ -16,7 +16,8 @@ rows and of its descriptions' vector rows. A row written by a transaction still 
 commits is the writers' to settle (service/store/facets.py says how each does). The expression
 indexes of 0014 on ``photos`` served only the old filters and go.
 
-The backfill rewrites every vector row once: minutes at a million photos (the rows are ~3 kB).
+The backfill rewrites every vector row once (not timed at a million photos here; the rows are
+~3 kB, so plan it like the rewrite under "Vectors inline" in docs/scaling.md).
 
 Revision ID: 0018
 Revises: 0017

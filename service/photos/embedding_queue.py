@@ -5,9 +5,9 @@ An upload stores the photo and ``enqueue``s it in its own transaction; a worker
 LOCKED``: concurrent workers take different photos and never wait for each other), writes the
 vectors and ``finish``es the jobs before it commits. The claim holds each photo ``FOR SHARE`` too
 (skipping one an edit or a deletion holds; the next poll takes it): an edit of its place waits for
-the vectors and then rewrites their facets (service/store/facets.py). The row lock lasts as long as that transaction,
-so a worker that dies mid-job (killed, out of memory, connection lost) leaves the job queued for the
-next claim. A job that raises counts an attempt (``record_failure``) and is ``failed`` after
+the vectors and then rewrites their facets (service/store/facets.py). The row locks last as long as
+that transaction, so a worker that dies mid-job (killed, out of memory, connection lost) leaves the
+job queued for the next claim. A job that raises counts an attempt (``record_failure``) and is ``failed`` after
 ``MAX_ATTEMPTS``, so one bad file cannot hold the queue.
 
 Workers run in a process of their own (`withsense worker`), not beside the web workers: ``enqueue``

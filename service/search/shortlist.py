@@ -30,8 +30,9 @@ keeps a few photos.
 A deleted photo has no vectors, and its descriptions none either (``uploads.delete_photo``), so no
 candidate search meets it and none probes ``photos`` for its tombstone (0.5 ms of ~10 at a million
 photos, docs/scaling.md); a search reads ``photos`` only for a ``taken_at`` or ``splits`` filter and
-for its candidates' file names and content marks. (The loader may still write vectors for a description whose photo is deleted
-meanwhile: such a candidate has no photo vectors, so the final join drops it.)
+for its candidates' file names and content marks. (The loader may still write vectors for a
+description whose photo is deleted meanwhile: such a candidate has no photo vectors, so the final
+join drops it.)
 ``query_vector`` is the query in the ranker's space (photo side), ``text_vector`` the text
 encoder's own vector and ``multilingual_vector`` USE's (description side).
 """

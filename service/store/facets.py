@@ -23,7 +23,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-# ORDER BY id: concurrent writers lock in one order. An edit's row lock waits for these.
+# An edit's row lock (FOR NO KEY UPDATE) waits for these until the commit; ORDER BY id takes them in
+# the order every batch takes them.
 SHARE_DESCRIBED_PHOTOS_SQL = text(
     """SELECT 1 FROM photos
        WHERE id IN (SELECT photo_id FROM descriptions WHERE id = ANY(:description_ids))
