@@ -187,10 +187,16 @@ def cmd_ingest(args, settings: Settings) -> int:
     from service.ingest.embedding_worker import drain
 
     n_queued = drain(engine, settings, encoders.image, progress=not args.quiet)  # uploads no server took up
+    from service.store import facet_indexes
+
+    facets = facet_indexes.refresh_active(engine, settings)  # the new photos may make a place common
     for line in report.lines():
         print(line)
     print(f"vectors computed: {n_photos} photos, {n_texts} descriptions, {n_queued} queued uploads; "
           f"{n_projected} photos added to the active model")
+    if facets and (facets["built"] or facets["dropped"]):
+        print(f"filter indexes of common places, cameras and uploaders: {len(facets['built'])} built, "
+              f"{len(facets['dropped'])} dropped")
     return 0
 
 

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     hnsw_min_photos: int = _setting(2_000,
                                     "photos under the active ranker from which the shortlist uses its HNSW index "
                                     "(below it an exact scan is as fast and exact)", ge=0)
+    facet_index_min_share: float = _setting(0.05,
+                                            "share of the library's photos a place, camera or uploader must "
+                                            "hold to get HNSW indexes of its own for searches filtered by it; "
+                                            "0 = none", ge=0.0, le=1.0)
     model_refresh_seconds: float = _setting(2.0,
                                             "how often a serving process checks which ranker is active", ge=0.0, le=3600.0)
     query_cache_size: int = _setting(4096,

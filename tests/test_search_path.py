@@ -205,6 +205,59 @@ def test_a_search_connection_starts_with_the_index_settings_and_sends_the_statem
         assert [r.cos_joint for r in rows] == pytest.approx([r.cos_joint for r in plain], abs=1e-9)
 
 
+# Before the migration test below, which leaves this library's ranker rows without label evidence.
+def test_a_common_place_gets_indexes_of_its_own_that_its_filter_uses(own_library, encoders):
+    """A place half the library carries gets partial HNSW indexes (service/store/facet_indexes.py):
+    one over the ranker's photo vectors, one per text encoder over description vectors; the
+    filtered statement's predicate is theirs, so the planner takes them (the full scan priced out as
+    above: 16 rows never need an index); the search keeps only that place; a value no longer common
+    loses them. The place is a photographer's free text, quotes, colon and percent sign included."""
+    from service.store import facet_indexes
+    from service.store.hnsw import DESCRIPTION_INDEX_PREFIX, INDEX_PREFIX, TEXT_ENCODERS_SQL
+
+    engine, settings = own_library["engine"], own_library["settings"]
+    place = "L'Anse :Nord %"
+    with engine.begin() as conn:
+        model_id, dims = conn.execute(text("SELECT id, dims FROM models WHERE kind = 'ranker' AND active")).one()
+        placed = conn.execute(text(
+            "UPDATE photos SET place = :place WHERE id IN (SELECT photo_id FROM photo_embeddings WHERE model_id = :m "
+            "ORDER BY photo_id LIMIT 8) RETURNING id"), {"place": place, "m": model_id}).scalars().all()
+        conn.execute(text("UPDATE photos SET place = 'Rare' WHERE id = (SELECT max(photo_id) FROM photo_embeddings "
+                          "WHERE model_id = :m)"), {"m": model_id})
+        text_models = [m for m, _ in conn.execute(TEXT_ENCODERS_SQL).all()]
+    facet = "place:" + place.lower()
+    expected = {facet_indexes.facet_index_name(INDEX_PREFIX, model_id, facet),
+                *(facet_indexes.facet_index_name(DESCRIPTION_INDEX_PREFIX, m, facet) for m in text_models)}
+    refresh = lambda: facet_indexes.refresh(engine, model_id, dims, min_share=0.25, min_photos=0)  # noqa: E731
+    assert set(refresh()["built"]) == expected and len(expected) == 1 + len(text_models)
+    assert refresh() == {"built": [], "dropped": []}  # built once
+
+    query_vector = encoders.text.encode([QUERIES[1]])[0]
+    params = {**_shortlist_params({"model": {"id": model_id}, "text": own_library["text"]}, query_vector),
+              "place": place.upper()}
+    with engine.connect() as conn:
+        with driver_connection(conn).cursor() as cur:
+            for setting in ("enable_seqscan = off", "enable_sort = off", "enable_bitmapscan = off",
+                            "plan_cache_mode = force_custom_plan"):
+                cur.execute(f"SET LOCAL {setting}")
+            plan = "\n".join(r[0] for r in cur.execute(
+                "EXPLAIN " + shortlist_sql(ShortlistShape(Space(384, True), Space(384, True), filters=("place",))),
+                params))
+        conn.rollback()
+    assert facet_indexes.facet_index_name(INDEX_PREFIX, model_id, facet) in plan, plan
+    assert facet_indexes.facet_index_name(DESCRIPTION_INDEX_PREFIX, own_library["text"], facet) in plan, plan
+
+    indexed = Searcher(engine, settings.with_overrides({"hnsw_min_photos": 0}), encoders.text)
+    exact = Searcher(engine, settings.with_overrides({"hnsw_min_photos": 10**9}), encoders.text)
+    pages = [s.search(QUERIES[1], limit=16, filters=Filters(place=place.upper()), log=False) for s in (indexed, exact)]
+    assert {r.photo_id for r in pages[0].results} == set(placed)
+    assert [r.photo_id for r in pages[0].results] == [r.photo_id for r in pages[1].results]
+
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE photos SET place = NULL WHERE place IN (:place, 'Rare')"), {"place": place})
+    assert refresh() == {"built": [], "dropped": sorted(expected)}
+
+
 def test_migrations_0007_and_0014_index_rankers_and_text_encoders_and_downgrade_drops_them(own_library):
     url, engine = own_library["settings"].database_url, own_library["engine"]
     with engine.connect() as conn:
@@ -279,3 +332,4 @@ def test_similar_photos_use_the_rankers_index_by_the_shortlists_rule(loaded, enc
             {"vector": vector, "model_id": model_id, "photo_id": None, "sha256": "", "limit": 8}))
             for use in (True, False)}
     assert index_name(model_id) in plans[True] and index_name(model_id) not in plans[False], plans
+

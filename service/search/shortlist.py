@@ -99,13 +99,13 @@ def nearest_order(column: str, vector: str, space: Space) -> str:
 
 
 def _where(alias: str, *conditions: str, filters: tuple[str, ...]) -> str:
-    """The conditions, then the set facet filters as one test of the vector row's ``facets`` (the
-    same function made both sides), then the set filters of ``photos``."""
-    facets = [name for name in filters if name in FACET_FILTERS]
-    if facets:
-        wanted = ", ".join(f"{name} => %({name})s" for name in facets)
-        conditions = (*conditions, f"{alias}.facets @> photo_facets({wanted})")
-    return "\n          AND ".join([*conditions, *(PHOTO_FILTERS[name] for name in filters if name in PHOTO_FILTERS)])
+    """The conditions, then each set facet filter as a test of the vector row's ``facets`` (the same
+    function made both sides), then the set filters of ``photos``. One test per filter, each the
+    very predicate of a common value's own index (service/store/facet_indexes.py), so the planner
+    can prove that index serves it; the other filters are checked in the rows that index yields."""
+    facets = [f"{alias}.facets @> photo_facets({name} => %({name})s)" for name in filters if name in FACET_FILTERS]
+    return "\n          AND ".join([*conditions, *facets,
+                                   *(PHOTO_FILTERS[name] for name in filters if name in PHOTO_FILTERS)])
 
 
 def _photos_join(filters: tuple[str, ...], photo_id: str) -> str:

@@ -8,11 +8,14 @@ halves the index with no loss of recall@100 here (reports/bench/scale.md). `with
 the ranker's index, and the text encoders' ones not built yet, before it activates the ranker
 (migration 0014 builds the text encoders' for a database trained before them); the shortlist uses
 them once the ranker covers ``WITHSENSE_HNSW_MIN_PHOTOS`` photos. An index, once built, takes
-new rows as they are written.
+new rows as they are written. A common filter value has partial indexes of its own beside these
+(service/store/facet_indexes.py).
 """
 from __future__ import annotations
 
 from sqlalchemy import Engine, text
+
+from service.store.db import driver_connection, driver_errors
 
 INDEX_PREFIX = "photo_embeddings_hnsw_m"
 DESCRIPTION_INDEX_PREFIX = "description_embeddings_hnsw_m"
@@ -46,11 +49,15 @@ def description_index_ddl(model_id: int, dims: int, *, concurrently: bool = True
     return _ddl(description_index_name(model_id), "description_embeddings", model_id, dims, concurrently)
 
 
-def _run(engine: Engine, *statements: str, memory_mb: int) -> None:
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"SET maintenance_work_mem = '{int(memory_mb)}MB'"))
+def run_maintenance(engine: Engine, *statements: str, memory_mb: int = BUILD_MEMORY_MB) -> None:
+    """Index DDL outside a transaction (CONCURRENTLY needs that), with the build's memory. Sent by
+    psycopg without parameters, so nothing in a statement is read as a placeholder (a facet index's
+    predicate quotes a photographer's text: service/store/facet_indexes.py)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, driver_errors(conn):
+        raw = driver_connection(conn)
+        raw.execute(f"SET maintenance_work_mem = '{int(memory_mb)}MB'")
         for statement in statements:
-            conn.execute(text(statement))
+            raw.execute(statement)
 
 
 def build_description_indexes(engine: Engine, *, memory_mb: int = BUILD_MEMORY_MB) -> list[str]:
@@ -58,7 +65,7 @@ def build_description_indexes(engine: Engine, *, memory_mb: int = BUILD_MEMORY_M
     nothing), then ANALYZE; returns their names."""
     with engine.connect() as conn:
         encoders = conn.execute(TEXT_ENCODERS_SQL).all()
-    _run(engine, *(description_index_ddl(m, d) for m, d in encoders), "ANALYZE description_embeddings",
+    run_maintenance(engine, *(description_index_ddl(m, d) for m, d in encoders), "ANALYZE description_embeddings",
          memory_mb=memory_mb)
     return [description_index_name(m) for m, _ in encoders]
 
@@ -67,7 +74,7 @@ def build_index(engine: Engine, model_id: int, dims: int, *, memory_mb: int = BU
     """The ranker's index (CONCURRENTLY: uploads keep writing meanwhile) and the text encoders'
     description indexes, each ANALYZEd; returns the ranker's index name. ``memory_mb``: a graph
     larger than this is built on disk, several times slower (~1.5 GB for a million photos)."""
-    _run(engine, index_ddl(model_id, dims), "ANALYZE photo_embeddings", memory_mb=memory_mb)
+    run_maintenance(engine, index_ddl(model_id, dims), "ANALYZE photo_embeddings", memory_mb=memory_mb)
     build_description_indexes(engine, memory_mb=memory_mb)
     return index_name(model_id)
 

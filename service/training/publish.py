@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from ml.ranker import Ranker
 from service.config import Settings
+from service.store import facet_indexes
 from service.store.facets import settle_ranker_rows
 from service.store.hnsw import build_index
 from service.store.model_rows import activate_ranker, active_ranker, encoder_model_ids, insert_ranker
@@ -82,6 +83,8 @@ def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.nd
     # The HNSW index exists before the ranker can be searched, so no search ever scans a large
     # library exactly while it is built; built CONCURRENTLY, so uploads are not blocked meanwhile.
     index = build_index(engine, model_id, ranker.dims)
+    facet_indexes.refresh(engine, model_id, ranker.dims, min_share=settings.facet_index_min_share,
+                          min_photos=settings.hnsw_min_photos)
     if activate:
         with engine.begin() as conn:
             activate_ranker(conn, model_id, settings.encoder_key)
