@@ -83,9 +83,9 @@ def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.nd
     # The HNSW index exists before the ranker can be searched, so no search ever scans a large
     # library exactly while it is built; built CONCURRENTLY, so uploads are not blocked meanwhile.
     index = build_index(engine, model_id, ranker.dims)
-    facet_indexes.refresh(engine, model_id, ranker.dims, min_share=settings.facet_index_min_share,
-                          min_photos=settings.hnsw_min_photos)
-    if activate:
+    if activate:  # a ranker that serves: a common filter value's indexes before its first search
+        facet_indexes.refresh(engine, model_id, ranker.dims, min_share=settings.facet_index_min_share,
+                              min_photos=settings.hnsw_min_photos)
         with engine.begin() as conn:
             activate_ranker(conn, model_id, settings.encoder_key)
     return {"id": model_id, "version": version, "artifact_path": str(directory), "hnsw_index": index}
