@@ -40,7 +40,7 @@ FACET_COUNTS_SQL = text(
     """SELECT f.facet, count(*) AS photos
        FROM photo_embeddings e CROSS JOIN LATERAL unnest(e.facets) AS f(facet)
        WHERE e.model_id = :model_id
-       GROUP BY f.facet HAVING count(*) >= :min_photos
+       GROUP BY f.facet HAVING count(*) >= :at_least
        ORDER BY photos DESC, f.facet"""
 )
 RANKER_PHOTOS_SQL = text("SELECT count(*) FROM photo_embeddings WHERE model_id = :model_id")
@@ -71,13 +71,14 @@ def _pattern(prefix: str, model_id: int) -> str:
 
 
 def wanted(engine: Engine, model_id: int, dims: int, *, min_share: float, min_photos: int) -> list[FacetIndex]:
-    """The facet indexes the ranker's library calls for: none below ``min_photos`` photos."""
+    """The facet indexes the ranker's library calls for: those of every facet at least ``min_share``
+    of its photos carry, none while it has fewer than ``min_photos`` (the shortlist scans exactly)."""
     with engine.connect() as conn:
         n = conn.execute(RANKER_PHOTOS_SQL, {"model_id": model_id}).scalar_one()
         if n < max(1, min_photos) or min_share <= 0:
             return []
         facets = conn.execute(FACET_COUNTS_SQL, {"model_id": model_id,
-                                                 "min_photos": max(1, int(min_share * n))}).scalars().all()
+                                                 "at_least": max(1, int(min_share * n))}).scalars().all()
         encoders = conn.execute(TEXT_ENCODERS_SQL).all()
     spaces = [(INDEX_PREFIX, "photo_embeddings", model_id, dims),
               *((DESCRIPTION_INDEX_PREFIX, "description_embeddings", m, d) for m, d in encoders)]
