@@ -82,10 +82,11 @@ def test_demo_without_shared_loads_the_fixture_says_where_the_data_is_and_answer
         # Stopped as Ctrl-C or `docker stop` would: every worker exits cleanly (none killed by a
         # signal of its own, as when ONNX Runtime was inherited from the demo's setup steps).
         os.killpg(process.pid, 15)
-        assert process.wait(timeout=60) == 0
+        code = process.wait(timeout=60)
         while (line := lines.get(timeout=10)) is not None:
             output.append(line)
         text = "".join(output)
+        assert code == 0, text[-3000:]  # the processes' own words on why, if one did not exit cleanly
         assert "Shutting down: Master" in text, text[-3000:]
         assert "was sent SIG" not in text and "terminate called" not in text, text[-3000:]
     finally:

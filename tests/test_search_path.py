@@ -228,7 +228,9 @@ def test_a_common_place_gets_indexes_of_its_own_that_its_filter_uses(own_library
     facet = "place:" + place.lower()
     expected = {facet_indexes.facet_index_name(INDEX_PREFIX, model_id, facet),
                 *(facet_indexes.facet_index_name(DESCRIPTION_INDEX_PREFIX, m, facet) for m in text_models)}
-    refresh = lambda: facet_indexes.refresh(engine, model_id, dims, min_share=0.25, min_photos=0)  # noqa: E731
+    # As `withsense train` and `ingest` call it: for the active ranker, by the settings.
+    common = settings.with_overrides({"facet_index_min_share": 0.25, "hnsw_min_photos": 0})
+    refresh = lambda: facet_indexes.refresh_active(engine, common)  # noqa: E731
     assert set(refresh()["built"]) == expected and len(expected) == 1 + len(text_models)
     assert refresh() == {"built": [], "dropped": []}  # built once
 

@@ -10,8 +10,10 @@ vectors and one per text encoder over the description vectors:
 that very predicate (service/search/shortlist.py), so the planner proves the index serves it and
 walks a graph of only that value's vectors; a rarer value keeps the GIN index or the whole graph.
 
-`withsense train` and `withsense ingest` refresh them (``refresh``): the missing ones built
-CONCURRENTLY (uploads keep writing), those of values no longer common dropped. Below
+`withsense train` (for the ranker it activates, else for the active one, so a scheduled
+`train --if-better` follows a library that grows by uploads) and `withsense ingest` refresh them
+(``refresh``): the missing ones built CONCURRENTLY (uploads keep writing), those of values no
+longer common dropped. Below
 ``WITHSENSE_HNSW_MIN_PHOTOS`` the shortlist scans exactly and none is built. An index, once built,
 takes new rows and edits as they come: its predicate reads the row's own facets.
 """

@@ -88,4 +88,6 @@ def publish(engine: Engine, settings: Settings, ranker: Ranker, photo_ids: np.nd
                               min_photos=settings.hnsw_min_photos)
         with engine.begin() as conn:
             activate_ranker(conn, model_id, settings.encoder_key)
+    else:  # the serving ranker's, as its library now is (uploads may have made a place common)
+        facet_indexes.refresh_active(engine, settings)
     return {"id": model_id, "version": version, "artifact_path": str(directory), "hnsw_index": index}
