@@ -497,16 +497,9 @@ def test_a_description_written_while_its_photo_is_deleted_leaves_no_vectors(writ
                                        photo_id=photo_id, text_="a red kite over a grey beach", source="user",
                                        author=None, multilingual=encoders.multilingual)
 
-    deleted = threading.Event()
-
-    def delete() -> None:
-        _delete(writable, photo_id, people["ana"])
-        deleted.set()
-
     with Session(engine) as writer:
         description_id = describe(writer)
-        deleter = threading.Thread(target=delete)
-        deleter.start()
+        deleter, deleted = _in_thread(lambda: _delete(writable, photo_id, people["ana"]))
         assert not deleted.wait(1.0)  # the tombstone waits for the writer's lock
         writer.commit()
     deleter.join(30)

@@ -23,7 +23,7 @@ import hashlib
 from dataclasses import dataclass
 
 from psycopg import sql
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from service.config import Settings
 from service.store.db import driver_connection
@@ -72,23 +72,23 @@ def _pattern(prefix: str, model_id: int) -> str:
     return f"{prefix}{int(model_id)}\\_f%"
 
 
-def wanted(engine: Engine, model_id: int, dims: int, *, min_share: float, min_photos: int) -> list[FacetIndex]:
-    """The facet indexes the ranker's library calls for: those of every facet at least ``min_share``
-    of its photos carry, none while it has fewer than ``min_photos`` (the shortlist scans exactly)."""
-    with engine.connect() as conn:
-        n = conn.execute(RANKER_PHOTOS_SQL, {"model_id": model_id}).scalar_one()
-        if n < max(1, min_photos) or min_share <= 0:
-            return []
-        facets = conn.execute(FACET_COUNTS_SQL, {"model_id": model_id,
-                                                 "at_least": max(1, int(min_share * n))}).scalars().all()
-        encoders = conn.execute(TEXT_ENCODERS_SQL).all()
+def wanted(conn: Connection, model_id: int, dims: int, encoders: list, *, min_share: float,
+           min_photos: int) -> list[FacetIndex]:
+    """The facet indexes the ranker's library calls for (``encoders``: the text encoders' (id, dims)):
+    those of every facet at least ``min_share`` of its photos carry, none while it has fewer than
+    ``min_photos`` (the shortlist scans exactly)."""
+    n = conn.execute(RANKER_PHOTOS_SQL, {"model_id": model_id}).scalar_one()
+    if n < max(1, min_photos) or min_share <= 0:
+        return []
+    facets = conn.execute(FACET_COUNTS_SQL, {"model_id": model_id,
+                                             "at_least": max(1, int(min_share * n))}).scalars().all()
     spaces = [(INDEX_PREFIX, "photo_embeddings", model_id, dims),
               *((DESCRIPTION_INDEX_PREFIX, "description_embeddings", m, d) for m, d in encoders)]
     return [FacetIndex(facet_index_name(prefix, m, facet), table, m, d, facet)
             for facet in facets for prefix, table, m, d in spaces]
 
 
-def _ddl(engine: Engine, index: FacetIndex) -> str:
+def _ddl(conn: Connection, index: FacetIndex) -> str:
     # The facet is free text from a photographer: quoted by psycopg, never pasted.
     statement = sql.SQL(
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} USING hnsw "
@@ -97,23 +97,23 @@ def _ddl(engine: Engine, index: FacetIndex) -> str:
     ).format(name=sql.Identifier(index.name), table=sql.Identifier(index.table), dims=sql.Literal(int(index.dims)),
              m=sql.Literal(HNSW_M), ef=sql.Literal(HNSW_EF_CONSTRUCTION), model=sql.Literal(int(index.model_id)),
              facet=sql.Literal(index.facet))
-    with engine.connect() as conn:
-        return statement.as_string(driver_connection(conn))
+    return statement.as_string(driver_connection(conn))
 
 
 def refresh(engine: Engine, model_id: int, dims: int, *, min_share: float, min_photos: int) -> dict[str, list[str]]:
     """Build the facet indexes the library calls for and drop the others of these models (and any
     left invalid by a failed build); returns the names built and dropped."""
-    indexes = wanted(engine, model_id, dims, min_share=min_share, min_photos=min_photos)
     with engine.connect() as conn:
-        models = {model_id, *(m for m, _ in conn.execute(TEXT_ENCODERS_SQL).all())}
-        patterns = [_pattern(prefix, m) for m in sorted(models) for prefix in (INDEX_PREFIX, DESCRIPTION_INDEX_PREFIX)]
+        encoders = conn.execute(TEXT_ENCODERS_SQL).all()
+        indexes = wanted(conn, model_id, dims, encoders, min_share=min_share, min_photos=min_photos)
+        models = sorted({model_id, *(m for m, _ in encoders)})
+        patterns = [_pattern(prefix, m) for m in models for prefix in (INDEX_PREFIX, DESCRIPTION_INDEX_PREFIX)]
         existing = {r.relname: r.indisvalid for r in conn.execute(FACET_INDEXES_SQL, {"patterns": patterns})}
-    keep = {index.name for index in indexes}
-    drop = sorted(name for name, valid in existing.items() if name not in keep or not valid)
-    build = [index for index in indexes if index.name not in existing or not existing[index.name]]
-    run_maintenance(engine, *(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"' for name in drop),
-                    *(_ddl(engine, index) for index in build),
+        keep = {index.name for index in indexes}
+        drop = sorted(name for name, valid in existing.items() if name not in keep or not valid)
+        build = [index for index in indexes if index.name not in existing or not existing[index.name]]
+        ddl = [_ddl(conn, index) for index in build]
+    run_maintenance(engine, *(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"' for name in drop), *ddl,
                     *(("ANALYZE photo_embeddings", "ANALYZE description_embeddings") if build else ()))
     return {"built": [index.name for index in build], "dropped": drop}
 
