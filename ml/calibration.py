@@ -114,14 +114,15 @@ def fit_query_calibration(scores, query, fits, signals: tuple = QUERY_SIGNALS) -
 
 
 def held_out_mixed(rated: dict, negatives: dict, *, signals: tuple = QUERY_SIGNALS, threshold: float = 0.5,
-                   random_state: int = 0) -> dict:
+                   random_state: int = 0, fit=None) -> dict:
     """:class:`QueryCalibrator` measured honestly on a mixed set: fitted on half of the rated
     photos' pairs and half of the no-match queries' top candidates, reported on the other halves,
     and the other way round (2-fold; rated pairs grouped by photo, negatives by query).
 
     ``rated``: ``score``, ``query`` (n, len(signals)), ``fits``, ``group``; ``negatives``: the same
     with ``label`` for ``fits``, ``group`` (one per query), ``top1`` (the query's best candidate)
-    and ``kind`` (``caption`` / ``sentence`` / ``random``). Reports ECE on the rated pairs alone and
+    and ``kind`` (``caption`` / ``sentence`` / ``random``); ``fit`` (scores, query, fits, signals) ->
+    calibrator, :func:`fit_query_calibration` by default. Reports ECE on the rated pairs alone and
     on the mixed set, precision/recall at ``threshold``, and per kind of no-match query the share
     whose best score is under ``threshold``."""
     rng = np.random.default_rng(random_state)
@@ -130,7 +131,7 @@ def held_out_mixed(rated: dict, negatives: dict, *, signals: tuple = QUERY_SIGNA
     n_half = np.isin(negatives["group"], rng.permutation(nq)[: len(nq) // 2])
     r_prob, n_prob = np.zeros(len(r_half)), np.zeros(len(n_half))
     for r_train, n_train in ((r_half, n_half), (~r_half, ~n_half)):
-        c = fit_query_calibration(
+        c = (fit or fit_query_calibration)(
             np.concatenate([rated["score"][r_train], negatives["score"][n_train]]),
             np.concatenate([rated["query"][r_train], negatives["query"][n_train]]),
             np.concatenate([rated["fits"][r_train], negatives["label"][n_train]]), signals)

@@ -191,6 +191,14 @@ def _galleries(photo_index: np.ndarray, size: int, rng) -> list[np.ndarray]:
     return [p[i : i + size] for i in range(0, len(p) - size + 1, size)]
 
 
+def _padded(lists: list[np.ndarray], width: int) -> np.ndarray:
+    """Rows of several galleries' ``(n_queries, gallery)`` arrays in one array, a short gallery's
+    missing candidates at -inf (never ranked)."""
+    rows = [np.pad(np.asarray(x, np.float64), ((0, 0), (0, width - x.shape[1])), constant_values=-np.inf)
+            for x in lists]
+    return np.concatenate(rows) if rows else np.zeros((0, width))
+
+
 def pair_sources(data: TrainingData) -> np.ndarray:
     """For each rated pair, the photo whose caption its text is (-1 if none): its specificity must
     not find the text itself among the training captions, as a query's would not."""
@@ -252,7 +260,9 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
     rng = np.random.default_rng(random_state)
     ranks, pair_rows, pair_scores, pair_sig, hit_scores, hit_sig = [], [], [], [], [], []
     own_scores, own_sig, own_photo, hit_caption, own_caption = [], [], [], [], []
-    neg = {k: [] for k in ("score", "signals", "label", "query", "kind", "top1")}
+    pair_cos, hit_cos, own_cos, list_score, list_cos, list_right = [], [], [], [], [], []
+    neg = {k: [] for k in ("score", "cos", "signals", "label", "query", "kind", "top1")}
+    cos_col = FEATURES.index("cos_joint")
     pair_ok = ~data.pair_blocked
     sources = pair_sources(data)
     fits = _rated_fits(data) if negatives is not None else {}
@@ -267,10 +277,17 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
             r = M.ranks_of_correct(S, pos[data.caption_photo[qs]])
             ranks.extend(r.tolist())
             sig = query_signals(X, FEATURES, ALL_SIGNALS)
+            C = X[..., cos_col]
+            right = pos[data.caption_photo[qs]]
             hit_scores.append(S.max(axis=1)[r == 1])
+            hit_cos.append(C[np.arange(len(qs)), S.argmax(axis=1)][r == 1])
             hit_sig.append(sig[r == 1])
             hit_caption.append(qs[r == 1])
-            own_scores.append(S[np.arange(len(qs)), pos[data.caption_photo[qs]]])
+            list_score.append(S)
+            list_cos.append(C)
+            list_right.append(right)
+            own_scores.append(S[np.arange(len(qs)), right])
+            own_cos.append(C[np.arange(len(qs)), right])
             own_sig.append(sig)
             own_photo.append(data.caption_photo[qs])
             own_caption.append(qs)
@@ -279,6 +296,7 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
             spec = specificity(data.pair_vectors[ps], reference[0], exclude=sources[ps], caption_group=reference[1])
             X = list_features(data.pair_vectors[ps], np.tile(gal, (len(ps), 1)), evidence, data.label_vectors, spec)
             pair_scores.append(scorer.predict(X)[np.arange(len(ps)), pos[data.pair_photo[ps]]])
+            pair_cos.append(X[np.arange(len(ps)), pos[data.pair_photo[ps]], cos_col])
             pair_sig.append(query_signals(X, FEATURES, ALL_SIGNALS))
             pair_rows.append(ps)
         if negatives is not None and len(negatives["vectors"]):
@@ -290,6 +308,7 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
             top = np.argsort(-S, axis=1, kind="stable")[:, :k]
             sig = query_signals(X, FEATURES, ALL_SIGNALS)
             neg["score"].append(np.take_along_axis(S, top, axis=1).ravel())
+            neg["cos"].append(np.take_along_axis(X[..., cos_col], top, axis=1).ravel())
             neg["signals"].append(np.repeat(sig, k, axis=0))
             neg["label"].append(np.array([fits.get((negatives["texts"][i], int(gal[top[i, j]])), False)
                                           for i in range(len(nv)) for j in range(k)]))
@@ -309,9 +328,13 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
     out["ROC_AUC"] = M.roc_auc_relevant(scores[has], em[has]) if has.any() else float("nan")
     n_sig = len(ALL_SIGNALS)
     cat = lambda parts, shape=(0,): np.concatenate(parts) if parts else np.zeros(shape)  # noqa: E731
-    oof = {"pair_index": rows, "score": scores, "signals": cat(pair_sig, (0, n_sig)),
-           "hit_score": cat(hit_scores), "hit_signals": cat(hit_sig, (0, n_sig)),
-           "own_score": cat(own_scores), "own_signals": cat(own_sig, (0, n_sig)), "own_photo": cat(own_photo),
+    n_gal = max((len(x[0]) for x in list_score), default=0)
+    oof = {"pair_index": rows, "score": scores, "cos": cat(pair_cos), "signals": cat(pair_sig, (0, n_sig)),
+           "hit_score": cat(hit_scores), "hit_cos": cat(hit_cos), "hit_signals": cat(hit_sig, (0, n_sig)),
+           "own_score": cat(own_scores), "own_cos": cat(own_cos), "own_signals": cat(own_sig, (0, n_sig)),
+           "own_photo": cat(own_photo),
+           "list_score": _padded(list_score, n_gal), "list_cos": _padded(list_cos, n_gal),
+           "list_right": cat(list_right).astype(np.int64),
            "hit_caption": cat(hit_caption).astype(np.int64), "own_caption": cat(own_caption).astype(np.int64)}
     if negatives is not None:
         oof.update({f"neg_{k}": cat(v, (0, n_sig) if k == "signals" else (0,)) for k, v in neg.items()})

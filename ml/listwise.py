@@ -240,6 +240,14 @@ class NumpyListMLP:
         hi = np.min([n.hi for n in nets], axis=0) if bounded else None
         return cls(weights, biases, skip, np.zeros(width), np.ones(width), lo, hi)
 
+    def plus_feature(self, column: int, weight: float) -> NumpyListMLP:
+        """The same network plus ``weight`` times input ``column`` (clipped as every input is), put
+        in the linear skip: ``ml.blend``'s served order, in the same arrays and file format."""
+        skip, last = self.skip.copy(), self.biases[-1].copy()
+        skip[column] += weight * self.scale[column]  # z * scale + mean is the (clipped) input
+        last += weight * self.mean[column]
+        return NumpyListMLP(self.weights, [*self.biases[:-1], last], skip, self.mean, self.scale, self.lo, self.hi)
+
     @classmethod
     def from_arrays(cls, a) -> NumpyListMLP:
         n = int(a["n_layers"])

@@ -194,3 +194,41 @@ def _saved(tmp_path, net):
     path = tmp_path / "net.npz"
     np.savez(path, **net.to_arrays())
     return path
+
+
+def test_the_served_network_adds_its_share_of_the_joint_cosine_in_the_same_arrays(tmp_path):
+    """``ml.blend``'s order, ``score + w * cos_joint``, folded into the network's linear skip: the
+    same file format, and a clipped input is clipped in the sum as everywhere else."""
+    from ml.listwise import NumpyListMLP
+
+    r = np.random.default_rng(1)
+    width, col = len(FEATURES), FEATURES.index("cos_joint")
+    net = NumpyListMLP([r.normal(size=(width, 5)), r.normal(size=(5, 1))], [r.normal(size=5), r.normal(size=1)],
+                       r.normal(size=(width, 1)), r.normal(size=width), r.uniform(0.5, 2, size=width),
+                       np.full(width, -1.0), np.full(width, 1.0))
+    X = r.uniform(-1.5, 1.5, size=(3, 8, width))
+    blended_net = net.plus_feature(col, 20.0)
+    assert np.allclose(blended_net.predict(X), net.predict(X) + 20.0 * np.clip(X[..., col], -1, 1))
+    assert np.allclose(net.plus_feature(col, 0.0).predict(X), net.predict(X))
+    again = NumpyListMLP.from_arrays(dict(np.load(_saved(tmp_path, blended_net))))
+    assert np.allclose(again.predict(X), blended_net.predict(X))
+
+
+def test_a_blended_order_picks_its_own_right_top1_matches_and_recall():
+    """``ml.blend.blended``: every score gains its cosine's share, and the caption queries ranked
+    right are re-read from the galleries in the new order (a query the cosine brings to the top
+    joins them, one it sinks leaves)."""
+    from ml.blend import blended, list_recall
+
+    # two caption queries over galleries of 3; the right photo is at position 0 in both
+    oof = {"list_score": np.array([[1.0, 2.0, 0.0], [3.0, 1.0, 0.0]]),
+           "list_cos": np.array([[0.9, 0.1, 0.0], [0.1, 0.5, 0.0]]), "list_right": np.array([0, 0]),
+           "own_score": np.array([1.0, 3.0]), "own_cos": np.array([0.9, 0.1]),
+           "own_signals": np.array([[0.6, 0.9], [0.7, 0.5]]), "own_caption": np.array([10, 11]),
+           "score": np.array([0.5]), "cos": np.array([0.2])}
+    assert list_recall(oof)["R@1"] == 0.5
+    out = blended(oof, 10.0)  # query 0: 10 vs 3 -> right; query 1: 4 vs 6 -> wrong
+    assert out["hit_caption"].tolist() == [10] and out["hit_score"].tolist() == [10.0]
+    assert out["hit_signals"].tolist() == [[0.6, 0.9]] and out["score"].tolist() == [2.5]
+    assert list_recall(out) == {"R@1": 0.5, "R@5": 1.0, "R@10": 1.0}
+    assert blended(oof, 0.0)["hit_caption"].tolist() == [11]

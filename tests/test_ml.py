@@ -266,6 +266,14 @@ def test_ranker_roundtrip_and_alternatives(tmp_path):
     assert {"tau_c", "ROC_AUC", "R@1", "R@5", "R@10"} <= set(result.metrics["cv"]["lr"])
     assert result.scorer_name in scorers and "ECE" in result.metrics["calibration"]
     assert result.metrics["served_fold_mean"] == ["mlp"]  # the fold networks' mean, on the calibration's scale
+    if result.scorer_name == "mlp":  # its share of the joint cosine, chosen by the rule over every weight tried
+        from ml.blend import COS_WEIGHTS
+
+        share = result.metrics["cos_weight"]
+        assert [r["weight"] for r in share["sweep"]] == list(COS_WEIGHTS) and share["chosen"] in COS_WEIGHTS
+        assert all(0 <= r["R@1"] <= r["R@5"] <= r["R@10"] <= 1 for r in share["sweep"])
+    else:
+        assert "cos_weight" not in result.metrics
     mlp = result.ranker.scorer if result.scorer_name == "mlp" else result.alternatives["mlp"][0]
     assert mlp.weights[0].shape[1] == 2 * 8  # two folds' first layers side by side
     # Saved as `withsense train` publishes it: the ranker, then the other families beside it.

@@ -137,6 +137,7 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
         # the served score (calibrated, with its query-level signals), held out: what a user sees
         "kendall_tau_c_served": (metrics.get("calibration") or {}).get("tau_c_served"),
         "selection_rule": metrics.get("selection_rule"),
+        "cos_weight": metrics.get("cos_weight"),  # the served network's share of the joint cosine (ml.blend)
         "alternatives": alternatives,
         "calibration": metrics.get("calibration"),
         "russian": russian,
@@ -244,11 +245,19 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
         for name, m in cv.items():
             cells = [m.get(k) for k in ("tau_c", "ROC_AUC", "R@1", "R@5", "R@10", "MRR")]
             lines.append(f"| {name} | " + " | ".join("-" if c is None or c != c else f"{c:.3f}" for c in cells) + " |")
+    share = report.get("cos_weight")
+    if share:
+        lines += ["", f"The served order is the reranker's score plus **{share['chosen']:g}** times the candidate's joint "
+                  f"cosine (`ml.blend`; rule: {share['rule']}). Grouped CV of each share tried:", "",
+                  "| share | R@1 | R@5 | R@10 | tau-c, served score |", "|---|---|---|---|---|"]
+        lines += [f"| {r['weight']:g} | {r['R@1']:.3f} | {r['R@5']:.3f} | {r['R@10']:.3f} | {r['tau_c_served']:.3f} |"
+                  for r in share["sweep"]]
     cal = report.get("calibration") or {}
     if "ECE" in cal:
         t = cal["at_threshold"]
         lines += ["", "## Calibration: the score is P(experts say the description fits)", "",
-                  f"A logistic regression on the reranker's score, the query's specificity and the shortlist's best joint cosine (`ml.calibration`), "
+                  f"A logistic regression on the served order's score (the reranker's, plus its share of the joint cosine "
+                  f"where the model has one), the query's specificity and the shortlist's best joint cosine (`ml.calibration`), "
                   f"fitted on out-of-fold rated pairs (with no-match queries and photos with their own caption where "
                   f"the model has them) and reported on other photos' pairs (2-fold by photo): {cal['n']} held-out "
                   f"pairs with expert scores. "
