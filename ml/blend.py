@@ -30,7 +30,8 @@ def blended(oof: dict[str, np.ndarray], weight: float) -> dict[str, np.ndarray]:
     for score, cos in _PAIRS:
         if score in oof and cos in oof:
             out[score] = oof[score] + weight * oof[cos]
-    if "list_score" in out:  # the caption queries ranked right: those whose photo the new order puts first
+    if "list_score" in out and "own_score" in out:
+        # the caption queries ranked right: those whose photo the new order puts first
         hit = M.ranks_of_correct(out["list_score"], out["list_right"]) == 1
         for part in ("score", "cos", "signals", "caption"):
             out[f"hit_{part}"] = out[f"own_{part}"][hit]

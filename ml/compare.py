@@ -191,12 +191,22 @@ def _galleries(photo_index: np.ndarray, size: int, rng) -> list[np.ndarray]:
     return [p[i : i + size] for i in range(0, len(p) - size + 1, size)]
 
 
-def _padded(lists: list[np.ndarray], width: int) -> np.ndarray:
+def _padded(lists: list[np.ndarray], width: int, fill: float) -> np.ndarray:
     """Rows of several galleries' ``(n_queries, gallery)`` arrays in one array, a short gallery's
-    missing candidates at -inf (never ranked)."""
-    rows = [np.pad(np.asarray(x, np.float64), ((0, 0), (0, width - x.shape[1])), constant_values=-np.inf)
+    missing candidates at ``fill`` (-inf for scores: never ranked; 0 for the cosines added to them)."""
+    rows = [np.pad(np.asarray(x, np.float64), ((0, 0), (0, width - x.shape[1])), constant_values=fill)
             for x in lists]
     return np.concatenate(rows) if rows else np.zeros((0, width))
+
+
+def _pooled(parts: list[np.ndarray], key: str) -> np.ndarray:
+    """One array of the folds' out-of-fold ``key``: their galleries' lists padded to the widest."""
+    if key in _LIST_FILL:
+        return _padded(parts, max(p.shape[1] for p in parts), _LIST_FILL[key])
+    return np.concatenate(parts)
+
+
+_LIST_FILL = {"list_score": -np.inf, "list_cos": 0.0}
 
 
 def pair_sources(data: TrainingData) -> np.ndarray:
@@ -333,7 +343,8 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
            "hit_score": cat(hit_scores), "hit_cos": cat(hit_cos), "hit_signals": cat(hit_sig, (0, n_sig)),
            "own_score": cat(own_scores), "own_cos": cat(own_cos), "own_signals": cat(own_sig, (0, n_sig)),
            "own_photo": cat(own_photo),
-           "list_score": _padded(list_score, n_gal), "list_cos": _padded(list_cos, n_gal),
+           "list_score": _padded(list_score, n_gal, _LIST_FILL["list_score"]),
+           "list_cos": _padded(list_cos, n_gal, _LIST_FILL["list_cos"]),
            "list_right": cat(list_right).astype(np.int64),
            "hit_caption": cat(hit_caption).astype(np.int64), "own_caption": cat(own_caption).astype(np.int64)}
     if negatives is not None:
@@ -428,7 +439,7 @@ def grouped_cv(
         means[name]["R@1_per_fold"] = [round(r["R@1"], 4) for r in rs]
         if name in inner:
             means[name]["inner_cv_per_fold"] = inner[name]
-    pooled = {name: {k: np.concatenate([o[k] for o in os]) for k in os[0]} for name, os in oof.items()}
+    pooled = {name: {k: _pooled([o[k] for o in os], k) for k in os[0]} for name, os in oof.items()}
     return means, pooled
 
 

@@ -232,3 +232,20 @@ def test_a_blended_order_picks_its_own_right_top1_matches_and_recall():
     assert out["hit_signals"].tolist() == [[0.6, 0.9]] and out["score"].tolist() == [2.5]
     assert list_recall(out) == {"R@1": 0.5, "R@5": 1.0, "R@10": 1.0}
     assert blended(oof, 0.0)["hit_caption"].tolist() == [11]
+
+
+def test_folds_with_galleries_of_different_sizes_pool_into_one_padded_list():
+    """A small library's folds have galleries of different sizes: pooled, a short gallery's missing
+    candidates are never ranked, whatever share of the cosine the order adds."""
+    from ml.blend import blended, list_recall
+    from ml.compare import _pooled
+
+    scores = _pooled([np.array([[1.0, 2.0, 0.5]]), np.array([[3.0, 1.0]])], "list_score")
+    cos = _pooled([np.array([[0.1, 0.2, 0.3]]), np.array([[0.4, 0.5]])], "list_cos")
+    assert scores.shape == cos.shape == (2, 3) and scores[1, 2] == -np.inf and cos[1, 2] == 0.0
+    oof = {"list_score": scores, "list_cos": cos, "list_right": np.array([2, 1])}
+    for w in (0.0, 20.0):
+        o = blended(oof, w)
+        assert not np.isnan(o["list_score"]).any()
+    # query 1's right photo (position 1) is second of two: the padding does not rank it lower
+    assert list_recall(blended(oof, 0.0), ks=(1, 2, 3)) == {"R@1": 0.0, "R@2": 0.5, "R@3": 1.0}
