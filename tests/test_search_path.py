@@ -96,7 +96,8 @@ def test_the_shortlist_chooses_the_index_by_library_size(loaded, encoders):
     exact = Searcher(engine, settings, encoders.text)
     indexed = Searcher(engine, settings.with_overrides({"hnsw_min_photos": 0}), encoders.text)
     state = indexed.active_state()
-    assert state.has_index and state.n_photos == 16
+    # photos are counted up to the threshold: all 16 under the default, none needed at 0
+    assert state.has_index and exact.active_state().n_photos == 16 and state.n_photos == 0
     assert indexed.uses_index(state) and not exact.uses_index(exact.active_state())
     # On 16 photos the graph finds every neighbour: both paths give the same page, filtered or not.
     for q in QUERIES:

@@ -231,7 +231,7 @@ class Searcher:
         self.models = ActiveModelCache(engine, encoder_key=settings.encoder_key, text_encoder_name=text_encoder.name,
                                        load=self.ranker_for, refresh_seconds=settings.model_refresh_seconds,
                                        multilingual_name=multilingual.name if multilingual is not None else None,
-                                       other_language_cap=settings.hnsw_min_photos)
+                                       count_cap=settings.hnsw_min_photos)
         self.query_vectors = QueryVectorCache(text_encoder, settings.query_cache_size)
         self.multilingual_vectors = (QueryVectorCache(multilingual, settings.query_cache_size)
                                      if multilingual is not None else None)
