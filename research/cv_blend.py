@@ -22,7 +22,6 @@ ranked with the calibration fitted on the half its photo is not in.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -32,13 +31,12 @@ from ml import metrics as M
 from ml import no_match
 from ml.blend import COS_WEIGHTS, blended, list_recall
 from ml.calibration import held_out_mixed
-from ml.compare import ALL_SIGNALS, grouped_cv
+from ml.compare import ALL_SIGNALS
 from ml.fitted import QueryPlattMap
 from ml.listwise import QUERY_SIGNALS, signals_from
-from ml.scorers import candidate_scorers
-from ml.train import WHITENING_POWER, _calibration_sets, default_mapper, fit_calibrator, served_tau_c
+from ml.train import WHITENING_POWER, _calibration_sets, fit_calibrator, served_tau_c
 from ml.whitening import PartialWhitening
-from research.data import load
+from research.data import append_result, listwise_oof, load
 from service.config import load_settings
 
 # name -> (query signals, with the candidate's joint cosine, with its hinge at 0.3)
@@ -147,29 +145,15 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     data = load(settings)
     data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
-    cache = settings.data_dir / "research" / "cv_blend_oof.npz"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cv = None
-    if args.reuse and cache.exists():
-        with np.load(cache, allow_pickle=True) as z:
-            oof = {k: z[k] for k in z.files}
-    else:
-        cv, pooled = grouped_cv(data, default_mapper(data), {"listwise_mlp": candidate_scorers()["listwise_mlp"]},
-                                caption_negatives=no_match.N_SCENE_CAPTIONS,
-                                caption_pool=no_match.scene_caption_pool(data.caption_photo, data.caption_texts))
-        oof = pooled["listwise_mlp"]
-        np.savez(cache, **oof)
-    out = args.out or settings.data_dir / "research" / "cv_blend.jsonl"
+    cv, oof = listwise_oof(data, settings.data_dir / "research" / "cv_blend_oof.npz", reuse=args.reuse,
+                           caption_negatives=no_match.N_SCENE_CAPTIONS,
+                           caption_pool=no_match.scene_caption_pool(data.caption_photo, data.caption_texts))
     for name in args.variants or [*VARIANTS, *(f"blend_{w:g}" for w in COS_WEIGHTS)]:
         row = variant(name, data, oof)
         if cv is not None:
-            row["cv"] = {k: round(v, 4) for k, v in cv["listwise_mlp"].items() if isinstance(v, float)}
+            row["cv"] = {k: round(v, 4) for k, v in cv.items() if isinstance(v, float)}
         row["seconds"] = round(time.time() - t0)
-        line = json.dumps(row, default=float)
-        print(line, flush=True)
-        with out.open("a") as f:
-            f.write(line + "\n")
-
+        append_result(settings, "cv_blend", row, args.out)
 
 if __name__ == "__main__":
     main()

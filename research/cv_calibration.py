@@ -15,20 +15,18 @@ ranked first (the CV's stand-in for "right top-1 matches").
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ml.calibration import PlattCalibrator, held_out_calibration, held_out_mixed
-from ml.compare import ALL_SIGNALS, grouped_cv
+from ml.compare import ALL_SIGNALS
 from ml.listwise import signals_from
 from ml.no_match import scene_caption_pool
-from ml.scorers import candidate_scorers
-from ml.train import WHITENING_POWER, _calibration_sets, default_mapper, fit_calibrator
+from ml.train import WHITENING_POWER, _calibration_sets, fit_calibrator
 from ml.whitening import PartialWhitening
-from research.data import load
+from research.data import append_result, listwise_oof, load
 from service.config import load_settings
 
 VARIANTS = {  # name -> (signals, kinds of negatives)
@@ -107,28 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     data = load(settings)
     data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
     cache = settings.data_dir / "research" / f"cv_calibration{'_scene' if args.scene_captions else ''}_oof.npz"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    if args.reuse and cache.exists():
-        with np.load(cache, allow_pickle=True) as z:
-            oof = {k: z[k] for k in z.files}
-        cv = None
-    else:
-        cv, pooled = grouped_cv(data, default_mapper(data), {"listwise_mlp": candidate_scorers()["listwise_mlp"]},
-                                caption_negatives=400,
-                                caption_pool=scene_caption_pool(data.caption_photo, data.caption_texts)
-                                if args.scene_captions else None)
-        oof = pooled["listwise_mlp"]
-        np.savez(cache, **oof)
-    out = args.out or settings.data_dir / "research" / "cv_calibration.jsonl"
+    cv, oof = listwise_oof(data, cache, reuse=args.reuse, caption_negatives=400,
+                           caption_pool=scene_caption_pool(data.caption_photo, data.caption_texts)
+                           if args.scene_captions else None)
     for name in args.variants or VARIANTS:
         row = variant(name, data, oof)
-        row["cv"] = None if cv is None else {k: round(v, 4) for k, v in cv["listwise_mlp"].items() if isinstance(v, float)}
+        row["cv"] = None if cv is None else {k: round(v, 4) for k, v in cv.items() if isinstance(v, float)}
         row["seconds"] = round(time.time() - t0)
-        line = json.dumps(row, default=float)
-        print(line, flush=True)
-        with out.open("a") as f:
-            f.write(line + "\n")
-
+        append_result(settings, "cv_calibration", row, args.out)
 
 if __name__ == "__main__":
     main()

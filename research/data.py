@@ -91,9 +91,27 @@ def with_extra_texts(data: TrainingData, settings: Settings, text_encoder) -> Tr
 def append_result(settings: Settings, name: str, row: dict, out: Path | None = None) -> Path:
     """Print ``row`` and append it as one JSON line to ``out`` (default: the data directory's
     ``research/<name>.jsonl``), so repeated runs build up a table."""
-    print(json.dumps(row), flush=True)
+    line = json.dumps(row, default=float)  # numpy scalars as numbers
+    print(line, flush=True)
     out = out or settings.data_dir / "research" / f"{name}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(line + "\n")
     return out
+
+
+def listwise_oof(data: TrainingData, cache: Path, *, reuse: bool, **cv_args) -> tuple[dict | None, dict]:
+    """One grouped CV of the listwise network as ``withsense train`` runs it (``ml.compare.grouped_cv``
+    with ``cv_args``): its mean figures and out-of-fold output, the output kept in ``cache``; with
+    ``reuse`` and the cache there, the output read back and no figures (``None``)."""
+    from ml.compare import grouped_cv
+    from ml.scorers import candidate_scorers
+    from ml.train import default_mapper
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    if reuse and cache.exists():
+        with np.load(cache, allow_pickle=True) as z:
+            return None, {k: z[k] for k in z.files}
+    cv, pooled = grouped_cv(data, default_mapper(data), {"listwise_mlp": candidate_scorers()["listwise_mlp"]}, **cv_args)
+    np.savez(cache, **pooled["listwise_mlp"])
+    return cv["listwise_mlp"], pooled["listwise_mlp"]
