@@ -338,7 +338,7 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
     out["ROC_AUC"] = M.roc_auc_relevant(scores[has], em[has]) if has.any() else float("nan")
     n_sig = len(ALL_SIGNALS)
     cat = lambda parts, shape=(0,): np.concatenate(parts) if parts else np.zeros(shape)  # noqa: E731
-    n_gal = max((len(x[0]) for x in list_score), default=0)
+    n_gal = max((x.shape[1] for x in list_score), default=0)
     oof = {"pair_index": rows, "score": scores, "cos": cat(pair_cos), "signals": cat(pair_sig, (0, n_sig)),
            "hit_score": cat(hit_scores), "hit_cos": cat(hit_cos), "hit_signals": cat(hit_sig, (0, n_sig)),
            "own_score": cat(own_scores), "own_cos": cat(own_cos), "own_signals": cat(own_sig, (0, n_sig)),

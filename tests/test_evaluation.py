@@ -25,6 +25,11 @@ def test_evaluate_counts_and_reports(loaded, encoders, tmp_path):
     for name in ("ru", "en", "ru_shortlist", "en_shortlist"):
         r = ru["results"][name]
         assert r["n_queries"] == 9 and 0 <= r["R@1"] <= r["R@5"] <= r["R@10"] == 1 and 1 <= r["median_rank"] <= 4
+    # A ranker trained with grouped CV carries its share of the joint cosine (ml.blend) and the sweep
+    # that chose it; the fixture's quick training has none, so the report says nothing of it.
+    assert report["cos_weight"] is None
+    report["cos_weight"] = {"chosen": 20.0, "rule": "the rule", "sweep": [
+        {"weight": w, "R@1": 0.5, "R@5": 0.8, "R@10": 0.9, "tau_c_served": t} for w, t in ((0.0, 0.561), (20.0, 0.575))]}
     write_reports(report, engine, searcher, tmp_path)
     saved = json.loads((tmp_path / "evaluation.json").read_text())
     assert saved["results"] == report["results"]
@@ -32,6 +37,7 @@ def test_evaluate_counts_and_reports(loaded, encoders, tmp_path):
     assert (tmp_path / "evaluation_ranks.png").stat().st_size > 1000
     md = (tmp_path / "evaluation.md").read_text()
     assert "| (b) shortlist + scorer |" in md
+    assert "plus **20** times the candidate's joint cosine" in md and "| 20 | 0.500 | 0.800 | 0.900 | 0.575 |" in md
     assert "## Russian queries (reporting only)" in md
     assert "| Russian | (b) shortlist + scorer | 9 |" in md
     assert "| the same queries in English | (b) shortlist + scorer | 9 |" in md
