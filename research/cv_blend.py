@@ -34,7 +34,7 @@ from ml.calibration import held_out_mixed
 from ml.compare import ALL_SIGNALS
 from ml.fitted import QueryPlattMap
 from ml.listwise import QUERY_SIGNALS, signals_from
-from ml.train import WHITENING_POWER, _calibration_sets, fit_calibrator, served_tau_c
+from ml.train import WHITENING_POWER, _calibration_sets, choose_cos_weight, fit_calibrator, served_tau_c
 from ml.whitening import PartialWhitening
 from research.data import append_result, listwise_oof, load
 from service.config import load_settings
@@ -70,6 +70,9 @@ def _recall(oof: dict, data, half, fitted) -> dict:
 
 
 def variant(name: str, data, oof: dict, random_state: int = 0) -> dict:
+    if name == "chosen":  # as `withsense train` serves it: the share its rule picks, then the calibration
+        weight, _ = choose_cos_weight(data, oof)
+        return {**variant(f"blend_{weight:g}", data, oof, random_state), "variant": name, "weight": weight}
     if name.startswith("blend_"):  # a fixed share of the cosine in the order, then the served calibration
         o = blended(oof, float(name.split("_")[1]))
         return {**variant("served", data, o, random_state), "variant": name, "order": list_recall(o)}
@@ -140,19 +143,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reuse", action="store_true", help="read the out-of-fold output of an earlier run")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--variants", nargs="*", default=None)
+    ap.add_argument("--scene-captions", type=int, default=no_match.N_SCENE_CAPTIONS,
+                    help="scene captions per fold among the no-match queries (ml.no_match.N_SCENE_CAPTIONS)")
     args = ap.parse_args(argv)
     settings = load_settings()
     t0 = time.time()
     data = load(settings)
     data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
-    cv, oof = listwise_oof(data, settings.data_dir / "research" / "cv_blend_oof.npz", reuse=args.reuse,
-                           caption_negatives=no_match.N_SCENE_CAPTIONS,
+    suffix = "" if args.scene_captions == no_match.N_SCENE_CAPTIONS else f"_scene{args.scene_captions}"
+    cv, oof = listwise_oof(data, settings.data_dir / "research" / f"cv_blend{suffix}_oof.npz", reuse=args.reuse,
+                           caption_negatives=args.scene_captions,
                            caption_pool=no_match.scene_caption_pool(data.caption_photo, data.caption_texts))
     for name in args.variants or [*VARIANTS, *(f"blend_{w:g}" for w in COS_WEIGHTS)]:
         row = variant(name, data, oof)
         if cv is not None:
             row["cv"] = {k: round(v, 4) for k, v in cv.items() if isinstance(v, float)}
-        row["seconds"] = round(time.time() - t0)
+        row["seconds"], row["scene_captions"] = round(time.time() - t0), args.scene_captions
         append_result(settings, "cv_blend", row, args.out)
 
 if __name__ == "__main__":
