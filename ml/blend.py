@@ -19,8 +19,8 @@ from ml import metrics as M
 # Weights tried, in raw score units (the fold networks' right top-1 score has a median of about 7).
 COS_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0)
 # (score, its candidates' joint cosine) in the out-of-fold output of ml.compare.evaluate_reranker
-_PAIRS = (("score", "cos"), ("hit_score", "hit_cos"), ("own_score", "own_cos"), ("neg_score", "neg_cos"),
-          ("list_score", "list_cos"))
+# (the right top-1 queries' hit_* are re-read from own_* in the blended order)
+_PAIRS = (("score", "cos"), ("own_score", "own_cos"), ("neg_score", "neg_cos"), ("list_score", "list_cos"))
 
 
 def blended(oof: dict[str, np.ndarray], weight: float) -> dict[str, np.ndarray]:

@@ -113,6 +113,15 @@ def fit_query_calibration(scores, query, fits, signals: tuple = QUERY_SIGNALS) -
         return c
 
 
+def mixed_halves(rated: dict, negatives: dict, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`held_out_mixed`'s first half: masks of the rated pairs (half of the photos) and of the
+    no-match candidates (half of the queries); the second half is the rest."""
+    rng = np.random.default_rng(random_state)
+    rp, nq = np.unique(rated["group"]), np.unique(negatives["group"])
+    return (np.isin(rated["group"], rng.permutation(rp)[: len(rp) // 2]),
+            np.isin(negatives["group"], rng.permutation(nq)[: len(nq) // 2]))
+
+
 def held_out_mixed(rated: dict, negatives: dict, *, signals: tuple = QUERY_SIGNALS, threshold: float = 0.5,
                    random_state: int = 0, fit=None) -> dict:
     """:class:`QueryCalibrator` measured honestly on a mixed set: fitted on half of the rated
@@ -125,10 +134,7 @@ def held_out_mixed(rated: dict, negatives: dict, *, signals: tuple = QUERY_SIGNA
     calibrator, :func:`fit_query_calibration` by default. Reports ECE on the rated pairs alone and
     on the mixed set, precision/recall at ``threshold``, and per kind of no-match query the share
     whose best score is under ``threshold``."""
-    rng = np.random.default_rng(random_state)
-    rp, nq = np.unique(rated["group"]), np.unique(negatives["group"])
-    r_half = np.isin(rated["group"], rng.permutation(rp)[: len(rp) // 2])
-    n_half = np.isin(negatives["group"], rng.permutation(nq)[: len(nq) // 2])
+    r_half, n_half = mixed_halves(rated, negatives, random_state)
     r_prob, n_prob = np.zeros(len(r_half)), np.zeros(len(n_half))
     for r_train, n_train in ((r_half, n_half), (~r_half, ~n_half)):
         c = (fit or fit_query_calibration)(

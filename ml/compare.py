@@ -270,7 +270,7 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
     rng = np.random.default_rng(random_state)
     ranks, pair_rows, pair_scores, pair_sig, hit_scores, hit_sig = [], [], [], [], [], []
     own_scores, own_sig, own_photo, hit_caption, own_caption = [], [], [], [], []
-    pair_cos, hit_cos, own_cos, list_score, list_cos, list_right = [], [], [], [], [], []
+    pair_cos, own_cos, list_score, list_cos, list_right = [], [], [], [], []
     neg = {k: [] for k in ("score", "cos", "signals", "label", "query", "kind", "top1")}
     cos_col = FEATURES.index("cos_joint")
     pair_ok = ~data.pair_blocked
@@ -290,7 +290,6 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
             C = X[..., cos_col]
             right = pos[data.caption_photo[qs]]
             hit_scores.append(S.max(axis=1)[r == 1])
-            hit_cos.append(C[np.arange(len(qs)), S.argmax(axis=1)][r == 1])
             hit_sig.append(sig[r == 1])
             hit_caption.append(qs[r == 1])
             list_score.append(S)
@@ -340,7 +339,7 @@ def evaluate_reranker(scorer, data: TrainingData, evidence: PhotoEvidence, photo
     cat = lambda parts, shape=(0,): np.concatenate(parts) if parts else np.zeros(shape)  # noqa: E731
     n_gal = max((x.shape[1] for x in list_score), default=0)
     oof = {"pair_index": rows, "score": scores, "cos": cat(pair_cos), "signals": cat(pair_sig, (0, n_sig)),
-           "hit_score": cat(hit_scores), "hit_cos": cat(hit_cos), "hit_signals": cat(hit_sig, (0, n_sig)),
+           "hit_score": cat(hit_scores), "hit_signals": cat(hit_sig, (0, n_sig)),
            "own_score": cat(own_scores), "own_cos": cat(own_cos), "own_signals": cat(own_sig, (0, n_sig)),
            "own_photo": cat(own_photo),
            "list_score": _padded(list_score, n_gal, _LIST_FILL["list_score"]),

@@ -30,11 +30,11 @@ import numpy as np
 from ml import metrics as M
 from ml import no_match
 from ml.blend import COS_WEIGHTS, blended, list_recall
-from ml.calibration import held_out_mixed
+from ml.calibration import held_out_mixed, mixed_halves
 from ml.compare import ALL_SIGNALS
 from ml.fitted import QueryPlattMap
 from ml.listwise import QUERY_SIGNALS, signals_from
-from ml.train import WHITENING_POWER, _calibration_sets, choose_cos_weight, fit_calibrator, served_tau_c
+from ml.train import WHITENING_POWER, _calibration_sets, _fits, choose_cos_weight, fit_calibrator, served_tau_c
 from ml.whitening import PartialWhitening
 from research.data import append_result, listwise_oof, load
 from service.config import load_settings
@@ -84,7 +84,7 @@ def variant(name: str, data, oof: dict, random_state: int = 0) -> dict:
         order = rng.permutation(len(oof["own_score"]))
         _, first = np.unique(oof["own_photo"][order], return_index=True)
         neg_cos = np.concatenate([oof["neg_cos"], oof["own_cos"][order[first]]])
-        rated = _with_cos(rated, oof["cos"][_rated_mask(data, oof)], hinge)
+        rated = _with_cos(rated, oof["cos"][_fits(data, oof["pair_index"])[0]], hinge)
         neg = _with_cos(neg, neg_cos, hinge)
     rep = held_out_mixed(rated, neg, signals=signals, fit=_fit_free if with_cos else None)
     fit = _fit_sets(_fit_free) if with_cos else fit_calibrator
@@ -92,12 +92,9 @@ def variant(name: str, data, oof: dict, random_state: int = 0) -> dict:
            "no_match_under_0_5": {k: v["share"] for k, v in rep["no_match_under"].items()},
            "tau_c_served": served_tau_c(data, oof["pair_index"], rep["prob"]),
            "at_0_5": rep["at_threshold"]}
-    # the same halves as held_out_mixed's rated pairs, for the caption lists' ranking
-    rng = np.random.default_rng(random_state)
-    photos = np.unique(rated["group"])
-    half = rng.permutation(photos)[: len(photos) // 2]
-    r_half = np.isin(rated["group"], half)
-    n_half = np.isin(neg["group"], rng.permutation(np.unique(neg["group"]))[: len(np.unique(neg["group"])) // 2])
+    # held_out_mixed's halves, for the caption lists' ranking
+    r_half, n_half = mixed_halves(rated, neg, random_state)
+    half = np.unique(rated["group"][r_half])
     fitted = []
     for r_train, n_train in ((r_half, n_half), (~r_half, ~n_half)):
         c = fit({k: v[r_train] for k, v in rated.items()}, {k: v[n_train] for k, v in neg.items()}, signals)
@@ -105,10 +102,11 @@ def variant(name: str, data, oof: dict, random_state: int = 0) -> dict:
         fitted.append(c)
     row.update(_recall(oof, data, half, fitted))
     full = fit(rated, neg, signals)
-    hit_q = signals_from(oof["hit_signals"], ALL_SIGNALS, signals)
+    hits = blended(oof, 0.0)  # the right top-1 queries with their cosines (read from own_*)
+    hit_q = signals_from(hits["hit_signals"], ALL_SIGNALS, signals)
     if with_cos:
-        hit_q = _with_cos({"query": hit_q}, oof["hit_cos"], hinge)["query"]
-    row["right_top1_median"] = float(np.median(full.predict(oof["hit_score"], hit_q)))
+        hit_q = _with_cos({"query": hit_q}, hits["hit_cos"], hinge)["query"]
+    row["right_top1_median"] = float(np.median(full.predict(hits["hit_score"], hit_q)))
     row["calibrator"] = full.to_dict()
     return row
 
@@ -130,12 +128,6 @@ def _fit_sets(fit_query):
         return fit_query(np.concatenate([rated["score"], neg["score"]]), np.concatenate([rated["query"], neg["query"]]),
                          np.concatenate([rated["fits"], neg["label"]]), signals)
     return fit
-
-
-def _rated_mask(data, oof) -> np.ndarray:
-    from ml.targets import expert_mean
-
-    return ~np.isnan(expert_mean(data.pair_expert[oof["pair_index"]]))
 
 
 def main(argv: list[str] | None = None) -> None:
