@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.onnx_encoders import USE_NETWORK, _session, ensure_exported
+from ml.word_gloss import WordGloss
 
 USE_DIM = 512
 
@@ -264,6 +265,7 @@ class UseTextEncoder:
 # --- the query bridge: USE's space -> the ranker's text space --------------------------------------
 
 BRIDGE_FILE = "query_bridge-{name}.npz"
+_GLOSS_PREFIX = "gloss_"
 
 
 class QueryBridge:
@@ -275,11 +277,15 @@ class QueryBridge:
     where the shortlist and the reranker compare, so the bridge belongs to one ranker: it is fitted
     when the ranker is trained, saved in its artifact folder and loaded with it (``Ranker.load``).
     Outputs are unit vectors, as ``transform_query``'s are.
+
+    ``gloss`` (``ml.word_gloss``, fitted beside it, or None for a bridge saved before it): the query's
+    word-by-word English gloss, read by the ranker's own encoder and blended with the bridged vector.
     """
 
     def __init__(self, source: str = USE_NETWORK, alpha: float = 1.0):
         self.source = source  # the encoder whose vectors go in (its ``name``)
         self.alpha = alpha
+        self.gloss: WordGloss | None = None
 
     def fit(self, source_vectors: np.ndarray, target_vectors: np.ndarray) -> QueryBridge:
         from sklearn.linear_model import Ridge
@@ -298,14 +304,17 @@ class QueryBridge:
         return y[0] if x.ndim == 1 else y
 
     def to_arrays(self) -> dict[str, np.ndarray]:
+        gloss = {} if self.gloss is None else self.gloss.to_arrays(_GLOSS_PREFIX)
         return {"source": np.array(self.source), "alpha": np.array(self.alpha), "coef": self.coef_,
-                "intercept": self.intercept_, "n_texts": np.array(self.n_texts_)}
+                "intercept": self.intercept_, "n_texts": np.array(self.n_texts_), **gloss}
 
     @classmethod
     def from_arrays(cls, a) -> QueryBridge:
         bridge = cls(str(a["source"]), float(a["alpha"]))
         bridge.coef_, bridge.intercept_ = np.asarray(a["coef"], np.float32), np.asarray(a["intercept"], np.float32)
         bridge.n_texts_ = int(a["n_texts"])
+        if f"{_GLOSS_PREFIX}words" in a:
+            bridge.gloss = WordGloss.from_arrays(a, _GLOSS_PREFIX)
         return bridge
 
 

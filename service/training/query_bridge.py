@@ -6,6 +6,9 @@ phrases, as the ranker's whitening is fitted on every text: on the full data ~12
 the 16-photo fixture the ~1,100 phrases are mostly the labels, which keeps the bridge usable there.
 USE's vectors are cached per text (``<data dir>/cache/usem3-text.npz``), so a second training
 encodes only the new texts.
+
+The bridge carries the word gloss (``ml.word_gloss``): the English words of the same texts and their
+USE vectors (about 3,000 words on the full data).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from ml.data import TrainingData, cached_text_vectors
 from ml.encoders import imagenet_label_texts
 from ml.multilingual import QueryBridge, bridge_texts
 from ml.ranker import Ranker
+from ml.word_gloss import WordGloss, vocabulary
 from service.config import Settings
 
 BRIDGE_ALPHA = 1.0  # ridge penalty, chosen by grouped CV (docs/model.md, "Queries in other languages")
@@ -21,5 +25,10 @@ BRIDGE_ALPHA = 1.0  # ridge penalty, chosen by grouped CV (docs/model.md, "Queri
 def fit_query_bridge(data: TrainingData, ranker: Ranker, encoder, settings: Settings) -> QueryBridge:
     labels = imagenet_label_texts() if data.bridge_kind == "imagenet_labels" else []
     texts, vectors = bridge_texts(data, labels)
-    source = cached_text_vectors(texts, encoder, settings.data_dir / "cache")
-    return QueryBridge(encoder.name, alpha=BRIDGE_ALPHA).fit(source, ranker.transform_query(vectors))
+    cache = settings.data_dir / "cache"
+    bridge = QueryBridge(encoder.name, alpha=BRIDGE_ALPHA).fit(cached_text_vectors(texts, encoder, cache),
+                                                               ranker.transform_query(vectors))
+    words = vocabulary(texts)
+    if words:
+        bridge.gloss = WordGloss().fit(words, cached_text_vectors(words, encoder, cache))
+    return bridge

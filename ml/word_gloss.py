@@ -1,0 +1,84 @@
+"""A word-by-word English gloss of a query in another language, for the ranker's own text encoder.
+
+USE multilingual puts a Russian sentence and its English translation near each other (cosine 0.68 on
+100 hand-written pairs), but not near enough: through the query bridge a Russian query ranks
+photos far worse than its English original does (docs/model.md, "Queries in other languages").
+USE also puts single words near their translations, and a word is easier to place than a sentence.
+So each word of the query that is not in the English vocabulary of the training texts is replaced
+by the vocabulary's word nearest to it in USE's space ("собака прыгает в воду" -> "dog jumps in
+water"); MiniLM reads the gloss, and the served query vector is the blend of the gloss's vector
+and the bridged one (``blend``): the gloss is sharp where the word lookup is right, and the bridge
+keeps the sentence's sense where a word is mistranslated ("гребёт": "grabs", not "rows").
+
+No dictionary or translation model ships in any package here; this needs none, holds no
+language-specific table, and so serves every language USE reads. The vocabulary and its USE vectors
+are fitted with the ranker's query bridge, on the texts the bridge is fitted on, and saved in it.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from ml.preprocess import l2_normalize
+
+# Share of the gloss in the served query vector, and the fewest times a word must occur in the training
+# texts to enter the vocabulary (a word seen once is as often a typo as a word). Chosen on the 100
+# hand-written Russian captions of training photos (python -m research.ru_gloss; docs/model.md).
+GLOSS_WEIGHT = 0.5
+MIN_COUNT = 3
+
+_WORD = re.compile(r"[^\W\d_]+")  # letters only, any script: digits and marks pass through as they are
+_ENGLISH_WORD = re.compile(r"[a-z]+")
+
+
+def vocabulary(texts: Iterable[str], min_count: int = MIN_COUNT) -> list[str]:
+    """The English words of ``texts`` (lower case) that occur at least ``min_count`` times, sorted."""
+    counts = Counter(w for t in texts for w in _ENGLISH_WORD.findall(t.lower()))
+    return sorted(w for w, c in counts.items() if c >= min_count)
+
+
+class WordGloss:
+    """The vocabulary (English words) and their unit vectors in the multilingual encoder's space."""
+
+    def __init__(self, weight: float = GLOSS_WEIGHT):
+        self.weight = weight
+
+    def fit(self, words: Sequence[str], word_vectors: np.ndarray) -> WordGloss:
+        if len(words) != len(word_vectors) or not len(words):
+            raise ValueError(f"a gloss needs one vector per word and at least one word: {len(words)} words, "
+                             f"{len(word_vectors)} vectors")
+        self.words_ = np.asarray(words, dtype=str)
+        self.vectors_ = l2_normalize(np.asarray(word_vectors, np.float32))
+        self._known = frozenset(self.words_.tolist())
+        return self
+
+    def gloss(self, text: str, encode: Callable[[Sequence[str]], np.ndarray]) -> str:
+        """``text`` with every word outside the vocabulary replaced by the nearest vocabulary word;
+        ``encode`` is the multilingual encoder's (one call for all the words)."""
+        pieces = _WORD.split(text.lower())
+        words = _WORD.findall(text.lower())
+        unknown = sorted({w for w in words if w not in self._known})
+        nearest = {}
+        if unknown:
+            best = np.argmax(l2_normalize(np.asarray(encode(unknown), np.float32)) @ self.vectors_.T, axis=1)
+            nearest = dict(zip(unknown, self.words_[best].tolist(), strict=True))
+        out = [pieces[0]]
+        for word, after in zip(words, pieces[1:], strict=True):
+            out += [nearest.get(word, word), after]
+        return "".join(out)
+
+    def blend(self, bridged: np.ndarray, glossed: np.ndarray) -> np.ndarray:
+        """The served query vector: the gloss's vector and the bridged one, both in the ranker's space."""
+        return l2_normalize(self.weight * l2_normalize(glossed) + (1 - self.weight) * l2_normalize(bridged))
+
+    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        return {f"{prefix}weight": np.array(self.weight), f"{prefix}words": self.words_,
+                f"{prefix}vectors": self.vectors_.astype(np.float16)}  # half the file; ranks do not move
+
+    @classmethod
+    def from_arrays(cls, a, prefix: str = "") -> WordGloss:
+        return cls(float(a[f"{prefix}weight"])).fit(a[f"{prefix}words"].tolist(),
+                                                     np.asarray(a[f"{prefix}vectors"], np.float32))
