@@ -22,9 +22,8 @@ from ml import no_match
 from ml.compare import ALL_SIGNALS, grouped_cv
 from ml.listwise import FEATURES, query_signals
 from ml.scorers import candidate_scorers
-from ml.train import WHITENING_POWER, default_mapper
-from ml.whitening import PartialWhitening
-from research.data import load
+from ml.train import default_mapper
+from research.data import load, whitened
 from service.config import load_settings
 from service.search.searcher import evidence_of
 from service.store.db import make_engine, resolve_url
@@ -47,7 +46,7 @@ def main(argv=None):
         oof, nets = pickle.loads(cache.read_bytes())
     else:
         data = load(settings)
-        data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
+        data = whitened(data)
         models: dict = {}
         cv, pooled = grouped_cv(data, default_mapper(data), {"listwise_mlp": candidate_scorers()["listwise_mlp"]},
                                 caption_negatives=no_match.N_SCENE_CAPTIONS,

@@ -34,9 +34,8 @@ from ml.calibration import held_out_mixed, mixed_halves
 from ml.compare import ALL_SIGNALS
 from ml.fitted import QueryPlattMap
 from ml.listwise import QUERY_SIGNALS, signals_from
-from ml.train import WHITENING_POWER, _calibration_sets, _fits, choose_cos_weight, fit_calibrator, served_tau_c
-from ml.whitening import PartialWhitening
-from research.data import append_result, listwise_oof, load
+from ml.train import _calibration_sets, _fits, choose_cos_weight, fit_calibrator, served_tau_c
+from research.data import append_result, listwise_oof, load, whitened
 from service.config import load_settings
 
 # name -> (query signals, with the candidate's joint cosine, with its hinge at 0.3)
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     t0 = time.time()
     data = load(settings)
-    data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
+    data = whitened(data)
     suffix = "" if args.scene_captions == no_match.N_SCENE_CAPTIONS else f"_scene{args.scene_captions}"
     cv, oof = listwise_oof(data, settings.data_dir / "research" / f"cv_blend{suffix}_oof.npz", reuse=args.reuse,
                            caption_negatives=args.scene_captions,

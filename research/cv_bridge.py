@@ -24,10 +24,8 @@ from ml.data import cached_text_vectors
 from ml.encoders import imagenet_label_texts
 from ml.multilingual import USE_NETWORK, QueryBridge
 from ml.preprocess import l2_normalize
-from ml.train import WHITENING_POWER
-from ml.whitening import PartialWhitening
 from research.cv_multilingual import cv_retrieval
-from research.data import load
+from research.data import load, whitened
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
@@ -44,7 +42,7 @@ def main() -> None:
     cache = settings.data_dir / "cache"
     u_caption = cached_text_vectors(data.caption_texts.tolist(), use, cache)
     u_label = cached_text_vectors(imagenet_label_texts(), use, cache)
-    dw = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
+    dw = whitened(data)
 
     def fit_set(train_mask, target="caption"):
         rows = train_mask[data.caption_photo]

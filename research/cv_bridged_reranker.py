@@ -49,9 +49,8 @@ from ml.encoders import imagenet_label_texts
 from ml.listwise import FEATURES, photo_evidence, specificity
 from ml.multilingual import QueryBridge
 from ml.scorers import CosineScorer, KerasListwiseMLP
-from ml.train import WHITENING_POWER, default_mapper
-from ml.whitening import PartialWhitening
-from research.data import append_result, load
+from ml.train import default_mapper
+from research.data import append_result, load, whitened
 from service.config import load_settings
 from service.runtime import encoders_for
 
@@ -140,7 +139,7 @@ def main() -> None:
     u_ru, u_en = use.encode([r["text_ru"] for r in rows]), use.encode([r["text_en"] for r in rows])
     key = {k: i for i, k in enumerate(data.photo_keys)}
     ru_photo = np.array([key[r["caption_id"].split("#")[0]] for r in rows])
-    dw = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
+    dw = whitened(data)
     mapper = default_mapper(dw)
     scores: dict[str, list[dict]] = {}
     t_start = time.time()

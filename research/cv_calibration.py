@@ -24,9 +24,8 @@ from ml.calibration import PlattCalibrator, held_out_calibration, held_out_mixed
 from ml.compare import ALL_SIGNALS
 from ml.listwise import signals_from
 from ml.no_match import scene_caption_pool
-from ml.train import WHITENING_POWER, _calibration_sets, fit_calibrator
-from ml.whitening import PartialWhitening
-from research.data import append_result, listwise_oof, load
+from ml.train import _calibration_sets, fit_calibrator
+from research.data import append_result, listwise_oof, load, whitened
 from service.config import load_settings
 
 VARIANTS = {  # name -> (signals, kinds of negatives)
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     t0 = time.time()
     data = load(settings)
-    data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
+    data = whitened(data)
     cache = settings.data_dir / "research" / f"cv_calibration{'_scene' if args.scene_captions else ''}_oof.npz"
     cv, oof = listwise_oof(data, cache, reuse=args.reuse, caption_negatives=400,
                            caption_pool=scene_caption_pool(data.caption_photo, data.caption_texts)

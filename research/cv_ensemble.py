@@ -17,9 +17,8 @@ import numpy as np
 from ml.compare import grouped_cv
 from ml.listwise import NumpyListMLP
 from ml.scorers import KerasListwiseMLP
-from ml.train import WHITENING_POWER, default_mapper
-from ml.whitening import PartialWhitening
-from research.data import append_result, load
+from ml.train import default_mapper
+from research.data import append_result, load, whitened
 from service.config import load_settings
 
 
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     t0 = time.time()
     data = load(settings)
-    data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
+    data = whitened(data)
     scorers = {f"listwise_mlp_x{k}": SeedEnsemble(n_members=int(k)) for k in args.members.split(",")}
     cv, _ = grouped_cv(data, default_mapper(data), scorers)
     line = {"seconds": round(time.time() - t0), "cv": cv}

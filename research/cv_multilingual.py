@@ -33,9 +33,8 @@ from ml.encoders import imagenet_label_texts
 from ml.listwise import photo_evidence
 from ml.multilingual import QueryBridge
 from ml.scorers import CosineScorer
-from ml.train import WHITENING_POWER, default_mapper
-from ml.whitening import PartialWhitening
-from research.data import load
+from ml.train import default_mapper
+from research.data import load, text_whitening, whitened
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
@@ -88,7 +87,7 @@ def main() -> None:
     u_label = cached_text_vectors(labels, use, cache)
     if args.extra_text:
         u_extra = cached_text_vectors(extra_texts.tolist(), use, cache)
-    whitening = PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors())
+    whitening = text_whitening(data)
     dw = data.with_text_transform(whitening)
     in_train = lambda mask: mask[data.caption_photo]  # noqa: E731
 
@@ -121,7 +120,7 @@ def main() -> None:
         u_pair = cached_text_vectors(data.pair_texts.tolist(), use, cache)
         ud = dataclasses.replace(data, caption_vectors=u_caption, pair_vectors=u_pair, label_vectors=u_label,
                                  extra_vectors=np.zeros((0, use.dim), np.float32))
-        uw = ud.with_text_transform(PartialWhitening(WHITENING_POWER).fit(ud.all_text_vectors()))
+        uw = whitened(ud)
         variants["use_joint"] = (uw, lambda mask: uw.caption_vectors)
     out = settings.data_dir / "research" / "cv_multilingual.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,9 +16,8 @@ from pathlib import Path
 
 from ml.compare import grouped_cv
 from ml.scorers import KerasListwiseMLP, candidate_scorers
-from ml.train import WHITENING_POWER, default_mapper
-from ml.whitening import PartialWhitening
-from research.data import append_result, load
+from ml.train import default_mapper
+from research.data import append_result, load, whitened
 from service.config import load_settings
 
 
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     settings = load_settings()
     data = load(settings)
-    data = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
+    data = whitened(data)
     weights = [float(w) for w in args.weights.split(",")]
     for mapper_ratings in (bool(int(m)) for m in args.mapper_ratings.split(",")):
         t0 = time.time()

@@ -26,6 +26,8 @@ import numpy as np
 from ml.data import TrainingData, cached_text_vectors
 from ml.encoders import load_encoders
 from ml.features import cached_image_features
+from ml.train import WHITENING_POWER
+from ml.whitening import PartialWhitening
 from service.config import Settings, load_settings
 from service.ingest.dataset import read_dataset
 from service.runtime import encoders_for
@@ -50,6 +52,16 @@ def load(settings: Settings | None = None, *, image_model: str | None = None, co
     if extra_text:
         data = with_extra_texts(data, settings, encoders.text)
     return data
+
+
+def text_whitening(data: TrainingData) -> PartialWhitening:
+    """The whitening ``withsense train`` fits: ``ml.train.WHITENING_POWER``, on every text of ``data``."""
+    return PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors())
+
+
+def whitened(data: TrainingData) -> TrainingData:
+    """``data`` with every text vector in the served text space (``text_whitening``)."""
+    return data.with_text_transform(text_whitening(data))
 
 
 def photo_files(settings: Settings) -> dict[str, Path]:

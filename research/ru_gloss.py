@@ -25,10 +25,8 @@ from ml.data import cached_text_vectors
 from ml.encoders import imagenet_label_texts
 from ml.multilingual import QueryBridge, bridge_texts
 from ml.preprocess import l2_normalize
-from ml.train import WHITENING_POWER
-from ml.whitening import PartialWhitening
 from ml.word_gloss import WordGloss, vocabulary
-from research.data import load
+from research.data import load, text_whitening
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
@@ -50,7 +48,7 @@ def main() -> None:
     photos = np.array([key[r["caption_id"].split("#")[0]] for r in rows])
     held = np.isin(data.caption_photo, photos)
 
-    whitening = PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors())
+    whitening = text_whitening(data)
     dw = data.with_text_transform(whitening)
     held_texts = set(data.caption_texts[held].tolist())  # rated texts are captions too
     texts = [t for t in bridge_texts(data, imagenet_label_texts())[0] if t not in held_texts]

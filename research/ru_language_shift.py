@@ -21,9 +21,7 @@ from ml.data import cached_text_vectors
 from ml.encoders import imagenet_label_texts
 from ml.multilingual import QueryBridge
 from ml.preprocess import l2_normalize
-from ml.train import WHITENING_POWER
-from ml.whitening import PartialWhitening
-from research.data import load
+from research.data import load, whitened
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
@@ -40,7 +38,7 @@ def main() -> None:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     u_cap = cached_text_vectors(data.caption_texts.tolist(), use, cache)
     u_lab = cached_text_vectors(imagenet_label_texts(), use, cache)
-    dw = data.with_text_transform(PartialWhitening(WHITENING_POWER).fit(data.all_text_vectors()))
+    dw = whitened(data)
     u_ru, u_en = use.encode([r["text_ru"] for r in rows]), use.encode([r["text_en"] for r in rows])
     key = {k: i for i, k in enumerate(data.photo_keys)}
     photos = np.array([key[r["caption_id"].split("#")[0]] for r in rows])
