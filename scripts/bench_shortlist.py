@@ -57,6 +57,7 @@ from service.store.db import make_autocommit_engine, make_engine, resolve_url  #
 from service.store.hnsw import build_index  # noqa: E402
 
 K = 100
+K_DESCRIPTIONS = Settings.model_fields["description_shortlist"].default  # the served default
 TEXT_DIM, MULTILINGUAL_DIM = 384, 512
 DESCRIBED = 0.3  # share of photos with a description
 PLACES = 10  # photo i is at place-(i % 10): a filter on one keeps 10 %
@@ -133,7 +134,7 @@ def write_library(conn, n: int, rng: np.random.Generator, ids: dict, *, first_ph
 def params_for(q, t, m, ids: dict, place: str | None = None) -> dict:
     return {"query_vector": q, "text_vector": t, "multilingual_vector": m, "model_id": ids["model"],
             "text_model_id": ids["text"], "multilingual_model_id": ids["multilingual"], "splits": None,
-            "shortlist_size": K, "camera": None, "place": place, "uploader": None, "taken_after": None,
+            "shortlist_size": K, "description_shortlist_size": K_DESCRIPTIONS, "camera": None, "place": place, "uploader": None, "taken_after": None,
             "taken_before": None}
 
 

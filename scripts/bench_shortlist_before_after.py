@@ -68,7 +68,8 @@ def main() -> None:
         q = state.ranker.transform_query(t)
         params = {"query_vector": q, "text_vector": t, "model_id": state.model.id, "text_model_id": state.text_model_id,
                   "multilingual_vector": m, "multilingual_model_id": state.multilingual_model_id, "splits": None,
-                  "shortlist_size": settings.shortlist, **asdict(Filters(place=args.place))}
+                  "shortlist_size": settings.shortlist,
+                  "description_shortlist_size": settings.description_shortlist, **asdict(Filters(place=args.place))}
         shape = searcher.shape(state, params)
         for side in ("before", "after"):
             with engine.connect() as conn:

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     clip_path: str = _setting("", "local directory with CLIPModel weights, for the clip backend")
     shortlist: int = _setting(100, "candidates the SQL nearest-neighbour query hands to the scorer",
                               ge=1, le=10_000)
+    # Each description search adds its nearest descriptions' photos: 30 (six pages of 5) keep the top 5
+    # of 100 (4.95 of 5 photos alike, the first the same in 343 of 344 searches) at 0.6 of the
+    # statement's time at a million photos (docs/scaling.md, "Eighth session").
+    description_shortlist: int = _setting(30, "candidates each description search (MiniLM's, USE's) adds to the "
+                                          "shortlist, beside the photo search's `WITHSENSE_SHORTLIST`",
+                                          ge=1, le=10_000)
     hnsw_ef_search: int = _setting(100, "pgvector `hnsw.ef_search` for the shortlist",
                                    ge=1, le=1000)
     hnsw_min_photos: int = _setting(2_000,

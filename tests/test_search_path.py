@@ -110,8 +110,29 @@ def test_the_shortlist_chooses_the_index_by_library_size(loaded, encoders):
 def _shortlist_params(loaded, query_vector) -> dict:
     """A photo and MiniLM description search's parameters, no filter (the query vector stands in for both)."""
     return {"query_vector": query_vector, "text_vector": query_vector, "model_id": loaded["model"]["id"],
-            "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, **asdict(Filters()),
+            "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, "description_shortlist_size": 100,
+            **asdict(Filters()),
             "multilingual_vector": None, "multilingual_model_id": None}
+
+
+def test_each_description_search_adds_at_most_its_own_shortlist(loaded, encoders):
+    """``description_shortlist_size`` bounds what a description search adds, apart from the photo
+    search's ``shortlist_size``: the photos found by descriptions alone are the difference."""
+    query_vector = encoders.text.encode(["a dog runs through the water"])[0]
+    shape = ShortlistShape(Space(384, False), Space(384, False))
+    with loaded["engine"].connect() as conn:
+        described = set(conn.execute(text("SELECT DISTINCT photo_id FROM descriptions "
+                                           "WHERE source <> 'test' AND photo_id IS NOT NULL")).scalars())
+    found = {}
+    for descriptions in (0, 1, 2, 100):
+        params = _shortlist_params(loaded, query_vector) | {"shortlist_size": 2, "description_shortlist_size": descriptions}
+        with loaded["engine"].connect() as conn:
+            found[descriptions] = {r.photo_id for r in fetch_shortlist(conn, params, shape, ef_search=100)}
+            conn.rollback()
+    photos = found[0]
+    assert len(photos) == 2 and len(described - photos) >= 2  # the photo search's own, and more to add
+    assert len(found[1] - photos) <= 1 and len(found[2] - photos) <= 2 and found[1] <= found[2]
+    assert found[100] == photos | described
 
 
 def test_the_indexed_statement_is_served_by_the_hnsw_indexes(loaded, encoders):

@@ -59,7 +59,8 @@ def test_cosines_computed_in_sql_score_as_the_vectors_did(loaded, encoders, use_
         q = ranker.transform_query(text_vector)
         params = {"query_vector": q, "text_vector": text_vector, "model_id": state.model.id,
                   "text_model_id": state.text_model_id, "multilingual_vector": None, "multilingual_model_id": None,
-                  "splits": None, "shortlist_size": 100, **asdict(Filters())}
+                  "splits": None, "shortlist_size": 100, "description_shortlist_size": 100,
+                  **asdict(Filters())}
         shape = searcher.shape(state, params)
         assert shape.photos.indexed is use_index and shape.text.indexed is use_index
         with loaded["engine"].connect() as conn:

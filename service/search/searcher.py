@@ -337,6 +337,7 @@ class Searcher:
                                       else None),
             "splits": list(splits) if splits else None,
             "shortlist_size": max(self.settings.shortlist, offset + limit),
+            "description_shortlist_size": max(self.settings.description_shortlist, offset + limit),
             **asdict(filters),
         }
         shape = self.shape(state, params)

@@ -5,7 +5,10 @@ the scalars the reranker reads per photo. Run through psycopg directly with bina
 pipeline mode, so the ``SET LOCAL`` lines and the query travel to the server in one round trip.
   semantic_search     - nearest photos to the query in the joint space of the active ranker;
   description_search  - photos whose descriptions (written for that photo, never the held-out
-                        test queries) are nearest to the query's text vector;
+                        test queries) are nearest to the query's text vector: the
+                        ``description_shortlist_size`` nearest (``WITHSENSE_DESCRIPTION_SHORTLIST``,
+                        30), since their rows and description matches are most of the statement's
+                        cost at a million photos;
   multilingual_description_search - the same in USE multilingual's space (ml/multilingual.py), so
                         a description in one language is found by a query in another;
   description_match   - for every candidate, its best-matching description in each space.
@@ -124,14 +127,14 @@ def _description_search(name: str, model_param: str, vector: str, space: Space, 
         JOIN descriptions d ON d.id = de.description_id{_photos_join(filters, "d.photo_id")}
         WHERE {where}
         ORDER BY {nearest_order("de.embedding", f"%({vector})s", space)}
-        LIMIT %(shortlist_size)s
+        LIMIT %(description_shortlist_size)s
     )"""
 
 
 # Integer parameters an unfiltered index search writes into its statement's text, so that one
 # generic plan serves every query (``fetch_shortlist``): the partial indexes' ``model_id = <model>``
 # must be provable from the text, and a LIMIT the planner cannot see is planned as 10 % of the rows.
-INLINED = ("model_id", "text_model_id", "multilingual_model_id", "shortlist_size")
+INLINED = ("model_id", "text_model_id", "multilingual_model_id", "shortlist_size", "description_shortlist_size")
 
 
 @lru_cache(maxsize=256)
