@@ -134,8 +134,8 @@ def write_library(conn, n: int, rng: np.random.Generator, ids: dict, *, first_ph
 def params_for(q, t, m, ids: dict, place: str | None = None) -> dict:
     return {"query_vector": q, "text_vector": t, "multilingual_vector": m, "model_id": ids["model"],
             "text_model_id": ids["text"], "multilingual_model_id": ids["multilingual"], "splits": None,
-            "shortlist_size": K, "description_shortlist_size": K_DESCRIPTIONS, "camera": None, "place": place, "uploader": None, "taken_after": None,
-            "taken_before": None}
+            "shortlist_size": K, "description_shortlist_size": K_DESCRIPTIONS, "camera": None, "place": place,
+            "uploader": None, "taken_after": None, "taken_before": None}
 
 
 def shape_for(ids: dict, *, indexed: bool, place: str | None, multilingual: bool = True,
