@@ -29,7 +29,9 @@ Each is measured on three query sets of the held-out photos, in the same galleri
   bridged route; tau-c on the rated texts bridged the same way);
 * ``ru``: the 100 hand-written Russian captions of training photos (``research/ru_train_captions.tsv``)
   through USE + the fold's bridge; every one of those photos has rated pairs, so each is held out
-  in one fold.
+  in one fold;
+* ``ru_gloss``: the same blended with MiniLM's reading of their word gloss (``ml.word_gloss``, as
+  served: its vocabulary from the fold's training captions and the label phrases).
 
 Results are appended to ``<data dir>/research/cv_bridged_reranker.jsonl``.
 """
@@ -50,9 +52,11 @@ from ml.listwise import FEATURES, photo_evidence, specificity
 from ml.multilingual import QueryBridge
 from ml.scorers import CosineScorer, KerasListwiseMLP
 from ml.train import default_mapper
-from research.data import append_result, load, whitened
+from ml.word_gloss import WordGloss, vocabulary
+from research.data import append_result, load, text_whitening
 from service.config import load_settings
 from service.runtime import encoders_for
+from service.store.library_precision import resolved_settings
 
 CAPTIONS = Path(__file__).with_name("ru_train_captions.tsv")
 
@@ -127,9 +131,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the lists' draws (0: grouped_cv's)")
     args = ap.parse_args()
     _one_thread()
-    settings = load_settings()
+    settings = resolved_settings(load_settings())  # the library's image precision
     data = load(settings)
-    use = encoders_for(settings).multilingual
+    encoders = encoders_for(settings)
+    use = encoders.multilingual
     cache = settings.data_dir / "cache"
     u_caption = cached_text_vectors(data.caption_texts.tolist(), use, cache)
     u_pair = cached_text_vectors(data.pair_texts.tolist(), use, cache)
@@ -139,7 +144,8 @@ def main() -> None:
     u_ru, u_en = use.encode([r["text_ru"] for r in rows]), use.encode([r["text_en"] for r in rows])
     key = {k: i for i, k in enumerate(data.photo_keys)}
     ru_photo = np.array([key[r["caption_id"].split("#")[0]] for r in rows])
-    dw = whitened(data)
+    whitening = text_whitening(data)
+    dw = data.with_text_transform(whitening)
     mapper = default_mapper(dw)
     scores: dict[str, list[dict]] = {}
     t_start = time.time()
@@ -168,6 +174,9 @@ def main() -> None:
                                       random_state=seed + BRIDGED_SEED)
         bridge = QueryBridge().fit(np.concatenate([u_caption[in_train], u_label]),
                                    np.concatenate([tdata.caption_vectors, dw.label_vectors]))
+        words = vocabulary([*tdata.caption_texts.tolist(), *imagenet_label_texts()])
+        gloss = WordGloss().fit(words, cached_text_vectors(words, use, cache))
+        glossed = whitening.transform(encoders.text.encode([gloss.gloss(r["text_ru"], use.encode) for r in rows]))
         ref_vectors, ref_photo = reference_captions(tdata)
         reference = (ref_vectors, train_idx[ref_photo])
         routes = {
@@ -178,6 +187,7 @@ def main() -> None:
                                       caption_vectors=bridge.transform(u_ru), caption_photo=ru_photo,
                                       caption_blocked=np.zeros(len(rows), bool)),
         }
+        routes["ru_gloss"] = dataclasses.replace(routes["ru"], caption_vectors=gloss.blend(bridge.transform(u_ru), glossed))
         fits = {"cosine": (CosineScorer(), None)}
         for name in args.variants:
             if name == "served":
