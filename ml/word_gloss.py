@@ -57,9 +57,9 @@ class WordGloss:
 
     def gloss(self, text: str, encode: Callable[[Sequence[str]], np.ndarray]) -> str:
         """``text`` with every word outside the vocabulary replaced by the nearest vocabulary word;
-        ``encode`` is the multilingual encoder's (one call for all the words)."""
-        pieces = _WORD.split(text.lower())
-        words = _WORD.findall(text.lower())
+        ``encode`` gives the multilingual encoder's vectors of the words, each unknown word asked once."""
+        text = text.lower()
+        pieces, words = _WORD.split(text), _WORD.findall(text)
         unknown = sorted({w for w in words if w not in self._known})
         nearest = {}
         if unknown:
