@@ -380,14 +380,8 @@ class Searcher:
         bridged = bridge.transform(multilingual_vector)
         if bridge.gloss is None:
             return bridged
-        gloss = bridge.gloss.gloss(query, self._multilingual_words)
+        gloss = bridge.gloss.gloss(query, self.multilingual_vectors.text_encoder.encode)
         return bridge.gloss.blend(bridged, ranker.transform_query(self.query_vectors.get(gloss)))
-
-    def _multilingual_words(self, words: Sequence[str]) -> np.ndarray:
-        """USE's vectors of a query's words through the process's cache of USE vectors: the words of
-        one query recur in the next ("собака", "в", "на"), so a repeated or similar query encodes
-        none again; a new word costs one encoder run."""
-        return np.stack([self.multilingual_vectors.get(word) for word in words])
 
     def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> Ranking:
         """Every candidate scored and ordered, best first (paging and min_score cut it after)."""
