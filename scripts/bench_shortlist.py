@@ -51,6 +51,7 @@ from service.search.shortlist import (  # noqa: E402
     fetch_shortlist,
     search_ef,
     session_settings,
+    shortlist_params,
 )
 from service.store import facet_indexes  # noqa: E402
 from service.store.db import make_autocommit_engine, make_engine, resolve_url  # noqa: E402
@@ -132,10 +133,9 @@ def write_library(conn, n: int, rng: np.random.Generator, ids: dict, *, first_ph
 
 
 def params_for(q, t, m, ids: dict, place: str | None = None) -> dict:
-    return {"query_vector": q, "text_vector": t, "multilingual_vector": m, "model_id": ids["model"],
-            "text_model_id": ids["text"], "multilingual_model_id": ids["multilingual"], "splits": None,
-            "shortlist_size": K, "description_shortlist_size": K_DESCRIPTIONS, "camera": None, "place": place,
-            "uploader": None, "taken_after": None, "taken_before": None}
+    return shortlist_params(q, model_id=ids["model"], text_vector=t, text_model_id=ids["text"],
+                            multilingual_vector=m, multilingual_model_id=ids["multilingual"],
+                            shortlist_size=K, description_shortlist_size=K_DESCRIPTIONS, place=place)
 
 
 def shape_for(ids: dict, *, indexed: bool, place: str | None, multilingual: bool = True,

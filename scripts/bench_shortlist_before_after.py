@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,8 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.config import REPO_ROOT, load_settings  # noqa: E402
-from service.search.searcher import Filters, Searcher, cosines_of, evidence_of  # noqa: E402
-from service.search.shortlist import fetch_shortlist  # noqa: E402
+from service.search.searcher import Searcher, cosines_of, evidence_of  # noqa: E402
+from service.search.shortlist import fetch_shortlist, shortlist_params  # noqa: E402
 
 
 def old_module(commit: str):
@@ -66,10 +65,10 @@ def main() -> None:
         t = encoders.text.encode([query])[0]
         m = encoders.multilingual.encode([query])[0]
         q = state.ranker.transform_query(t)
-        params = {"query_vector": q, "text_vector": t, "model_id": state.model.id, "text_model_id": state.text_model_id,
-                  "multilingual_vector": m, "multilingual_model_id": state.multilingual_model_id, "splits": None,
-                  "shortlist_size": settings.shortlist,
-                  "description_shortlist_size": settings.description_shortlist, **asdict(Filters(place=args.place))}
+        params = shortlist_params(q, model_id=state.model.id, text_vector=t, text_model_id=state.text_model_id,
+                                  multilingual_vector=m, multilingual_model_id=state.multilingual_model_id,
+                                  shortlist_size=settings.shortlist,
+                                  description_shortlist_size=settings.description_shortlist, place=args.place)
         shape = searcher.shape(state, params)
         for side in ("before", "after"):
             with engine.connect() as conn:

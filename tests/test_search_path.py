@@ -5,14 +5,20 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from dataclasses import asdict
 
 import numpy as np
 import pytest
 from sqlalchemy import text
 
 from service.search.searcher import Filters, Searcher
-from service.search.shortlist import INLINED, ShortlistShape, Space, fetch_shortlist, shortlist_sql
+from service.search.shortlist import (
+    INLINED,
+    ShortlistShape,
+    Space,
+    fetch_shortlist,
+    shortlist_params,
+    shortlist_sql,
+)
 from service.store.db import driver_connection, session_settings_of
 from service.store.hnsw import description_index_name, index_name
 from tests.helpers import load_library, migrate_to
@@ -109,10 +115,8 @@ def test_the_shortlist_chooses_the_index_by_library_size(loaded, encoders):
 
 def _shortlist_params(loaded, query_vector) -> dict:
     """A photo and MiniLM description search's parameters, no filter (the query vector stands in for both)."""
-    return {"query_vector": query_vector, "text_vector": query_vector, "model_id": loaded["model"]["id"],
-            "text_model_id": loaded["text"], "splits": None, "shortlist_size": 100, "description_shortlist_size": 100,
-            **asdict(Filters()),
-            "multilingual_vector": None, "multilingual_model_id": None}
+    return shortlist_params(query_vector, model_id=loaded["model"]["id"], text_vector=query_vector,
+                            text_model_id=loaded["text"], shortlist_size=100, description_shortlist_size=100)
 
 
 def test_each_description_search_adds_at_most_its_own_shortlist(loaded, encoders):

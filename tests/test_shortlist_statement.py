@@ -3,7 +3,7 @@ score the candidates as the photos' vectors did, and each set filter is a plain 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
+import re
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ from service.search.shortlist import (
     ShortlistShape,
     Space,
     fetch_shortlist,
+    shortlist_params,
     shortlist_sql,
 )
 from service.store.db import as_array
@@ -57,10 +58,8 @@ def test_cosines_computed_in_sql_score_as_the_vectors_did(loaded, encoders, use_
     for query in QUERIES:
         text_vector = encoders.text.encode([query])[0]
         q = ranker.transform_query(text_vector)
-        params = {"query_vector": q, "text_vector": text_vector, "model_id": state.model.id,
-                  "text_model_id": state.text_model_id, "multilingual_vector": None, "multilingual_model_id": None,
-                  "splits": None, "shortlist_size": 100, "description_shortlist_size": 100,
-                  **asdict(Filters())}
+        params = shortlist_params(q, model_id=state.model.id, text_vector=text_vector,
+                                  text_model_id=state.text_model_id, shortlist_size=100, description_shortlist_size=100)
         shape = searcher.shape(state, params)
         assert shape.photos.indexed is use_index and shape.text.indexed is use_index
         with loaded["engine"].connect() as conn:
@@ -100,6 +99,18 @@ def test_each_set_filter_is_a_plain_predicate_and_an_unset_one_is_absent():
             assert shortlist_sql(shape_of(chosen)) is sql  # made once per shape
     image_only = shortlist_sql(ShortlistShape(Space(384, False)))
     assert "description_embeddings" not in image_only and "NULL::float8 AS description_match" in image_only
+
+
+def test_shortlist_params_name_every_placeholder_and_refuse_an_unknown_filter():
+    params = shortlist_params([0.0], model_id=7, shortlist_size=100, description_shortlist_size=30, place="Moscow")
+    assert params["place"] == "Moscow" and params["model_id"] == 7
+    assert all(params[name] is None for name in FILTERS if name != "place")
+    assert params["text_model_id"] is None and params["multilingual_vector"] is None  # description sides off
+    # every placeholder of the widest statement is a key, so a missing one cannot reach the driver
+    widest = shortlist_sql(ShortlistShape(Space(384, True), Space(384, True), Space(512, True), FILTERS))
+    assert set(re.findall(r"%\((\w+)\)s", widest)) <= set(params)
+    with pytest.raises(TypeError, match="colour"):
+        shortlist_params([0.0], model_id=7, shortlist_size=100, description_shortlist_size=30, colour="red")
 
 
 def test_filters_on_the_index_path_keep_only_matching_photos(loaded, encoders):

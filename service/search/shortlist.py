@@ -198,6 +198,21 @@ def _statement(shape: ShortlistShape) -> str:
 """
 
 
+def shortlist_params(query_vector, *, model_id: int, shortlist_size: int, description_shortlist_size: int,
+                     text_vector=None, text_model_id: int | None = None, multilingual_vector=None,
+                     multilingual_model_id: int | None = None, **filters) -> dict:
+    """Every parameter a shortlist statement may name. A description side runs where its vector and
+    model id are given (``ShortlistShape``); ``filters`` are names of :data:`FILTERS`, a missing one unset."""
+    unknown = set(filters) - set(FILTERS)
+    if unknown:
+        raise TypeError(f"unknown shortlist filters: {sorted(unknown)}")
+    return {"query_vector": query_vector, "model_id": model_id,
+            "text_vector": text_vector, "text_model_id": text_model_id,
+            "multilingual_vector": multilingual_vector, "multilingual_model_id": multilingual_model_id,
+            "shortlist_size": shortlist_size, "description_shortlist_size": description_shortlist_size,
+            **{name: filters.get(name) for name in FILTERS}}
+
+
 def search_ef(hnsw_ef_search: int, shortlist_size: int) -> int:
     """An index search's ``hnsw.ef_search``: the setting, or the shortlist it must fill if larger."""
     return max(int(hnsw_ef_search), int(shortlist_size))
