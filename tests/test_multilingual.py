@@ -162,6 +162,23 @@ def test_a_russian_query_is_served_as_the_blend_of_its_gloss_and_the_bridge(sear
     assert float(served @ glossed) > float(bridged @ glossed)  # the gloss moved it
 
 
+def test_the_gloss_asks_use_once_for_each_word_and_glosses_as_one_batch_did(searcher):
+    ranker = searcher.active_state().ranker
+    bridge, use = ranker.query_bridges["usem3"], searcher.multilingual_vectors.text_encoder
+    query = "рыжая лошадь скачет по снегу"
+    vector = use.encode([query])[0]
+    counts = [searcher.word_vectors.info()]
+    served = [searcher._bridged(ranker, "usem3", query, vector)]
+    counts.append(searcher.word_vectors.info())
+    served.append(searcher._bridged(ranker, "usem3", query, vector))
+    counts.append(searcher.word_vectors.info())
+    looked_up = sum(counts[1][k] - counts[0][k] for k in ("hits", "misses"))
+    assert looked_up == 5  # every word is Russian, none in the English vocabulary
+    assert counts[2]["misses"] == counts[1]["misses"] and counts[2]["hits"] - counts[1]["hits"] == looked_up
+    assert np.array_equal(served[0], served[1])
+    assert bridge.gloss.gloss(query, searcher._word_vectors) == bridge.gloss.gloss(query, use.encode)
+
+
 def test_the_api_says_which_path_served_a_search(client):
     russian = client.post("/api/search", json={"query": "собака плещется в воде"}).get_json()
     english = client.post("/api/search", json={"query": "a dog splashes through the water"}).get_json()

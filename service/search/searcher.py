@@ -24,7 +24,14 @@ from service.search.active_model import ActiveModelCache, ActiveState
 from service.search.query_vectors import QueryVectorCache
 from service.search.routing import QueryRouter
 from service.search.search_log import SearchLogEntry, SearchLogWriter
-from service.search.shortlist import ShortlistShape, Space, fetch_shortlist, filters_set, search_ef
+from service.search.shortlist import (
+    ShortlistShape,
+    Space,
+    fetch_shortlist,
+    filters_set,
+    search_ef,
+    shortlist_params,
+)
 from service.store.db import as_array, retry_if_disconnected
 from service.store.model_rows import ModelMismatch, ModelRow, check_package_versions, load_ranker
 from service.store.replicas import ReadReplicas, read_with_fallback
@@ -235,6 +242,11 @@ class Searcher:
         self.query_vectors = QueryVectorCache(text_encoder, settings.query_cache_size)
         self.multilingual_vectors = (QueryVectorCache(multilingual, settings.query_cache_size)
                                      if multilingual is not None else None)
+        # The word gloss's words (``_bridged``), apart from whole queries: a language's words recur
+        # across queries far more than queries do, so a query of words met before costs no USE run for
+        # its gloss (2.8 ms of a Russian search's encoding as one batch; 0.4 ms once its words are here).
+        self.word_vectors = (QueryVectorCache(multilingual, settings.query_cache_size)
+                             if multilingual is not None else None)
         self.router = QueryRouter(text_encoder, multilingual, settings.query_cache_size)
         self.log_writer = SearchLogWriter(engine)
 
@@ -327,19 +339,15 @@ class Searcher:
             query_vector = self._bridged(ranker, route.encoder, query, multilingual_vector)
         clock.lap("text_encoding")
 
-        params = {
-            "query_vector": query_vector,
-            "text_vector": text_vector,
-            "model_id": model.id,
-            "text_model_id": state.text_model_id if hybrid and text_vector is not None else None,
-            "multilingual_vector": multilingual_vector,
-            "multilingual_model_id": (state.multilingual_model_id if hybrid and multilingual_vector is not None
-                                      else None),
-            "splits": list(splits) if splits else None,
-            "shortlist_size": max(self.settings.shortlist, offset + limit),
-            "description_shortlist_size": max(self.settings.description_shortlist, offset + limit),
-            **asdict(filters),
-        }
+        params = shortlist_params(
+            query_vector, model_id=model.id,
+            text_vector=text_vector,
+            text_model_id=state.text_model_id if hybrid and text_vector is not None else None,
+            multilingual_vector=multilingual_vector,
+            multilingual_model_id=state.multilingual_model_id if hybrid and multilingual_vector is not None else None,
+            shortlist_size=max(self.settings.shortlist, offset + limit),
+            description_shortlist_size=max(self.settings.description_shortlist, offset + limit),
+            splits=list(splits) if splits else None, **asdict(filters))
         shape = self.shape(state, params)
 
         def shortlist(engine: Engine):
@@ -380,8 +388,11 @@ class Searcher:
         bridged = bridge.transform(multilingual_vector)
         if bridge.gloss is None:
             return bridged
-        gloss = bridge.gloss.gloss(query, self.multilingual_vectors.text_encoder.encode)
+        gloss = bridge.gloss.gloss(query, self._word_vectors)
         return bridge.gloss.blend(bridged, ranker.transform_query(self.query_vectors.get(gloss)))
+
+    def _word_vectors(self, words: Sequence[str]) -> np.ndarray:
+        return np.stack([self.word_vectors.get(word) for word in words])
 
     def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> Ranking:
         """Every candidate scored and ordered, best first (paging and min_score cut it after)."""
