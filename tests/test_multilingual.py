@@ -61,6 +61,35 @@ def test_russian_and_english_meet_in_one_space(use_onnx):
     assert ru @ en > 0.7 and ru @ en > ru @ other + 0.3
 
 
+class _CountingEncoder:
+    """The real encoder, with a record of the batches it was asked for."""
+
+    def __init__(self, encoder):
+        self.encoder, self.batches = encoder, []
+
+    def encode(self, texts):
+        self.batches.append(list(texts))
+        return self.encoder.encode(texts)
+
+
+def test_word_vector_cache_encodes_only_the_missing_words_in_one_batch(use_onnx):
+    from service.search.query_vectors import WordVectorCache
+
+    counting = _CountingEncoder(use_onnx)
+    cache = WordVectorCache(counting, size=3)
+    first = cache.encode(["собака", "бежит", "снег"])
+    again = cache.encode(["снег", "собака", "лес"])
+    assert counting.batches == [["собака", "бежит", "снег"], ["лес"]]  # one batch per call, the new words only
+    np.testing.assert_allclose(again[:2], first[[2, 0]], atol=1e-6)
+    np.testing.assert_allclose(again[2], use_onnx.encode(["лес"])[0], atol=1e-5)
+    assert cache.info() == {"size": 3, "hits": 2, "misses": 4, "entries": 3}
+    cache.encode(["бежит"])  # the least recently used of four words fell out
+    assert counting.batches[-1] == ["бежит"]
+    off = WordVectorCache(counting, size=0)
+    off.encode(["собака"]), off.encode(["собака"])
+    assert counting.batches[-2:] == [["собака"], ["собака"]] and off.info()["entries"] == 0
+
+
 def test_window_index_stays_inside_each_sentence():
     feeds = flat_batch([[1, 10, 2], [1, 2]])
     n = 5  # tokens; row n of the graph's buffers is the zero sentinel
@@ -176,7 +205,7 @@ def test_the_gloss_asks_use_once_for_each_word_and_glosses_as_one_batch_did(sear
     assert looked_up == 5  # every word is Russian, none in the English vocabulary
     assert counts[2]["misses"] == counts[1]["misses"] and counts[2]["hits"] - counts[1]["hits"] == looked_up
     assert np.array_equal(served[0], served[1])
-    assert bridge.gloss.gloss(query, searcher._word_vectors) == bridge.gloss.gloss(query, use.encode)
+    assert bridge.gloss.gloss(query, searcher.word_vectors.encode) == bridge.gloss.gloss(query, use.encode)
 
 
 def test_the_api_says_which_path_served_a_search(client):

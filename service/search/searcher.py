@@ -21,7 +21,7 @@ from ml.ranker import Ranker
 from service import policy
 from service.config import Settings
 from service.search.active_model import ActiveModelCache, ActiveState
-from service.search.query_vectors import QueryVectorCache
+from service.search.query_vectors import QueryVectorCache, WordVectorCache
 from service.search.routing import QueryRouter
 from service.search.search_log import SearchLogEntry, SearchLogWriter
 from service.search.shortlist import (
@@ -245,7 +245,7 @@ class Searcher:
         # The word gloss's words (``_bridged``), apart from whole queries: a language's words recur
         # across queries far more than queries do, so a query of words met before costs no USE run for
         # its gloss (2.8 ms of a Russian search's encoding as one batch; 0.4 ms once its words are here).
-        self.word_vectors = (QueryVectorCache(multilingual, settings.query_cache_size)
+        self.word_vectors = (WordVectorCache(multilingual, settings.query_cache_size)
                              if multilingual is not None else None)
         self.router = QueryRouter(text_encoder, multilingual, settings.query_cache_size)
         self.log_writer = SearchLogWriter(engine)
@@ -388,11 +388,8 @@ class Searcher:
         bridged = bridge.transform(multilingual_vector)
         if bridge.gloss is None:
             return bridged
-        gloss = bridge.gloss.gloss(query, self._word_vectors)
+        gloss = bridge.gloss.gloss(query, self.word_vectors.encode)
         return bridge.gloss.blend(bridged, ranker.transform_query(self.query_vectors.get(gloss)))
-
-    def _word_vectors(self, words: Sequence[str]) -> np.ndarray:
-        return np.stack([self.word_vectors.get(word) for word in words])
 
     def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> Ranking:
         """Every candidate scored and ordered, best first (paging and min_score cut it after)."""
