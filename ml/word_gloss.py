@@ -63,12 +63,17 @@ class WordGloss:
         unknown = sorted({w for w in words if w not in self._known})
         nearest = {}
         if unknown:
-            best = np.argmax(l2_normalize(np.asarray(encode(unknown), np.float32)) @ self.vectors_.T, axis=1)
+            best = self.nearest(l2_normalize(np.asarray(encode(unknown), np.float32)) @ self.vectors_.T)
             nearest = dict(zip(unknown, self.words_[best].tolist(), strict=True))
         out = [pieces[0]]
         for word, after in zip(words, pieces[1:], strict=True):
             out += [nearest.get(word, word), after]
         return "".join(out)
+
+    def nearest(self, cosines: np.ndarray) -> np.ndarray:
+        """Each unknown word's vocabulary word, from their ``(unknown, vocabulary)`` cosines: the
+        nearest one (research.ru_gloss tried others: docs/model.md)."""
+        return np.argmax(cosines, axis=1)
 
     def blend(self, bridged: np.ndarray, glossed: np.ndarray) -> np.ndarray:
         """The served query vector: the gloss's vector and the bridged one, both in the ranker's space."""

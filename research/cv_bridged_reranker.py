@@ -128,6 +128,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--max-folds", type=int, default=None, help="stop after this many folds (screening)")
     ap.add_argument("--variants", nargs="*", default=["served", "mixed", "route"])
+    ap.add_argument("--gloss-csls", action="store_true",
+                    help="the ru_gloss route's words chosen by CSLS (research.ru_gloss.CslsGloss; not served)")
     ap.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the lists' draws (0: grouped_cv's)")
     args = ap.parse_args()
     _one_thread()
@@ -175,7 +177,13 @@ def main() -> None:
         bridge = QueryBridge().fit(np.concatenate([u_caption[in_train], u_label]),
                                    np.concatenate([tdata.caption_vectors, dw.label_vectors]))
         words = vocabulary([*tdata.caption_texts.tolist(), *imagenet_label_texts()])
-        gloss = WordGloss().fit(words, cached_text_vectors(words, use, cache))
+        if args.gloss_csls:
+            from research.ru_gloss import CslsGloss, foreign_words
+
+            gloss = CslsGloss().fit(words, cached_text_vectors(words, use, cache),
+                                    cached_text_vectors(foreign_words(exclude=words), use, cache))
+        else:
+            gloss = WordGloss().fit(words, cached_text_vectors(words, use, cache))
         glossed = whitening.transform(encoders.text.encode([gloss.gloss(r["text_ru"], use.encode) for r in rows]))
         ref_vectors, ref_photo = reference_captions(tdata)
         reference = (ref_vectors, train_idx[ref_photo])
@@ -217,7 +225,7 @@ def main() -> None:
     table = {k: {m: round(float(np.nanmean([r[m] for r in rs])), 4) for m in ("R@1", "R@5", "R@10", "tau_c")}
              for k, rs in scores.items()}
     append_result(settings, "cv_bridged_reranker",
-                  {"folds": args.folds, "max_folds": args.max_folds, "seed": args.seed, "seconds": round(time.time() - t_start),
+                  {"folds": args.folds, "max_folds": args.max_folds, "seed": args.seed, "gloss_csls": args.gloss_csls, "seconds": round(time.time() - t_start),
                    "cv": table})
 
 
