@@ -244,7 +244,8 @@ class Searcher:
                                      if multilingual is not None else None)
         # The word gloss's words (``_bridged``), apart from whole queries: a language's words recur
         # across queries far more than queries do, so a query of words met before costs no USE run for
-        # its gloss (2.8 ms of a Russian search's encoding as one batch; 0.4 ms once its words are here).
+        # its gloss (1.3-2.1 ms of a Russian search's encoding as one batch, 0.35 ms once its words are
+        # here: reports/bench/search.md).
         self.word_vectors = (WordVectorCache(multilingual, settings.query_cache_size)
                              if multilingual is not None else None)
         self.router = QueryRouter(text_encoder, multilingual, settings.query_cache_size)
