@@ -188,9 +188,9 @@ def multilingual_floor(settings: Settings, queries: list[str]) -> dict:
 def gloss_floor(settings: Settings, queries: list[str]) -> dict:
     """The word gloss's step alone (its words through USE and the nearest English word), per query:
     its words asked as one batch with no cache, then through the searcher's word cache
-    (``WordVectorCache``) on its first pass over the queries and again once warm."""
+    (``QueryVectorCache``) on its first pass over the queries and again once warm."""
     from service.runtime import encoders_for
-    from service.search.query_vectors import WordVectorCache
+    from service.search.query_vectors import QueryVectorCache
     from service.store.db import make_engine, resolve_url
     from service.store.model_rows import active_ranker, load_ranker
 
@@ -201,7 +201,7 @@ def gloss_floor(settings: Settings, queries: list[str]) -> dict:
     if bridge is None or bridge.gloss is None:
         return {}
     use = encoders_for(settings).multilingual
-    cache = WordVectorCache(use, settings.query_cache_size)
+    cache = QueryVectorCache(use, settings.query_cache_size)
     out = {}
     for name, encode in (("gloss_batch", use.encode), ("gloss_cache_first_pass", cache.encode),
                          ("gloss_cache_warm", cache.encode)):

@@ -72,11 +72,11 @@ class _CountingEncoder:
         return self.encoder.encode(texts)
 
 
-def test_word_vector_cache_encodes_only_the_missing_words_in_one_batch(use_onnx):
-    from service.search.query_vectors import WordVectorCache
+def test_the_vector_cache_encodes_only_the_missing_words_in_one_batch(use_onnx):
+    from service.search.query_vectors import QueryVectorCache
 
     counting = _CountingEncoder(use_onnx)
-    cache = WordVectorCache(counting, size=3)
+    cache = QueryVectorCache(counting, size=3)
     first = cache.encode(["собака", "бежит", "снег"])
     again = cache.encode(["снег", "собака", "лес"])
     assert counting.batches == [["собака", "бежит", "снег"], ["лес"]]  # one batch per call, the new words only
@@ -85,7 +85,7 @@ def test_word_vector_cache_encodes_only_the_missing_words_in_one_batch(use_onnx)
     assert cache.info() == {"size": 3, "hits": 2, "misses": 4, "entries": 3}
     cache.encode(["бежит"])  # the least recently used of four words fell out
     assert counting.batches[-1] == ["бежит"]
-    off = WordVectorCache(counting, size=0)
+    off = QueryVectorCache(counting, size=0)
     off.encode(["собака"]), off.encode(["собака"])
     assert counting.batches[-2:] == [["собака"], ["собака"]] and off.info()["entries"] == 0
 

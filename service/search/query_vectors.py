@@ -3,7 +3,6 @@ and the word gloss's word vectors, whose words repeat more still."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 from threading import Lock
 
 import numpy as np
@@ -11,63 +10,53 @@ from cachetools import LRUCache
 
 
 class QueryVectorCache:
-    """LRU of query text -> unit vector (functools.lru_cache: thread-safe, C-implemented).
+    """LRU of text -> unit vector: the queries of one encoder, or the word gloss's words
+    (``ml.word_gloss``), whose words recur across queries far more than whole queries do.
 
-    The vectors are handed out read-only, so a caller cannot change what the next search gets.
-    ``size=0`` encodes every time.
+    ``get`` reads one text; ``encode`` several, the missing ones encoded as one batch, which costs
+    about what one text does. That is why this is cachetools' ``LRUCache`` behind a lock, not
+    ``functools.lru_cache``: that could only encode missing texts one by one (a query of five new
+    words: five encoder runs instead of one). The vectors are kept read-only, so a caller cannot
+    change what the next search gets. ``size=0`` encodes every time.
     """
 
     def __init__(self, text_encoder, size: int) -> None:
         self.text_encoder = text_encoder
         self.size = size
-        self._encode = lru_cache(maxsize=size)(self._encode_one) if size else self._encode_one
-
-    def _encode_one(self, query: str) -> np.ndarray:
-        vector = np.asarray(self.text_encoder.encode([query])[0], dtype=np.float32)
-        vector.flags.writeable = False
-        return vector
-
-    def get(self, query: str) -> np.ndarray:
-        return self._encode(query)
-
-    def info(self) -> dict:
-        if not self.size:
-            return {"size": 0, "hits": 0, "misses": 0, "entries": 0}
-        stats = self._encode.cache_info()
-        return {"size": self.size, "hits": stats.hits, "misses": stats.misses, "entries": stats.currsize}
-
-
-class WordVectorCache:
-    """LRU of single words -> unit vectors, for the word gloss (``ml.word_gloss``): the words of a
-    language recur across queries far more than whole queries do. The words a query lacks are
-    encoded as one batch, which costs about what one word does; ``functools.lru_cache`` could only
-    encode them one by one (a query of five new words: five encoder runs instead of one)."""
-
-    def __init__(self, encoder, size: int) -> None:
-        self.encoder = encoder
-        self.size = size
         self._cache: LRUCache | None = LRUCache(maxsize=size) if size else None
         self._lock = Lock()  # cachetools' caches are not thread-safe; a web worker serves several threads
-        self.hits = self.misses = 0
+        self._hits = self._misses = 0
 
-    def encode(self, words: Sequence[str]) -> np.ndarray:
-        """``(len(words), dim)`` unit vectors, the missing words encoded in one batch."""
+    def get(self, text: str) -> np.ndarray:
+        return self._vectors([text])[0]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dim)`` unit vectors, the missing texts encoded in one batch."""
+        return np.stack(self._vectors(texts))
+
+    def _vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
         if self._cache is None:
-            return np.asarray(self.encoder.encode(list(words)), np.float32)
+            return list(self._encoded(list(texts)))
         with self._lock:
-            found = {w: self._cache.get(w) for w in words}
-        missing = [w for w, v in found.items() if v is None]
-        if missing:
-            for word, vector in zip(missing, np.asarray(self.encoder.encode(missing), np.float32), strict=True):
-                found[word] = vector
+            found = {t: self._cache.get(t) for t in texts}
+        missing = [t for t, v in found.items() if v is None]
+        found.update(zip(missing, self._encoded(missing), strict=True))
         with self._lock:
-            for word in missing:
-                self._cache[word] = found[word]
-            self.hits += len(found) - len(missing)
-            self.misses += len(missing)
-        return np.stack([found[w] for w in words])
+            for text in missing:
+                self._cache[text] = found[text]
+            self._hits += len(found) - len(missing)
+            self._misses += len(missing)
+        return [found[t] for t in texts]
+
+    def _encoded(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), np.float32)
+        vectors = np.asarray(self.text_encoder.encode(texts), dtype=np.float32)
+        vectors.flags.writeable = False
+        return vectors
 
     def info(self) -> dict:
+        if self._cache is None:
+            return {"size": 0, "hits": 0, "misses": 0, "entries": 0}
         with self._lock:
-            entries = len(self._cache) if self._cache is not None else 0
-            return {"size": self.size, "hits": self.hits, "misses": self.misses, "entries": entries}
+            return {"size": self.size, "hits": self._hits, "misses": self._misses, "entries": len(self._cache)}

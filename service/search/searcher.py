@@ -21,7 +21,7 @@ from ml.ranker import Ranker
 from service import policy
 from service.config import Settings
 from service.search.active_model import ActiveModelCache, ActiveState
-from service.search.query_vectors import QueryVectorCache, WordVectorCache
+from service.search.query_vectors import QueryVectorCache
 from service.search.routing import QueryRouter
 from service.search.search_log import SearchLogEntry, SearchLogWriter
 from service.search.shortlist import (
@@ -246,7 +246,7 @@ class Searcher:
         # across queries far more than queries do, so a query of words met before costs no USE run for
         # its gloss (1.3-2.1 ms of a Russian search's encoding as one batch, 0.35 ms once its words are
         # here: reports/bench/search.md).
-        self.word_vectors = (WordVectorCache(multilingual, settings.query_cache_size)
+        self.word_vectors = (QueryVectorCache(multilingual, settings.query_cache_size)
                              if multilingual is not None else None)
         self.router = QueryRouter(text_encoder, multilingual, settings.query_cache_size)
         self.log_writer = SearchLogWriter(engine)
