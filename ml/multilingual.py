@@ -280,12 +280,16 @@ class QueryBridge:
 
     ``gloss`` (``ml.word_gloss``, fitted beside it, or None for a bridge saved before it): the query's
     word-by-word English gloss, read by the ranker's own encoder and blended with the bridged vector.
+
+    ``cos_share``: the joint cosine's share in a bridged query's order (``Ranker.score``), or None
+    (a bridge saved before it) for the served share.
     """
 
     def __init__(self, source: str = USE_NETWORK, alpha: float = 1.0):
         self.source = source  # the encoder whose vectors go in (its ``name``)
         self.alpha = alpha
         self.gloss: WordGloss | None = None
+        self.cos_share: float | None = None
 
     def fit(self, source_vectors: np.ndarray, target_vectors: np.ndarray) -> QueryBridge:
         from sklearn.linear_model import Ridge
@@ -305,8 +309,9 @@ class QueryBridge:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         gloss = {} if self.gloss is None else self.gloss.to_arrays(_GLOSS_PREFIX)
+        share = {} if self.cos_share is None else {"cos_share": np.array(self.cos_share)}
         return {"source": np.array(self.source), "alpha": np.array(self.alpha), "coef": self.coef_,
-                "intercept": self.intercept_, "n_texts": np.array(self.n_texts_), **gloss}
+                "intercept": self.intercept_, "n_texts": np.array(self.n_texts_), **gloss, **share}
 
     @classmethod
     def from_arrays(cls, a) -> QueryBridge:
@@ -315,6 +320,8 @@ class QueryBridge:
         bridge.n_texts_ = int(a["n_texts"])
         if f"{_GLOSS_PREFIX}words" in a:
             bridge.gloss = WordGloss.from_arrays(a, _GLOSS_PREFIX)
+        if "cos_share" in a:
+            bridge.cos_share = float(a["cos_share"])
         return bridge
 
 

@@ -55,7 +55,7 @@ class _ArtifactUnpickler(pickle.Unpickler):
 class Ranker:
     def __init__(self, text_transform, mapper, scorer, calibrator: PlattMap | QueryPlattMap, label_vectors: np.ndarray,
                  reference_captions: np.ndarray, *, dims: int, bridge_kind: str = "imagenet_labels",
-                 name: str = "ranker"):
+                 name: str = "ranker", cos_weight: float = 0.0):
         self.dims = dims  # the text space's dimension (= the text encoder's)
         self.text_transform = text_transform
         self._mapper = mapper  # or the path to load it from (``mapper``)
@@ -65,6 +65,9 @@ class Ranker:
         self.reference_captions = np.asarray(reference_captions, np.float32)  # transformed, for specificity
         self.bridge_kind = bridge_kind
         self.name = name
+        # The joint cosine's share folded into the scorer (ml.blend): a route that orders by another
+        # share (``score``'s ``cos_share``) takes it out again. 0 for rankers saved before it was kept.
+        self.cos_weight = cos_weight
         # Other text encoders' spaces mapped into this ranker's (ml.multilingual: USE for queries
         # in other languages), by encoder name; fitted after training, saved and loaded with it.
         self.query_bridges: dict[str, QueryBridge] = {}
@@ -101,15 +104,26 @@ class Ranker:
         """The reranker's uncalibrated scores of one (transformed) query against its shortlist."""
         return np.asarray(self.scorer.predict(self._features(query_vector, candidates)), np.float64)[0]
 
-    def score(self, query_vector: np.ndarray, candidates: PhotoEvidence | ShortlistCosines) -> np.ndarray:
+    def score(self, query_vector: np.ndarray, candidates: PhotoEvidence | ShortlistCosines, *,
+              cos_share: float | None = None) -> np.ndarray:
         """Probabilities in [0, 1] that the description fits, for one transformed query and k photos:
         the calibration of the reranker's score and of how well anything could fit the query
         (``ml.calibration.QueryCalibrator``; the order within the query is the score's). The photos
-        come as their vectors (training, evaluation) or as the shortlist's cosines (a search)."""
+        come as their vectors (training, evaluation) or as the shortlist's cosines (a search).
+
+        ``cos_share``: the joint cosine's share in this query's order, where its route differs from
+        the served one (``ml.blend``; a bridged query's, ``QueryBridge.cos_share``). The score then
+        moves by ``(cos_share - cos_weight) * (cos_joint - best_joint)``: the order becomes
+        ``network + cos_share * cos_joint``, and the candidate with the shortlist's best joint cosine
+        keeps the score the calibration gives it, the shift being 0 there and the same function
+        of each candidate's cosine for every query."""
         if len(candidates.mapper_norm) == 0:
             return np.zeros(0)
         X = self._features(query_vector, candidates)
         raw = np.asarray(self.scorer.predict(X), np.float64)[0]
+        if cos_share is not None and cos_share != self.cos_weight:
+            cos = X[0, :, FEATURES.index("cos_joint")].astype(np.float64)
+            raw = raw + (cos_share - self.cos_weight) * (cos - cos.max())
         query = query_signals(X, FEATURES, getattr(self.calibrator, "signals", ()))[0]
         return np.clip(self.calibrator.predict(raw, query), 0.0, 1.0)
 
@@ -147,7 +161,7 @@ class Ranker:
         np.save(directory / "reference_captions.npy", self.reference_captions.astype(np.float16))
         (directory / MANIFEST).write_text(json.dumps({
             "format": FORMAT, "name": self.name, "dims": self.dims, "bridge_kind": self.bridge_kind,
-            "scorer_file": scorer_file}))
+            "scorer_file": scorer_file, "cos_weight": self.cos_weight}))
         return directory
 
     @classmethod
@@ -167,6 +181,7 @@ class Ranker:
         ranker = cls(text_transform, directory / "mapper.npz", cls._load_scorer(scorer_dir, scorer_file),
                      calibrator, np.load(directory / "label_vectors.npy"),
                      np.load(directory / "reference_captions.npy").astype(np.float32), dims=meta["dims"],
-                     bridge_kind=meta["bridge_kind"], name=meta["name"] if scorer is None else f"{meta['name']}[{scorer}]")
+                     bridge_kind=meta["bridge_kind"], name=meta["name"] if scorer is None else f"{meta['name']}[{scorer}]",
+                     cos_weight=meta.get("cos_weight", 0.0) if scorer is None else 0.0)
         ranker.query_bridges = load_query_bridges(directory)
         return ranker

@@ -272,7 +272,8 @@ def train(
     serving = {n: serving[n] if n in serving else est.serving() for n, est in fitted.items()}
     ranker = Ranker(text, final_mapper, serving[name], calibrators[name], data.label_vectors, reference[0],
                     dims=data.caption_vectors.shape[1], bridge_kind=data.bridge_kind,
-                    name=f"{type(final_mapper).__name__}+{name}")
+                    name=f"{type(final_mapper).__name__}+{name}",
+                    cos_weight=metrics.get("cos_weight", {}).get("chosen", 0.0))
     metrics["train_seconds"] = round(time.time() - t0, 1)
     alternatives = {n: (serving[n], calibrators[n]) for n in fitted if n != name}
     return TrainResult(ranker=ranker, scorer_name=name, alternatives=alternatives, metrics=metrics)

@@ -289,6 +289,18 @@ def test_ranker_roundtrip_and_alternatives(tmp_path):
     assert s.shape == (len(ev.joint),) and ((s >= 0) & (s <= 1)).all()
     # equal up to the float16 storage of the reference captions (query specificity)
     assert np.allclose(s, result.ranker.score(q, result.ranker.photo_evidence(data.photo_features)), atol=1e-3)
+    # The share of the joint cosine folded into the served scorer travels in the manifest, so a route
+    # with its own share (a bridged query's) can order by network + its share * cos_joint.
+    folded = result.metrics.get("cos_weight", {}).get("chosen", 0.0)
+    assert ranker.cos_weight == folded and Ranker.load(directory, scorer=next(iter(result.alternatives))).cos_weight == 0
+    share = folded + 10.0  # whatever was chosen, another share
+    cos = ranker._features(q, ev)[0, :, FEATURES.index("cos_joint")]
+    own_order = ranker.raw_scores(q, ev) + (share - folded) * cos
+    routed = ranker.score(q, ev, cos_share=share)
+    assert np.all(np.diff(routed[np.argsort(own_order)]) >= -1e-12)  # ordered as network + share * cos
+    assert np.abs(routed - s).max() > 1e-6  # every candidate but the best-cosine one moved
+    best = np.argmax(cos)  # the shortlist's best joint cosine keeps the calibrated score it had
+    assert routed[best] == pytest.approx(s[best]) and np.allclose(ranker.score(q, ev, cos_share=folded), s)
     other = next(n for n in scorers if n != result.scorer_name)
     alt = Ranker.load(directory, scorer=other)
     assert alt.score(q, ev).shape == s.shape and other in alt.name

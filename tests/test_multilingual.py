@@ -176,6 +176,10 @@ def test_the_bridge_is_saved_and_loaded_with_the_ranker(loaded, searcher):
     assert vector.shape == (ranker.dims,) and abs(np.linalg.norm(vector) - 1) < 1e-5
     # its word gloss (ml/word_gloss.py): the English words of the same texts, seen at least 3 times
     assert {"dog", "water", "man"} <= set(bridge.gloss.words_.tolist()) and bridge.gloss.weight == 0.5
+    # a bridged query's own share of the joint cosine in its order (Ranker.score's cos_share)
+    from service.training.query_bridge import BRIDGED_COS_SHARE
+
+    assert bridge.cos_share == BRIDGED_COS_SHARE == 0.0
 
 
 def test_a_russian_query_is_served_as_the_blend_of_its_gloss_and_the_bridge(searcher):

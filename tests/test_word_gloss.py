@@ -77,10 +77,13 @@ def test_the_gloss_travels_in_the_bridges_file(glosser, use, tmp_path):
     rng = np.random.default_rng(1)
     bridge = QueryBridge(use.name).fit(rng.normal(size=(40, 512)), rng.normal(size=(40, 16)))
     save_query_bridges(tmp_path, {use.name: bridge})
-    assert load_query_bridges(tmp_path)[use.name].gloss is None  # a bridge saved before the gloss
+    old = load_query_bridges(tmp_path)[use.name]
+    assert old.gloss is None and old.cos_share is None  # a bridge saved before the gloss and the share
+    bridge.cos_share = 0.0
     bridge.gloss = glosser
     glosser.weight = 0.4
     save_query_bridges(tmp_path, {use.name: bridge})
+    assert load_query_bridges(tmp_path)[use.name].cos_share == 0.0
     loaded = load_query_bridges(tmp_path)[use.name].gloss
     assert loaded.weight == 0.4 and loaded.words_.tolist() == glosser.words_.tolist()
     assert loaded.gloss("собака прыгает в воду", use.encode) == glosser.gloss("собака прыгает в воду", use.encode)

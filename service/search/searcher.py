@@ -334,10 +334,12 @@ class Searcher:
             text_vector = self.query_vectors.get(query)
             # Photos are compared in the ranker's (whitened) text space; descriptions in the raw one.
             query_vector = ranker.transform_query(text_vector)
+            cos_share = None  # the served order
         else:  # another language: USE, bridged into the ranker's space; MiniLM cannot read it
             text_vector = None
             multilingual_vector = self.multilingual_vectors.get(query)
             query_vector = self._bridged(ranker, route.encoder, query, multilingual_vector)
+            cos_share = ranker.query_bridges[route.encoder].cos_share  # its own order (QueryBridge)
         clock.lap("text_encoding")
 
         params = shortlist_params(
@@ -364,7 +366,8 @@ class Searcher:
             self.shortlist_engine, self.replicas, shortlist, retry_on_primary=(_NotOnReplica,)))
         clock.lap("shortlist")
 
-        ranking = self._rerank(ranker, query_vector, rows) if rerank else Ranking.in_shortlist_order(rows)
+        ranking = (self._rerank(ranker, query_vector, rows, cos_share) if rerank
+                   else Ranking.in_shortlist_order(rows))
         passing = ranking.passing(min_score)
         results = [ranking.result(i) for i in passing[offset : offset + limit]]
         clock.lap("scoring")
@@ -392,11 +395,12 @@ class Searcher:
         gloss = bridge.gloss.gloss(query, self.word_vectors.encode)
         return bridge.gloss.blend(bridged, ranker.transform_query(self.query_vectors.get(gloss)))
 
-    def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows) -> Ranking:
+    def _rerank(self, ranker: Ranker, query_vector: np.ndarray, rows, cos_share: float | None = None) -> Ranking:
         """Every candidate scored and ordered, best first (paging and min_score cut it after)."""
         if not rows:
             return Ranking.in_shortlist_order(rows)
-        scorer_scores = np.asarray(ranker.score(query_vector, cosines_of(rows)), dtype=np.float64)
+        scorer_scores = np.asarray(ranker.score(query_vector, cosines_of(rows), cos_share=cos_share),
+                                   dtype=np.float64)
         matches = description_evidence(
             np.array([np.nan if r.description_match is None else r.description_match for r in rows], dtype=np.float64),
             np.array([np.nan if r.multilingual_description_match is None else r.multilingual_description_match

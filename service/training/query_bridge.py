@@ -20,6 +20,10 @@ from ml.word_gloss import WordGloss, vocabulary
 from service.config import Settings
 
 BRIDGE_ALPHA = 1.0  # ridge penalty, chosen by grouped CV (docs/model.md, "Queries in other languages")
+# The joint cosine's share in a bridged query's order (``Ranker.score``): the served share (ml.blend,
+# chosen on MiniLM's queries) costs bridged ones R@1; chosen by grouped CV on bridged queries
+# (python -m research.cv_bridged_order; docs/model.md, "The order of a bridged query").
+BRIDGED_COS_SHARE = 0.0
 
 
 def fit_query_bridge(data: TrainingData, ranker: Ranker, encoder, settings: Settings) -> QueryBridge:
@@ -28,6 +32,7 @@ def fit_query_bridge(data: TrainingData, ranker: Ranker, encoder, settings: Sett
     cache = settings.data_dir / "cache"
     bridge = QueryBridge(encoder.name, alpha=BRIDGE_ALPHA).fit(cached_text_vectors(texts, encoder, cache),
                                                                ranker.transform_query(vectors))
+    bridge.cos_share = BRIDGED_COS_SHARE
     words = vocabulary(texts)
     if words:
         bridge.gloss = WordGloss().fit(words, cached_text_vectors(words, encoder, cache))
