@@ -8,7 +8,9 @@ network's and lets the calibration tell a right match from a caption-like scene 
 
 ``withsense train`` chooses the weight by grouped CV (``ml.train.choose_cos_weight``) and folds it
 into the served network's linear skip (:meth:`ml.listwise.NumpyListMLP.plus_feature`): nothing
-changes in serving or in the artifact's format.
+changes in serving or in the artifact's format. A query that reaches the ranker through a query
+bridge takes its own share (``QueryBridge.cos_share``, applied by ``Ranker.score``): its cosines are
+noisier, and grouped CV chose 0 for it (docs/model.md, "The order of a bridged query").
 """
 from __future__ import annotations
 
