@@ -14,6 +14,11 @@ WORKDIR /app
 # PyTorch's CPU index; point TORCH_INDEX at a mirror of it if that host is not reachable.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
+# Debian's English-Russian dictionary, read when a ranker is trained (WITHSENSE_GLOSS_DICTIONARY:
+# a Russian query's words are glossed by its translations, ml/gloss_dictionary.py).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends mueller7-dict \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies in their own layer, from the lock file alone: a code change reuses this layer.
 COPY requirements.lock ./
 RUN pip install --extra-index-url "$TORCH_INDEX" -r requirements.lock

@@ -36,6 +36,12 @@ $(STAMP): requirements-dev.lock pyproject.toml
 	$(PIP) install --quiet $$extra -r requirements-dev.lock
 	# --no-deps: every dependency came from the lock above; this only links the project itself.
 	$(PIP) install --quiet --no-deps -e .
+	@# Debian's English-Russian dictionary, read when a ranker is trained (WITHSENSE_GLOSS_DICTIONARY):
+	@# installed where this user may; without it Russian queries are glossed by USE's nearest words alone.
+	@[ -f /usr/share/dictd/mueller7.dict.dz ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	    && { apt-get install -y -qq mueller7-dict >/dev/null 2>&1 \
+	         || { apt-get update -qq && apt-get install -y -qq mueller7-dict >/dev/null; }; }; } \
+	    || echo "Debian's mueller7-dict is not installed (apt-get install mueller7-dict as root): Russian queries will be glossed without its translations"
 	touch $(STAMP)
 
 install: $(STAMP)

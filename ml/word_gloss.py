@@ -10,9 +10,12 @@ water"); MiniLM reads the gloss, and the served query vector is the blend of the
 and the bridged one (``blend``): the gloss is sharp where the word lookup is right, and the bridge
 keeps the sentence's sense where a word is mistranslated ("гребёт": "grabs", not "rows").
 
-No dictionary or translation model ships in any package here; this needs none, holds no
-language-specific table, and so serves every language USE reads. The vocabulary and its USE vectors
-are fitted with the ranker's query bridge, on the texts the bridge is fitted on, and saved in it.
+This needs no dictionary, holds no language-specific table, and so serves every language USE reads.
+Where a bilingual dictionary is at hand when the ranker is trained (``ml.gloss_dictionary``: Debian's
+English-Russian one), a word it knows is glossed by the nearest of its translations in the
+vocabulary instead: "полю" -> "field", not "do". The vocabulary, its USE
+vectors and the dictionary's forms are fitted with the ranker's query bridge, on the texts the
+bridge is fitted on, and saved in it.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from ml.gloss_dictionary import GlossDictionary
 from ml.preprocess import l2_normalize
 
 # Share of the gloss in the served query vector, and the fewest times a word must occur in the training
@@ -29,6 +33,7 @@ from ml.preprocess import l2_normalize
 # hand-written Russian captions of training photos (python -m research.ru_gloss; docs/model.md).
 GLOSS_WEIGHT = 0.5
 MIN_COUNT = 3
+_DICT_PREFIX = "dict_"
 
 _WORD = re.compile(r"[^\W\d_]+")  # letters only, any script: digits and marks pass through as they are
 _ENGLISH_WORD = re.compile(r"[a-z]+")
@@ -45,6 +50,7 @@ class WordGloss:
 
     def __init__(self, weight: float = GLOSS_WEIGHT):
         self.weight = weight
+        self.dictionary: GlossDictionary | None = None  # indexes into ``words_`` (``ml.gloss_dictionary``)
 
     def fit(self, words: Sequence[str], word_vectors: np.ndarray) -> WordGloss:
         if len(words) != len(word_vectors) or not len(words):
@@ -63,7 +69,13 @@ class WordGloss:
         unknown = sorted({w for w in words if w not in self._known})
         nearest = {}
         if unknown:
-            best = self.nearest(l2_normalize(np.asarray(encode(unknown), np.float32)) @ self.vectors_.T)
+            cosines = l2_normalize(np.asarray(encode(unknown), np.float32)) @ self.vectors_.T
+            best = self.nearest(cosines)
+            if self.dictionary is not None:
+                for row, word in enumerate(unknown):
+                    candidates = self.dictionary.candidates(word)
+                    if len(candidates):
+                        best[row] = candidates[int(np.argmax(cosines[row, candidates]))]
             nearest = dict(zip(unknown, self.words_[best].tolist(), strict=True))
         out = [pieces[0]]
         for word, after in zip(words, pieces[1:], strict=True):
@@ -80,10 +92,15 @@ class WordGloss:
         return l2_normalize(self.weight * l2_normalize(glossed) + (1 - self.weight) * l2_normalize(bridged))
 
     def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        dictionary = {} if self.dictionary is None else self.dictionary.to_arrays(prefix + _DICT_PREFIX)
         return {f"{prefix}weight": np.array(self.weight), f"{prefix}words": self.words_,
-                f"{prefix}vectors": self.vectors_.astype(np.float16)}  # half the file; ranks do not move
+                f"{prefix}vectors": self.vectors_.astype(np.float16),  # half the file; ranks do not move
+                **dictionary}
 
     @classmethod
     def from_arrays(cls, a, prefix: str = "") -> WordGloss:
-        return cls(float(a[f"{prefix}weight"])).fit(a[f"{prefix}words"].tolist(),
-                                                     np.asarray(a[f"{prefix}vectors"], np.float32))
+        gloss = cls(float(a[f"{prefix}weight"])).fit(a[f"{prefix}words"].tolist(),
+                                                      np.asarray(a[f"{prefix}vectors"], np.float32))
+        if f"{prefix}{_DICT_PREFIX}keys" in a:
+            gloss.dictionary = GlossDictionary.from_arrays(a, prefix + _DICT_PREFIX)
+        return gloss

@@ -14,7 +14,8 @@ their captions and the label phrases), over galleries of 100 held-out photos:
 * ``ru``: the hand-written Russian captions of training photos (``ru_train_captions.tsv``, 100, and
   ``ru_train_captions_2.tsv``, 240 more written for this), blended with their word gloss as served;
 
-each ordered by ``network + w * cos_joint`` for every ``w`` of ``ml.blend.COS_WEIGHTS``. Also, on
+each ordered by ``network + w * cos_joint`` for every ``w`` of ``ml.blend.COS_WEIGHTS``. The gloss
+is served's: with the bilingual dictionary where it is installed (``--no-dictionary``: without). Also, on
 the Russian captions: the gloss's share in the query vector, and late fusion (the network's scores
 of the bridged and the glossed query added, instead of one blended query vector).
 
@@ -45,6 +46,7 @@ from research.data import append_result, load, text_whitening
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
+from service.training.query_bridge import gloss_dictionary
 
 CAPTION_FILES = (Path(__file__).with_name("ru_train_captions.tsv"), Path(__file__).with_name("ru_train_captions_2.tsv"))
 GLOSS_SHARES = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -62,6 +64,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the lists' draws (0: grouped_cv's)")
+    ap.add_argument("--no-dictionary", action="store_true",
+                    help="the gloss without the bilingual dictionary (before it was served)")
     args = ap.parse_args()
     _one_thread()
     settings = resolved_settings(load_settings())
@@ -93,6 +97,8 @@ def main() -> None:
                                    np.concatenate([tdata.caption_vectors, dw.label_vectors]))
         words = vocabulary([*tdata.caption_texts.tolist(), *imagenet_label_texts()])
         gloss = WordGloss().fit(words, cached_text_vectors(words, use, cache))
+        if not args.no_dictionary:  # as served: where the dictionary is installed
+            gloss.dictionary = gloss_dictionary(words, settings)
         bridged = bridge.transform(u_ru)
         glossed = whitening.transform(encoders.text.encode([gloss.gloss(t, use.encode) for t in ru]))
         reference = reference_captions(tdata)[0]
@@ -138,6 +144,7 @@ def main() -> None:
     print(f"chosen: a bridged query's share of the joint cosine {chosen:g} (R@1 + R@5 of the Russian captions; "
           "within 0.005, the smaller share)")
     append_result(settings, "cv_bridged_order", {"folds": args.folds, "seed": args.seed, "chosen": chosen,
+                                                 "dictionary": not args.no_dictionary,
                                                  "seconds": round(time.time() - t_start), "cv": table})
 
 

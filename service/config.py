@@ -112,6 +112,10 @@ class Settings(BaseSettings):
                                             "how often a serving process checks which ranker is active", ge=0.0, le=3600.0)
     query_cache_size: int = _setting(4096,
                                      "query vectors kept per process (LRU); 0 = off", ge=0, le=1_000_000)
+    gloss_dictionary: str = _setting("/usr/share/dictd/mueller7.dict.dz",
+                                     "English-Russian dictionary (dictd format; Debian's `mueller7-dict`) read when a "
+                                     "ranker is trained: Russian query words are glossed by its translations "
+                                     "(ml/gloss_dictionary.py); empty or absent = USE's nearest words alone")
     bind: str = _setting("127.0.0.1:8000", "address gunicorn listens on (`withsense serve --host/--port` override it)")
     workers: int = _setting(2, "gunicorn worker processes", ge=1, le=64)
     threads: int = _setting(4, "gunicorn threads per worker (gthread)", ge=1, le=256)

@@ -180,6 +180,14 @@ def test_the_bridge_is_saved_and_loaded_with_the_ranker(loaded, searcher):
     from service.training.query_bridge import BRIDGED_COS_SHARE
 
     assert bridge.cos_share == BRIDGED_COS_SHARE == 0.0
+    # the bilingual dictionary's Russian forms, where it is installed (CI installs Debian's mueller7-dict)
+    from pathlib import Path
+
+    if Path(searcher.settings.gloss_dictionary).exists():
+        words = bridge.gloss.words_.tolist()
+        assert "dog" in {words[i] for i in bridge.gloss.dictionary.candidates("собаками")}
+    else:
+        assert bridge.gloss.dictionary is None
 
 
 def test_a_russian_query_is_served_as_the_blend_of_its_gloss_and_the_bridge(searcher):

@@ -87,4 +87,13 @@ def test_the_gloss_travels_in_the_bridges_file(glosser, use, tmp_path):
     loaded = load_query_bridges(tmp_path)[use.name].gloss
     assert loaded.weight == 0.4 and loaded.words_.tolist() == glosser.words_.tolist()
     assert loaded.gloss("собака прыгает в воду", use.encode) == glosser.gloss("собака прыгает в воду", use.encode)
-    glosser.weight = 0.5
+    assert loaded.dictionary is None
+    # the bilingual dictionary's forms travel with it (ml/gloss_dictionary.py)
+    from ml.gloss_dictionary import GlossDictionary
+
+    words = glosser.words_.tolist()
+    glosser.dictionary = GlossDictionary.of({"полю": [words.index("grass")], "собакой": [words.index("dog")]})
+    save_query_bridges(tmp_path, {use.name: bridge})
+    loaded = load_query_bridges(tmp_path)[use.name].gloss
+    assert loaded.gloss("собакой по полю", use.encode).split()[::2] == ["dog", "grass"]
+    glosser.weight, glosser.dictionary = 0.5, None

@@ -8,12 +8,19 @@ USE's vectors are cached per text (``<data dir>/cache/usem3-text.npz``), so a se
 encodes only the new texts.
 
 The bridge carries the word gloss (``ml.word_gloss``): the English words of the same texts and their
-USE vectors (2,338 words seen at least 3 times on the full data).
+USE vectors (2,338 words seen at least 3 times on the full data), and, where the dictionary
+``WITHSENSE_GLOSS_DICTIONARY`` names is installed, the Russian word forms its translations take
+(``ml.gloss_dictionary``).
 """
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
 from ml.data import TrainingData, cached_text_vectors
 from ml.encoders import imagenet_label_texts
+from ml.gloss_dictionary import GlossDictionary
 from ml.multilingual import QueryBridge, bridge_texts
 from ml.ranker import Ranker
 from ml.word_gloss import WordGloss, vocabulary
@@ -36,4 +43,19 @@ def fit_query_bridge(data: TrainingData, ranker: Ranker, encoder, settings: Sett
     words = vocabulary(texts)
     if words:
         bridge.gloss = WordGloss().fit(words, cached_text_vectors(words, encoder, cache))
+        bridge.gloss.dictionary = gloss_dictionary(words, settings)
     return bridge
+
+
+def gloss_dictionary(words: Sequence[str], settings: Settings) -> GlossDictionary | None:
+    """The dictionary's Russian forms of ``words``' translations, or None (the gloss then takes USE's
+    nearest word for every word) where ``WITHSENSE_GLOSS_DICTIONARY`` is empty or not installed."""
+    from ml.gloss_dictionary import build
+
+    if not settings.gloss_dictionary:
+        return None
+    if not Path(settings.gloss_dictionary).exists():
+        print(f"{settings.gloss_dictionary} is not installed (Debian: apt-get install mueller7-dict): Russian "
+              "query words are glossed by USE's nearest English words alone", file=sys.stderr)
+        return None
+    return build(words, settings.gloss_dictionary)
