@@ -13,9 +13,9 @@ keeps the sentence's sense where a word is mistranslated ("гребёт": "grabs
 This needs no dictionary, holds no language-specific table, and so serves every language USE reads.
 Where a bilingual dictionary is at hand when the ranker is trained (``ml.gloss_dictionary``: Debian's
 English-Russian one), a word it knows is glossed by the nearest of its translations in the
-vocabulary instead: "полю" -> "field", not "do". The vocabulary, its USE
-vectors and the dictionary's forms are fitted with the ranker's query bridge, on the texts the
-bridge is fitted on, and saved in it.
+vocabulary instead: "полю" -> "field", not "do". The vocabulary, its USE vectors and the
+dictionary's forms are fitted with the ranker's query bridge, on the texts the bridge is fitted on,
+and saved in it.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ml.data import TrainingData, cached_text_vectors
 from ml.encoders import imagenet_label_texts
-from ml.gloss_dictionary import GlossDictionary
+from ml.gloss_dictionary import GlossDictionary, build
 from ml.multilingual import QueryBridge, bridge_texts
 from ml.ranker import Ranker
 from ml.word_gloss import WordGloss, vocabulary
@@ -50,8 +50,6 @@ def fit_query_bridge(data: TrainingData, ranker: Ranker, encoder, settings: Sett
 def gloss_dictionary(words: Sequence[str], settings: Settings) -> GlossDictionary | None:
     """The dictionary's Russian forms of ``words``' translations, or None (the gloss then takes USE's
     nearest word for every word) where ``WITHSENSE_GLOSS_DICTIONARY`` is empty or not installed."""
-    from ml.gloss_dictionary import build
-
     if not settings.gloss_dictionary:
         return None
     if not Path(settings.gloss_dictionary).exists():
