@@ -307,6 +307,14 @@ class QueryBridge:
         y = l2_normalize(x.reshape(-1, x.shape[-1]) @ self.coef_ + self.intercept_)
         return y[0] if x.ndim == 1 else y
 
+    def summary(self) -> dict:
+        """What the bridge was fitted with, for the model's metrics (``withsense evaluate`` reports it):
+        a gloss without the dictionary's forms serves Russian queries worse (docs/model.md)."""
+        gloss, dictionary = self.gloss, getattr(self.gloss, "dictionary", None)
+        return {"source": self.source, "texts": self.n_texts_, "cos_share": self.cos_share,
+                "gloss_words": 0 if gloss is None else len(gloss.words_),
+                "dictionary_forms": 0 if dictionary is None else len(dictionary)}
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         gloss = {} if self.gloss is None else self.gloss.to_arrays(_GLOSS_PREFIX)
         share = {} if self.cos_share is None else {"cos_share": np.array(self.cos_share)}

@@ -1,5 +1,6 @@
 """`withsense evaluate` on the fixture: 20 test queries over 4 test photos, through the search path."""
 import json
+from pathlib import Path
 
 from service.search.searcher import Searcher
 from service.training.evaluation import evaluate, write_reports
@@ -40,6 +41,12 @@ def test_evaluate_counts_and_reports(loaded, encoders, tmp_path):
     assert "plus **20** times the candidate's joint cosine" in md and "| 20 | 0.500 | 0.800 | 0.900 | 0.575 |" in md
     assert "## Russian queries (reporting only)" in md
     assert "| Russian | (b) shortlist + scorer | 9 |" in md
+    # how Russian queries reach the ranker: the bridge the fixture's training fitted, and its dictionary
+    bridge = report["query_bridge"]
+    assert bridge["texts"] > 1000 and bridge["gloss_words"] > 0 and bridge["cos_share"] == 0.0
+    assert f"fitted on {bridge['texts']:,} texts" in md
+    assert ("Russian word forms of the bilingual dictionary" in md) == (bridge["dictionary_forms"] > 0)
+    assert (bridge["dictionary_forms"] > 0) == Path(settings.gloss_dictionary).exists()
     assert "| the same queries in English | (b) shortlist + scorer | 9 |" in md
 
 

@@ -138,6 +138,7 @@ def evaluate(engine: Engine, settings: Settings, searcher: Searcher, *, progress
         "kendall_tau_c_served": (metrics.get("calibration") or {}).get("tau_c_served"),
         "selection_rule": metrics.get("selection_rule"),
         "cos_weight": metrics.get("cos_weight"),  # the served network's share of the joint cosine (ml.blend)
+        "query_bridge": metrics.get("query_bridge"),  # how queries in other languages reach it (ml.multilingual)
         "alternatives": alternatives,
         "calibration": metrics.get("calibration"),
         "russian": russian,
@@ -291,7 +292,8 @@ def _russian_lines(report: dict) -> list[str]:
              f"{ru['results']['ru']['n_queries']} over {ru['photos']} photos of this library are counted, "
              f"{ru['blocked_ru']} blocked in Russian and {ru['blocked_en']} in English are left out). Each goes "
              "through the same search path as the English queries, beside the same queries in English. "
-             "The set is for reporting only: models are chosen by cross-validation on training photos.", "",
+             "The set is for reporting only: models are chosen by cross-validation on training photos.",
+             *_bridge_lines(report.get("query_bridge")), "",
              "| queries | ranking | n | R@1 | R@5 | R@10 | MRR | median rank |", "|---|---|---|---|---|---|---|---|"]
     rows = [("Russian", "(b) shortlist + scorer", ru["results"]["ru"]),
             ("the same queries in English", "(b) shortlist + scorer", ru["results"]["en"]),
@@ -303,6 +305,17 @@ def _russian_lines(report: dict) -> list[str]:
         lines.append(f"| {who} | {mode} | {r['n_queries']} | {r['R@1']} | {r['R@5']} | {r['R@10']} | {r['MRR']} | "
                      f"{r['median_rank']} |")
     return lines
+
+
+def _bridge_lines(bridge: dict | None) -> list[str]:
+    if not bridge:
+        return []
+    dictionary = (f"and {bridge['dictionary_forms']:,} Russian word forms of the bilingual dictionary "
+                  "(`WITHSENSE_GLOSS_DICTIONARY`)" if bridge["dictionary_forms"] else
+                  "and **no bilingual dictionary** (`WITHSENSE_GLOSS_DICTIONARY` was not installed when the "
+                  "ranker was trained: Russian words are glossed by USE's nearest English words alone)")
+    return ["", f"The active ranker's query bridge (`{bridge['source']}`) was fitted on {bridge['texts']:,} texts; "
+                f"its word gloss holds {bridge['gloss_words']:,} English words {dictionary}."]
 
 
 # ---------------------------------------------------------------- queries that nothing fits

@@ -40,8 +40,9 @@ def train_and_publish(engine: Engine, settings: Settings, encoders, *, run_cv: b
     if getattr(encoders, "multilingual", None) is not None:  # queries in other languages reach it through USE
         from service.training.query_bridge import fit_query_bridge
 
-        result.ranker.query_bridges[encoders.multilingual.name] = fit_query_bridge(data, result.ranker,
-                                                                                   encoders.multilingual, settings)
+        bridge = fit_query_bridge(data, result.ranker, encoders.multilingual, settings)
+        result.ranker.query_bridges[encoders.multilingual.name] = bridge
+        result.metrics["query_bridge"] = bridge.summary()
     with engine.connect() as conn:
         current = active_ranker(conn, settings.encoder_key)
     decision = decide(result.metrics, current, force=force)
