@@ -311,9 +311,26 @@ def check_training_pairs(library, rows):
     assert r.votes_since == sum(len(matches) for _, matches in library["votes"]) + 1
 
 
+def check_query_bridge(library, rows):
+    """The active ranker's bridge as its training recorded it (metrics.json beside it): fitted on the
+    fixture's texts and the label phrases, with a gloss, and the dictionary's forms where Debian's
+    mueller7-dict is installed (CI installs it)."""
+    import json
+    from pathlib import Path
+
+    assert len(rows) == 1 and rows[0].version == library["model"]["version"]
+    saved = json.loads((Path(library["model"]["artifact_path"]) / "metrics.json").read_text())["query_bridge"]
+    r = rows[0]
+    assert (r.encoder, r.bridge_texts, r.gloss_words, r.dictionary_forms, r.cos_share) == (
+        saved["source"], saved["texts"], saved["gloss_words"], saved["dictionary_forms"], saved["cos_share"])
+    assert r.encoder == "usem3" and r.bridge_texts > 1000 and r.gloss_words > 0 and r.cos_share == 0.0
+    assert (r.dictionary_forms > 0) == Path(library["settings"].gloss_dictionary).exists()
+
+
 CHECKS = [check_search, check_nearest_photos, check_experts_against_crowd, check_model_against_experts,
           check_min_score_misses, check_live_votes, check_expert_strictness, check_searches_per_day,
-          check_content_rule, check_people_and_votes, check_audit_per_day, check_training_pairs]
+          check_content_rule, check_people_and_votes, check_audit_per_day, check_training_pairs,
+          check_query_bridge]
 
 
 @pytest.mark.parametrize("number", range(1, len(CHECKS) + 1))
