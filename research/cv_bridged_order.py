@@ -25,9 +25,7 @@ within 0.005, the smaller share. Results are appended to ``<data dir>/research/c
 from __future__ import annotations
 
 import argparse
-import csv
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -42,22 +40,13 @@ from ml.scorers import KerasListwiseMLP
 from ml.train import default_mapper
 from ml.word_gloss import WordGloss, vocabulary
 from research.cv_bridged_reranker import _one_thread, folds
-from research.data import append_result, load, text_whitening
+from research.data import RU_CAPTIONS, RU_CAPTIONS_2, append_result, load, russian_captions, text_whitening
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
 from service.training.query_bridge import gloss_dictionary
 
-CAPTION_FILES = (Path(__file__).with_name("ru_train_captions.tsv"), Path(__file__).with_name("ru_train_captions_2.tsv"))
 GLOSS_SHARES = (0.3, 0.4, 0.5, 0.6, 0.7)
-
-
-def russian_captions(files=CAPTION_FILES) -> list[dict]:
-    rows = []
-    for path in files:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows += list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return rows
 
 
 def main() -> None:
@@ -74,7 +63,7 @@ def main() -> None:
     use, cache = encoders.multilingual, settings.data_dir / "cache"
     u_caption = cached_text_vectors(data.caption_texts.tolist(), use, cache)
     u_label = cached_text_vectors(imagenet_label_texts(), use, cache)
-    rows = russian_captions()
+    rows = russian_captions(RU_CAPTIONS, RU_CAPTIONS_2)
     key = {k: i for i, k in enumerate(data.photo_keys)}
     ru_photo = np.array([key[r["caption_id"].split("#")[0]] for r in rows])
     ru = [r["text_ru"] for r in rows]

@@ -38,10 +38,8 @@ Results are appended to ``<data dir>/research/cv_bridged_reranker.jsonl``.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -53,13 +51,10 @@ from ml.multilingual import QueryBridge
 from ml.scorers import CosineScorer, KerasListwiseMLP
 from ml.train import default_mapper
 from ml.word_gloss import WordGloss, vocabulary
-from research.data import append_result, load, text_whitening
+from research.data import append_result, load, russian_captions, text_whitening
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
-
-CAPTIONS = Path(__file__).with_name("ru_train_captions.tsv")
-
 
 # The bridged copies of the caption lists draw other random photos than the captions' own lists.
 BRIDGED_SEED = 100
@@ -141,8 +136,7 @@ def main() -> None:
     u_caption = cached_text_vectors(data.caption_texts.tolist(), use, cache)
     u_pair = cached_text_vectors(data.pair_texts.tolist(), use, cache)
     u_label = cached_text_vectors(imagenet_label_texts(), use, cache)
-    with open(CAPTIONS, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = russian_captions()
     u_ru, u_en = use.encode([r["text_ru"] for r in rows]), use.encode([r["text_en"] for r in rows])
     key = {k: i for i, k in enumerate(data.photo_keys)}
     ru_photo = np.array([key[r["caption_id"].split("#")[0]] for r in rows])

@@ -17,6 +17,7 @@ The database, the dataset and the extra folders come from the settings (``WITHSE
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -35,6 +36,21 @@ from service.store.db import make_engine, resolve_url
 from service.store.library_precision import resolved_settings
 from service.training.extra_folders import read_extra_folder
 from service.training.training_data import training_data
+
+# Russian captions of training photos written by hand (never of the test photos): caption_id,
+# text_en, text_ru; the first 100, then 240 more (docs/model.md, "The order of a bridged query")
+RU_CAPTIONS = Path(__file__).with_name("ru_train_captions.tsv")
+RU_CAPTIONS_2 = Path(__file__).with_name("ru_train_captions_2.tsv")
+
+
+def russian_captions(*files: Path) -> list[dict]:
+    """The rows of the hand-written Russian caption files (UTF-8, tab-separated, no quoting, a
+    header line), ``RU_CAPTIONS`` alone by default."""
+    rows = []
+    for path in files or (RU_CAPTIONS,):
+        with open(path, encoding="utf-8", newline="") as f:
+            rows += list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return rows
 
 
 def load(settings: Settings | None = None, *, image_model: str | None = None, coco: bool = True,

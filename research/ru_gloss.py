@@ -24,8 +24,6 @@ with the dictionary, the highest R@1 + R@5; within 0.01, the share nearest one h
 from __future__ import annotations
 
 import argparse
-import csv
-from pathlib import Path
 
 import numpy as np
 
@@ -34,12 +32,11 @@ from ml.encoders import imagenet_label_texts
 from ml.multilingual import QueryBridge, bridge_texts
 from ml.preprocess import l2_normalize
 from ml.word_gloss import WordGloss, vocabulary
-from research.data import load, text_whitening
+from research.data import RU_CAPTIONS, RU_CAPTIONS_2, load, russian_captions, text_whitening
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
 
-CAPTIONS = Path(__file__).with_name("ru_train_captions.tsv")
 WEIGHTS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
 MIN_COUNTS = (1, 2, 3, 5)
 POOL_SIZES = (1000, 2000, 5000)  # other languages' most frequent words, each, for CSLS's hubness
@@ -89,13 +86,7 @@ def main() -> None:
     encoders = encoders_for(settings)
     use, minilm = encoders.multilingual, encoders.text
     cache = settings.data_dir / "cache"
-    if args.dictionary:
-        from research.cv_bridged_order import russian_captions
-
-        rows = russian_captions()
-    else:
-        with open(CAPTIONS, encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = russian_captions(RU_CAPTIONS, RU_CAPTIONS_2) if args.dictionary else russian_captions()
     key = {k: i for i, k in enumerate(data.photo_keys)}
     photos = np.array([key[r["caption_id"].split("#")[0]] for r in rows])
     held = np.isin(data.caption_photo, photos)

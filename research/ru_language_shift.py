@@ -12,21 +12,16 @@ pairs), and Russian through a ridge map to English (``W`` penalised towards the 
 """
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import numpy as np
 
 from ml.data import cached_text_vectors
 from ml.encoders import imagenet_label_texts
 from ml.multilingual import QueryBridge
 from ml.preprocess import l2_normalize
-from research.data import load, whitened
+from research.data import load, russian_captions, whitened
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
-
-CAPTIONS = Path(__file__).with_name("ru_train_captions.tsv")
 
 
 def main() -> None:
@@ -34,8 +29,7 @@ def main() -> None:
     data = load(settings)
     use = encoders_for(settings).multilingual
     cache = settings.data_dir / "cache"
-    with open(CAPTIONS, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = russian_captions()
     u_cap = cached_text_vectors(data.caption_texts.tolist(), use, cache)
     u_lab = cached_text_vectors(imagenet_label_texts(), use, cache)
     dw = whitened(data)
