@@ -8,7 +8,7 @@ USE's vectors are cached per text (``<data dir>/cache/usem3-text.npz``), so a se
 encodes only the new texts.
 
 The bridge carries the word gloss (``ml.word_gloss``): the English words of the same texts and their
-USE vectors (2,338 words seen at least 3 times on the full data), and, where the dictionary
+USE vectors (2,412 words seen at least 3 times on the full data of 2026-12-03), and, where the dictionary
 ``WITHSENSE_GLOSS_DICTIONARY`` names is installed, the Russian word forms its translations take
 (``ml.gloss_dictionary``).
 """
