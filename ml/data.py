@@ -179,7 +179,9 @@ def cached_text_vectors(texts: Sequence[str], encoder, cache_dir, *, save_every:
         for t, v in zip(chunk, encoder.encode(chunk), strict=True):
             cache[key(t)] = v
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp.npz")
+        # one temporary file per process: two trainings (or research runs) may save the cache at once;
+        # the last one's file wins whole, and the other's new texts are encoded again when next asked
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, keys=np.array(list(cache)), vectors=np.stack(list(cache.values())))
         os.replace(tmp, cache_file)
     if not len(texts):

@@ -290,11 +290,13 @@ class QueryBridge:
         self.alpha = alpha
         self.gloss: WordGloss | None = None
         self.cos_share: float | None = None
+        self.n_parallel_ = 0  # of the texts fitted, those in another language (fit_query_bridge's)
 
-    def fit(self, source_vectors: np.ndarray, target_vectors: np.ndarray) -> QueryBridge:
+    def fit(self, source_vectors: np.ndarray, target_vectors: np.ndarray, sample_weight=None) -> QueryBridge:
         from sklearn.linear_model import Ridge
 
-        ridge = Ridge(alpha=self.alpha).fit(np.asarray(source_vectors, np.float64), np.asarray(target_vectors, np.float64))
+        ridge = Ridge(alpha=self.alpha).fit(np.asarray(source_vectors, np.float64), np.asarray(target_vectors, np.float64),
+                                            sample_weight=sample_weight)
         self.coef_ = ridge.coef_.T.astype(np.float32)  # (source dim, target dim)
         self.intercept_ = np.asarray(ridge.intercept_, np.float32)
         self.n_texts_ = len(source_vectors)
@@ -311,7 +313,8 @@ class QueryBridge:
         """What the bridge was fitted with, for the model's metrics (``withsense evaluate`` reports it):
         a gloss without the dictionary's forms serves Russian queries worse (docs/model.md)."""
         gloss, dictionary = self.gloss, getattr(self.gloss, "dictionary", None)
-        return {"source": self.source, "texts": self.n_texts_, "cos_share": self.cos_share,
+        return {"source": self.source, "texts": self.n_texts_, "parallel_texts": self.n_parallel_,
+                "cos_share": self.cos_share,
                 "gloss_words": 0 if gloss is None else len(gloss.words_),
                 "dictionary_forms": 0 if dictionary is None else len(dictionary)}
 
@@ -319,13 +322,15 @@ class QueryBridge:
         gloss = {} if self.gloss is None else self.gloss.to_arrays(_GLOSS_PREFIX)
         share = {} if self.cos_share is None else {"cos_share": np.array(self.cos_share)}
         return {"source": np.array(self.source), "alpha": np.array(self.alpha), "coef": self.coef_,
-                "intercept": self.intercept_, "n_texts": np.array(self.n_texts_), **gloss, **share}
+                "intercept": self.intercept_, "n_texts": np.array(self.n_texts_),
+                "n_parallel": np.array(self.n_parallel_), **gloss, **share}
 
     @classmethod
     def from_arrays(cls, a) -> QueryBridge:
         bridge = cls(str(a["source"]), float(a["alpha"]))
         bridge.coef_, bridge.intercept_ = np.asarray(a["coef"], np.float32), np.asarray(a["intercept"], np.float32)
         bridge.n_texts_ = int(a["n_texts"])
+        bridge.n_parallel_ = int(a["n_parallel"]) if "n_parallel" in a else 0  # a bridge saved before them
         if f"{_GLOSS_PREFIX}words" in a:
             bridge.gloss = WordGloss.from_arrays(a, _GLOSS_PREFIX)
         if "cos_share" in a:

@@ -6,7 +6,9 @@ The served order is ``network + w * cos_joint`` (``ml.blend``), ``w`` chosen on 
 Is the same share right for a query that reaches the ranker through the query bridge? In each of
 ``research.cv_bridged_reranker``'s folds (the product's folds, mapper and training lists; the served
 listwise network fitted on the training photos; the bridge and the gloss's vocabulary fitted on
-their captions and the label phrases), over galleries of 100 held-out photos:
+their captions and the label phrases: the bridge without the Russian captions, as served before the
+eleventh session, so that the figures in docs/model.md stay reproducible), over galleries of 100
+held-out photos:
 
 * ``en-bridged``: every held-out English caption through USE and the fold's bridge (the English
   proxy of the bridged route, about 3,500 queries);

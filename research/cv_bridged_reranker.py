@@ -27,7 +27,7 @@ Each is measured on three query sets of the held-out photos, in the same galleri
 * ``en``: their English captions through MiniLM (the English route; R@1, R@5, tau-c);
 * ``bridged``: the same captions through USE + the fold's bridge (the English proxy of the
   bridged route; tau-c on the rated texts bridged the same way);
-* ``ru``: the 100 hand-written Russian captions of training photos (``research/ru_train_captions.tsv``)
+* ``ru``: the 100 hand-written Russian captions of training photos (``service/training/russian_captions/ru_train_captions.tsv``)
   through USE + the fold's bridge; every one of those photos has rated pairs, so each is held out
   in one fold;
 * ``ru_gloss``: the same blended with MiniLM's reading of their word gloss (``ml.word_gloss``, as
@@ -55,6 +55,7 @@ from research.data import append_result, load, russian_captions, text_whitening
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
+from service.training.query_bridge import parallel_captions
 
 # The bridged copies of the caption lists draw other random photos than the captions' own lists.
 BRIDGED_SEED = 100
@@ -221,6 +222,17 @@ def main() -> None:
     append_result(settings, "cv_bridged_reranker",
                   {"folds": args.folds, "max_folds": args.max_folds, "seed": args.seed, "gloss_csls": args.gloss_csls, "seconds": round(time.time() - t_start),
                    "cv": table})
+
+
+def fold_bridge(tdata: TrainingData, u_caption: np.ndarray, in_train: np.ndarray, u_label: np.ndarray,
+                label_vectors: np.ndarray, use, cache, weight: float) -> QueryBridge:
+    """A fold's bridge as the product fits it (``fit_query_bridge``): the training photos' captions and
+    the label phrases, with the Russian captions of the training photos at ``weight``."""
+    russian, english = parallel_captions(tdata)
+    u_russian = cached_text_vectors(russian, use, cache) if russian else np.empty((0, u_caption.shape[1]), np.float32)
+    sample_weight = np.r_[np.ones(int(in_train.sum()) + len(u_label)), np.full(len(russian), float(weight))]
+    return QueryBridge().fit(np.concatenate([u_caption[in_train], u_label, u_russian]),
+                             np.concatenate([tdata.caption_vectors, label_vectors, english]), sample_weight=sample_weight)
 
 
 def _one_thread() -> None:

@@ -17,7 +17,6 @@ The database, the dataset and the extra folders come from the settings (``WITHSE
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -35,22 +34,18 @@ from service.runtime import encoders_for
 from service.store.db import make_engine, resolve_url
 from service.store.library_precision import resolved_settings
 from service.training.extra_folders import read_extra_folder
+from service.training.query_bridge import RUSSIAN_CAPTIONS, read_captions
 from service.training.training_data import training_data
 
-# Russian captions of training photos written by hand (never of the test photos): caption_id,
-# text_en, text_ru; the first 100, then 240 more (docs/model.md, "The order of a bridged query")
-RU_CAPTIONS = Path(__file__).with_name("ru_train_captions.tsv")
-RU_CAPTIONS_2 = Path(__file__).with_name("ru_train_captions_2.tsv")
+# Russian captions of training photos written by hand (never of the test photos), which the product's
+# bridge is also fitted on (service.training.query_bridge.RUSSIAN_CAPTIONS): the first 100, then 240
+# more (docs/model.md, "The order of a bridged query"), then 424 more ("Russian captions in the bridge's fit")
+RU_CAPTIONS, RU_CAPTIONS_2, RU_CAPTIONS_3 = RUSSIAN_CAPTIONS
 
 
 def russian_captions(*files: Path) -> list[dict]:
-    """The rows of the hand-written Russian caption files (UTF-8, tab-separated, no quoting, a
-    header line), ``RU_CAPTIONS`` alone by default."""
-    rows = []
-    for path in files or (RU_CAPTIONS,):
-        with open(path, encoding="utf-8", newline="") as f:
-            rows += list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return rows
+    """The rows of the hand-written Russian caption files, ``RU_CAPTIONS`` alone by default."""
+    return read_captions(*(files or (RU_CAPTIONS,)))
 
 
 def load(settings: Settings | None = None, *, image_model: str | None = None, coco: bool = True,

@@ -1,5 +1,5 @@
 """The word gloss's share and vocabulary (``ml.word_gloss``), chosen on the 100 hand-written Russian
-captions of training photos (``research/ru_train_captions.tsv``; never the test set).
+captions of training photos (``service/training/russian_captions/ru_train_captions.tsv``; never the test set).
 
     WITHSENSE_DATA_DIR=var nice -n 5 .venv/bin/python -m research.ru_gloss
 

@@ -1,5 +1,5 @@
 """Can USE's gap between Russian and English be closed before the bridge? Checked on 100 Russian
-captions of training photos written by hand for this (``research/ru_train_captions.tsv``: one
+captions of training photos written by hand for this (``service/training/russian_captions/ru_train_captions.tsv``: one
 English caption per photo and its Russian version; training photos only, never the test set).
 
     WITHSENSE_DATA_DIR=var nice -n 5 .venv/bin/python -m research.ru_language_shift

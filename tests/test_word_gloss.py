@@ -79,11 +79,15 @@ def test_the_gloss_travels_in_the_bridges_file(glosser, use, tmp_path):
     save_query_bridges(tmp_path, {use.name: bridge})
     old = load_query_bridges(tmp_path)[use.name]
     assert old.gloss is None and old.cos_share is None  # a bridge saved before the gloss and the share
-    bridge.cos_share = 0.0
+    arrays = bridge.to_arrays()
+    del arrays["n_parallel"]  # nor the count of texts in other languages it was fitted on
+    assert old.n_parallel_ == QueryBridge.from_arrays(arrays).n_parallel_ == 0
+    bridge.cos_share, bridge.n_parallel_ = 0.0, 7
     bridge.gloss = glosser
     glosser.weight = 0.4
     save_query_bridges(tmp_path, {use.name: bridge})
     assert load_query_bridges(tmp_path)[use.name].cos_share == 0.0
+    assert load_query_bridges(tmp_path)[use.name].summary()["parallel_texts"] == 7
     loaded = load_query_bridges(tmp_path)[use.name].gloss
     assert loaded.weight == 0.4 and loaded.words_.tolist() == glosser.words_.tolist()
     assert loaded.gloss("собака прыгает в воду", use.encode) == glosser.gloss("собака прыгает в воду", use.encode)

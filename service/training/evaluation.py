@@ -314,7 +314,9 @@ def _bridge_lines(bridge: dict | None) -> list[str]:
                   "(`WITHSENSE_GLOSS_DICTIONARY`)" if bridge["dictionary_forms"] else
                   "and **no bilingual dictionary** (`WITHSENSE_GLOSS_DICTIONARY` was not installed when the "
                   "ranker was trained: Russian words are glossed by USE's nearest English words alone)")
-    return ["", f"The active ranker's query bridge (`{bridge['source']}`) was fitted on {bridge['texts']:,} texts; "
+    russian = bridge.get("parallel_texts", 0)  # 0 for a ranker trained before they were fitted
+    return ["", f"The active ranker's query bridge (`{bridge['source']}`) was fitted on {bridge['texts']:,} texts, "
+                f"{russian:,} of them hand-written Russian captions of training photos; "
                 f"its word gloss holds {bridge['gloss_words']:,} English words {dictionary}."]
 
 
