@@ -13,7 +13,9 @@ photos (``parallel_captions`` of the fold's data), each with weight ``w`` for ev
 ``WEIGHTS`` (0: the English texts alone, as before). The Russian captions of the held-out photos are
 then served as the product serves them (blended with their word gloss, ordered by the network, the
 bridged route's share 0) against galleries of 100 held-out photos. Also reported: the bridged vector
-alone, the gloss's share at 0.4 and 0.6, and each variant ordered by the joint cosine alone.
+alone, the gloss's share at 0.4 and 0.6, each variant ordered by the joint cosine alone, and the
+served blend ordered with each share of the joint cosine (``ml.blend.COS_WEIGHTS``; 0 is served for
+this route: ``BRIDGED_COS_SHARE``).
 
 The rule: the highest R@1 + R@5 of the held-out Russian captions served with the gloss's share 0.5
 (both seeds' mean, read off the two runs' tables); within 0.005, the smaller weight. Results are appended to
@@ -27,6 +29,7 @@ import time
 import numpy as np
 
 from ml import metrics as M
+from ml.blend import COS_WEIGHTS
 from ml.compare import _galleries, fit_mapper, oof_evidence, reference_captions, training_lists
 from ml.data import cached_text_vectors
 from ml.encoders import imagenet_label_texts
@@ -100,6 +103,9 @@ def main() -> None:
                 s, c = _scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
                 ranks.setdefault(name, []).append(M.ranks_of_correct(s, right))
                 ranks.setdefault(f"{name}, cosine", []).append(M.ranks_of_correct(c, right))
+                if name.endswith("gloss 0.5"):  # the joint cosine's share in the order (0 served for this route)
+                    for share in COS_WEIGHTS[1:]:
+                        ranks.setdefault(f"{name}, + {share:g} x cosine", []).append(M.ranks_of_correct(s + share * c, right))
         print(f"fold {fold + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
     table = {}
     for name, rs in ranks.items():
