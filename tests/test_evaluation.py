@@ -43,8 +43,9 @@ def test_evaluate_counts_and_reports(loaded, encoders, tmp_path):
     assert "| Russian | (b) shortlist + scorer | 9 |" in md
     # how Russian queries reach the ranker: the bridge the fixture's training fitted, and its dictionary
     bridge = report["query_bridge"]
-    assert bridge["texts"] > 1000 and bridge["gloss_words"] > 0 and bridge["cos_share"] == 0.0
+    assert bridge["texts"] > 1000 and bridge["gloss_words"] > 0 and bridge["cos_share"] == 5.0
     assert f"fitted on {bridge['texts']:,} texts, 1 of them hand-written Russian captions" in md
+    assert "A bridged query is ordered by the network plus 5 times the candidate's joint cosine." in md
     assert ("Russian word forms of the bilingual dictionary" in md) == (bridge["dictionary_forms"] > 0)
     assert (bridge["dictionary_forms"] > 0) == Path(settings.gloss_dictionary).exists()
     assert "| the same queries in English | (b) shortlist + scorer | 9 |" in md

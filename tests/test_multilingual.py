@@ -184,7 +184,7 @@ def test_the_bridge_is_saved_and_loaded_with_the_ranker(loaded, searcher):
     # a bridged query's own share of the joint cosine in its order (Ranker.score's cos_share)
     from service.training.query_bridge import BRIDGED_COS_SHARE
 
-    assert bridge.cos_share == BRIDGED_COS_SHARE == 0.0
+    assert bridge.cos_share == BRIDGED_COS_SHARE == 5.0
     # the bilingual dictionary's Russian forms, where it is installed (CI installs Debian's mueller7-dict)
     from pathlib import Path
 

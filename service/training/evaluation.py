@@ -317,7 +317,14 @@ def _bridge_lines(bridge: dict | None) -> list[str]:
     russian = bridge.get("parallel_texts", 0)  # 0 for a ranker trained before they were fitted
     return ["", f"The active ranker's query bridge (`{bridge['source']}`) was fitted on {bridge['texts']:,} texts, "
                 f"{russian:,} of them hand-written Russian captions of training photos; "
-                f"its word gloss holds {bridge['gloss_words']:,} English words {dictionary}."]
+                f"its word gloss holds {bridge['gloss_words']:,} English words {dictionary}.{_order_line(bridge)}"]
+
+
+def _order_line(bridge: dict) -> str:
+    share = bridge.get("cos_share")  # None for a bridge saved before it had its own order
+    if share is None:
+        return ""
+    return f" A bridged query is ordered by the network plus {share:g} times the candidate's joint cosine."
 
 
 # ---------------------------------------------------------------- queries that nothing fits

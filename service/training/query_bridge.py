@@ -37,8 +37,8 @@ from service.config import Settings
 BRIDGE_ALPHA = 1.0  # ridge penalty, chosen by grouped CV (docs/model.md, "Queries in other languages")
 # The joint cosine's share in a bridged query's order (``Ranker.score``): the served share (ml.blend,
 # chosen on MiniLM's queries) costs bridged ones R@1; chosen by grouped CV on bridged queries
-# (python -m research.cv_bridged_order; docs/model.md, "The order of a bridged query").
-BRIDGED_COS_SHARE = 0.0
+# (python -m research.cv_bridged_order --parallel-weight 3; docs/model.md, "The order of a bridged query").
+BRIDGED_COS_SHARE = 5.0
 # Hand-written Russian captions of rated training photos (caption_id, text_en: the dataset's caption,
 # text_ru), and the weight of each in the bridge's fit next to the English texts' 1: chosen by grouped
 # CV on the Russian captions of held-out photos (python -m research.cv_parallel_captions).
