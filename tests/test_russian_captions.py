@@ -14,6 +14,8 @@ from service.training.query_bridge import RUSSIAN_CAPTIONS, parallel_captions, r
 from tests.helpers import FULL_DATASET, FULL_EXTRA, REPO_ROOT
 
 ROWS = read_captions(*RUSSIAN_CAPTIONS)
+# a second caption of 730 of the same photos, which research measured and the bridge is not fitted on
+RESEARCH_ROWS = read_captions(REPO_ROOT / "research" / "ru_train_captions_4.tsv")
 CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
 
 
@@ -28,8 +30,15 @@ def test_the_files_hold_764_russian_captions_of_distinct_captions():
     assert all(CYRILLIC.search(r["text_ru"]) and not CYRILLIC.search(r["text_en"]) for r in ROWS)
 
 
+def test_the_research_file_holds_second_captions_of_the_same_photos():
+    assert len(RESEARCH_ROWS) == 730 and not {r["caption_id"] for r in RESEARCH_ROWS} & {r["caption_id"] for r in ROWS}
+    assert {r["caption_id"].split("#")[0] for r in RESEARCH_ROWS} <= {r["caption_id"].split("#")[0] for r in ROWS}
+    assert all(v and v == v.strip() and "\t" not in v for r in RESEARCH_ROWS for v in r.values())
+    assert all(CYRILLIC.search(r["text_ru"]) and not CYRILLIC.search(r["text_en"]) for r in RESEARCH_ROWS)
+
+
 def test_no_caption_is_of_a_test_photo():
-    photos = {r["caption_id"].split("#")[0] for r in ROWS}
+    photos = {r["caption_id"].split("#")[0] for r in [*ROWS, *RESEARCH_ROWS]}
     assert not photos & {t.image for t in read_translated_set()}
     if FULL_DATASET.exists():
         with open(FULL_DATASET / "test_images.csv", encoding="utf-8") as f:
@@ -44,7 +53,7 @@ def test_every_english_text_is_the_datasets_own_caption():
     with open(FULL_EXTRA / "captions.tsv", encoding="utf-8", newline="") as f:
         caption = {f"{r['image']}#{r['caption_no']}": r["caption"]
                    for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
-    assert not [r["caption_id"] for r in ROWS if caption.get(r["caption_id"]) != r["text_en"]]
+    assert not [r["caption_id"] for r in [*ROWS, *RESEARCH_ROWS] if caption.get(r["caption_id"]) != r["text_en"]]
 
 
 def test_parallel_captions_pair_each_russian_caption_with_its_photos_caption(tmp_path):
