@@ -13,8 +13,10 @@ the newer file's too at each weight of ``WEIGHTS``. Every held-out Russian capti
 served as the product serves it (blended with its word gloss at the served share, ordered by the
 network plus ``BRIDGED_COS_SHARE`` times the joint cosine) against galleries of 100 held-out photos,
 and reported for the served files' captions (``older``: the 764 that ``research.cv_parallel_captions``
-and ``research.cv_bridged_order`` chose on), the newer file's (``newer``), and both (``all``). No
-held-out photo's caption is ever in its fold's fit.
+and ``research.cv_bridged_order`` chose on), the newer file's (``newer``; none when it holds only
+captions of photos that are never held out, such as the extra photos), those of ``--measure`` files
+(``measured``: served as queries, never fitted), and all of them (``all``). No held-out photo's
+caption is ever in its fold's fit.
 
 The rule, set before the first run: the newer file is served if it raises the mean R@1 + R@5 of the
 ``older`` captions over both seeds by more than 0.005 (the same queries as the earlier choices, so
@@ -52,6 +54,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the lists' draws (0: grouped_cv's)")
     ap.add_argument("--new", type=Path, default=RU_CAPTIONS_4, help="the newer caption file")
+    ap.add_argument("--measure", type=Path, nargs="*", default=[],
+                    help="caption files only measured on, never fitted (reported as 'measured')")
     args = ap.parse_args()
     _one_thread()
     older = tuple(f for f in RUSSIAN_CAPTIONS if f.resolve() != args.new.resolve())
@@ -61,8 +65,11 @@ def main() -> None:
     use, cache = encoders.multilingual, settings.data_dir / "cache"
     u_caption = cached_text_vectors(data.caption_texts.tolist(), use, cache)
     u_label = cached_text_vectors(imagenet_label_texts(), use, cache)
-    rows = russian_captions(*older, args.new)
-    is_new = np.arange(len(rows)) >= len(russian_captions(*older))
+    parts = {"older": russian_captions(*older), "newer": russian_captions(args.new)}
+    if args.measure:
+        parts["measured"] = russian_captions(*args.measure)
+    rows = [r for part in parts.values() for r in part]
+    group = np.repeat(list(parts), [len(part) for part in parts.values()])
     key = {k: i for i, k in enumerate(data.photo_keys)}
     ru_photo = np.array([key[r["caption_id"].split("#")[0]] for r in rows])
     ru = [r["text_ru"] for r in rows]
@@ -102,13 +109,15 @@ def main() -> None:
             for name, vectors in views.items():
                 s, c = _scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
                 r = M.ranks_of_correct(s + BRIDGED_COS_SHARE * c, right)
-                ranks.setdefault(f"{name}, older", []).append(r[~is_new[qs]])
-                ranks.setdefault(f"{name}, newer", []).append(r[is_new[qs]])
+                for part in parts:
+                    ranks.setdefault(f"{name}, {part}", []).append(r[group[qs] == part])
                 ranks.setdefault(f"{name}, all", []).append(r)
         print(f"fold {fold + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
     table = {}
     for name, rs in ranks.items():
         r = np.concatenate(rs)
+        if not len(r):  # captions of photos no fold holds out (the extra photos are always training)
+            continue
         table[name] = {"n": len(r), **{f"R@{k}": round(float(np.mean(r <= k)), 4) for k in (1, 5, 10)}}
         print(f"{name:24s} ({len(r)}) R@1 {table[name]['R@1']:.3f}  R@5 {table[name]['R@5']:.3f}  "
               f"R@10 {table[name]['R@10']:.3f}")
