@@ -1,5 +1,5 @@
 """Grouped CV: does the query bridge gain from more hand-written Russian captions? (issue 16;
-docs/model.md, "A second Russian caption of each photo").
+docs/model.md, "More Russian captions").
 
     WITHSENSE_DATA_DIR=var OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m research.cv_caption_count [--seed 1]
 

@@ -16,6 +16,8 @@ from tests.helpers import FULL_DATASET, FULL_EXTRA, REPO_ROOT
 ROWS = read_captions(*RUSSIAN_CAPTIONS)
 # a second caption of 730 of the same photos, which research measured and the bridge is not fitted on
 RESEARCH_ROWS = read_captions(REPO_ROOT / "research" / "ru_train_captions_4.tsv")
+# and one caption of each of 556 extra training photos (Flickr8k's and MS-COCO's), not fitted either
+EXTRA_ROWS = read_captions(REPO_ROOT / "research" / "ru_extra_captions.tsv")
 CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
 
 
@@ -37,8 +39,14 @@ def test_the_research_file_holds_second_captions_of_the_same_photos():
     assert all(CYRILLIC.search(r["text_ru"]) and not CYRILLIC.search(r["text_en"]) for r in RESEARCH_ROWS)
 
 
+def test_the_extra_photos_captions_are_of_other_photos():
+    assert len(EXTRA_ROWS) == 556 and len({r["caption_id"] for r in EXTRA_ROWS}) == 556
+    assert not {r["caption_id"].split("#")[0] for r in EXTRA_ROWS} & {r["caption_id"].split("#")[0] for r in ROWS}
+    assert all(CYRILLIC.search(r["text_ru"]) and r["text_ru"] == r["text_ru"].strip() for r in EXTRA_ROWS)
+
+
 def test_no_caption_is_of_a_test_photo():
-    photos = {r["caption_id"].split("#")[0] for r in [*ROWS, *RESEARCH_ROWS]}
+    photos = {r["caption_id"].split("#")[0] for r in [*ROWS, *RESEARCH_ROWS, *EXTRA_ROWS]}
     assert not photos & {t.image for t in read_translated_set()}
     if FULL_DATASET.exists():
         with open(FULL_DATASET / "test_images.csv", encoding="utf-8") as f:
@@ -50,10 +58,15 @@ def test_every_english_text_is_the_datasets_own_caption():
     # parallel_captions pairs a row with the training data's caption by photo and text.
     if not FULL_EXTRA.exists():
         pytest.skip("the Flickr8k captions (../shared/data/flickr8k_extra) are not beside this checkout")
-    with open(FULL_EXTRA / "captions.tsv", encoding="utf-8", newline="") as f:
-        caption = {f"{r['image']}#{r['caption_no']}": r["caption"]
-                   for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
-    assert not [r["caption_id"] for r in [*ROWS, *RESEARCH_ROWS] if caption.get(r["caption_id"]) != r["text_en"]]
+    caption = {}
+    for folder in (FULL_EXTRA, FULL_EXTRA.with_name("captioned_extra")):  # the latter: MS-COCO's, where present
+        if (folder / "captions.tsv").exists():
+            with open(folder / "captions.tsv", encoding="utf-8", newline="") as f:
+                caption |= {f"{r['image']}#{r['caption_no']}": r["caption"]
+                            for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
+    coco = any(k.startswith("coco_") for k in caption)
+    rows = [*ROWS, *RESEARCH_ROWS, *(r for r in EXTRA_ROWS if coco or not r["caption_id"].startswith("coco_"))]
+    assert not [r["caption_id"] for r in rows if caption.get(r["caption_id"]) != r["text_en"]]
 
 
 def test_parallel_captions_pair_each_russian_caption_with_its_photos_caption(tmp_path):
