@@ -33,27 +33,18 @@ import numpy as np
 
 from ml import metrics as M
 from ml.blend import COS_WEIGHTS
-from ml.compare import _galleries, fit_mapper, oof_evidence, reference_captions, training_lists
-from ml.data import cached_text_vectors
-from ml.encoders import imagenet_label_texts
-from ml.listwise import FEATURES, list_features, photo_evidence, specificity
-from ml.scorers import KerasListwiseMLP
+from ml.compare import _galleries
+from ml.listwise import FEATURES, list_features, specificity
 from ml.train import default_mapper
-from ml.word_gloss import WordGloss, vocabulary
-from research.cv_bridged_reranker import _one_thread, fold_bridge, folds
+from research.bridged_folds import query_galleries, recall_table, russian_queries, served_folds, study_inputs
+from research.cv_bridged_reranker import fold_bridge
 from research.data import (
     RU_CAPTIONS,
     RU_CAPTIONS_2,
     RUSSIAN_CAPTIONS,
     append_result,
-    load,
     russian_captions,
-    text_whitening,
 )
-from service.config import load_settings
-from service.runtime import encoders_for
-from service.store.library_precision import resolved_settings
-from service.training.query_bridge import gloss_dictionary
 
 GLOSS_SHARES = (0.3, 0.4, 0.5, 0.6, 0.7)
 
@@ -68,42 +59,24 @@ def main() -> None:
                     help="fit each fold's bridge with the Russian captions of its training photos at this weight "
                          "(served since the eleventh session: 3) and measure on all 764 captions")
     args = ap.parse_args()
-    _one_thread()
-    settings = resolved_settings(load_settings())
-    data = load(settings)
-    encoders = encoders_for(settings)
-    use, cache = encoders.multilingual, settings.data_dir / "cache"
-    u_caption = cached_text_vectors(data.caption_texts.tolist(), use, cache)
-    u_label = cached_text_vectors(imagenet_label_texts(), use, cache)
+    x = study_inputs()
+    settings, data, use, cache = x.settings, x.data, x.use, x.cache
+    u_caption, u_label = x.u_caption, x.u_label
     rows = russian_captions(*RUSSIAN_CAPTIONS) if args.parallel_weight else russian_captions(RU_CAPTIONS, RU_CAPTIONS_2)
-    key = {k: i for i, k in enumerate(data.photo_keys)}
-    ru_photo = np.array([key[r["caption_id"].split("#")[0]] for r in rows])
-    ru = [r["text_ru"] for r in rows]
+    ru_photo, ru = russian_queries(data, rows)
     u_ru = use.encode(ru)
-    whitening = text_whitening(data)
-    dw = data.with_text_transform(whitening)
-    mapper = default_mapper(dw)
+    dw = x.dw
     ranks: dict[str, list[np.ndarray]] = {}
     t_start = time.time()
-    for fold, val in enumerate(folds(dw, args.folds, args.seed)):
-        train_mask = np.ones(len(dw.photo_keys), bool)
-        train_mask[val] = False
-        tdata = dw.subset_photos(np.flatnonzero(train_mask))
-        in_train = train_mask[dw.caption_photo]
-        seed = args.seed + fold
-        evidence = photo_evidence(fit_mapper(mapper, tdata), dw.photo_features, dw.label_vectors, dw.bridge_kind)
-        lists = training_lists(tdata, oof_evidence(mapper, tdata, 3, seed), random_state=seed)
-        net = KerasListwiseMLP(random_state=args.seed).fit(lists.X, lists.target, rated=lists.rated)
-        bridge = fold_bridge(tdata, u_caption, in_train, u_label, dw.label_vectors, use, cache, args.parallel_weight)
-        words = vocabulary([*tdata.caption_texts.tolist(), *imagenet_label_texts()])
-        gloss = WordGloss().fit(words, cached_text_vectors(words, use, cache))
-        if not args.no_dictionary:  # as served: where the dictionary is installed
-            gloss.dictionary = gloss_dictionary(words, settings)
+    dictionary = None if args.no_dictionary else settings  # as served: where the dictionary is installed
+    for i, fold in enumerate(served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, dictionary)):
+        net, evidence, reference, gloss = fold.net, fold.evidence, fold.reference, fold.gloss
+        bridge = fold_bridge(fold.tdata, u_caption, fold.in_train, u_label, dw.label_vectors, use, cache,
+                             args.parallel_weight)
         bridged = bridge.transform(u_ru)
-        glossed = whitening.transform(encoders.text.encode([gloss.gloss(t, use.encode) for t in ru]))
-        reference = reference_captions(tdata)[0]
+        glossed = x.glossed(gloss, ru)
         english = {"en-bridged": bridge.transform(u_caption), "en-minilm": dw.caption_vectors}
-        for gal in _galleries(val, 100, np.random.default_rng(100 + seed)):
+        for gal in _galleries(fold.val, 100, np.random.default_rng(100 + fold.seed)):
             pos = np.full(len(dw.photo_keys), -1)
             pos[gal] = np.arange(len(gal))
             qs = np.flatnonzero((pos[dw.caption_photo] >= 0) & ~dw.caption_blocked)
@@ -116,13 +89,7 @@ def main() -> None:
             gloss.weight = share
             views[f"ru gloss {share:g}"] = gloss.blend(bridged, glossed)
         views["ru bridged"], views["ru glossed"] = bridged, glossed
-        for gal in _galleries(val, 100, np.random.default_rng(seed)):
-            pos = np.full(len(dw.photo_keys), -1)
-            pos[gal] = np.arange(len(gal))
-            qs = np.flatnonzero(pos[ru_photo] >= 0)
-            if not len(qs):
-                continue
-            right = pos[ru_photo[qs]]
+        for gal, qs, right in query_galleries(fold, len(dw.photo_keys), ru_photo, np.random.default_rng(fold.seed)):
             S = {name: _scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
                  for name, vectors in views.items()}
             for name, (s, c) in S.items():
@@ -131,13 +98,8 @@ def main() -> None:
                         ranks.setdefault(f"{name} w{w:g}", []).append(M.ranks_of_correct(s + w * c, right))
             late = S["ru bridged"][0] + S["ru glossed"][0]
             ranks.setdefault("ru late fusion w0", []).append(M.ranks_of_correct(late, right))
-        print(f"fold {fold + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
-    table = {}
-    for name, rs in ranks.items():
-        r = np.concatenate(rs)
-        table[name] = {"n": len(r), **{f"R@{k}": round(float(np.mean(r <= k)), 4) for k in (1, 5, 10)}}
-        print(f"{name:24s} ({len(r)}) R@1 {table[name]['R@1']:.3f}  R@5 {table[name]['R@5']:.3f}  "
-              f"R@10 {table[name]['R@10']:.3f}")
+        print(f"fold {i + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
+    table = recall_table(ranks)
     served = [f"ru gloss 0.5 w{w:g}" for w in COS_WEIGHTS]
     top = max(table[n]["R@1"] + table[n]["R@5"] for n in served)
     chosen = min(w for w, n in zip(COS_WEIGHTS, served, strict=True) if table[n]["R@1"] + table[n]["R@5"] >= top - 0.005)

@@ -31,20 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from ml import metrics as M
-from ml.compare import _galleries, fit_mapper, oof_evidence, reference_captions, training_lists
 from ml.data import cached_text_vectors
-from ml.encoders import imagenet_label_texts
-from ml.listwise import photo_evidence
-from ml.scorers import KerasListwiseMLP
 from ml.train import default_mapper
-from ml.word_gloss import WordGloss, vocabulary
+from research.bridged_folds import query_galleries, recall_table, russian_queries, served_folds, study_inputs
 from research.cv_bridged_order import _scored
-from research.cv_bridged_reranker import _one_thread, fold_bridge, folds
-from research.data import RU_CAPTIONS_4, RUSSIAN_CAPTIONS, append_result, load, russian_captions, text_whitening
-from service.config import load_settings
-from service.runtime import encoders_for
-from service.store.library_precision import resolved_settings
-from service.training.query_bridge import BRIDGED_COS_SHARE, PARALLEL_WEIGHT, gloss_dictionary
+from research.cv_bridged_reranker import fold_bridge
+from research.data import RU_CAPTIONS_4, RUSSIAN_CAPTIONS, append_result, russian_captions
+from service.training.query_bridge import BRIDGED_COS_SHARE, PARALLEL_WEIGHT
 
 WEIGHTS = (1.0, PARALLEL_WEIGHT, 10.0)  # the newer file's captions at each, beside the older ones at the served weight
 
@@ -57,70 +50,35 @@ def main() -> None:
     ap.add_argument("--measure", type=Path, nargs="*", default=[],
                     help="caption files only measured on, never fitted (reported as 'measured')")
     args = ap.parse_args()
-    _one_thread()
     older = tuple(f for f in RUSSIAN_CAPTIONS if f.resolve() != args.new.resolve())
-    settings = resolved_settings(load_settings())
-    data = load(settings)
-    encoders = encoders_for(settings)
-    use, cache = encoders.multilingual, settings.data_dir / "cache"
-    u_caption = cached_text_vectors(data.caption_texts.tolist(), use, cache)
-    u_label = cached_text_vectors(imagenet_label_texts(), use, cache)
+    x = study_inputs()
+    settings, data, use, cache = x.settings, x.data, x.use, x.cache
+    u_caption, u_label = x.u_caption, x.u_label
     parts = {"older": russian_captions(*older), "newer": russian_captions(args.new)}
     if args.measure:
         parts["measured"] = russian_captions(*args.measure)
-    rows = [r for part in parts.values() for r in part]
+    ru_photo, ru = russian_queries(data, [r for part in parts.values() for r in part])
     group = np.repeat(list(parts), [len(part) for part in parts.values()])
-    key = {k: i for i, k in enumerate(data.photo_keys)}
-    ru_photo = np.array([key[r["caption_id"].split("#")[0]] for r in rows])
-    ru = [r["text_ru"] for r in rows]
     u_ru = cached_text_vectors(ru, use, cache)
-    whitening = text_whitening(data)
-    dw = data.with_text_transform(whitening)
-    mapper = default_mapper(dw)
+    dw = x.dw
     ranks: dict[str, list[np.ndarray]] = {}
     t_start = time.time()
-    for fold, val in enumerate(folds(dw, args.folds, args.seed)):
-        train_mask = np.ones(len(dw.photo_keys), bool)
-        train_mask[val] = False
-        tdata = dw.subset_photos(np.flatnonzero(train_mask))
-        in_train = train_mask[dw.caption_photo]
-        seed = args.seed + fold
-        evidence = photo_evidence(fit_mapper(mapper, tdata), dw.photo_features, dw.label_vectors, dw.bridge_kind)
-        lists = training_lists(tdata, oof_evidence(mapper, tdata, 3, seed), random_state=seed)
-        net = KerasListwiseMLP(random_state=args.seed).fit(lists.X, lists.target, rated=lists.rated)
-        words = vocabulary([*tdata.caption_texts.tolist(), *imagenet_label_texts()])
-        gloss = WordGloss().fit(words, cached_text_vectors(words, use, cache))
-        gloss.dictionary = gloss_dictionary(words, settings)
-        glossed = whitening.transform(encoders.text.encode([gloss.gloss(t, use.encode) for t in ru]))
-        bridges = {"base": fold_bridge(tdata, u_caption, in_train, u_label, dw.label_vectors, use, cache,
-                                       PARALLEL_WEIGHT, older)}
+    for i, fold in enumerate(served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, settings)):
+        glossed = x.glossed(fold.gloss, ru)
+        fit = (fold.tdata, u_caption, fold.in_train, u_label, dw.label_vectors, use, cache)
+        bridges = {"base": fold_bridge(*fit, PARALLEL_WEIGHT, older)}
         for w in WEIGHTS:
-            bridges[f"+ new at {w:g}"] = fold_bridge(tdata, u_caption, in_train, u_label, dw.label_vectors, use,
-                                                     cache, [PARALLEL_WEIGHT] * len(older) + [w], (*older, args.new))
-        views = {name: gloss.blend(b.transform(u_ru), glossed) for name, b in bridges.items()}
-        reference = reference_captions(tdata)[0]
-        for gal in _galleries(val, 100, np.random.default_rng(seed)):
-            pos = np.full(len(dw.photo_keys), -1)
-            pos[gal] = np.arange(len(gal))
-            qs = np.flatnonzero(pos[ru_photo] >= 0)
-            if not len(qs):
-                continue
-            right = pos[ru_photo[qs]]
+            bridges[f"+ new at {w:g}"] = fold_bridge(*fit, [PARALLEL_WEIGHT] * len(older) + [w], (*older, args.new))
+        views = {name: fold.gloss.blend(b.transform(u_ru), glossed) for name, b in bridges.items()}
+        for gal, qs, right in query_galleries(fold, len(dw.photo_keys), ru_photo, np.random.default_rng(fold.seed)):
             for name, vectors in views.items():
-                s, c = _scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
+                s, c = _scored(fold.net, vectors[qs], gal, fold.evidence, dw.label_vectors, fold.reference)
                 r = M.ranks_of_correct(s + BRIDGED_COS_SHARE * c, right)
-                for part in parts:
+                for part in parts:  # a part no fold holds out (the extra photos are always training) stays empty
                     ranks.setdefault(f"{name}, {part}", []).append(r[group[qs] == part])
                 ranks.setdefault(f"{name}, all", []).append(r)
-        print(f"fold {fold + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
-    table = {}
-    for name, rs in ranks.items():
-        r = np.concatenate(rs)
-        if not len(r):  # captions of photos no fold holds out (the extra photos are always training)
-            continue
-        table[name] = {"n": len(r), **{f"R@{k}": round(float(np.mean(r <= k)), 4) for k in (1, 5, 10)}}
-        print(f"{name:24s} ({len(r)}) R@1 {table[name]['R@1']:.3f}  R@5 {table[name]['R@5']:.3f}  "
-              f"R@10 {table[name]['R@10']:.3f}")
+        print(f"fold {i + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
+    table = recall_table(ranks)
     append_result(settings, "cv_caption_count", {"folds": args.folds, "seed": args.seed, "new": args.new.name,
                                                  "seconds": round(time.time() - t_start), "cv": table})
 

@@ -31,20 +31,12 @@ import numpy as np
 
 from ml import metrics as M
 from ml.blend import COS_WEIGHTS
-from ml.compare import _galleries, fit_mapper, oof_evidence, reference_captions, training_lists
 from ml.data import cached_text_vectors
-from ml.encoders import imagenet_label_texts
-from ml.listwise import photo_evidence
-from ml.scorers import KerasListwiseMLP
 from ml.train import default_mapper
-from ml.word_gloss import WordGloss, vocabulary
+from research.bridged_folds import query_galleries, recall_table, russian_queries, served_folds, study_inputs
 from research.cv_bridged_order import _scored
-from research.cv_bridged_reranker import _one_thread, fold_bridge, folds
-from research.data import RUSSIAN_CAPTIONS, append_result, load, russian_captions, text_whitening
-from service.config import load_settings
-from service.runtime import encoders_for
-from service.store.library_precision import resolved_settings
-from service.training.query_bridge import gloss_dictionary
+from research.cv_bridged_reranker import fold_bridge
+from research.data import RUSSIAN_CAPTIONS, append_result, russian_captions
 
 WEIGHTS = (0, 1, 3, 10, 30)
 GLOSS_SHARES = (0.4, 0.5, 0.6)  # the gloss's share in the query vector: 0.5 served
@@ -55,65 +47,35 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the lists' draws (0: grouped_cv's)")
     args = ap.parse_args()
-    _one_thread()
-    settings = resolved_settings(load_settings())
-    data = load(settings)
-    encoders = encoders_for(settings)
-    use, cache = encoders.multilingual, settings.data_dir / "cache"
-    u_caption = cached_text_vectors(data.caption_texts.tolist(), use, cache)
-    u_label = cached_text_vectors(imagenet_label_texts(), use, cache)
-    rows = russian_captions(*RUSSIAN_CAPTIONS)
-    key = {k: i for i, k in enumerate(data.photo_keys)}
-    ru_photo = np.array([key[r["caption_id"].split("#")[0]] for r in rows])
-    ru = [r["text_ru"] for r in rows]
+    x = study_inputs()
+    settings, data, use, cache = x.settings, x.data, x.use, x.cache
+    u_caption, u_label = x.u_caption, x.u_label
+    ru_photo, ru = russian_queries(data, russian_captions(*RUSSIAN_CAPTIONS))
     u_ru = cached_text_vectors(ru, use, cache)
-    whitening = text_whitening(data)
-    dw = data.with_text_transform(whitening)
-    mapper = default_mapper(dw)
+    dw = x.dw
     ranks: dict[str, list[np.ndarray]] = {}
     t_start = time.time()
-    for fold, val in enumerate(folds(dw, args.folds, args.seed)):
-        train_mask = np.ones(len(dw.photo_keys), bool)
-        train_mask[val] = False
-        tdata = dw.subset_photos(np.flatnonzero(train_mask))
-        in_train = train_mask[dw.caption_photo]
-        seed = args.seed + fold
-        evidence = photo_evidence(fit_mapper(mapper, tdata), dw.photo_features, dw.label_vectors, dw.bridge_kind)
-        lists = training_lists(tdata, oof_evidence(mapper, tdata, 3, seed), random_state=seed)
-        net = KerasListwiseMLP(random_state=args.seed).fit(lists.X, lists.target, rated=lists.rated)
-        words = vocabulary([*tdata.caption_texts.tolist(), *imagenet_label_texts()])
-        gloss = WordGloss().fit(words, cached_text_vectors(words, use, cache))
-        gloss.dictionary = gloss_dictionary(words, settings)
-        glossed = whitening.transform(encoders.text.encode([gloss.gloss(t, use.encode) for t in ru]))
+    for i, fold in enumerate(served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, settings)):
+        gloss = fold.gloss
+        glossed = x.glossed(gloss, ru)
         views = {}
         for w in WEIGHTS:
-            bridged = fold_bridge(tdata, u_caption, in_train, u_label, dw.label_vectors, use, cache, w).transform(u_ru)
+            bridged = fold_bridge(fold.tdata, u_caption, fold.in_train, u_label, dw.label_vectors, use, cache,
+                                  w).transform(u_ru)
             views[f"weight {w:g}, bridged"] = bridged
             for share in GLOSS_SHARES:
                 gloss.weight = share
                 views[f"weight {w:g}, gloss {share:g}"] = gloss.blend(bridged, glossed)
-        reference = reference_captions(tdata)[0]
-        for gal in _galleries(val, 100, np.random.default_rng(seed)):
-            pos = np.full(len(dw.photo_keys), -1)
-            pos[gal] = np.arange(len(gal))
-            qs = np.flatnonzero(pos[ru_photo] >= 0)
-            if not len(qs):
-                continue
-            right = pos[ru_photo[qs]]
+        for gal, qs, right in query_galleries(fold, len(dw.photo_keys), ru_photo, np.random.default_rng(fold.seed)):
             for name, vectors in views.items():
-                s, c = _scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
+                s, c = _scored(fold.net, vectors[qs], gal, fold.evidence, dw.label_vectors, fold.reference)
                 ranks.setdefault(name, []).append(M.ranks_of_correct(s, right))
                 ranks.setdefault(f"{name}, cosine", []).append(M.ranks_of_correct(c, right))
                 if name.endswith("gloss 0.5"):  # the joint cosine's share in the order (5 served for this route)
                     for share in COS_WEIGHTS[1:]:
                         ranks.setdefault(f"{name}, + {share:g} x cosine", []).append(M.ranks_of_correct(s + share * c, right))
-        print(f"fold {fold + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
-    table = {}
-    for name, rs in ranks.items():
-        r = np.concatenate(rs)
-        table[name] = {"n": len(r), **{f"R@{k}": round(float(np.mean(r <= k)), 4) for k in (1, 5, 10)}}
-        print(f"{name:28s} ({len(r)}) R@1 {table[name]['R@1']:.3f}  R@5 {table[name]['R@5']:.3f}  "
-              f"R@10 {table[name]['R@10']:.3f}")
+        print(f"fold {i + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
+    table = recall_table(ranks, width=28)
     append_result(settings, "cv_parallel_captions", {"folds": args.folds, "seed": args.seed,
                                                      "seconds": round(time.time() - t_start), "cv": table})
 

@@ -1,0 +1,121 @@
+"""What the studies of bridged queries share (``cv_bridged_order``, ``cv_parallel_captions``,
+``cv_caption_count``): their inputs; the product's grouped folds, with the served listwise network
+and the word gloss fitted on the training photos in each; galleries of 100 held-out photos with the
+queries about them; and the recall table the studies print and save."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+from ml.compare import _galleries, fit_mapper, oof_evidence, reference_captions, training_lists
+from ml.data import TrainingData, cached_text_vectors
+from ml.encoders import imagenet_label_texts
+from ml.listwise import photo_evidence
+from ml.scorers import KerasListwiseMLP
+from ml.word_gloss import WordGloss, vocabulary
+from research.cv_bridged_reranker import _one_thread, folds
+from research.data import load, text_whitening
+from service.config import Settings, load_settings
+from service.runtime import encoders_for
+from service.store.library_precision import resolved_settings
+from service.training.query_bridge import gloss_dictionary
+
+
+@dataclasses.dataclass
+class StudyInputs:
+    """The product's settings, training data and encoders, USE's vectors of the data's captions and
+    of the label phrases (the bridge's English side), and the data in the ranker's whitened space."""
+
+    settings: Settings
+    data: TrainingData
+    encoders: object
+    use: object
+    cache: object
+    u_caption: np.ndarray
+    u_label: np.ndarray
+    whitening: object
+    dw: TrainingData
+
+    def glossed(self, gloss: WordGloss, texts: list[str]) -> np.ndarray:
+        """MiniLM's whitened vectors of ``texts``' word glosses."""
+        return self.whitening.transform(self.encoders.text.encode([gloss.gloss(t, self.use.encode) for t in texts]))
+
+
+def study_inputs() -> StudyInputs:
+    """What every study starts from (``research.data.load``'s training data), TensorFlow on one thread."""
+    _one_thread()
+    settings = resolved_settings(load_settings())
+    data = load(settings)
+    encoders = encoders_for(settings)
+    use, cache = encoders.multilingual, settings.data_dir / "cache"
+    whitening = text_whitening(data)
+    return StudyInputs(settings, data, encoders, use, cache, cached_text_vectors(data.caption_texts.tolist(), use, cache),
+                       cached_text_vectors(imagenet_label_texts(), use, cache), whitening,
+                       data.with_text_transform(whitening))
+
+
+@dataclasses.dataclass
+class ServedFold:
+    """One fold: its held-out photos, the training photos' data, and what was fitted on them."""
+
+    val: np.ndarray
+    tdata: TrainingData
+    in_train: np.ndarray  # of the data's captions, those of the training photos
+    seed: int
+    evidence: np.ndarray
+    net: KerasListwiseMLP
+    gloss: WordGloss
+    reference: np.ndarray
+
+
+def served_folds(dw: TrainingData, mapper, n_folds: int, seed: int, use, cache, settings=None) -> Iterator[ServedFold]:
+    """The product's folds with the served network fitted in each (``seed``: the folds' shuffle and
+    the lists' draws). The gloss takes the bilingual dictionary, as served where it is installed,
+    when ``settings`` is given."""
+    for fold, val in enumerate(folds(dw, n_folds, seed)):
+        train_mask = np.ones(len(dw.photo_keys), bool)
+        train_mask[val] = False
+        tdata = dw.subset_photos(np.flatnonzero(train_mask))
+        fold_seed = seed + fold
+        evidence = photo_evidence(fit_mapper(mapper, tdata), dw.photo_features, dw.label_vectors, dw.bridge_kind)
+        lists = training_lists(tdata, oof_evidence(mapper, tdata, 3, fold_seed), random_state=fold_seed)
+        net = KerasListwiseMLP(random_state=seed).fit(lists.X, lists.target, rated=lists.rated)
+        words = vocabulary([*tdata.caption_texts.tolist(), *imagenet_label_texts()])
+        gloss = WordGloss().fit(words, cached_text_vectors(words, use, cache))
+        if settings is not None:
+            gloss.dictionary = gloss_dictionary(words, settings)
+        yield ServedFold(val, tdata, train_mask[dw.caption_photo], fold_seed, evidence, net, gloss,
+                         reference_captions(tdata)[0])
+
+
+def query_galleries(fold: ServedFold, n_photos: int, query_photo: np.ndarray,
+                    rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Galleries of 100 of the fold's held-out photos, each with the queries (indices into
+    ``query_photo``, the photo each query is about) whose photo it holds and that photo's position."""
+    for gal in _galleries(fold.val, 100, rng):
+        pos = np.full(n_photos, -1)
+        pos[gal] = np.arange(len(gal))
+        qs = np.flatnonzero(pos[query_photo] >= 0)
+        if len(qs):
+            yield gal, qs, pos[query_photo[qs]]
+
+
+def russian_queries(data: TrainingData, rows: list[dict]) -> tuple[np.ndarray, list[str]]:
+    """The photo (an index into ``data.photo_keys``) and the Russian text of each caption row."""
+    key = {k: i for i, k in enumerate(data.photo_keys)}
+    return np.array([key[r["caption_id"].split("#")[0]] for r in rows]), [r["text_ru"] for r in rows]
+
+
+def recall_table(ranks: dict[str, list[np.ndarray]], width: int = 24) -> dict[str, dict]:
+    """R@1/5/10 of each name's ranks, printed a line each; a name no query reached is left out."""
+    table = {}
+    for name, rs in ranks.items():
+        r = np.concatenate(rs)
+        if not len(r):
+            continue
+        table[name] = {"n": len(r), **{f"R@{k}": round(float(np.mean(r <= k)), 4) for k in (1, 5, 10)}}
+        print(f"{name:{width}s} ({len(r)}) R@1 {table[name]['R@1']:.3f}  R@5 {table[name]['R@5']:.3f}  "
+              f"R@10 {table[name]['R@10']:.3f}")
+    return table
