@@ -1,9 +1,11 @@
 """What the studies of bridged queries share (``cv_bridged_order``, ``cv_parallel_captions``,
-``cv_caption_count``): their inputs; the product's grouped folds, with the served listwise network
+``cv_caption_count``, ``cv_bridged_prf``), used as ``from research import bridged_folds as study``:
+their command line and inputs; the product's grouped folds, with the served listwise network
 and the word gloss fitted on the training photos in each; galleries of 100 held-out photos with the
 queries about them; and the recall table the studies print and save."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Iterator
 
@@ -43,7 +45,15 @@ class StudyInputs:
         return self.whitening.transform(self.encoders.text.encode([gloss.gloss(t, self.use.encode) for t in texts]))
 
 
-def study_inputs() -> StudyInputs:
+def arguments(doc: str | None) -> argparse.ArgumentParser:
+    """A study's command line: its docstring, the number of folds and the seed."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the lists' draws (0: grouped_cv's)")
+    return ap
+
+
+def inputs() -> StudyInputs:
     """What every study starts from (``research.data.load``'s training data), TensorFlow on one thread."""
     _one_thread()
     settings = resolved_settings(load_settings())
@@ -51,8 +61,9 @@ def study_inputs() -> StudyInputs:
     encoders = encoders_for(settings)
     use, cache = encoders.multilingual, settings.data_dir / "cache"
     whitening = text_whitening(data)
-    return StudyInputs(settings, data, encoders, use, cache, cached_text_vectors(data.caption_texts.tolist(), use, cache),
-                       cached_text_vectors(imagenet_label_texts(), use, cache), whitening,
+    u_caption = cached_text_vectors(data.caption_texts.tolist(), use, cache)
+    u_label = cached_text_vectors(imagenet_label_texts(), use, cache)
+    return StudyInputs(settings, data, encoders, use, cache, u_caption, u_label, whitening,
                        data.with_text_transform(whitening))
 
 
@@ -68,6 +79,7 @@ class ServedFold:
     net: KerasListwiseMLP
     gloss: WordGloss
     reference: np.ndarray
+    n_photos: int  # in the whole data, held out or not
 
 
 def served_folds(dw: TrainingData, mapper, n_folds: int, seed: int, use, cache, settings=None) -> Iterator[ServedFold]:
@@ -87,15 +99,15 @@ def served_folds(dw: TrainingData, mapper, n_folds: int, seed: int, use, cache, 
         if settings is not None:
             gloss.dictionary = gloss_dictionary(words, settings)
         yield ServedFold(val, tdata, train_mask[dw.caption_photo], fold_seed, evidence, net, gloss,
-                         reference_captions(tdata)[0])
+                         reference_captions(tdata)[0], len(dw.photo_keys))
 
 
-def query_galleries(fold: ServedFold, n_photos: int, query_photo: np.ndarray,
-                    rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Galleries of 100 of the fold's held-out photos, each with the queries (indices into
-    ``query_photo``, the photo each query is about) whose photo it holds and that photo's position."""
-    for gal in _galleries(fold.val, 100, rng):
-        pos = np.full(n_photos, -1)
+def query_galleries(fold: ServedFold, query_photo: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Galleries of 100 of the fold's held-out photos (drawn with the fold's seed), each with the
+    queries (indices into ``query_photo``, the photo each query is about) whose photo it holds and
+    that photo's position."""
+    for gal in _galleries(fold.val, 100, np.random.default_rng(fold.seed)):
+        pos = np.full(fold.n_photos, -1)
         pos[gal] = np.arange(len(gal))
         qs = np.flatnonzero(pos[query_photo] >= 0)
         if len(qs):

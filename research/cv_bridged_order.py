@@ -26,7 +26,6 @@ within 0.005, the smaller share. Results are appended to ``<data dir>/research/c
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -36,7 +35,7 @@ from ml.blend import COS_WEIGHTS
 from ml.compare import _galleries
 from ml.listwise import FEATURES, list_features, specificity
 from ml.train import default_mapper
-from research.bridged_folds import query_galleries, recall_table, russian_queries, served_folds, study_inputs
+from research import bridged_folds as study
 from research.cv_bridged_reranker import fold_bridge
 from research.data import (
     RU_CAPTIONS,
@@ -50,26 +49,24 @@ GLOSS_SHARES = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the lists' draws (0: grouped_cv's)")
+    ap = study.arguments(__doc__)
     ap.add_argument("--no-dictionary", action="store_true",
                     help="the gloss without the bilingual dictionary (before it was served)")
     ap.add_argument("--parallel-weight", type=float, default=0.0,
                     help="fit each fold's bridge with the Russian captions of its training photos at this weight "
                          "(served since the eleventh session: 3) and measure on all 764 captions")
     args = ap.parse_args()
-    x = study_inputs()
+    x = study.inputs()
     settings, data, use, cache = x.settings, x.data, x.use, x.cache
     u_caption, u_label = x.u_caption, x.u_label
     rows = russian_captions(*RUSSIAN_CAPTIONS) if args.parallel_weight else russian_captions(RU_CAPTIONS, RU_CAPTIONS_2)
-    ru_photo, ru = russian_queries(data, rows)
+    ru_photo, ru = study.russian_queries(data, rows)
     u_ru = use.encode(ru)
     dw = x.dw
     ranks: dict[str, list[np.ndarray]] = {}
     t_start = time.time()
     dictionary = None if args.no_dictionary else settings  # as served: where the dictionary is installed
-    for i, fold in enumerate(served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, dictionary)):
+    for i, fold in enumerate(study.served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, dictionary)):
         net, evidence, reference, gloss = fold.net, fold.evidence, fold.reference, fold.gloss
         bridge = fold_bridge(fold.tdata, u_caption, fold.in_train, u_label, dw.label_vectors, use, cache,
                              args.parallel_weight)
@@ -89,7 +86,7 @@ def main() -> None:
             gloss.weight = share
             views[f"ru gloss {share:g}"] = gloss.blend(bridged, glossed)
         views["ru bridged"], views["ru glossed"] = bridged, glossed
-        for gal, qs, right in query_galleries(fold, len(dw.photo_keys), ru_photo, np.random.default_rng(fold.seed)):
+        for gal, qs, right in study.query_galleries(fold, ru_photo):
             S = {name: _scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
                  for name, vectors in views.items()}
             for name, (s, c) in S.items():
@@ -99,7 +96,7 @@ def main() -> None:
             late = S["ru bridged"][0] + S["ru glossed"][0]
             ranks.setdefault("ru late fusion w0", []).append(M.ranks_of_correct(late, right))
         print(f"fold {i + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
-    table = recall_table(ranks)
+    table = study.recall_table(ranks)
     served = [f"ru gloss 0.5 w{w:g}" for w in COS_WEIGHTS]
     top = max(table[n]["R@1"] + table[n]["R@5"] for n in served)
     chosen = min(w for w, n in zip(COS_WEIGHTS, served, strict=True) if table[n]["R@1"] + table[n]["R@5"] >= top - 0.005)

@@ -24,7 +24,6 @@ their figures compare). Results are appended to ``<data dir>/research/cv_caption
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 from ml import metrics as M
 from ml.data import cached_text_vectors
 from ml.train import default_mapper
-from research.bridged_folds import query_galleries, recall_table, russian_queries, served_folds, study_inputs
+from research import bridged_folds as study
 from research.cv_bridged_order import _scored
 from research.cv_bridged_reranker import fold_bridge
 from research.data import RU_CAPTIONS_4, RUSSIAN_CAPTIONS, append_result, russian_captions
@@ -43,34 +42,32 @@ WEIGHTS = (1.0, PARALLEL_WEIGHT, 10.0)  # the newer file's captions at each, bes
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the lists' draws (0: grouped_cv's)")
+    ap = study.arguments(__doc__)
     ap.add_argument("--new", type=Path, default=RU_CAPTIONS_4, help="the newer caption file")
     ap.add_argument("--measure", type=Path, nargs="*", default=[],
                     help="caption files only measured on, never fitted (reported as 'measured')")
     args = ap.parse_args()
     older = tuple(f for f in RUSSIAN_CAPTIONS if f.resolve() != args.new.resolve())
-    x = study_inputs()
+    x = study.inputs()
     settings, data, use, cache = x.settings, x.data, x.use, x.cache
     u_caption, u_label = x.u_caption, x.u_label
     parts = {"older": russian_captions(*older), "newer": russian_captions(args.new)}
     if args.measure:
         parts["measured"] = russian_captions(*args.measure)
-    ru_photo, ru = russian_queries(data, [r for part in parts.values() for r in part])
+    ru_photo, ru = study.russian_queries(data, [r for part in parts.values() for r in part])
     group = np.repeat(list(parts), [len(part) for part in parts.values()])
     u_ru = cached_text_vectors(ru, use, cache)
     dw = x.dw
     ranks: dict[str, list[np.ndarray]] = {}
     t_start = time.time()
-    for i, fold in enumerate(served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, settings)):
+    for i, fold in enumerate(study.served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, settings)):
         glossed = x.glossed(fold.gloss, ru)
         fit = (fold.tdata, u_caption, fold.in_train, u_label, dw.label_vectors, use, cache)
         bridges = {"base": fold_bridge(*fit, PARALLEL_WEIGHT, older)}
         for w in WEIGHTS:
             bridges[f"+ new at {w:g}"] = fold_bridge(*fit, [PARALLEL_WEIGHT] * len(older) + [w], (*older, args.new))
         views = {name: fold.gloss.blend(b.transform(u_ru), glossed) for name, b in bridges.items()}
-        for gal, qs, right in query_galleries(fold, len(dw.photo_keys), ru_photo, np.random.default_rng(fold.seed)):
+        for gal, qs, right in study.query_galleries(fold, ru_photo):
             for name, vectors in views.items():
                 s, c = _scored(fold.net, vectors[qs], gal, fold.evidence, dw.label_vectors, fold.reference)
                 r = M.ranks_of_correct(s + BRIDGED_COS_SHARE * c, right)
@@ -78,7 +75,7 @@ def main() -> None:
                     ranks.setdefault(f"{name}, {part}", []).append(r[group[qs] == part])
                 ranks.setdefault(f"{name}, all", []).append(r)
         print(f"fold {i + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
-    table = recall_table(ranks)
+    table = study.recall_table(ranks)
     append_result(settings, "cv_caption_count", {"folds": args.folds, "seed": args.seed, "new": args.new.name,
                                                  "seconds": round(time.time() - t_start), "cv": table})
 

@@ -24,7 +24,6 @@ The rule: the highest R@1 + R@5 of the held-out Russian captions served with the
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -33,7 +32,7 @@ from ml import metrics as M
 from ml.blend import COS_WEIGHTS
 from ml.data import cached_text_vectors
 from ml.train import default_mapper
-from research.bridged_folds import query_galleries, recall_table, russian_queries, served_folds, study_inputs
+from research import bridged_folds as study
 from research.cv_bridged_order import _scored
 from research.cv_bridged_reranker import fold_bridge
 from research.data import RUSSIAN_CAPTIONS, append_result, russian_captions
@@ -43,19 +42,17 @@ GLOSS_SHARES = (0.4, 0.5, 0.6)  # the gloss's share in the query vector: 0.5 ser
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0, help="the folds' shuffle and the lists' draws (0: grouped_cv's)")
+    ap = study.arguments(__doc__)
     args = ap.parse_args()
-    x = study_inputs()
+    x = study.inputs()
     settings, data, use, cache = x.settings, x.data, x.use, x.cache
     u_caption, u_label = x.u_caption, x.u_label
-    ru_photo, ru = russian_queries(data, russian_captions(*RUSSIAN_CAPTIONS))
+    ru_photo, ru = study.russian_queries(data, russian_captions(*RUSSIAN_CAPTIONS))
     u_ru = cached_text_vectors(ru, use, cache)
     dw = x.dw
     ranks: dict[str, list[np.ndarray]] = {}
     t_start = time.time()
-    for i, fold in enumerate(served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, settings)):
+    for i, fold in enumerate(study.served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, settings)):
         gloss = fold.gloss
         glossed = x.glossed(gloss, ru)
         views = {}
@@ -66,16 +63,17 @@ def main() -> None:
             for share in GLOSS_SHARES:
                 gloss.weight = share
                 views[f"weight {w:g}, gloss {share:g}"] = gloss.blend(bridged, glossed)
-        for gal, qs, right in query_galleries(fold, len(dw.photo_keys), ru_photo, np.random.default_rng(fold.seed)):
+        for gal, qs, right in study.query_galleries(fold, ru_photo):
             for name, vectors in views.items():
                 s, c = _scored(fold.net, vectors[qs], gal, fold.evidence, dw.label_vectors, fold.reference)
                 ranks.setdefault(name, []).append(M.ranks_of_correct(s, right))
                 ranks.setdefault(f"{name}, cosine", []).append(M.ranks_of_correct(c, right))
                 if name.endswith("gloss 0.5"):  # the joint cosine's share in the order (5 served for this route)
                     for share in COS_WEIGHTS[1:]:
-                        ranks.setdefault(f"{name}, + {share:g} x cosine", []).append(M.ranks_of_correct(s + share * c, right))
+                        ranks.setdefault(f"{name}, + {share:g} x cosine", []).append(
+                            M.ranks_of_correct(s + share * c, right))
         print(f"fold {i + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
-    table = recall_table(ranks, width=28)
+    table = study.recall_table(ranks, width=28)
     append_result(settings, "cv_parallel_captions", {"folds": args.folds, "seed": args.seed,
                                                      "seconds": round(time.time() - t_start), "cv": table})
 
