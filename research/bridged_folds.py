@@ -1,7 +1,7 @@
 """What the studies of bridged queries share (``cv_bridged_order``, ``cv_parallel_captions``,
 ``cv_caption_count``, ``cv_bridged_prf``), used as ``from research import bridged_folds as study``:
-their command line and inputs; the product's grouped folds, with the served listwise network
-and the word gloss fitted on the training photos in each; galleries of 100 held-out photos with the
+their command line and inputs; the product's grouped folds, with the served listwise network, the
+word gloss and the query bridge fitted on the training photos in each; galleries of 100 held-out photos with the
 queries about them; and the recall table the studies print and save."""
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ from ml.compare import _galleries, fit_mapper, oof_evidence, reference_captions,
 from ml.data import TrainingData, cached_text_vectors
 from ml.encoders import imagenet_label_texts
 from ml.listwise import photo_evidence
+from ml.multilingual import QueryBridge
 from ml.scorers import KerasListwiseMLP
+from ml.train import default_mapper
 from ml.word_gloss import WordGloss, vocabulary
 from research.cv_bridged_reranker import _one_thread, folds
 from research.data import load, text_whitening
 from service.config import Settings, load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
-from service.training.query_bridge import gloss_dictionary
+from service.training.query_bridge import RUSSIAN_CAPTIONS, gloss_dictionary, parallel_captions
 
 
 @dataclasses.dataclass
@@ -82,10 +84,12 @@ class ServedFold:
     n_photos: int  # in the whole data, held out or not
 
 
-def served_folds(dw: TrainingData, mapper, n_folds: int, seed: int, use, cache, settings=None) -> Iterator[ServedFold]:
+def served_folds(x: StudyInputs, n_folds: int, seed: int, dictionary: bool = True) -> Iterator[ServedFold]:
     """The product's folds with the served network fitted in each (``seed``: the folds' shuffle and
     the lists' draws). The gloss takes the bilingual dictionary, as served where it is installed,
-    when ``settings`` is given."""
+    unless ``dictionary`` is False."""
+    dw = x.dw
+    mapper = default_mapper(dw)
     for fold, val in enumerate(folds(dw, n_folds, seed)):
         train_mask = np.ones(len(dw.photo_keys), bool)
         train_mask[val] = False
@@ -95,11 +99,28 @@ def served_folds(dw: TrainingData, mapper, n_folds: int, seed: int, use, cache, 
         lists = training_lists(tdata, oof_evidence(mapper, tdata, 3, fold_seed), random_state=fold_seed)
         net = KerasListwiseMLP(random_state=seed).fit(lists.X, lists.target, rated=lists.rated)
         words = vocabulary([*tdata.caption_texts.tolist(), *imagenet_label_texts()])
-        gloss = WordGloss().fit(words, cached_text_vectors(words, use, cache))
-        if settings is not None:
-            gloss.dictionary = gloss_dictionary(words, settings)
+        gloss = WordGloss().fit(words, cached_text_vectors(words, x.use, x.cache))
+        if dictionary:
+            gloss.dictionary = gloss_dictionary(words, x.settings)
         yield ServedFold(val, tdata, train_mask[dw.caption_photo], fold_seed, evidence, net, gloss,
                          reference_captions(tdata)[0], len(dw.photo_keys))
+
+
+def bridge(x: StudyInputs, fold: ServedFold, weight, files=RUSSIAN_CAPTIONS) -> QueryBridge:
+    """The fold's bridge as the product fits it (``fit_query_bridge``): the training photos' captions
+    and the label phrases, with the Russian captions (of ``files``) of the training photos at
+    ``weight`` (one for all, or one per file)."""
+    per_file = [parallel_captions(fold.tdata, (f,)) for f in files]
+    russian = [t for texts, _ in per_file for t in texts]
+    english = np.concatenate([vectors for _, vectors in per_file])
+    u_russian = (cached_text_vectors(russian, x.use, x.cache) if russian
+                 else np.empty((0, x.u_caption.shape[1]), np.float32))
+    file_weights = np.broadcast_to(np.asarray(weight, float), (len(files),))
+    sample_weight = np.r_[np.ones(int(fold.in_train.sum()) + len(x.u_label)),
+                          np.repeat(file_weights, [len(texts) for texts, _ in per_file])]
+    return QueryBridge().fit(np.concatenate([x.u_caption[fold.in_train], x.u_label, u_russian]),
+                             np.concatenate([fold.tdata.caption_vectors, x.dw.label_vectors, english]),
+                             sample_weight=sample_weight)
 
 
 def query_galleries(fold: ServedFold, query_photo: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:

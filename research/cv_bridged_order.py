@@ -34,16 +34,8 @@ from ml import metrics as M
 from ml.blend import COS_WEIGHTS
 from ml.compare import _galleries
 from ml.listwise import FEATURES, list_features, specificity
-from ml.train import default_mapper
 from research import bridged_folds as study
-from research.cv_bridged_reranker import fold_bridge
-from research.data import (
-    RU_CAPTIONS,
-    RU_CAPTIONS_2,
-    RUSSIAN_CAPTIONS,
-    append_result,
-    russian_captions,
-)
+from research.data import RU_CAPTIONS, RU_CAPTIONS_2, RUSSIAN_CAPTIONS, append_result, russian_captions
 
 GLOSS_SHARES = (0.3, 0.4, 0.5, 0.6, 0.7)
 
@@ -57,22 +49,18 @@ def main() -> None:
                          "(served since the eleventh session: 3) and measure on all 764 captions")
     args = ap.parse_args()
     x = study.inputs()
-    settings, data, use, cache = x.settings, x.data, x.use, x.cache
-    u_caption, u_label = x.u_caption, x.u_label
     rows = russian_captions(*RUSSIAN_CAPTIONS) if args.parallel_weight else russian_captions(RU_CAPTIONS, RU_CAPTIONS_2)
-    ru_photo, ru = study.russian_queries(data, rows)
-    u_ru = use.encode(ru)
+    ru_photo, ru = study.russian_queries(x.data, rows)
+    u_ru = x.use.encode(ru)
     dw = x.dw
     ranks: dict[str, list[np.ndarray]] = {}
     t_start = time.time()
-    dictionary = None if args.no_dictionary else settings  # as served: where the dictionary is installed
-    for i, fold in enumerate(study.served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, dictionary)):
+    for i, fold in enumerate(study.served_folds(x, args.folds, args.seed, dictionary=not args.no_dictionary)):
         net, evidence, reference, gloss = fold.net, fold.evidence, fold.reference, fold.gloss
-        bridge = fold_bridge(fold.tdata, u_caption, fold.in_train, u_label, dw.label_vectors, use, cache,
-                             args.parallel_weight)
+        bridge = study.bridge(x, fold, args.parallel_weight)
         bridged = bridge.transform(u_ru)
         glossed = x.glossed(gloss, ru)
-        english = {"en-bridged": bridge.transform(u_caption), "en-minilm": dw.caption_vectors}
+        english = {"en-bridged": bridge.transform(x.u_caption), "en-minilm": dw.caption_vectors}
         for gal in _galleries(fold.val, 100, np.random.default_rng(100 + fold.seed)):
             pos = np.full(len(dw.photo_keys), -1)
             pos[gal] = np.arange(len(gal))
@@ -102,7 +90,7 @@ def main() -> None:
     chosen = min(w for w, n in zip(COS_WEIGHTS, served, strict=True) if table[n]["R@1"] + table[n]["R@5"] >= top - 0.005)
     print(f"chosen: a bridged query's share of the joint cosine {chosen:g} (R@1 + R@5 of the Russian captions; "
           "within 0.005, the smaller share)")
-    append_result(settings, "cv_bridged_order", {"folds": args.folds, "seed": args.seed, "chosen": chosen,
+    append_result(x.settings, "cv_bridged_order", {"folds": args.folds, "seed": args.seed, "chosen": chosen,
                                                  "dictionary": not args.no_dictionary,
                                                  "parallel_weight": args.parallel_weight,
                                                  "seconds": round(time.time() - t_start), "cv": table})

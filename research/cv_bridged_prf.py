@@ -23,10 +23,8 @@ import time
 import numpy as np
 
 from ml import metrics as M
-from ml.train import default_mapper
 from research import bridged_folds as study
 from research.cv_bridged_order import _scored
-from research.cv_bridged_reranker import fold_bridge
 from research.data import RU_CAPTIONS_4, RUSSIAN_CAPTIONS, append_result, russian_captions
 from service.training.query_bridge import BRIDGED_COS_SHARE, PARALLEL_WEIGHT
 
@@ -38,19 +36,17 @@ def main() -> None:
     ap = study.arguments(__doc__)
     args = ap.parse_args()
     x = study.inputs()
-    dw, use, cache = x.dw, x.use, x.cache
+    dw = x.dw
     ru_photo, ru = study.russian_queries(x.data, russian_captions(*RUSSIAN_CAPTIONS, RU_CAPTIONS_4))
-    u_ru = use.encode(ru)
+    u_ru = x.use.encode(ru)
     ranks: dict[str, list[np.ndarray]] = {}
     t_start = time.time()
-    for i, fold in enumerate(study.served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, x.settings)):
-        bridge = fold_bridge(fold.tdata, x.u_caption, fold.in_train, x.u_label, dw.label_vectors, use, cache,
-                             PARALLEL_WEIGHT)
-        queries = fold.gloss.blend(bridge.transform(u_ru), x.glossed(fold.gloss, ru))
+    for i, fold in enumerate(study.served_folds(x, args.folds, args.seed)):
+        queries = fold.gloss.blend(study.bridge(x, fold, PARALLEL_WEIGHT).transform(u_ru), x.glossed(fold.gloss, ru))
         for gal, qs, right in study.query_galleries(fold, ru_photo):
-            ranks.setdefault("served", []).append(M.ranks_of_correct(_order(fold, queries[qs], gal, dw), right))
-            s, c = _scored(fold.net, queries[qs], gal, fold.evidence, dw.label_vectors, fold.reference)
-            first = np.argsort(-(s + BRIDGED_COS_SHARE * c), axis=1, kind="stable")
+            served = _order(fold, queries[qs], gal, dw)
+            ranks.setdefault("served", []).append(M.ranks_of_correct(served, right))
+            first = np.argsort(-served, axis=1, kind="stable")
             for k in TOP_K:
                 feedback = fold.evidence.joint[gal][first[:, :k]].mean(axis=1)
                 for beta in BETAS:

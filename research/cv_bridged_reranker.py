@@ -55,7 +55,6 @@ from research.data import append_result, load, russian_captions, text_whitening
 from service.config import load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
-from service.training.query_bridge import RUSSIAN_CAPTIONS, parallel_captions
 
 # The bridged copies of the caption lists draw other random photos than the captions' own lists.
 BRIDGED_SEED = 100
@@ -222,22 +221,6 @@ def main() -> None:
     append_result(settings, "cv_bridged_reranker",
                   {"folds": args.folds, "max_folds": args.max_folds, "seed": args.seed, "gloss_csls": args.gloss_csls, "seconds": round(time.time() - t_start),
                    "cv": table})
-
-
-def fold_bridge(tdata: TrainingData, u_caption: np.ndarray, in_train: np.ndarray, u_label: np.ndarray,
-                label_vectors: np.ndarray, use, cache, weight, files=RUSSIAN_CAPTIONS) -> QueryBridge:
-    """A fold's bridge as the product fits it (``fit_query_bridge``): the training photos' captions and
-    the label phrases, with the Russian captions (of ``files``) of the training photos at ``weight``
-    (one for all, or one per file)."""
-    per_file = [parallel_captions(tdata, (f,)) for f in files]
-    russian = [t for texts, _ in per_file for t in texts]
-    english = np.concatenate([vectors for _, vectors in per_file])
-    u_russian = cached_text_vectors(russian, use, cache) if russian else np.empty((0, u_caption.shape[1]), np.float32)
-    file_weights = np.broadcast_to(np.asarray(weight, float), (len(files),))
-    sample_weight = np.r_[np.ones(int(in_train.sum()) + len(u_label)),
-                          np.repeat(file_weights, [len(texts) for texts, _ in per_file])]
-    return QueryBridge().fit(np.concatenate([u_caption[in_train], u_label, u_russian]),
-                             np.concatenate([tdata.caption_vectors, label_vectors, english]), sample_weight=sample_weight)
 
 
 def _one_thread() -> None:

@@ -31,10 +31,8 @@ import numpy as np
 
 from ml import metrics as M
 from ml.data import cached_text_vectors
-from ml.train import default_mapper
 from research import bridged_folds as study
 from research.cv_bridged_order import _scored
-from research.cv_bridged_reranker import fold_bridge
 from research.data import RU_CAPTIONS_4, RUSSIAN_CAPTIONS, append_result, russian_captions
 from service.training.query_bridge import BRIDGED_COS_SHARE, PARALLEL_WEIGHT
 
@@ -49,23 +47,20 @@ def main() -> None:
     args = ap.parse_args()
     older = tuple(f for f in RUSSIAN_CAPTIONS if f.resolve() != args.new.resolve())
     x = study.inputs()
-    settings, data, use, cache = x.settings, x.data, x.use, x.cache
-    u_caption, u_label = x.u_caption, x.u_label
     parts = {"older": russian_captions(*older), "newer": russian_captions(args.new)}
     if args.measure:
         parts["measured"] = russian_captions(*args.measure)
-    ru_photo, ru = study.russian_queries(data, [r for part in parts.values() for r in part])
+    ru_photo, ru = study.russian_queries(x.data, [r for part in parts.values() for r in part])
     group = np.repeat(list(parts), [len(part) for part in parts.values()])
-    u_ru = cached_text_vectors(ru, use, cache)
+    u_ru = cached_text_vectors(ru, x.use, x.cache)
     dw = x.dw
     ranks: dict[str, list[np.ndarray]] = {}
     t_start = time.time()
-    for i, fold in enumerate(study.served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, settings)):
+    for i, fold in enumerate(study.served_folds(x, args.folds, args.seed)):
         glossed = x.glossed(fold.gloss, ru)
-        fit = (fold.tdata, u_caption, fold.in_train, u_label, dw.label_vectors, use, cache)
-        bridges = {"base": fold_bridge(*fit, PARALLEL_WEIGHT, older)}
+        bridges = {"base": study.bridge(x, fold, PARALLEL_WEIGHT, older)}
         for w in WEIGHTS:
-            bridges[f"+ new at {w:g}"] = fold_bridge(*fit, [PARALLEL_WEIGHT] * len(older) + [w], (*older, args.new))
+            bridges[f"+ new at {w:g}"] = study.bridge(x, fold, [PARALLEL_WEIGHT] * len(older) + [w], (*older, args.new))
         views = {name: fold.gloss.blend(b.transform(u_ru), glossed) for name, b in bridges.items()}
         for gal, qs, right in study.query_galleries(fold, ru_photo):
             for name, vectors in views.items():
@@ -76,7 +71,7 @@ def main() -> None:
                 ranks.setdefault(f"{name}, all", []).append(r)
         print(f"fold {i + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
     table = study.recall_table(ranks)
-    append_result(settings, "cv_caption_count", {"folds": args.folds, "seed": args.seed, "new": args.new.name,
+    append_result(x.settings, "cv_caption_count", {"folds": args.folds, "seed": args.seed, "new": args.new.name,
                                                  "seconds": round(time.time() - t_start), "cv": table})
 
 

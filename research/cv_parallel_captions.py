@@ -31,10 +31,8 @@ import numpy as np
 from ml import metrics as M
 from ml.blend import COS_WEIGHTS
 from ml.data import cached_text_vectors
-from ml.train import default_mapper
 from research import bridged_folds as study
 from research.cv_bridged_order import _scored
-from research.cv_bridged_reranker import fold_bridge
 from research.data import RUSSIAN_CAPTIONS, append_result, russian_captions
 
 WEIGHTS = (0, 1, 3, 10, 30)
@@ -45,20 +43,17 @@ def main() -> None:
     ap = study.arguments(__doc__)
     args = ap.parse_args()
     x = study.inputs()
-    settings, data, use, cache = x.settings, x.data, x.use, x.cache
-    u_caption, u_label = x.u_caption, x.u_label
-    ru_photo, ru = study.russian_queries(data, russian_captions(*RUSSIAN_CAPTIONS))
-    u_ru = cached_text_vectors(ru, use, cache)
+    ru_photo, ru = study.russian_queries(x.data, russian_captions(*RUSSIAN_CAPTIONS))
+    u_ru = cached_text_vectors(ru, x.use, x.cache)
     dw = x.dw
     ranks: dict[str, list[np.ndarray]] = {}
     t_start = time.time()
-    for i, fold in enumerate(study.served_folds(dw, default_mapper(dw), args.folds, args.seed, use, cache, settings)):
+    for i, fold in enumerate(study.served_folds(x, args.folds, args.seed)):
         gloss = fold.gloss
         glossed = x.glossed(gloss, ru)
         views = {}
         for w in WEIGHTS:
-            bridged = fold_bridge(fold.tdata, u_caption, fold.in_train, u_label, dw.label_vectors, use, cache,
-                                  w).transform(u_ru)
+            bridged = study.bridge(x, fold, w).transform(u_ru)
             views[f"weight {w:g}, bridged"] = bridged
             for share in GLOSS_SHARES:
                 gloss.weight = share
@@ -74,7 +69,7 @@ def main() -> None:
                             M.ranks_of_correct(s + share * c, right))
         print(f"fold {i + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
     table = study.recall_table(ranks, width=28)
-    append_result(settings, "cv_parallel_captions", {"folds": args.folds, "seed": args.seed,
+    append_result(x.settings, "cv_parallel_captions", {"folds": args.folds, "seed": args.seed,
                                                      "seconds": round(time.time() - t_start), "cv": table})
 
 

@@ -44,8 +44,6 @@ RU_CAPTIONS, RU_CAPTIONS_2, RU_CAPTIONS_3 = RUSSIAN_CAPTIONS
 # A second caption of 730 of the same photos, written by hand in the twelfth session: not served, the
 # bridge did not gain from it in grouped CV (docs/model.md, "More Russian captions")
 RU_CAPTIONS_4 = Path(__file__).with_name("ru_train_captions_4.tsv")
-# One caption of each of 556 extra training photos (never held out by a fold), twelfth session: not served either
-RU_EXTRA_CAPTIONS = Path(__file__).with_name("ru_extra_captions.tsv")
 
 
 def russian_captions(*files: Path) -> list[dict]:
