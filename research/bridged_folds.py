@@ -110,6 +110,13 @@ def bridge(x: StudyInputs, fold: ServedFold, weight, files=RUSSIAN_CAPTIONS) -> 
     """The fold's bridge as the product fits it (``fit_query_bridge``): the training photos' captions
     and the label phrases, with the Russian captions (of ``files``) of the training photos at
     ``weight`` (one for all, or one per file)."""
+    source, target, sample_weight = bridge_texts(x, fold, weight, files)
+    return QueryBridge().fit(source, target, sample_weight=sample_weight)
+
+
+def bridge_texts(x: StudyInputs, fold: ServedFold, weight, files=RUSSIAN_CAPTIONS) -> tuple[np.ndarray, ...]:
+    """What ``bridge`` fits on: USE's vectors of the texts, their targets in the ranker's space, and
+    each text's weight."""
     per_file = [parallel_captions(fold.tdata, (f,)) for f in files]
     russian = [t for texts, _ in per_file for t in texts]
     english = np.concatenate([vectors for _, vectors in per_file])
@@ -118,9 +125,8 @@ def bridge(x: StudyInputs, fold: ServedFold, weight, files=RUSSIAN_CAPTIONS) -> 
     file_weights = np.broadcast_to(np.asarray(weight, float), (len(files),))
     sample_weight = np.r_[np.ones(int(fold.in_train.sum()) + len(x.u_label)),
                           np.repeat(file_weights, [len(texts) for texts, _ in per_file])]
-    return QueryBridge().fit(np.concatenate([x.u_caption[fold.in_train], x.u_label, u_russian]),
-                             np.concatenate([fold.tdata.caption_vectors, x.dw.label_vectors, english]),
-                             sample_weight=sample_weight)
+    return (np.concatenate([x.u_caption[fold.in_train], x.u_label, u_russian]),
+            np.concatenate([fold.tdata.caption_vectors, x.dw.label_vectors, english]), sample_weight)
 
 
 def query_galleries(fold: ServedFold, query_photo: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:

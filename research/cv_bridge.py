@@ -105,10 +105,12 @@ class MlpBridge(QueryBridge):
         self.hidden, self.loss, self.epochs = hidden, loss, epochs
         self.weight_decay, self.temperature, self.random_state = weight_decay, temperature, random_state
 
-    def fit(self, source_vectors: np.ndarray, target_vectors: np.ndarray) -> MlpBridge:
+    def fit(self, source_vectors: np.ndarray, target_vectors: np.ndarray, sample_weight=None) -> MlpBridge:
         import torch
 
-        super().fit(source_vectors, target_vectors)
+        super().fit(source_vectors, target_vectors, sample_weight=sample_weight)
+        weight = torch.as_tensor(np.ones(len(source_vectors)) if sample_weight is None else sample_weight,
+                                 dtype=torch.float32)
         torch.manual_seed(self.random_state)
         x = torch.as_tensor(np.asarray(source_vectors, np.float32))
         y = torch.nn.functional.normalize(torch.as_tensor(np.asarray(target_vectors, np.float32)), dim=-1)
@@ -124,9 +126,10 @@ class MlpBridge(QueryBridge):
                 out = torch.nn.functional.normalize(base[idx] + layer2(torch.relu(layer1(x[idx]))), dim=-1)
                 if self.loss == "nce":
                     logits = out @ y[idx].T / self.temperature
-                    loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(idx)))
+                    per_text = torch.nn.functional.cross_entropy(logits, torch.arange(len(idx)), reduction="none")
                 else:
-                    loss = 1.0 - (out * y[idx]).sum(-1).mean()
+                    per_text = 1.0 - (out * y[idx]).sum(-1)
+                loss = (weight[idx] * per_text).sum() / weight[idx].sum()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

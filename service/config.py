@@ -209,8 +209,13 @@ class Settings(BaseSettings):
     @property
     def new_library_precision(self) -> str:
         """The image precision of a library that has no ranker and no image vectors yet: int8 where
-        it runs (grouped CV ranks it as well as fp32: docs/scaling.md, "Ingestion throughput")."""
-        return "int8" if self.encoder == "minilm" and self.encoder_runtime == "onnx" else "fp32"
+        it runs and pays, on ONNX Runtime with a VNNI CPU (grouped CV ranks it as well as fp32:
+        docs/scaling.md, "Ingestion throughput"); fp32 elsewhere, where int8 ran no faster and
+        approximates fp32 less closely."""
+        from ml.onnx_encoders import cpu_has_vnni
+
+        onnx = self.encoder == "minilm" and self.encoder_runtime == "onnx"
+        return "int8" if onnx and cpu_has_vnni() else "fp32"
 
     @property
     def encoder_key(self) -> str:

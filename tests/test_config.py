@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from ml.onnx_encoders import cpu_has_vnni
 from service.config import REPO_ROOT, Settings, SettingsError, env_names, load_settings
 
 
@@ -57,6 +58,7 @@ def test_defaults_are_what_the_readme_says(monkeypatch):
     settings = Settings()
     assert (settings.shortlist, settings.hnsw_ef_search, settings.rate_limit) == (100, 100, 120)
     assert (settings.max_upload_mb, settings.max_pixels, settings.encoder) == (20, 50_000_000, "minilm")
-    # "the library's; int8 for a new one" (service/store/library_precision.py decides the library's)
-    assert (settings.image_precision, settings.new_library_precision) == ("", "int8")
+    # "the library's; for a new one int8 on a CPU with VNNI, else fp32" (service/store/library_precision.py
+    # decides the library's)
+    assert (settings.image_precision, settings.new_library_precision) == ("", "int8" if cpu_has_vnni() else "fp32")
     assert settings.query_precision == "int8"  # search queries only: nothing stored changes

@@ -1,5 +1,5 @@
 """A library keeps the image precision it was built with when the default changes (int8 for new
-libraries), and an explicit WITHSENSE_IMAGE_PRECISION that differs from it is refused with what to do.
+libraries on a CPU with VNNI, fp32 on others), and an explicit WITHSENSE_IMAGE_PRECISION that differs from it is refused with what to do.
 
 The old library here is an fp32 one built as before the default changed (one image network, so it
 loads quickly: the rule does not depend on which networks run)."""
@@ -53,22 +53,25 @@ def fp32_library(make_database, onnx_dir, encoders, tmp_path_factory):
     engine.dispose()
 
 
-def test_a_new_library_takes_int8_and_the_default_fixtures_run_it(make_database, loaded, tmp_path):
+def test_a_new_library_takes_the_cpus_precision_and_the_default_fixtures_run_it(make_database, loaded, tmp_path):
+    from ml.onnx_encoders import cpu_has_vnni
     from service.store.db import make_engine
     from service.store.library_precision import library_settings
 
+    new = "int8" if cpu_has_vnni() else "fp32"  # int8 only pays where VNNI runs it (service/config.py)
     engine = make_engine(make_database())
     try:
         fresh = load_settings(database_url=engine.url.render_as_string(hide_password=False), data_dir=tmp_path)
         assert fresh.image_precision == ""
-        assert library_settings(engine, fresh).image_precision == "int8"
-        assert library_settings(engine, fresh.with_overrides({"image_precision": "fp32"})).image_precision == "fp32"
+        assert library_settings(engine, fresh).image_precision == new
+        for asked in ("fp32", "int8"):
+            assert library_settings(engine, fresh.with_overrides({"image_precision": asked})).image_precision == asked
     finally:
         engine.dispose()
-    # The session's libraries are built under the default: their ranker reads int8 vectors.
+    # The session's libraries are built under the default: their ranker reads that precision's vectors.
     unset = loaded["settings"].with_overrides({"image_precision": ""})
-    assert library_settings(loaded["engine"], unset).image_precision == "int8"
-    assert loaded["settings"].encoder_key.endswith("+int8")
+    assert library_settings(loaded["engine"], unset).image_precision == new
+    assert loaded["settings"].encoder_key.endswith("+int8") == (new == "int8")
 
 
 def test_an_fp32_library_keeps_fp32_and_refuses_an_explicit_int8(fp32_library, monkeypatch, capsys):

@@ -85,7 +85,7 @@ def test_encoding_threads_give_the_vectors_of_one_thread(onnx_dir, photos):
 @pytest.mark.slow  # quantizes Lite0 in a child process (once per onnx dir)
 def test_int8_network_is_named_apart_and_close_to_fp32(onnx_dir, photos):
     (path,) = ensure_exported(onnx_dir, ["efficientnet-lite0"], "int8")
-    assert path == model_path(onnx_dir, "efficientnet-lite0", "int8") and path.name.endswith("-opset17-int8.onnx")
+    assert path == model_path(onnx_dir, "efficientnet-lite0", "int8") and path.name.endswith("-opset17-int8w7.onnx")
     assert path.stat().st_size < model_path(onnx_dir, "efficientnet-lite0").stat().st_size / 3
     fp32 = OnnxEfficientNetImageEncoder("efficientnet-lite0", onnx_dir)
     int8 = OnnxEfficientNetImageEncoder("efficientnet-lite0", onnx_dir, precision="int8")
@@ -93,7 +93,9 @@ def test_int8_network_is_named_apart_and_close_to_fp32(onnx_dir, photos):
     a, b = fp32.encode(photos), int8.encode(photos)
     assert b.shape == a.shape == (5, 2280)
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert cosine.min() > 0.97, cosine
+    # On any CPU: with VNNI 0.98-1.0; without it (AVX2), 0.94-0.98 with 7-bit weights, where the
+    # 8-bit recipe saturated to 0.71-0.98 (ml/onnx_quantize.py)
+    assert cosine.min() > 0.93 and cosine.mean() > 0.95, cosine
     assert not np.allclose(a, b, atol=1e-3)  # other vectors indeed: they must never share a name
 
 
