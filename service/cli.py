@@ -128,8 +128,9 @@ def cmd_migrate(args, settings: Settings) -> int:
 def cmd_models_export(args, settings: Settings) -> int:
     """Export the networks to ONNX into the data directory (done on first use anyway; this does it now).
 
-    With WITHSENSE_IMAGE_PRECISION empty, the image networks' int8 copies too: a new library runs
-    them, an fp32 one does not, and this command opens no library (the Docker image runs it at build).
+    With WITHSENSE_IMAGE_PRECISION empty, the image networks' int8 copies too: a new library on a CPU
+    with VNNI runs them, an fp32 one does not, and this command opens no library (the Docker image
+    runs it at build, perhaps on another CPU than the one it will run on).
     MiniLM's int8 copy too unless WITHSENSE_QUERY_PRECISION=fp32 (search queries run it)."""
     from ml.onnx_encoders import TEXT_NETWORK, USE_NETWORK, WEIGHTS_DISTRIBUTIONS, OnnxModelMissing, ensure_exported
     from service.runtime import export_models

@@ -210,8 +210,8 @@ class Settings(BaseSettings):
     def new_library_precision(self) -> str:
         """The image precision of a library that has no ranker and no image vectors yet: int8 where
         it runs and pays, on ONNX Runtime with a VNNI CPU (grouped CV ranks it as well as fp32:
-        docs/scaling.md, "Ingestion throughput"); fp32 elsewhere, where int8 ran no faster and
-        approximates fp32 less closely."""
+        docs/scaling.md, "Ingestion throughput"); fp32 elsewhere, where int8 ran little or no
+        faster and approximates fp32 less closely."""
         from ml.onnx_encoders import cpu_has_vnni
 
         onnx = self.encoder == "minilm" and self.encoder_runtime == "onnx"
