@@ -111,8 +111,8 @@ def cpu_has_vnni() -> bool:
     """Whether this CPU has VNNI (AVX512-VNNI or AVX-VNNI), read from Linux's /proc/cpuinfo (False
     elsewhere). ONNX Runtime's int8 convolutions gain their speed with it: on a 2-core AVX2 EPYC
     without it, Lite0's int8 copy ran 0-17 % faster than fp32, against 2.1-2.5 times with VNNI, and
-    further from fp32 (docs/scaling.md, "int8 on a CPU without VNNI").
-    No kept library reports this flag alone without a dependency for one line of /proc/cpuinfo."""
+    further from fp32 (docs/scaling.md, "int8 on a CPU without VNNI"). Read by hand: py-cpuinfo
+    would be a dependency for one line of /proc/cpuinfo."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])

@@ -1,5 +1,6 @@
 """A library keeps the image precision it was built with when the default changes (int8 for new
-libraries on a CPU with VNNI, fp32 on others), and an explicit WITHSENSE_IMAGE_PRECISION that differs from it is refused with what to do.
+libraries on a CPU with VNNI, fp32 on others), and an explicit WITHSENSE_IMAGE_PRECISION that
+differs from it is refused with what to do.
 
 The old library here is an fp32 one built as before the default changed (one image network, so it
 loads quickly: the rule does not depend on which networks run)."""
