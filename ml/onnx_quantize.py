@@ -56,8 +56,9 @@ def calibration_batches(network: str, photos_dir: Path = CALIBRATION_PHOTOS) -> 
     return batches
 
 
-def quantize(fp32_path: Path, int8_path: Path, network: str) -> Path:
-    """Write ``int8_path`` from the fp32 export (under a temporary name, then renamed)."""
+def quantize(fp32_path: Path, int8_path: Path, network: str, **recipe) -> Path:
+    """Write ``int8_path`` from the fp32 export (under a temporary name, then renamed). ``recipe``:
+    ``quantize_static`` options over the served ones (``research.int8_recipes`` compares recipes)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -73,17 +74,18 @@ def quantize(fp32_path: Path, int8_path: Path, network: str) -> Path:
         def get_next(self):
             return next(batches, None)
 
+    # QOperator (QLinearConv) runs MLAS's int8 kernels directly; per-channel weights keep the
+    # depthwise convolutions' cosine to fp32 above 0.99. reduce_range: 7-bit weights, because on a
+    # CPU without VNNI MLAS multiplies uint8 by int8 with VPMADDUBSW, whose int16 sums saturate:
+    # with 8-bit weights Lite0's features fell to a cosine of 0.90 to fp32 there (min 0.71 over 40
+    # photos), and R@1 on the test queries from 0.52 to 0.47; 7-bit: 0.978 (docs/scaling.md).
+    options = {"quant_format": QuantFormat.QOperator, "per_channel": True, "activation_type": QuantType.QUInt8,
+               "weight_type": QuantType.QInt8, "reduce_range": True, "calibrate_method": CalibrationMethod.MinMax,
+               **recipe}
     with tempfile.TemporaryDirectory(dir=int8_path.parent) as tmp:
         prepared, out = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        # QOperator (QLinearConv) runs MLAS's int8 kernels directly; per-channel weights keep the
-        # depthwise convolutions' cosine to fp32 above 0.99. reduce_range: 7-bit weights, because on a
-        # CPU without VNNI MLAS multiplies uint8 by int8 with VPMADDUBSW, whose int16 sums saturate:
-        # with 8-bit weights Lite0's features fell to a cosine of 0.90 to fp32 there (min 0.71 over 40
-        # photos), and R@1 on the test queries from 0.52 to 0.47; 7-bit: 0.978 (docs/scaling.md).
-        quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
-                        calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(str(prepared), str(out), Reader(), **options)
         os.replace(out, int8_path)
     return int8_path
 

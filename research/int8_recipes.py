@@ -1,7 +1,8 @@
 """int8 recipes for the image networks against fp32, on this machine's CPU (docs/scaling.md, "int8 on
-a CPU without VNNI"): the served recipe's file, a 7-bit-weight copy (``reduce_range``) and an S8S8
-QDQ copy, each made from the fp32 export with the served calibration batches; the cosine of each to
-fp32 over the first 40 dataset photos, and milliseconds a photo on one thread.
+a CPU without VNNI"): the served recipe (7-bit weights), 8-bit weights (served until the thirteenth
+session) and an S8S8 QDQ copy, each made by ``ml.onnx_quantize.quantize`` from the fp32 export with
+the served calibration batches, then the served int8 file itself; the cosine of each to fp32 over
+the first 40 dataset photos, and milliseconds a photo on one thread.
 
     WITHSENSE_DATA_DIR=var OMP_NUM_THREADS=1 .venv/bin/python -m research.int8_recipes efficientnet-lite0 efficientnet-lite2
 """
@@ -14,19 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxruntime.quantization import QuantFormat, QuantType
 from PIL import Image
 
 from ml.onnx_encoders import cpu_has_vnni, ensure_exported, model_path
-from ml.onnx_quantize import calibration_batches
+from ml.onnx_quantize import quantize
 from ml.preprocess import NATIVE_IMAGE_SIZE, efficientnet_batch
 from service.config import load_settings
 
+# ``quantize_static`` options over the served recipe (``ml.onnx_quantize.quantize``)
 RECIPES = {
-    "7-bit weights": {"reduce_range": True, "quant_format": QuantFormat.QOperator, "activation_type": QuantType.QUInt8},
-    "8-bit weights": {"reduce_range": False, "quant_format": QuantFormat.QOperator, "activation_type": QuantType.QUInt8},
-    "S8S8 QDQ": {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8},
+    "7-bit weights (served)": {},
+    "8-bit weights": {"reduce_range": False},
+    "S8S8 QDQ, 8-bit weights": {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8, "reduce_range": False},
 }
 
 
@@ -45,30 +46,16 @@ def main() -> None:
         reference, seconds = _run(fp32_path, x)
         print(f"{network} fp32: {seconds * 1e3 / len(photos):.1f} ms a photo", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            prepared = Path(tmp) / "prepared.onnx"
-            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            for name, options in RECIPES.items():
-                out = Path(tmp) / f"{name.replace(' ', '_')}.onnx"
-                quantize_static(str(prepared), str(out), _reader(network), per_channel=True,
-                                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, **options)
-                y, seconds = _run(out, x)
+            paths = {name: quantize(fp32_path, Path(tmp) / f"{i}.onnx", network, **recipe)
+                     for i, (name, recipe) in enumerate(RECIPES.items())}
+            served = model_path(settings.onnx_path, network, "int8")
+            if served.exists():
+                paths["served int8 file"] = served
+            for name, path in paths.items():
+                y, seconds = _run(path, x)
                 cos = (reference * y).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(y, axis=1)
                 print(f"{network} {name}: cosine to fp32 mean {cos.mean():.4f} min {cos.min():.4f}; "
                       f"{seconds * 1e3 / len(photos):.1f} ms a photo", flush=True)
-        if model_path(settings.onnx_path, network, "int8").exists():
-            y, seconds = _run(model_path(settings.onnx_path, network, "int8"), x)
-            cos = (reference * y).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(y, axis=1)
-            print(f"{network} served int8 file: cosine mean {cos.mean():.4f} min {cos.min():.4f}", flush=True)
-
-
-def _reader(network: str) -> CalibrationDataReader:
-    batches = iter(calibration_batches(network))
-
-    class Reader(CalibrationDataReader):
-        def get_next(self):
-            return next(batches, None)
-
-    return Reader()
 
 
 def _run(path: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
