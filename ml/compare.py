@@ -12,7 +12,7 @@ the validation photos:
   returned too (``oof``): the calibration is fitted on them (``ml.calibration``).
 
 Selection rule (:func:`pick_best`): the highest ``R@1 + R@5`` (mean over folds); candidates within
-0.005 of the best are tied and the higher tau-c wins.
+0.005 of the best are tied and the higher held-out tau-c of the calibrated score wins.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from ml.scorers import CosineScorer
 from ml.targets import expert_mean, match_target, training_mask
 
 COSINE = "joint_cosine"  # the reference: cosine in the joint space, no reranking
-SELECTION_RULE = "highest CV R@1 + R@5; within 0.005 of the best, the highest tau-c"
+SELECTION_RULE = ("highest CV R@1 + R@5; within 0.005 of the best, the highest held-out tau-c of the calibrated "
+                  "score (the score a search returns)")
 # The query-level signals kept with every out-of-fold score (ml.listwise.query_signals).
 ALL_SIGNALS = ("specificity", "best_joint")
 # A rated pair the joint mapper learns from as if it were a caption: at least half "fits".
@@ -443,9 +444,12 @@ def grouped_cv(
 
 
 def pick_best(cv: dict[str, dict[str, float]], exclude=(COSINE,)) -> str:
-    """Highest R@1 + R@5; within 0.005 of it, the highest tau-c."""
+    """Highest R@1 + R@5; within 0.005 of it, the highest ``tau_c_served``: the held-out tau-c of the
+    calibrated score a search returns (``ml.train.served_view``). A family whose raw score ranks
+    well within each shortlist can still give a calibrated score that orders pairs across queries
+    badly (docs/model.md, "The selection rule's tie-break reads the served score")."""
     names = [n for n in cv if n not in exclude]
     key = {n: cv[n]["R@1"] + cv[n]["R@5"] for n in names}
     top = max(key.values())
     near = [n for n in names if key[n] >= top - 0.005]
-    return max(near, key=lambda n: (cv[n].get("tau_c", -1.0), key[n]))
+    return max(near, key=lambda n: (cv[n].get("tau_c_served", -1.0), key[n]))

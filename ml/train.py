@@ -9,7 +9,8 @@ scorers beside the ranker with ``Ranker.save_scorer``.)
 
 Selection rule (stated here and applied by :func:`ml.compare.pick_best`): among LinearRegression,
 LinearSVR and the listwise network, the highest grouped-CV R@1 + R@5; candidates within 0.005 of
-the best count as tied and the higher Kendall tau-c against the experts wins.
+the best count as tied and the higher Kendall tau-c against the experts of the score a search would
+return wins (each family's calibrated score, in its served order, held out: :func:`served_view`).
 """
 from __future__ import annotations
 
@@ -172,6 +173,31 @@ def choose_cos_weight(data: TrainingData, oof: dict, weights=COS_WEIGHTS) -> tup
     return max(near, key=lambda r: r["tau_c_served"])["weight"], rows
 
 
+def served_view(data: TrainingData, oof: dict, blend: bool) -> dict:
+    """One family's out-of-fold output as it would serve: in its blended order where it takes a
+    share of the joint cosine (``blend``, :func:`choose_cos_weight`), with the held-out tau-c of its
+    calibrated score against the experts (``tau_c_served``), which the selection rule's tie-break
+    reads: the score a search returns, not the raw score, is what the product promises."""
+    view = {"oof": oof, "cos_weight": None}
+    if blend and "list_score" in oof:
+        weight, sweep = choose_cos_weight(data, oof)
+        view["cos_weight"] = {"chosen": weight, "sweep": sweep, "rule": COS_WEIGHT_RULE}
+        view["oof"] = blended(oof, weight)
+        chosen = next(r for r in sweep if r["weight"] == weight)
+        view["tau_c_served"] = chosen["tau_c_served"]
+        return view
+    rated, negatives = _calibration_sets(data, oof)
+    prob = (held_out_mixed(rated, negatives) if len(negatives["score"])
+            else held_out_calibration(rated["score"], rated["fits"], rated["group"]))["prob"]
+    view["tau_c_served"] = served_tau_c(data, oof["pair_index"], prob)
+    return view
+
+
+def _serves_fold_mean(name: str, fold_models: dict) -> bool:
+    """Whether family ``name`` serves as the mean of its fold networks (:data:`FOLD_MEAN`)."""
+    return FOLD_MEAN and bool(fold_models.get(name)) and all(isinstance(m, NumpyListMLP) for m in fold_models[name])
+
+
 def train(
     data: TrainingData,
     *,
@@ -216,6 +242,9 @@ def train(
                              list_size=list_size, progress=progress, caption_negatives=no_match.N_SCENE_CAPTIONS,
                              caption_pool=no_match.scene_caption_pool(data.caption_photo, data.caption_texts),
                              mapper_ratings=mapper_ratings, models=fold_models)
+        views = {n: served_view(data, oof[n], blend=_serves_fold_mean(n, fold_models)) for n in cv if n in oof}
+        for n, view in views.items():
+            cv[n]["tau_c_served"] = view["tau_c_served"]
         name = pick_best(cv)
         metrics["cv"] = cv
         metrics["selection_rule"] = SELECTION_RULE
@@ -232,8 +261,7 @@ def train(
     reference = reference_captions(data)
     fitted, serving = {}, {}
     for n, est in scorers.items():
-        if FOLD_MEAN and oof is not None and fold_models.get(n) and all(
-                isinstance(m, NumpyListMLP) for m in fold_models[n]):
+        if oof is not None and _serves_fold_mean(n, fold_models):
             # The listwise loss leaves each network's level free (docs/model.md, "A score for queries
             # that nothing fits"): the network that serves is the mean of the fold networks whose
             # out-of-fold scores the calibration reads, so it is on their scale.
@@ -243,12 +271,12 @@ def train(
     calibrators = {}
     for n, est in fitted.items():
         if oof is not None:
-            o = oof[n]
-            if n == name and isinstance(serving.get(n), NumpyListMLP) and "list_score" in o:
-                weight, sweep = choose_cos_weight(data, o)
-                metrics["cos_weight"] = {"chosen": weight, "sweep": sweep, "rule": COS_WEIGHT_RULE}
-                o = blended(o, weight)
-                serving[n] = serving[n].plus_feature(FEATURES.index("cos_joint"), weight)
+            # The chosen family serves as the selection saw it (in its blended order); the others are
+            # kept in their own order, for `withsense evaluate`'s comparison.
+            o, blend = (views[n]["oof"], views[n]["cos_weight"]) if n == name else (oof[n], None)
+            if blend is not None:
+                serving[n] = serving[n].plus_feature(FEATURES.index("cos_joint"), blend["chosen"])
+                metrics["cos_weight"] = blend
             rated, negatives = _calibration_sets(data, o)
             calibrators[n] = fit_calibrator(rated, negatives)
             if n == name:

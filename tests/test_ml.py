@@ -263,7 +263,8 @@ def test_ranker_roundtrip_and_alternatives(tmp_path):
     result = train(data, mapper=KernelRidgeMapper(alpha=1.0, gamma=1.0), scorers=scorers, n_splits=2,
                    list_size=10, progress=False)
     assert set(result.metrics["cv"]) == {"joint_cosine", "lr", "mlp"}
-    assert {"tau_c", "ROC_AUC", "R@1", "R@5", "R@10"} <= set(result.metrics["cv"]["lr"])
+    assert {"tau_c", "tau_c_served", "ROC_AUC", "R@1", "R@5", "R@10"} <= set(result.metrics["cv"]["lr"])
+    assert all(-1 <= result.metrics["cv"][n]["tau_c_served"] <= 1 for n in scorers)
     assert result.scorer_name in scorers and "ECE" in result.metrics["calibration"]
     assert result.metrics["served_fold_mean"] == ["mlp"]  # the fold networks' mean, on the calibration's scale
     if result.scorer_name == "mlp":  # its share of the joint cosine, chosen by the rule over every weight tried
@@ -463,6 +464,19 @@ def test_five_crop_view_sees_the_corners_and_keeps_pooled_features_only():
     assert isinstance(big, PooledView) and big.name == "efficientnet-lite0@320-pooled" and big.dim == 1280
     with pytest.raises(ValueError):
         image_part("efficientnet-lite0/zoom")
+
+
+def test_pick_best_breaks_ties_by_the_served_scores_tau_c():
+    from ml.compare import pick_best
+
+    cv = {"joint_cosine": {"R@1": 0.60, "R@5": 0.95, "tau_c": 0.9, "tau_c_served": 0.9},
+          # tied on R@1 + R@5 (within 0.005): the raw tau-c prefers svr, the score a search returns mlp
+          "svr": {"R@1": 0.556, "R@5": 0.884, "tau_c": 0.547, "tau_c_served": 0.220},
+          "mlp": {"R@1": 0.559, "R@5": 0.882, "tau_c": 0.535, "tau_c_served": 0.567},
+          "lr": {"R@1": 0.494, "R@5": 0.857, "tau_c": 0.583, "tau_c_served": 0.600}}
+    assert pick_best(cv) == "mlp"  # joint_cosine is the baseline, never chosen; lr is not tied
+    cv["svr"]["R@5"] = 0.895  # no longer tied: R@1 + R@5 decides alone
+    assert pick_best(cv) == "svr"
 
 
 def test_served_tau_c_reads_the_held_out_probabilities_against_the_expert_mean():

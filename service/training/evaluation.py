@@ -242,9 +242,10 @@ def write_reports(report: dict, engine: Engine, searcher: Searcher, out_dir: Pat
                   "for the reranker's raw score"
                   + (f", {report['kendall_tau_c_served']:.3f} for the served score (calibrated with the query-level "
                      "signals, held out)." if report.get("kendall_tau_c_served") is not None else "."), "",
-                  "| reranker | tau-c | ROC-AUC | R@1 | R@5 | R@10 | MRR |", "|---|---|---|---|---|---|---|"]
+                  "| reranker | tau-c | tau-c, served score | ROC-AUC | R@1 | R@5 | R@10 | MRR |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, m in cv.items():
-            cells = [m.get(k) for k in ("tau_c", "ROC_AUC", "R@1", "R@5", "R@10", "MRR")]
+            cells = [m.get(k) for k in ("tau_c", "tau_c_served", "ROC_AUC", "R@1", "R@5", "R@10", "MRR")]
             lines.append(f"| {name} | " + " | ".join("-" if c is None or c != c else f"{c:.3f}" for c in cells) + " |")
     share = report.get("cos_weight")
     if share:
