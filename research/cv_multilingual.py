@@ -12,6 +12,8 @@ fold's training photos, the joint cosine as the scorer, galleries of 100 held-ou
   the training fold's captions plus the ImageNet label phrases; ``..._nolabels`` without the
   phrases; ``..._alpha<a>`` other penalties;
 * ``bridge_raw``: ridge into MiniLM's raw space, then the whitening (the measurement in the issue);
+* ``minilm_plus_bridge<s>``: an English query read by both encoders, MiniLM's vector plus ``s``
+  times the served bridge's (each unit length; an ensemble of the two readings);
 * ``use_joint``: no MiniLM at all: the whole photo side trained on USE's vectors of the captions
   (whitening and mapper in USE's space), queries by their USE vectors.
 
@@ -114,6 +116,17 @@ def main() -> None:
         "bridge_whitened_alpha3": (dw, bridge(3.0, "whitened", True)),
         "bridge_raw": (dw, bridge(1.0, "raw", True)),
     }
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def english_blend(share: float):
+        """An English query read by both encoders: MiniLM's vector plus ``share`` times the bridged
+        USE vector (each unit length), as one query vector in the ranker's whitened space."""
+        served = bridge(1.0, "whitened", True)
+        return lambda mask: unit(unit(dw.caption_vectors) + share * unit(served(mask)))
+
+    for share in (0.25, 0.5, 1.0):
+        variants[f"minilm_plus_bridge{share:g}"] = (dw, english_blend(share))
     if args.extra_text:
         variants["bridge_whitened_extra_text"] = (dw, bridge(1.0, "whitened", True, with_extra=True))
     if args.variants is None or "use_joint" in args.variants:
