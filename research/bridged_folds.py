@@ -1,5 +1,5 @@
 """What the studies of bridged queries share (``cv_bridged_order``, ``cv_parallel_captions``,
-``cv_caption_count``, ``cv_bridged_prf``, ``cv_nonlinear_bridge``), used as
+``cv_caption_count``, ``cv_bridged_prf``, ``cv_nonlinear_bridge``, ``cv_gloss_function_words``), used as
 ``from research import bridged_folds as study``:
 their command line and inputs; the product's grouped folds, with the served listwise network, the
 word gloss and the query bridge fitted on the training photos in each; galleries of 100 held-out photos with the
