@@ -8,9 +8,11 @@ calibration of the winner's score.
 scorers beside the ranker with ``Ranker.save_scorer``.)
 
 Selection rule (stated here and applied by :func:`ml.compare.pick_best`): among LinearRegression,
-LinearSVR and the listwise network, the highest grouped-CV R@1 + R@5; candidates within 0.005 of
-the best count as tied and the higher Kendall tau-c against the experts of the score a search would
-return wins (each family's calibrated score, in its served order, held out: :func:`served_view`).
+LinearSVR and the listwise network whose calibrated score keeps the experts' order (its held-out
+Kendall tau-c against the experts no more than 0.1 under the raw score's), the highest grouped-CV
+R@1 + R@5; candidates within 0.005 of the best count as tied and the higher tau-c of the score a
+search would return wins (each family's calibrated score, in its served order, held out:
+:func:`served_view`).
 """
 from __future__ import annotations
 
@@ -176,8 +178,9 @@ def choose_cos_weight(data: TrainingData, oof: dict, weights=COS_WEIGHTS) -> tup
 def served_view(data: TrainingData, oof: dict, blend: bool) -> dict:
     """One family's out-of-fold output as it would serve: in its blended order where it takes a
     share of the joint cosine (``blend``, :func:`choose_cos_weight`), with the held-out tau-c of its
-    calibrated score against the experts (``tau_c_served``), which the selection rule's tie-break
-    reads: the score a search returns, not the raw score, is what the product promises."""
+    calibrated score against the experts (``tau_c_served``), which the selection rule reads
+    (``ml.compare.pick_best``): the score a search returns, not the raw score, is what the product
+    promises."""
     view = {"oof": oof, "cos_weight": None}
     if blend and "list_score" in oof:
         weight, sweep = choose_cos_weight(data, oof)

@@ -466,16 +466,21 @@ def test_five_crop_view_sees_the_corners_and_keeps_pooled_features_only():
         image_part("efficientnet-lite0/zoom")
 
 
-def test_pick_best_breaks_ties_by_the_served_scores_tau_c():
+def test_pick_best_reads_the_served_scores_tau_c():
     from ml.compare import pick_best
 
     cv = {"joint_cosine": {"R@1": 0.60, "R@5": 0.95, "tau_c": 0.9, "tau_c_served": 0.9},
           # tied on R@1 + R@5 (within 0.005): the raw tau-c prefers svr, the score a search returns mlp
-          "svr": {"R@1": 0.556, "R@5": 0.884, "tau_c": 0.547, "tau_c_served": 0.220},
+          "svr": {"R@1": 0.556, "R@5": 0.884, "tau_c": 0.547, "tau_c_served": 0.500},
           "mlp": {"R@1": 0.559, "R@5": 0.882, "tau_c": 0.535, "tau_c_served": 0.567},
           "lr": {"R@1": 0.494, "R@5": 0.857, "tau_c": 0.583, "tau_c_served": 0.600}}
     assert pick_best(cv) == "mlp"  # joint_cosine is the baseline, never chosen; lr is not tied
-    cv["svr"]["R@5"] = 0.895  # no longer tied: R@1 + R@5 decides alone
+    cv["svr"]["R@5"] = 0.895  # no longer tied: R@1 + R@5 decides
+    assert pick_best(cv) == "svr"
+    cv["svr"]["tau_c_served"] = 0.220  # its calibrated score lost the experts' order: not served
+    assert pick_best(cv) == "mlp"
+    for m in cv.values():  # none sound: the rule falls back to every family
+        m["tau_c_served"] = m["tau_c"] - 0.2
     assert pick_best(cv) == "svr"
 
 
