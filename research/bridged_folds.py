@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ml import metrics as M
 from ml.compare import _galleries, fit_mapper, oof_evidence, reference_captions, training_lists
 from ml.data import TrainingData, cached_text_vectors
 from ml.encoders import imagenet_label_texts
-from ml.listwise import photo_evidence
+from ml.listwise import FEATURES, list_features, photo_evidence, specificity
 from ml.multilingual import QueryBridge
 from ml.scorers import KerasListwiseMLP
 from ml.train import default_mapper
@@ -25,7 +26,7 @@ from research.data import load, text_whitening
 from service.config import Settings, load_settings
 from service.runtime import encoders_for
 from service.store.library_precision import resolved_settings
-from service.training.query_bridge import RUSSIAN_CAPTIONS, gloss_dictionary, parallel_captions
+from service.training.query_bridge import BRIDGED_COS_SHARE, RUSSIAN_CAPTIONS, gloss_dictionary, parallel_captions
 
 
 @dataclasses.dataclass
@@ -140,6 +141,28 @@ def query_galleries(fold: ServedFold, query_photo: np.ndarray) -> Iterator[tuple
         qs = np.flatnonzero(pos[query_photo] >= 0)
         if len(qs):
             yield gal, qs, pos[query_photo[qs]]
+
+
+def scored(net, queries, gallery, evidence, label_vectors, reference) -> tuple[np.ndarray, np.ndarray]:
+    """The network's scores and the joint cosines of ``queries`` against every photo of ``gallery``."""
+    X = list_features(queries, np.tile(gallery, (len(queries), 1)), evidence, label_vectors,
+                      specificity(queries, reference))
+    return net.predict(X), X[..., FEATURES.index("cos_joint")]
+
+
+def rank_served(x: StudyInputs, fold: ServedFold, views: dict[str, np.ndarray], query_photo: np.ndarray,
+                group: np.ndarray, ranks: dict[str, list[np.ndarray]]) -> None:
+    """Each view's queries (``views``: name -> one vector per query, in the ranker's space) against the
+    fold's galleries, ordered as a bridged query is served (the network plus ``BRIDGED_COS_SHARE``
+    times the joint cosine); the right photos' ranks go to ``ranks`` under "<view>, <group>" for each
+    of ``group``'s names (one per query) and "<view>, all"."""
+    for gal, qs, right in query_galleries(fold, query_photo):
+        for name, vectors in views.items():
+            s, c = scored(fold.net, vectors[qs], gal, fold.evidence, x.dw.label_vectors, fold.reference)
+            r = M.ranks_of_correct(s + BRIDGED_COS_SHARE * c, right)
+            for part in dict.fromkeys(group.tolist()):
+                ranks.setdefault(f"{name}, {part}", []).append(r[group[qs] == part])
+            ranks.setdefault(f"{name}, all", []).append(r)
 
 
 def russian_queries(data: TrainingData, rows: list[dict]) -> tuple[np.ndarray, list[str]]:

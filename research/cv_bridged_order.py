@@ -33,7 +33,6 @@ import numpy as np
 from ml import metrics as M
 from ml.blend import COS_WEIGHTS
 from ml.compare import _galleries
-from ml.listwise import FEATURES, list_features, specificity
 from research import bridged_folds as study
 from research.data import RU_CAPTIONS, RU_CAPTIONS_2, RUSSIAN_CAPTIONS, append_result, russian_captions
 
@@ -66,7 +65,7 @@ def main() -> None:
             pos[gal] = np.arange(len(gal))
             qs = np.flatnonzero((pos[dw.caption_photo] >= 0) & ~dw.caption_blocked)
             for route, vectors in english.items():
-                S, C = _scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
+                S, C = study.scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
                 for w in COS_WEIGHTS:
                     ranks.setdefault(f"{route} w{w:g}", []).append(M.ranks_of_correct(S + w * C, pos[dw.caption_photo[qs]]))
         views = {}
@@ -75,7 +74,7 @@ def main() -> None:
             views[f"ru gloss {share:g}"] = gloss.blend(bridged, glossed)
         views["ru bridged"], views["ru glossed"] = bridged, glossed
         for gal, qs, right in study.query_galleries(fold, ru_photo):
-            S = {name: _scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
+            S = {name: study.scored(net, vectors[qs], gal, evidence, dw.label_vectors, reference)
                  for name, vectors in views.items()}
             for name, (s, c) in S.items():
                 if name.startswith("ru gloss"):
@@ -94,13 +93,6 @@ def main() -> None:
                                                  "dictionary": not args.no_dictionary,
                                                  "parallel_weight": args.parallel_weight,
                                                  "seconds": round(time.time() - t_start), "cv": table})
-
-
-def _scored(net, queries, gallery, evidence, label_vectors, reference) -> tuple[np.ndarray, np.ndarray]:
-    """The network's scores and the joint cosines of ``queries`` against every photo of ``gallery``."""
-    X = list_features(queries, np.tile(gallery, (len(queries), 1)), evidence, label_vectors,
-                      specificity(queries, reference))
-    return net.predict(X), X[..., FEATURES.index("cos_joint")]
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import numpy as np
 
 from ml import metrics as M
 from research import bridged_folds as study
-from research.cv_bridged_order import _scored
 from research.data import RU_CAPTIONS_4, RUSSIAN_CAPTIONS, append_result, russian_captions
 from service.training.query_bridge import BRIDGED_COS_SHARE, PARALLEL_WEIGHT
 
@@ -62,7 +61,7 @@ def main() -> None:
 
 def _order(fold, queries: np.ndarray, gallery: np.ndarray, dw) -> np.ndarray:
     """The served order of a bridged query: the network plus its share of the joint cosine."""
-    s, c = _scored(fold.net, queries, gallery, fold.evidence, dw.label_vectors, fold.reference)
+    s, c = study.scored(fold.net, queries, gallery, fold.evidence, dw.label_vectors, fold.reference)
     return s + BRIDGED_COS_SHARE * c
 
 

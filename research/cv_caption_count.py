@@ -32,7 +32,6 @@ import numpy as np
 from ml import metrics as M
 from ml.data import cached_text_vectors
 from research import bridged_folds as study
-from research.cv_bridged_order import _scored
 from research.data import RU_CAPTIONS_4, RUSSIAN_CAPTIONS, append_result, russian_captions
 from service.training.query_bridge import BRIDGED_COS_SHARE, PARALLEL_WEIGHT
 
@@ -64,7 +63,7 @@ def main() -> None:
         views = {name: fold.gloss.blend(b.transform(u_ru), glossed) for name, b in bridges.items()}
         for gal, qs, right in study.query_galleries(fold, ru_photo):
             for name, vectors in views.items():
-                s, c = _scored(fold.net, vectors[qs], gal, fold.evidence, dw.label_vectors, fold.reference)
+                s, c = study.scored(fold.net, vectors[qs], gal, fold.evidence, dw.label_vectors, fold.reference)
                 r = M.ranks_of_correct(s + BRIDGED_COS_SHARE * c, right)
                 for part in parts:  # a part no fold holds out (the extra photos are always training) stays empty
                     ranks.setdefault(f"{name}, {part}", []).append(r[group[qs] == part])

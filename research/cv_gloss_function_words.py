@@ -34,12 +34,10 @@ import time
 import numpy as np
 import pymorphy3
 
-from ml import metrics as M
 from ml.data import cached_text_vectors
 from research import bridged_folds as study
-from research.cv_bridged_order import _scored
 from research.data import RU_CAPTIONS_4, RUSSIAN_CAPTIONS, append_result, russian_captions
-from service.training.query_bridge import BRIDGED_COS_SHARE, PARALLEL_WEIGHT
+from service.training.query_bridge import PARALLEL_WEIGHT
 
 FUNCTION_TAGS = {"no function words": {"PREP", "CONJ", "PRCL", "INTJ"},
                  "no conjunctions or particles": {"CONJ", "PRCL", "INTJ"}}
@@ -68,13 +66,7 @@ def main() -> None:
     for i, fold in enumerate(study.served_folds(x, args.folds, args.seed)):
         bridged = study.bridge(x, fold, PARALLEL_WEIGHT).transform(u_ru)
         views = {name: fold.gloss.blend(bridged, x.glossed(fold.gloss, t)) for name, t in texts.items()}
-        for gal, qs, right in study.query_galleries(fold, ru_photo):
-            for name, vectors in views.items():
-                s, c = _scored(fold.net, vectors[qs], gal, fold.evidence, x.dw.label_vectors, fold.reference)
-                r = M.ranks_of_correct(s + BRIDGED_COS_SHARE * c, right)
-                for part in parts:
-                    ranks.setdefault(f"{name}, {part}", []).append(r[group[qs] == part])
-                ranks.setdefault(f"{name}, all", []).append(r)
+        study.rank_served(x, fold, views, ru_photo, group, ranks)
         print(f"fold {i + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
     table = study.recall_table(ranks, width=40)
     append_result(x.settings, "cv_gloss_function_words", {"folds": args.folds, "seed": args.seed,

@@ -33,14 +33,12 @@ import time
 
 import numpy as np
 
-from ml import metrics as M
 from ml.data import cached_text_vectors
 from ml.multilingual import QueryBridge
 from research import bridged_folds as study
 from research.cv_bridge import MlpBridge
-from research.cv_bridged_order import _scored
 from research.data import RU_CAPTIONS_4, RUSSIAN_CAPTIONS, append_result, russian_captions, with_extra_texts
-from service.training.query_bridge import BRIDGED_COS_SHARE, PARALLEL_WEIGHT
+from service.training.query_bridge import PARALLEL_WEIGHT
 
 # About as many optimiser steps on the served texts (~10,000) as with the text-only captions (~43,000)
 EPOCHS = {"served": 40, "text": 10}
@@ -70,13 +68,7 @@ def main() -> None:
             fitted = with_text if name.endswith("+ text") else (source, target, weight)
             views[name] = fold.gloss.blend(_bridge(name, args.seed).fit(*fitted).transform(u_ru), glossed)
             print(f"  {name}: {time.time() - t_start:.0f}s", flush=True)
-        for gal, qs, right in study.query_galleries(fold, ru_photo):
-            for name, vectors in views.items():
-                s, c = _scored(fold.net, vectors[qs], gal, fold.evidence, x.dw.label_vectors, fold.reference)
-                r = M.ranks_of_correct(s + BRIDGED_COS_SHARE * c, right)
-                for part in parts:
-                    ranks.setdefault(f"{name}, {part}", []).append(r[group[qs] == part])
-                ranks.setdefault(f"{name}, all", []).append(r)
+        study.rank_served(x, fold, views, ru_photo, group, ranks)
         print(f"fold {i + 1}/{args.folds} {time.time() - t_start:.0f}s", flush=True)
     table = study.recall_table(ranks)
     append_result(x.settings, "cv_nonlinear_bridge", {"folds": args.folds, "seed": args.seed,

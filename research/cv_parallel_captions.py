@@ -32,7 +32,6 @@ from ml import metrics as M
 from ml.blend import COS_WEIGHTS
 from ml.data import cached_text_vectors
 from research import bridged_folds as study
-from research.cv_bridged_order import _scored
 from research.data import RUSSIAN_CAPTIONS, append_result, russian_captions
 
 WEIGHTS = (0, 1, 3, 10, 30)
@@ -60,7 +59,7 @@ def main() -> None:
                 views[f"weight {w:g}, gloss {share:g}"] = gloss.blend(bridged, glossed)
         for gal, qs, right in study.query_galleries(fold, ru_photo):
             for name, vectors in views.items():
-                s, c = _scored(fold.net, vectors[qs], gal, fold.evidence, dw.label_vectors, fold.reference)
+                s, c = study.scored(fold.net, vectors[qs], gal, fold.evidence, dw.label_vectors, fold.reference)
                 ranks.setdefault(name, []).append(M.ranks_of_correct(s, right))
                 ranks.setdefault(f"{name}, cosine", []).append(M.ranks_of_correct(c, right))
                 if name.endswith("gloss 0.5"):  # the joint cosine's share in the order (5 served for this route)
