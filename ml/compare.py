@@ -458,7 +458,8 @@ def pick_best(cv: dict[str, dict[str, float]], exclude=(COSINE,)) -> str:
     A family whose raw score ranks well within each shortlist can still give a calibrated score that
     orders pairs across queries badly (docs/model.md, "The selection rule reads the served score")."""
     names = [n for n in cv if n not in exclude]
-    sound = [n for n in names if cv[n]["tau_c_served"] >= cv[n]["tau_c"] - CALIBRATION_LOSS]
+    # written as "not lost" so that a NaN tau-c (no expert-rated pairs to judge by) counts as sound
+    sound = [n for n in names if not cv[n]["tau_c_served"] < cv[n]["tau_c"] - CALIBRATION_LOSS]
     names = sound or names
     key = {n: cv[n]["R@1"] + cv[n]["R@5"] for n in names}
     top = max(key.values())

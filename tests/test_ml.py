@@ -479,6 +479,8 @@ def test_pick_best_reads_the_served_scores_tau_c():
     assert pick_best(cv) == "svr"
     cv["svr"]["tau_c_served"] = 0.220  # its calibrated score lost the experts' order: not served
     assert pick_best(cv) == "mlp"
+    cv["svr"]["tau_c_served"] = float("nan")  # no expert-rated pairs to judge its calibration by
+    assert pick_best(cv) == "svr"
     for m in cv.values():  # none sound: the rule falls back to every family
         m["tau_c_served"] = m["tau_c"] - 0.2
     assert pick_best(cv) == "svr"
