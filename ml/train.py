@@ -8,11 +8,9 @@ calibration of the winner's score.
 scorers beside the ranker with ``Ranker.save_scorer``.)
 
 Selection rule (stated here and applied by :func:`ml.compare.pick_best`): among LinearRegression,
-LinearSVR and the listwise network whose calibrated score keeps the experts' order (its held-out
-Kendall tau-c against the experts no more than 0.1 under the raw score's), the highest grouped-CV
-R@1 + R@5; candidates within 0.005 of the best count as tied and the higher tau-c of the score a
-search would return wins (each family's calibrated score, in its served order, held out:
-:func:`served_view`).
+LinearSVR and the listwise network, the highest grouped-CV R@1 + R@5; candidates within 0.005 of
+the best count as tied and the higher Kendall tau-c against the experts of the score a search would
+return wins (each family's calibrated score, in its served order, held out: :func:`served_view`).
 """
 from __future__ import annotations
 
