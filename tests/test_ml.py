@@ -239,6 +239,28 @@ def test_tuned_svr_chooses_by_inner_cv_and_differs_from_linear_regression():
     assert not np.allclose(svr.predict(X), linear.predict(X))
 
 
+def test_pointwise_output_is_on_one_scale_whatever_the_fit():
+    """Fold models tuned apart must share a scale: the calibration pools their out-of-fold scores."""
+    from sklearn.svm import LinearSVR
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 10, 4)).astype(np.float32)
+    y = np.argmax(X[..., 0] + 0.3 * X[..., 1], axis=1)
+    outputs = []
+    for C, epsilon in ((0.001, 0.1), (0.1, 0.3)):  # two settings whose raw outputs differ in scale
+        m = PointwiseRegressor(LinearSVR(C=C, epsilon=epsilon, dual=True, max_iter=5000, random_state=0)).fit(X, y)
+        out = m.predict(X)
+        raw = m.model_.predict(X.reshape(-1, 4)).reshape(X.shape[:2])
+        assert out.mean() == pytest.approx(0.0, abs=1e-6) and out.std() == pytest.approx(1.0, rel=1e-5)
+        assert (np.argsort(out, axis=1) == np.argsort(raw, axis=1)).all()  # the order within a list is the fit's
+        outputs.append((raw.std(), out))
+    assert outputs[1][0] > 3 * outputs[0][0]  # raw scales apart ...
+    assert np.corrcoef(outputs[0][1].ravel(), outputs[1][1].ravel())[0, 1] > 0.9  # ... standardised alike
+    old = pickle.loads(pickle.dumps(m))  # pickled before the output was standardised: raw, as calibrated then
+    del old.out_mean_, old.out_scale_
+    np.testing.assert_allclose(old.predict(X), raw, atol=1e-6)
+
+
 def test_platt_calibration_is_monotone_and_reliable():
     rng = np.random.default_rng(0)
     s = rng.normal(size=4000)
