@@ -164,19 +164,27 @@ def choose_cos_weight(data: TrainingData, oof: dict, weights=COS_WEIGHTS) -> tup
     rows = []
     for w in weights:
         o = blended(oof, w)
-        rated, negatives = _calibration_sets(data, o)
-        prob = (held_out_mixed(rated, negatives) if len(negatives["score"])
-                else held_out_calibration(rated["score"], rated["fits"], rated["group"]))["prob"]
-        rows.append({"weight": w, **list_recall(o), "tau_c_served": served_tau_c(data, o["pair_index"], prob)})
+        rows.append({"weight": w, **list_recall(o), "tau_c_served": held_out_report(data, o)["tau_c_served"]})
     top = max(r["R@1"] + r["R@5"] for r in rows)
     near = [r for r in rows if r["R@1"] + r["R@5"] >= top - 0.005]
     return max(near, key=lambda r: r["tau_c_served"])["weight"], rows
 
 
+def held_out_report(data: TrainingData, oof: dict) -> dict:
+    """One scorer's calibrated score, held out, from its out-of-fold output: ``held_out_mixed``'s
+    report (``held_out_calibration``'s where there are no no-match queries), with the tau-c of the
+    held-out probabilities against the experts (``tau_c_served``) in place of the probabilities."""
+    rated, negatives = _calibration_sets(data, oof)
+    report = (held_out_mixed(rated, negatives) if len(negatives["score"])
+              else held_out_calibration(rated["score"], rated["fits"], rated["group"]))
+    report["tau_c_served"] = served_tau_c(data, oof["pair_index"], report.pop("prob"))
+    return report
+
+
 def served_view(data: TrainingData, oof: dict, blend: bool) -> dict:
     """One family's out-of-fold output as it would serve: in its blended order where it takes a
-    share of the joint cosine (``blend``, :func:`choose_cos_weight`), with the held-out tau-c of its
-    calibrated score against the experts (``tau_c_served``), which the selection rule reads
+    share of the joint cosine (``blend``, :func:`choose_cos_weight`), with its calibrated score held
+    out (``report``, :func:`held_out_report`), whose ``tau_c_served`` the selection rule reads
     (``ml.compare.pick_best``): the score a search returns, not the raw score, is what the product
     promises."""
     view = {"oof": oof, "cos_weight": None}
@@ -184,13 +192,7 @@ def served_view(data: TrainingData, oof: dict, blend: bool) -> dict:
         weight, sweep = choose_cos_weight(data, oof)
         view["cos_weight"] = {"chosen": weight, "sweep": sweep, "rule": COS_WEIGHT_RULE}
         view["oof"] = blended(oof, weight)
-        chosen = next(r for r in sweep if r["weight"] == weight)
-        view["tau_c_served"] = chosen["tau_c_served"]
-        return view
-    rated, negatives = _calibration_sets(data, oof)
-    prob = (held_out_mixed(rated, negatives) if len(negatives["score"])
-            else held_out_calibration(rated["score"], rated["fits"], rated["group"]))["prob"]
-    view["tau_c_served"] = served_tau_c(data, oof["pair_index"], prob)
+    view["report"] = held_out_report(data, view["oof"])
     return view
 
 
@@ -245,7 +247,7 @@ def train(
                              mapper_ratings=mapper_ratings, models=fold_models)
         views = {n: served_view(data, oof[n], blend=_serves_fold_mean(n, fold_models)) for n in cv if n in oof}
         for n, view in views.items():
-            cv[n]["tau_c_served"] = view["tau_c_served"]
+            cv[n]["tau_c_served"] = view["report"]["tau_c_served"]
         name = pick_best(cv)
         metrics["cv"] = cv
         metrics["selection_rule"] = SELECTION_RULE
@@ -281,13 +283,10 @@ def train(
             rated, negatives = _calibration_sets(data, o)
             calibrators[n] = fit_calibrator(rated, negatives)
             if n == name:
+                report = views[n]["report"]  # the held-out calibration of this very order, as selected on
                 if len(negatives["score"]):
-                    report = held_out_mixed(rated, negatives)
                     hit = signals_from(o["hit_signals"], ALL_SIGNALS)
                     report["right_top1_median_cv"] = float(np.median(calibrators[n].predict(o["hit_score"], hit)))
-                else:
-                    report = held_out_calibration(rated["score"], rated["fits"], rated["group"])
-                report["tau_c_served"] = served_tau_c(data, o["pair_index"], report.pop("prob"))
                 report["calibrator"] = calibrators[n].to_dict()
                 metrics["calibration"] = report
         else:  # in-sample: the quick path has no held-out pairs

@@ -34,6 +34,7 @@ from ml.data import TrainingData, cached_text_vectors
 from ml.encoders import imagenet_label_texts
 from ml.listwise import photo_evidence
 from ml.multilingual import QueryBridge
+from ml.preprocess import l2_normalize
 from ml.scorers import CosineScorer
 from ml.train import default_mapper
 from research.data import load, text_whitening, whitened
@@ -116,14 +117,11 @@ def main() -> None:
         "bridge_whitened_alpha3": (dw, bridge(3.0, "whitened", True)),
         "bridge_raw": (dw, bridge(1.0, "raw", True)),
     }
-    def unit(x):
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
     def english_blend(share: float):
         """An English query read by both encoders: MiniLM's vector plus ``share`` times the bridged
         USE vector (each unit length), as one query vector in the ranker's whitened space."""
         served = bridge(1.0, "whitened", True)
-        return lambda mask: unit(unit(dw.caption_vectors) + share * unit(served(mask)))
+        return lambda mask: l2_normalize(l2_normalize(dw.caption_vectors) + share * l2_normalize(served(mask)))
 
     for share in (0.25, 0.5, 1.0):
         variants[f"minilm_plus_bridge{share:g}"] = (dw, english_blend(share))
